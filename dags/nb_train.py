@@ -1,0 +1,128 @@
+"""
+### nb_train: train a sharded Naive Bayes text classifier on labelled documents
+
+Reads labelled documents `(id, label, text)` from the data root (JSON Lines, Parquet or headerless
+TSV) and publishes a new **model version** under `models/naive_bayes/<version>/`:
+
+| task | what it does |
+|---|---|
+| `plan` | validates the parameters, computes every URI of the run (see its XCom) |
+| `class_prior` | Spark: quarantines bad records (`rejects/nb_train/<run-key>/`), counts documents per class |
+| `term_counts` | Spark: tokenises, counts every (class, term) pair, numbers the vocabulary, splits the model into shards balanced by entries |
+| `publish` | Spark: writes `manifest.json`, renames the staging directory into place, points `LATEST` at it |
+| `register` | emits the model asset event (version, URI, shard count) that triggers `nb_predict` |
+
+The model holds counts; `model_type`, `alpha` and `fit_prior` are recorded in the manifest and
+applied when a shard is loaded for prediction. A run fails loudly when more than
+`max_reject_fraction` of the records are rejected. Retrying any task is safe: each task
+overwrites only its own run's outputs, and the model becomes visible only when complete.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from nbknn_airflow.assets import NB_MODEL
+from nbknn_airflow.spark_submit import spark_app
+
+COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
+
+PARAMS = {
+    "input_uri": Param(
+        "input/nb_train/labelled",
+        type="string",
+        minLength=1,
+        maxLength=1024,
+        description="Labelled documents: a path relative to the data root, or a full URI under an allowed root.",
+    ),
+    "input_format": Param("jsonl", enum=["jsonl", "parquet", "tsv"], description="Format of the input files."),
+    "id_column": Param("id", **COLUMN_NAME, description="Name of the document id field."),
+    "label_column": Param("label", **COLUMN_NAME, description="Name of the class label field."),
+    "text_column": Param("text", **COLUMN_NAME, description="Name of the document text field."),
+    "model_type": Param(
+        "multinomial",
+        enum=["multinomial", "complement"],
+        description="multinomial = scikit-learn MultinomialNB; complement = ComplementNB(norm=False).",
+    ),
+    "alpha": Param(1.0, type="number", exclusiveMinimum=0, maximum=1e6, description="Additive smoothing."),
+    "fit_prior": Param(True, type="boolean", description="Learn class priors (else uniform priors)."),
+    "min_term_count": Param(
+        1, type="integer", minimum=1, maximum=1_000_000, description="Drop terms seen fewer times in all."
+    ),
+    "num_shards": Param(
+        4, type="integer", minimum=1, maximum=4096, description="Model shards (ignored when max_entries_per_shard is set)."
+    ),
+    "max_entries_per_shard": Param(
+        None,
+        type=["null", "integer"],
+        minimum=1000,
+        maximum=2_000_000_000,
+        description="Per-shard budget of (class, term) entries; when set, the shard count follows from it.",
+    ),
+    "token_pattern": Param(
+        r"[\p{L}\p{M}\p{N}]{2,}",
+        type="string",
+        minLength=1,
+        maxLength=512,
+        description="Token regex (common subset of Java and Python `regex` syntax).",
+    ),
+    "lowercase": Param(True, type="boolean", description="Lowercase text before tokenising."),
+    "max_reject_fraction": Param(
+        0.01, type="number", minimum=0, maximum=1, description="Fail when a larger fraction of records is rejected."
+    ),
+    "max_record_bytes": Param(
+        8 * 1024 * 1024,
+        type="integer",
+        minimum=1024,
+        maximum=256 * 1024 * 1024,
+        description="Quarantine records larger than this.",
+    ),
+}
+
+
+@dag(
+    dag_id="nb_train",
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["nbknn", "naive-bayes", "spark"],
+    params=PARAMS,
+    doc_md=__doc__,
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "execution_timeout": timedelta(hours=6),
+    },
+)
+def nb_train():
+    @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
+    def plan(params: dict, run_id: str, dag_run=None) -> dict:
+        from nbknn_airflow.plans import plan_training
+
+        return plan_training(params, run_id, dag_run.run_after)
+
+    @task(outlets=[NB_MODEL], execution_timeout=timedelta(minutes=10))
+    def register(uris: dict, outlet_events=None) -> dict:
+        from nbknn_airflow import storage
+
+        manifest = storage.read_json(uris["manifest"])
+        event = {
+            "version": manifest["version"],
+            "uri": uris["version_dir"],
+            "num_shards": manifest["num_shards"],
+        }
+        outlet_events[NB_MODEL].extra = event
+        return {**event, "counts": manifest["counts"], "records": manifest["records"]}
+
+    run_plan = plan()
+    class_prior = spark_app("class_prior", "nb_class_prior.py", run_plan["class_prior_args"])
+    term_counts = spark_app("term_counts", "nb_term_counts.py", run_plan["term_counts_args"])
+    publish = spark_app("publish", "nb_publish_model.py", run_plan["publish_args"])
+    run_plan >> class_prior >> term_counts >> publish >> register(run_plan["uris"])
+
+
+nb_train()

@@ -1,0 +1,128 @@
+"""Where every output of a run lives, and the rules a path must obey to be valid on HDFS.
+
+Layout under the data root (DESIGN.md section 3):
+
+    models/naive_bayes/<version>/          a published model (manifest.json + tables)
+    models/naive_bayes/_staging/<version>/ a model being built; renamed into place when complete
+    models/naive_bayes/LATEST              the version most recently published
+    rejects/<job>/<run-key>/               quarantined input records with their reason
+
+Run keys and versions are derived from the Airflow run, so a retry of a run writes to the same
+places (and overwrites its own earlier attempt), while two runs never share an output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from urllib.parse import urlparse
+
+NB_MODELS = "models/naive_bayes"
+LATEST_NAME = "LATEST"
+# Also named in spark_apps/nbknn/model_layout.py: the model directory's manifest is the contract
+# between the Spark side that writes it and the Airflow side that reads it.
+MANIFEST_NAME = "manifest.json"
+
+ALLOWED_SCHEMES = ("file", "hdfs", "viewfs", "s3a", "gs", "abfs", "abfss")
+# Characters kept as they are in a run key; everything else becomes '-'.
+_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class PathError(ValueError):
+    """A URI or path that the pipeline refuses to read or write."""
+
+
+def run_key(run_id: str) -> str:
+    """A path component derived from an Airflow run id that HDFS accepts.
+
+    Run ids hold ':' and '+' (``manual__2026-01-01T00:00:00+00:00``); HDFS refuses ':' in any
+    path name. Unsafe characters become '-', and a digest of the original id keeps two ids that
+    differ only in those characters apart.
+    """
+    if not run_id:
+        raise PathError("run id must not be empty")
+    readable = _UNSAFE_KEY_CHARS.sub("-", run_id).strip("-.") or "run"
+    digest = hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:8]
+    return f"{readable[:100]}-{digest}"
+
+
+def model_version(run_after: datetime, run_id: str) -> str:
+    """Model version of a training run: sortable by time, unique per run, stable across retries."""
+    stamp = run_after.strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{hashlib.sha256(run_id.encode('utf-8')).hexdigest()[:8]}"
+
+
+def validate_hdfs_path(path: str) -> None:
+    """Refuse a path that HDFS would not accept, whatever the scheme we run on today.
+
+    HDFS's rules (DFSUtil.isValidName): absolute; no component that is '.', '..', or holds ':'.
+    A file:// root accepts all of these, so without this check a test on file:// would pass
+    and the same run would fail in production.
+    """
+    if not path.startswith("/"):
+        raise PathError(f"path must be absolute (got {path!r})")
+    for component in path.split("/")[1:]:
+        if component in (".", ".."):
+            raise PathError(f"path must not contain '.' or '..' components (got {path!r})")
+        if ":" in component:
+            raise PathError(f"path component {component!r} holds ':', which HDFS refuses (in {path!r})")
+        if any(ord(ch) < 0x20 for ch in component):
+            raise PathError(f"path must not contain control characters (got {path!r})")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI path parts with '/', each part validated as relative and HDFS-safe."""
+    uri = base.rstrip("/")
+    for part in parts:
+        part = part.strip("/")
+        if part:
+            uri = f"{uri}/{part}"
+    validate_hdfs_path(urlparse(uri).path or "/")
+    return uri
+
+
+def resolve_input(uri_or_relative: str, roots: list[str]) -> str:
+    """An input URI confined to the allowed roots; a relative path is taken under the first root."""
+    text = uri_or_relative.strip()
+    if not text:
+        raise PathError("input URI must not be empty")
+    if any(ch in text for ch in "\n\r\t\0;|&`$<>\\'\"*?"):
+        raise PathError(f"input URI holds characters that no data path needs (got {text!r})")
+    if "://" not in text and not text.startswith("/"):
+        return join(roots[0], text)
+    parsed = urlparse(text)
+    if parsed.scheme not in ALLOWED_SCHEMES:
+        raise PathError(f"input URI scheme must be one of {ALLOWED_SCHEMES} (got {parsed.scheme or 'none'!r})")
+    validate_hdfs_path(parsed.path)
+    for root in roots:
+        root_parsed = urlparse(root)
+        same_store = (parsed.scheme, parsed.netloc) == (root_parsed.scheme, root_parsed.netloc)
+        root_path = root_parsed.path.rstrip("/")
+        if same_store and (parsed.path == root_path or parsed.path.startswith(root_path + "/")):
+            return text.rstrip("/")
+    raise PathError(f"input URI {text!r} is outside the allowed roots {roots}")
+
+
+def nb_models_dir(root: str) -> str:
+    return join(root, NB_MODELS)
+
+
+def nb_version_dir(root: str, version: str) -> str:
+    return join(nb_models_dir(root), version)
+
+
+def nb_staging_dir(root: str, version: str) -> str:
+    return join(nb_models_dir(root), "_staging", version)
+
+
+def nb_latest_uri(root: str) -> str:
+    return join(nb_models_dir(root), LATEST_NAME)
+
+
+def nb_manifest_uri(version_dir: str) -> str:
+    return join(version_dir, MANIFEST_NAME)
+
+
+def rejects_dir(root: str, job: str, key: str) -> str:
+    return join(root, "rejects", job, key)

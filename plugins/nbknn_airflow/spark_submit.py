@@ -1,0 +1,87 @@
+"""SparkSubmitOperator factory: every Spark task of the project is built here.
+
+The library package shipped to executors (``spark_apps/nbknn``) is zipped when a task runs and
+passed as ``--py-files``, so executors need nothing of this repository on their PYTHONPATH and
+nobody has to remember a build step. The zip is named by the hash of its content and built at most
+once per content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+from nbknn_airflow import settings
+
+# A fixed timestamp inside the zip: the same sources always give the same bytes.
+_ZIP_DATE = (2020, 1, 1, 0, 0, 0)
+
+
+def library_sources(package_dir: Path) -> list[Path]:
+    return sorted(path for path in package_dir.rglob("*.py") if "__pycache__" not in path.parts)
+
+
+def build_library_zip(spark_apps_dir: Path | None = None, build_dir: Path | None = None) -> Path:
+    """Zip the library package into the build directory (atomically); returns the zip's path."""
+    spark_apps_dir = spark_apps_dir or settings.SPARK_APPS_DIR
+    build_dir = build_dir or settings.build_dir()
+    package_dir = spark_apps_dir / settings.LIBRARY_PACKAGE
+    sources = library_sources(package_dir)
+    if not sources:
+        raise FileNotFoundError(f"no Python sources under {package_dir}")
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(str(path.relative_to(spark_apps_dir)).encode())
+        digest.update(path.read_bytes())
+    target = build_dir / f"{settings.LIBRARY_PACKAGE}-{digest.hexdigest()[:16]}.zip"
+    if target.exists():
+        return target
+    build_dir.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=build_dir, suffix=".zip.tmp")
+    os.close(handle)
+    with zipfile.ZipFile(temp_name, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sources:
+            info = zipfile.ZipInfo(str(path.relative_to(spark_apps_dir)), date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    # Concurrent tasks may build the same zip; the rename makes whichever finishes last win whole.
+    os.replace(temp_name, target)
+    return target
+
+
+def default_spark_conf() -> dict[str, str]:
+    return {
+        "spark.pyspark.python": settings.pyspark_python(),
+        "spark.pyspark.driver.python": settings.pyspark_python(),
+        **settings.extra_spark_conf(),
+    }
+
+
+class LibrarySparkSubmitOperator(SparkSubmitOperator):
+    """SparkSubmitOperator that ships the freshly zipped library and the deployment's Spark conf."""
+
+    def execute(self, context: Any) -> None:
+        self.py_files = str(build_library_zip())
+        self.conf = {**default_spark_conf(), **(self.conf or {})}
+        return super().execute(context)
+
+
+def spark_app(task_id: str, script: str, application_args: Any, **kwargs: Any) -> SparkSubmitOperator:
+    """A task running ``spark_apps/<script>`` with the given (templated) arguments.
+
+    spark-submit is always started with an argument list, never through a shell.
+    """
+    return LibrarySparkSubmitOperator(
+        task_id=task_id,
+        application=str(settings.SPARK_APPS_DIR / script),
+        application_args=application_args,
+        conn_id=settings.spark_conn_id(),
+        name=f"nbknn-{task_id}",
+        **kwargs,
+    )

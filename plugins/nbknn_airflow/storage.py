@@ -1,0 +1,36 @@
+"""Airflow-side reads of small metadata (manifests, LATEST) from the data root.
+
+Spark applications do the heavy reading and all publishing; the Airflow side only needs to read a
+few small JSON and text files, through fsspec: file:// directly, hdfs:// through the namenode's
+WebHDFS endpoint (NBKNN_WEBHDFS_PORT).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
+
+import fsspec
+
+from nbknn_airflow import settings
+
+
+def _fsspec_url(uri: str) -> str:
+    parsed = urlparse(uri)
+    if parsed.scheme == "hdfs":
+        return f"webhdfs://{parsed.hostname}:{settings.webhdfs_port()}{parsed.path}"
+    return uri
+
+
+def read_text(uri: str) -> str:
+    with fsspec.open(_fsspec_url(uri), "r", encoding="utf-8") as handle:
+        return handle.read()
+
+
+def read_json(uri: str) -> dict:
+    return json.loads(read_text(uri))
+
+
+def exists(uri: str) -> bool:
+    filesystem, path = fsspec.core.url_to_fs(_fsspec_url(uri))
+    return filesystem.exists(path)

@@ -1,0 +1,35 @@
+"""Spark application: validate labelled documents and count documents per class (dict1 priors)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nbknn import cli
+from nbknn.nb_train_jobs import run_class_prior
+from nbknn.session import build_session
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    cli.add_input_arguments(parser)
+    cli.add_reject_arguments(parser)
+    parser.add_argument("--model-dir", required=True, help="staging directory of the model being built")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    spark = build_session("nb_class_prior")
+    try:
+        summary = run_class_prior(
+            spark, cli.input_spec(args), args.model_dir, args.rejects, args.max_reject_fraction
+        )
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,120 @@
+"""Hadoop FileSystem operations on URIs (hdfs://, file://, s3a://, ...) through the Spark JVM.
+
+Spark applications read and write data through Spark; the few file operations that Spark has no
+API for (small JSON documents, existence checks, atomic renames) go through Hadoop's FileSystem
+API here, so that no code assumes a local path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from urllib.parse import urlparse
+
+from pyspark.sql import SparkSession
+
+
+def _jvm(spark: SparkSession):
+    return spark.sparkContext._jvm
+
+
+def _path(spark: SparkSession, uri: str):
+    return _jvm(spark).org.apache.hadoop.fs.Path(uri)
+
+
+def _filesystem(spark: SparkSession, uri: str):
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    return _path(spark, uri).getFileSystem(conf)
+
+
+def exists(spark: SparkSession, uri: str) -> bool:
+    return bool(_filesystem(spark, uri).exists(_path(spark, uri)))
+
+
+def delete(spark: SparkSession, uri: str) -> None:
+    """Delete a file or a directory tree; a missing path is not an error."""
+    _filesystem(spark, uri).delete(_path(spark, uri), True)
+
+
+def mkdirs(spark: SparkSession, uri: str) -> None:
+    _filesystem(spark, uri).mkdirs(_path(spark, uri))
+
+
+def list_names(spark: SparkSession, uri: str) -> list[str]:
+    """Names of the entries directly under a directory URI (sorted)."""
+    fs = _filesystem(spark, uri)
+    return sorted(status.getPath().getName() for status in fs.listStatus(_path(spark, uri)))
+
+
+def read_text(spark: SparkSession, uri: str) -> str:
+    fs = _filesystem(spark, uri)
+    stream = fs.open(_path(spark, uri))
+    try:
+        reader = _jvm(spark).java.io.BufferedReader(
+            _jvm(spark).java.io.InputStreamReader(stream, "UTF-8")
+        )
+        lines = []
+        line = reader.readLine()
+        while line is not None:
+            lines.append(line)
+            line = reader.readLine()
+        return "\n".join(lines)
+    finally:
+        stream.close()
+
+
+def read_json(spark: SparkSession, uri: str):
+    return json.loads(read_text(spark, uri))
+
+
+def rename(spark: SparkSession, source_uri: str, target_uri: str) -> None:
+    """Rename a file or directory; fails if the target exists (HDFS rename is atomic)."""
+    fs = _filesystem(spark, source_uri)
+    if not fs.rename(_path(spark, source_uri), _path(spark, target_uri)):
+        raise OSError(f"rename failed: {source_uri} -> {target_uri}")
+
+
+def write_text_atomic(spark: SparkSession, uri: str, text: str) -> None:
+    """Write a small text file so that readers see either the old file or the whole new one.
+
+    The text goes to a hidden temporary file beside the target, which is then renamed over it.
+    """
+    parent, name = uri.rstrip("/").rsplit("/", 1)
+    temp_uri = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+    if urlparse(uri).scheme == "file":
+        # Written by Python, not Hadoop's local FileSystem, which would leave .crc side files
+        # behind for the renamed temporary file.
+        os.makedirs(urlparse(parent).path, exist_ok=True)
+        with open(urlparse(temp_uri).path, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        fs = _filesystem(spark, temp_uri)
+        stream = fs.create(_path(spark, temp_uri), True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+    _replace(spark, temp_uri, uri)
+
+
+def write_json_atomic(spark: SparkSession, uri: str, document) -> None:
+    write_text_atomic(spark, uri, json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def _replace(spark: SparkSession, source_uri: str, target_uri: str) -> None:
+    """Rename ``source`` over an existing ``target`` in one atomic step where the store allows it."""
+    parsed = urlparse(target_uri)
+    if parsed.scheme == "file":
+        # The local file system's rename(2) replaces atomically; Hadoop's local FileSystem would
+        # delete the target first and leave a moment with no file at all.
+        os.replace(urlparse(source_uri).path, parsed.path)
+        return
+    jvm = _jvm(spark)
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    context = jvm.org.apache.hadoop.fs.FileContext.getFileContext(_path(spark, target_uri).toUri(), conf)
+    overwrite = jvm.org.apache.hadoop.fs.Options.Rename.OVERWRITE
+    options = spark.sparkContext._gateway.new_array(jvm.org.apache.hadoop.fs.Options.Rename, 1)
+    options[0] = overwrite
+    # HDFS implements rename-with-OVERWRITE as one atomic namenode operation.
+    context.rename(_path(spark, source_uri), _path(spark, target_uri), options)

@@ -1,0 +1,265 @@
+"""The three steps of Naive Bayes training, each the body of one Spark application.
+
+1. ``run_class_prior``: read and validate the input, quarantine bad records, write dict1 priors.
+2. ``run_term_counts``: tokenise, count (class, term) pairs, number the vocabulary, plan shards,
+   write the model tables into the staging model directory.
+3. ``publish_model``: write the manifest, then move the staging directory into place and point
+   ``LATEST`` at it, each by one atomic rename.
+
+Each step writes only its own outputs and overwrites them on a retry, so a killed or retried step
+ends with the same data as an undisturbed one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pyspark.sql import SparkSession
+
+from nbknn import fs, model_layout, schemas
+from nbknn.documents import (
+    InputError,
+    InputSpec,
+    accepted_documents,
+    check_reject_fraction,
+    read_counts_from_rows,
+    read_documents,
+    write_rejects,
+)
+from nbknn.nb_training import (
+    class_priors,
+    class_priors_frame,
+    class_term_counts,
+    class_term_stats,
+    classes_table,
+    counts_by_reason_and_label,
+    number_terms,
+    term_count_entries,
+    tokenized_documents,
+    vocabulary_counts,
+    with_shard,
+)
+from nbknn.provenance import code_version
+from nbknn.sharding import imbalance, plan_shards
+from nbknn.tokenizer import TokenizerConfig
+
+MODEL_TYPES = ("multinomial", "complement")
+
+
+def class_priors_uri(model_dir: str) -> str:
+    return model_layout.work_uri(model_dir, "class_priors")
+
+
+def summary_uri(model_dir: str, job: str) -> str:
+    return model_layout.work_uri(model_dir, f"summaries/{job}.json")
+
+
+def run_class_prior(
+    spark: SparkSession, spec: InputSpec, model_dir: str, rejects_uri: str, max_reject_fraction: float
+) -> dict:
+    """Validate the input and count documents per class; returns (and stores) the job summary."""
+    documents = read_documents(spark, spec, labelled=True)
+    rows = counts_by_reason_and_label(documents).collect()
+    counts = read_counts_from_rows((row["reject_reason"], row["count"]) for row in rows)
+    if counts.rejected:
+        write_rejects(documents, rejects_uri)
+    else:
+        # A retry over repaired input must not leave the first attempt's rejects behind.
+        fs.delete(spark, rejects_uri)
+    check_reject_fraction(counts, max_reject_fraction, rejects_uri)
+    if counts.accepted == 0:
+        raise InputError(f"no record of {spec.uri} was accepted; see the rejects at {rejects_uri}")
+    priors = class_priors([(row["label"], row["count"]) for row in rows if row["reject_reason"] is None])
+    class_priors_frame(spark, priors).coalesce(1).write.mode("overwrite").parquet(class_priors_uri(model_dir))
+    summary = {
+        "job": "class_prior",
+        "input": _input_summary(spec),
+        "records": counts.to_dict(),
+        "rejects_uri": rejects_uri if counts.rejected else None,
+        "classes": len(priors),
+        "code_version": code_version(),
+    }
+    fs.write_json_atomic(spark, summary_uri(model_dir, "class_prior"), summary)
+    return summary
+
+
+def run_term_counts(
+    spark: SparkSession,
+    spec: InputSpec,
+    model_dir: str,
+    tokenizer: TokenizerConfig,
+    min_term_count: int = 1,
+    num_shards: int | None = None,
+    max_entries_per_shard: int | None = None,
+) -> dict:
+    """Count every (class, term) pair and write classes/, vocabulary/ and term_counts/shard=S/."""
+    if min_term_count < 1:
+        raise ValueError(f"min_term_count must be >= 1 (got {min_term_count})")
+    priors_frame = spark.read.schema(schemas.CLASS_PRIORS).parquet(class_priors_uri(model_dir))
+    priors = sorted(tuple(row) for row in priors_frame.collect())
+    accepted = accepted_documents(read_documents(spark, spec, labelled=True))
+
+    # Materialised once: the vocabulary and dict2 are both built from it.
+    class_terms_uri = model_layout.work_uri(model_dir, "class_terms")
+    class_term_counts(tokenized_documents(accepted, tokenizer)).write.mode("overwrite").parquet(class_terms_uri)
+    class_terms = spark.read.parquet(class_terms_uri)
+    _check_labels_known(class_terms, priors)
+
+    vocabulary_uri = model_layout.vocabulary_uri(model_dir)
+    all_terms = vocabulary_counts(class_terms, 1)
+    numbered = number_terms(
+        spark, vocabulary_counts(class_terms, min_term_count), model_layout.work_uri(model_dir, "vocabulary_sorted")
+    )
+    numbered.write.mode("overwrite").parquet(vocabulary_uri)
+    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(vocabulary_uri)
+    vocabulary_size = vocabulary.count()
+    if vocabulary_size == 0:
+        raise InputError(
+            f"no term of the accepted documents reaches min_term_count={min_term_count}: the model would be empty"
+        )
+
+    entries = term_count_entries(class_terms, priors_frame, vocabulary)
+    stats = {row["class_id"]: (row["entries"], row["term_total"]) for row in class_term_stats(entries).collect()}
+    plan = plan_shards(
+        {class_id: stats.get(class_id, (0, 0))[0] for class_id, _, _ in priors},
+        num_shards=num_shards,
+        max_entries_per_shard=max_entries_per_shard,
+    )
+    (
+        with_shard(entries, spark, plan)
+        .write.mode("overwrite")
+        .partitionBy("shard")
+        .parquet(model_layout.term_counts_uri(model_dir))
+    )
+    classes_table(spark, priors, stats, plan).coalesce(1).write.mode("overwrite").parquet(
+        model_layout.classes_uri(model_dir)
+    )
+    summary = {
+        "job": "term_counts",
+        "input": _input_summary(spec),
+        "tokenizer": tokenizer.to_dict(),
+        "min_term_count": min_term_count,
+        "vocabulary_size": vocabulary_size,
+        "terms_below_min_count": all_terms.count() - vocabulary_size,
+        "entries": sum(entries_ for entries_, _ in stats.values()),
+        "tokens": sum(total for _, total in stats.values()),
+        "documents": sum(doc_count for _, _, doc_count in priors),
+        "shards": plan.to_list(),
+        "shard_imbalance": round(imbalance(plan), 6),
+        "code_version": code_version(),
+    }
+    fs.write_json_atomic(spark, summary_uri(model_dir, "term_counts"), summary)
+    return summary
+
+
+def publish_model(
+    spark: SparkSession,
+    staging_dir: str,
+    version_dir: str,
+    latest_uri: str,
+    version: str,
+    model_type: str,
+    alpha: float,
+    fit_prior: bool,
+    lineage: dict,
+) -> dict:
+    """Write the manifest, rename staging into place, point LATEST at the version; returns the manifest.
+
+    A rerun after a kill at any point converges: a staging directory that is still there is
+    (re)published; a version already in place with no staging left only needs LATEST.
+    """
+    validate_model_params(model_type, alpha)
+    if fs.exists(spark, staging_dir):
+        manifest = build_manifest(spark, staging_dir, version, model_type, alpha, fit_prior, lineage)
+        fs.write_json_atomic(spark, model_layout.manifest_uri(staging_dir), manifest)
+        fs.delete(spark, model_layout.work_uri(staging_dir, ""))
+        _move_into_place(spark, staging_dir, version_dir)
+    elif fs.exists(spark, model_layout.manifest_uri(version_dir)):
+        manifest = fs.read_json(spark, model_layout.manifest_uri(version_dir))
+    else:
+        raise FileNotFoundError(f"nothing to publish: neither {staging_dir} nor {version_dir} exists")
+    fs.write_text_atomic(spark, latest_uri, version + "\n")
+    return manifest
+
+
+def validate_model_params(model_type: str, alpha: float) -> None:
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type must be one of {MODEL_TYPES} (got {model_type!r})")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0 (got {alpha})")
+
+
+def build_manifest(
+    spark: SparkSession,
+    staging_dir: str,
+    version: str,
+    model_type: str,
+    alpha: float,
+    fit_prior: bool,
+    lineage: dict,
+) -> dict:
+    prior = fs.read_json(spark, summary_uri(staging_dir, "class_prior"))
+    terms = fs.read_json(spark, summary_uri(staging_dir, "term_counts"))
+    return {
+        "format_version": model_layout.MANIFEST_FORMAT_VERSION,
+        "kind": "naive_bayes",
+        "version": version,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {"type": model_type, "alpha": alpha, "fit_prior": fit_prior},
+        "tokenizer": terms["tokenizer"],
+        "input": prior["input"],
+        "records": prior["records"],
+        "rejects_uri": prior["rejects_uri"],
+        "counts": {
+            "documents": terms["documents"],
+            "classes": prior["classes"],
+            "vocabulary_size": terms["vocabulary_size"],
+            "entries": terms["entries"],
+            "tokens": terms["tokens"],
+            "terms_below_min_count": terms["terms_below_min_count"],
+        },
+        "min_term_count": terms["min_term_count"],
+        "num_shards": len(terms["shards"]),
+        "shards": terms["shards"],
+        "shard_imbalance": terms["shard_imbalance"],
+        "tables": {
+            "classes": "classes",
+            "vocabulary": "vocabulary",
+            "term_counts": "term_counts",
+        },
+        "lineage": lineage,
+        "code_version": terms["code_version"],
+    }
+
+
+def _move_into_place(spark: SparkSession, staging_dir: str, version_dir: str) -> None:
+    if fs.exists(spark, version_dir):
+        # The same run published before (its tasks were cleared and rerun): swap the new build in.
+        displaced = f"{version_dir.rstrip('/')}.replaced-{uuid.uuid4().hex[:8]}"
+        fs.rename(spark, version_dir, displaced)
+        fs.rename(spark, staging_dir, version_dir)
+        fs.delete(spark, displaced)
+    else:
+        fs.mkdirs(spark, version_dir.rstrip("/").rsplit("/", 1)[0])
+        fs.rename(spark, staging_dir, version_dir)
+
+
+def _check_labels_known(class_terms, priors: list[tuple[int, str, int]]) -> None:
+    """Every label seen now must have been counted by the class prior job over the same input."""
+    known = {label for _, label, _ in priors}
+    seen = {row["label"] for row in class_terms.select("label").distinct().collect()}
+    unknown = sorted(seen - known)
+    if unknown:
+        raise InputError(
+            f"labels {unknown[:5]} were not counted by the class prior job: the input changed "
+            "between the two jobs; rerun the training from the start"
+        )
+
+
+def _input_summary(spec: InputSpec) -> dict:
+    return {
+        "uri": spec.uri,
+        "format": spec.format,
+        "columns": {"id": spec.id_column, "label": spec.label_column, "text": spec.text_column},
+    }

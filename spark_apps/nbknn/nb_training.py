@@ -1,0 +1,144 @@
+"""Naive Bayes training as Spark transforms: class priors (dict1) and (class, term) counts (dict2).
+
+The model is counts only. Probabilities are derived when a shard is loaded for prediction, which
+keeps models additive: counts of new labelled data can be folded into an existing model.
+Everything here is DataFrame operations executed in the JVM; no Python UDF touches a token.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from nbknn import schemas
+from nbknn.sharding import ShardPlan
+from nbknn.tokenizer import TokenizerConfig, tokens_column
+
+# --- class priors ----------------------------------------------------------------------------
+
+
+def counts_by_reason_and_label(documents: DataFrame) -> DataFrame:
+    """One pass over the input: records per (reject_reason, label); label is null for rejects."""
+    return documents.groupBy("reject_reason", "label").count()
+
+
+def class_priors(label_counts: list[tuple[str, int]]) -> list[tuple[int, str, int]]:
+    """(class_id, label, doc_count) with class ids in sorted label order (as numpy.unique sorts).
+
+    Python sorts strings by code point, as Spark and scikit-learn do, so ids agree everywhere.
+    """
+    totals: dict[str, int] = {}
+    for label, count in label_counts:
+        totals[label] = totals.get(label, 0) + count
+    return [(class_id, label, totals[label]) for class_id, label in enumerate(sorted(totals))]
+
+
+def class_priors_frame(spark: SparkSession, priors: list[tuple[int, str, int]]) -> DataFrame:
+    return spark.createDataFrame(priors, schemas.CLASS_PRIORS)
+
+
+# --- term counts -----------------------------------------------------------------------------
+
+
+def tokenized_documents(accepted: DataFrame, tokenizer: TokenizerConfig) -> DataFrame:
+    """(label, doc_row, tokens): doc_row tells documents apart even when their ids repeat."""
+    return accepted.select(
+        "label",
+        F.monotonically_increasing_id().alias("doc_row"),
+        tokens_column(F.col("text"), tokenizer).alias("tokens"),
+    )
+
+
+def class_term_counts(tokenized: DataFrame) -> DataFrame:
+    """(label, term, count, doc_freq): occurrences of the term in the class, and its documents."""
+    per_document = (
+        tokenized.select("label", "doc_row", F.explode("tokens").alias("term"))
+        .groupBy("label", "doc_row", "term")
+        .agg(F.count(F.lit(1)).alias("count"))
+    )
+    return per_document.groupBy("label", "term").agg(
+        F.sum("count").alias("count"), F.count(F.lit(1)).alias("doc_freq")
+    )
+
+
+def vocabulary_counts(class_terms: DataFrame, min_term_count: int = 1) -> DataFrame:
+    """(term, total_count, doc_freq) of the terms seen at least ``min_term_count`` times."""
+    return (
+        class_terms.groupBy("term")
+        .agg(F.sum("count").alias("total_count"), F.sum("doc_freq").alias("doc_freq"))
+        .where(F.col("total_count") >= min_term_count)
+    )
+
+
+def number_terms(spark: SparkSession, vocabulary: DataFrame, scratch_uri: str) -> DataFrame:
+    """Give every term its rank in sorted order as ``term_id`` (as CountVectorizer does).
+
+    A global row_number would pull every term into one task. Instead the sorted vocabulary is
+    written once with its range-partition number; each partition's terms are all smaller than the
+    next partition's, so a term's id is the size of the partitions before it plus its rank inside
+    its own partition. Writing first pins the partitioning: recomputing a sort may draw different
+    range boundaries.
+    """
+    (
+        vocabulary.orderBy("term")
+        .withColumn("_part", F.spark_partition_id())
+        .write.mode("overwrite")
+        .parquet(scratch_uri)
+    )
+    staged = spark.read.parquet(scratch_uri)
+    sizes = sorted(staged.groupBy("_part").count().collect())
+    offsets, running = [], 0
+    for part, size in sizes:
+        offsets.append((part, running))
+        running += size
+    offsets_frame = spark.createDataFrame(offsets, "_part int, _offset long")
+    rank = F.row_number().over(Window.partitionBy("_part").orderBy("term"))
+    numbered = staged.join(F.broadcast(offsets_frame), "_part").select(
+        (F.col("_offset") + rank - 1).cast("int").alias("term_id"),
+        "term",
+        F.col("total_count").cast("long"),
+        F.col("doc_freq").cast("long"),
+    )
+    return numbered
+
+
+def term_count_entries(class_terms: DataFrame, classes: DataFrame, vocabulary: DataFrame) -> DataFrame:
+    """dict2: (class_id, term_id, count) over the kept vocabulary."""
+    return (
+        class_terms.join(F.broadcast(classes.select("label", "class_id")), "label")
+        .join(vocabulary.select("term", "term_id"), "term")
+        .select("class_id", "term_id", F.col("count").cast("long"))
+    )
+
+
+def class_term_stats(entries: DataFrame) -> DataFrame:
+    """(class_id, entries, term_total) per class present in dict2."""
+    return entries.groupBy("class_id").agg(
+        F.count(F.lit(1)).alias("entries"), F.sum("count").alias("term_total")
+    )
+
+
+def classes_table(
+    spark: SparkSession,
+    priors: list[tuple[int, str, int]],
+    stats: dict[int, tuple[int, int]],
+    plan: ShardPlan,
+) -> DataFrame:
+    """dict1 of the model: priors with term totals, entries and shard; a class whose documents
+    have no kept term has zero entries and still gets a shard (it can still win on its prior)."""
+    rows = []
+    for class_id, label, doc_count in priors:
+        entries, term_total = stats.get(class_id, (0, 0))
+        rows.append((class_id, label, doc_count, term_total, entries, plan.shard_of[class_id]))
+    return spark.createDataFrame(rows, schemas.CLASSES)
+
+
+def with_shard(entries: DataFrame, spark: SparkSession, plan: ShardPlan) -> DataFrame:
+    """dict2 with its shard column, one partition per shard, sorted for compact loading."""
+    shard_map = spark.createDataFrame(sorted(plan.shard_of.items()), "class_id int, shard int")
+    return (
+        entries.join(F.broadcast(shard_map), "class_id")
+        .repartition(plan.num_shards, "shard")
+        .sortWithinPartitions("shard", "class_id", "term_id")
+        .select("class_id", "term_id", "count", "shard")
+    )
