@@ -1,0 +1,77 @@
+"""Shared test setup: import paths, an isolated Airflow home, one SparkSession, the real corpora.
+
+Airflow reads its configuration when first imported, so the environment is set here, at import
+time, before any test module imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+for folder in ("spark_apps", "plugins", "scripts", "tests"):
+    sys.path.insert(0, str(REPO_ROOT / folder))
+
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="nbknn-airflow-home-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one SparkSession of the Spark tests (starting one costs ~15 s)."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("nbknn-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    """``corpus(name, split, limit=None)``: documents (id, label, text) of a real corpus."""
+    import corpora
+
+    cache: dict = {}
+
+    def load(name: str, split: str, limit: int | None = None) -> list[dict]:
+        key = (name, split, limit)
+        if key not in cache:
+            cache[key] = corpora.documents(name, split, limit)
+        return cache[key]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """An Airflow metadata DB (SQLite) migrated once for the whole session."""
+    from helpers import VENV_BIN, airflow_env_base
+
+    subprocess.run(
+        [str(VENV_BIN / "airflow"), "db", "migrate"], check=True, env=airflow_env_base(), capture_output=True
+    )
+    return AIRFLOW_HOME

@@ -1,0 +1,75 @@
+"""Helpers shared by the tests (import as ``from helpers import ...``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    """Write records (dicts, or raw strings written as they are) as JSON Lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as out:
+        for record in records:
+            out.write(record if isinstance(record, str) else json.dumps(record, ensure_ascii=False))
+            out.write("\n")
+    return path
+
+
+def airflow_env_base() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps({"conn_type": "spark", "host": "local[2]"})
+    env["NBKNN_SPARK_CONF"] = json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"})
+    env["NBKNN_BUILD_DIR"] = str(Path(os.environ["AIRFLOW_HOME"]) / "build")
+    return env
+
+
+def run_dag_test(dag_id: str, conf: dict, data_root: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``airflow dags test DAG -c CONF`` with the real operators, on a data root of the test's own."""
+    env = airflow_env_base()
+    env["NBKNN_DATA_ROOT"] = data_root
+    return subprocess.run(
+        [str(VENV_BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def train_model_in_process(
+    spark,
+    docs: list[dict],
+    workdir: Path,
+    num_shards: int = 3,
+    min_term_count: int = 1,
+    model_type: str = "multinomial",
+    alpha: float = 1.0,
+    fit_prior: bool = True,
+    version: str = "v1",
+) -> str:
+    """Train and publish a model with the library functions the Spark applications call,
+    on the shared SparkSession (no spark-submit); returns the published model directory URI."""
+    from nbknn.documents import InputSpec
+    from nbknn.nb_train_jobs import publish_model, run_class_prior, run_term_counts
+    from nbknn.tokenizer import TokenizerConfig
+
+    input_path = write_jsonl(workdir / "input" / "docs.jsonl", docs)
+    root = workdir.as_uri()
+    staging, version_dir = f"{root}/models/_staging/{version}", f"{root}/models/{version}"
+    spec = InputSpec(uri=input_path.as_uri())
+    run_class_prior(spark, spec, staging, f"{root}/rejects", max_reject_fraction=0.0)
+    run_term_counts(
+        spark, spec, staging, TokenizerConfig(), min_term_count=min_term_count, num_shards=num_shards
+    )
+    publish_model(
+        spark, staging, version_dir, f"{root}/models/LATEST", version, model_type, alpha, fit_prior, lineage={}
+    )
+    return version_dir
