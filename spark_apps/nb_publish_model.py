@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from nbknn.entry import run
 from nbknn.nb_train_jobs import MODEL_TYPES, publish_model
 from nbknn.session import build_session
 
@@ -44,4 +44,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from nbknn import cli
+from nbknn.entry import run
 from nbknn.nb_train_jobs import run_term_counts
 from nbknn.session import build_session
 
@@ -42,4 +42,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main)

@@ -73,3 +73,31 @@ def train_model_in_process(
         spark, staging, version_dir, f"{root}/models/LATEST", version, model_type, alpha, fit_prior, lineage={}
     )
     return version_dir
+
+
+def latest_run_task_states(dag_id: str) -> dict[tuple[str, int], str]:
+    """{(task_id, map_index): state} of the DAG's most recent run, from the metadata DB."""
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
+        instances = session.query(TaskInstance).filter(
+            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id
+        )
+        return {(ti.task_id, ti.map_index): str(ti.state) for ti in instances}
+
+
+def asset_event_extras(asset_name: str) -> list[dict]:
+    """The ``extra`` of every event of an asset, oldest first, from the metadata DB."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == asset_name)
+            .order_by(AssetEvent.id)
+        )
+        return [dict(event.extra or {}) for event in events]

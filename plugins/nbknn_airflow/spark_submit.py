@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from nbknn_airflow import settings
 
+# Exit codes after which a retry would fail the same way: bad input or bad arguments. 65 is
+# nbknn.errors.NOT_RETRYABLE_EXIT_CODE (the Spark library cannot be imported here); 2 is argparse's.
+NOT_RETRYABLE_EXIT_CODES = (2, 65)
 # A fixed timestamp inside the zip: the same sources always give the same bytes.
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
@@ -64,12 +68,26 @@ def default_spark_conf() -> dict[str, str]:
 
 
 class LibrarySparkSubmitOperator(SparkSubmitOperator):
-    """SparkSubmitOperator that ships the freshly zipped library and the deployment's Spark conf."""
+    """SparkSubmitOperator that ships the freshly zipped library and the deployment's Spark conf,
+    and fails without retrying when the application reports bad input or bad arguments."""
 
     def execute(self, context: Any) -> None:
         self.py_files = str(build_library_zip())
         self.conf = {**default_spark_conf(), **(self.conf or {})}
-        return super().execute(context)
+        try:
+            return super().execute(context)
+        except AirflowException as exc:
+            exit_code = self._spark_submit_exit_code()
+            if exit_code in NOT_RETRYABLE_EXIT_CODES:
+                raise AirflowFailException(
+                    f"{self.task_id}: the Spark application refused its input or arguments "
+                    f"(exit code {exit_code}); retrying would not help. {exc}"
+                ) from exc
+            raise
+
+    def _spark_submit_exit_code(self) -> int | None:
+        process = getattr(self._hook, "_submit_sp", None)
+        return getattr(process, "returncode", None)
 
 
 def spark_app(task_id: str, script: str, application_args: Any, **kwargs: Any) -> SparkSubmitOperator:
@@ -85,3 +103,15 @@ def spark_app(task_id: str, script: str, application_args: Any, **kwargs: Any) -
         name=f"nbknn-{task_id}",
         **kwargs,
     )
+
+
+def spark_app_mapped(task_id: str, script: str, application_args_list: Any, **kwargs: Any):
+    """Dynamically mapped Spark tasks: one task instance per argument list in ``application_args_list``
+    (typically an XCom list computed by a plan task, e.g. one per model shard)."""
+    return LibrarySparkSubmitOperator.partial(
+        task_id=task_id,
+        application=str(settings.SPARK_APPS_DIR / script),
+        conn_id=settings.spark_conn_id(),
+        name=f"nbknn-{task_id}",
+        **kwargs,
+    ).expand(application_args=application_args_list)

@@ -18,6 +18,8 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from nbknn.errors import NotRetryableError
+
 FORMATS = ("jsonl", "parquet", "tsv")
 
 # Records larger than this are quarantined rather than tokenised: one runaway document would
@@ -30,11 +32,11 @@ REJECT_RAW_CHARS = 4096
 DOCUMENT_COLUMNS = ("doc_id", "label", "text", "reject_reason", "source", "raw")
 
 
-class InputError(ValueError):
+class InputError(NotRetryableError, ValueError):
     """The input as a whole cannot be read (as opposed to a single bad record)."""
 
 
-class TooManyRejects(RuntimeError):
+class TooManyRejects(NotRetryableError):
     """More records were rejected than max_reject_fraction allows."""
 
 

@@ -40,6 +40,7 @@ from nbknn.nb_training import (
     vocabulary_counts,
     with_shard,
 )
+from nbknn.errors import ConfigError
 from nbknn.provenance import code_version
 from nbknn.sharding import imbalance, plan_shards
 from nbknn.tokenizer import TokenizerConfig
@@ -95,7 +96,7 @@ def run_term_counts(
 ) -> dict:
     """Count every (class, term) pair and write classes/, vocabulary/ and term_counts/shard=S/."""
     if min_term_count < 1:
-        raise ValueError(f"min_term_count must be >= 1 (got {min_term_count})")
+        raise ConfigError(f"min_term_count must be >= 1 (got {min_term_count})")
     priors_frame = spark.read.schema(schemas.CLASS_PRIORS).parquet(class_priors_uri(model_dir))
     priors = sorted(tuple(row) for row in priors_frame.collect())
     accepted = accepted_documents(read_documents(spark, spec, labelled=True))
@@ -185,9 +186,9 @@ def publish_model(
 
 def validate_model_params(model_type: str, alpha: float) -> None:
     if model_type not in MODEL_TYPES:
-        raise ValueError(f"model_type must be one of {MODEL_TYPES} (got {model_type!r})")
+        raise ConfigError(f"model_type must be one of {MODEL_TYPES} (got {model_type!r})")
     if not alpha > 0:
-        raise ValueError(f"alpha must be > 0 (got {alpha})")
+        raise ConfigError(f"alpha must be > 0 (got {alpha})")
 
 
 def build_manifest(

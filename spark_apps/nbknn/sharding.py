@@ -13,6 +13,8 @@ import heapq
 import math
 from dataclasses import dataclass
 
+from nbknn.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ShardPlan:
@@ -48,23 +50,23 @@ def plan_shards(
     number of classes, one shard per class is used (an empty shard would be a useless pass).
     """
     if not entries_per_class:
-        raise ValueError("cannot plan shards for a model with no classes")
+        raise ConfigError("cannot plan shards for a model with no classes")
     if (num_shards is None) == (max_entries_per_shard is None):
-        raise ValueError("give exactly one of num_shards and max_entries_per_shard")
+        raise ConfigError("give exactly one of num_shards and max_entries_per_shard")
     negative = {c: n for c, n in entries_per_class.items() if n < 0}
     if negative:
-        raise ValueError(f"entries per class must be >= 0 (got {negative})")
+        raise ConfigError(f"entries per class must be >= 0 (got {negative})")
     num_classes = len(entries_per_class)
     if num_shards is not None:
         if num_shards < 1:
-            raise ValueError(f"num_shards must be >= 1 (got {num_shards})")
+            raise ConfigError(f"num_shards must be >= 1 (got {num_shards})")
         return _greedy(entries_per_class, min(num_shards, num_classes))
 
     if max_entries_per_shard < 1:
-        raise ValueError(f"max_entries_per_shard must be >= 1 (got {max_entries_per_shard})")
+        raise ConfigError(f"max_entries_per_shard must be >= 1 (got {max_entries_per_shard})")
     largest_class, largest = max(entries_per_class.items(), key=lambda item: (item[1], -item[0]))
     if largest > max_entries_per_shard:
-        raise ValueError(
+        raise ConfigError(
             f"class {largest_class} alone has {largest} entries, more than max_entries_per_shard "
             f"{max_entries_per_shard}; a class is never split across shards, so raise the budget"
         )

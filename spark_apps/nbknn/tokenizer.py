@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 import regex
 
+from nbknn.errors import ConfigError
+
 # Runs of two or more letters, marks or digits (single characters are dropped, as scikit-learn's
 # default pattern does); apostrophes and other punctuation split tokens.
 DEFAULT_TOKEN_PATTERN = r"[\p{L}\p{M}\p{N}]{2,}"
@@ -42,13 +44,13 @@ class TokenizerConfig:
 def validate_pattern(pattern: str) -> None:
     """Refuse an empty pattern, one that does not compile, or one that can match the empty string."""
     if not pattern:
-        raise ValueError("token pattern must not be empty")
+        raise ConfigError("token pattern must not be empty")
     try:
         compiled = regex.compile(pattern)
     except regex.error as exc:
-        raise ValueError(f"token pattern does not compile: {pattern!r} ({exc})") from None
+        raise ConfigError(f"token pattern does not compile: {pattern!r} ({exc})") from None
     if compiled.fullmatch(""):
-        raise ValueError(f"token pattern must not match the empty string (got {pattern!r})")
+        raise ConfigError(f"token pattern must not match the empty string (got {pattern!r})")
 
 
 def tokenize(text: str, config: TokenizerConfig = TokenizerConfig()) -> list[str]:

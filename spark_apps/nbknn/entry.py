@@ -1,0 +1,16 @@
+"""The common frame of every entry script: run, and turn not-retryable errors into an exit code."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from nbknn.errors import NOT_RETRYABLE_EXIT_CODE, NotRetryableError
+
+
+def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
+    try:
+        main(sys.argv[1:] if argv is None else argv)
+    except NotRetryableError as exc:
+        print(f"nbknn: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(NOT_RETRYABLE_EXIT_CODE)
