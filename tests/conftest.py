@@ -43,6 +43,10 @@ def spark():
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "2g")
+        # Python workers (mapInArrow, RDD functions) run this interpreter (the virtualenv) and import
+        # the library from its folder; spark-submit ships it as a zip instead (nbknn_airflow.spark_submit).
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.executorEnv.PYTHONPATH", str(REPO_ROOT / "spark_apps"))
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

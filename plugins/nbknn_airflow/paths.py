@@ -126,3 +126,41 @@ def nb_manifest_uri(version_dir: str) -> str:
 
 def rejects_dir(root: str, job: str, key: str) -> str:
     return join(root, "rejects", job, key)
+
+
+# --- Naive Bayes prediction ------------------------------------------------------------------
+
+NB_PREDICTIONS = "predictions/naive_bayes"
+# A model version as nb_train names them (model_version) or a person may: a single safe name.
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_version_name(version: str) -> str:
+    """A model version is one path component: no '/', ':', '..' or spaces."""
+    if not _VERSION_NAME.match(version or ""):
+        raise PathError(
+            f"model version must match {_VERSION_NAME.pattern} (got {version!r})"
+        )
+    return version
+
+
+def nb_term_counts_shard_uri(version_dir: str, shard: int) -> str:
+    """Also named in spark_apps/nbknn/model_layout.py (shard_uri)."""
+    return join(version_dir, "term_counts", f"shard={shard}")
+
+
+def nb_prediction_layout(root: str, key: str) -> dict[str, str]:
+    """Outputs of one nb_predict run; ``scores`` holds one ``shard=S`` directory per model shard."""
+    run_dir = join(root, NB_PREDICTIONS, key)
+    return {
+        "run_dir": run_dir,
+        "vectors": join(run_dir, "vectors"),
+        "scores": join(run_dir, "scores"),
+        "predictions": join(run_dir, "predictions"),
+        "report": join(run_dir, "report"),
+    }
+
+
+def nb_scores_shard_uri(scores_dir: str, shard: int) -> str:
+    """Also named in spark_apps/nbknn/nb_predict_jobs.py (scores_shard_uri)."""
+    return join(scores_dir, f"shard={shard}")

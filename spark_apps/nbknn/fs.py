@@ -118,3 +118,48 @@ def _replace(spark: SparkSession, source_uri: str, target_uri: str) -> None:
     options[0] = overwrite
     # HDFS implements rename-with-OVERWRITE as one atomic namenode operation.
     context.rename(_path(spark, source_uri), _path(spark, target_uri), options)
+
+
+def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
+    """Write a small binary file (e.g. a PNG) in one go; not atomic on its own, so write it inside
+    a temporary directory that is published with :func:`publish_dir`."""
+    if urlparse(uri).scheme == "file":
+        path = urlparse(uri).path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as out:
+            out.write(data)
+        return
+    stream = _filesystem(spark, uri).create(_path(spark, uri), True)
+    try:
+        stream.write(bytearray(data))
+    finally:
+        stream.close()
+
+
+def temporary_sibling(uri: str, tag: str = "tmp") -> str:
+    """A fresh name beside ``uri`` for building an output before publishing it.
+
+    It starts with '_', which Hadoop input formats and Spark's file listing skip, so a reader of
+    the parent directory never picks up a half-written sibling.
+    """
+    parent, name = uri.rstrip("/").rsplit("/", 1)
+    return f"{parent}/_{tag}-{name}-{uuid.uuid4().hex[:12]}"
+
+
+def publish_dir(spark: SparkSession, staging_uri: str, target_uri: str) -> None:
+    """Move a completely written directory into place, replacing an earlier version of it.
+
+    With no earlier version this is one atomic rename. Otherwise the old directory is renamed
+    aside, the new one renamed into place and the old one deleted: a reader sees the old
+    directory or the new one whole (or, for the moment between the two renames, none), never a
+    mixture. Used when a retried task republishes its own run's output.
+    """
+    target = target_uri.rstrip("/")
+    if exists(spark, target):
+        displaced = f"{target}.replaced-{uuid.uuid4().hex[:8]}"
+        rename(spark, target, displaced)
+        rename(spark, staging_uri, target)
+        delete(spark, displaced)
+    else:
+        mkdirs(spark, target.rsplit("/", 1)[0])
+        rename(spark, staging_uri, target)

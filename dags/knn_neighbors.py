@@ -1,0 +1,145 @@
+"""
+### knn_neighbors: the k nearest neighbours of every vector of a data set
+
+Reads `(id, vector)` records (Parquet with an array column, or JSON Lines) from the data root and
+writes, for every vector, its `k` nearest neighbours with their distances, nearest first, ties
+broken by id, under `neighbors/<run-key>/neighbors/` (Parquet: `id, neighbor_ids, distances`).
+
+| task | what it does |
+|---|---|
+| `plan` | validates the parameters, computes every URI of the run (see its XCom) |
+| `knn` | Spark: quarantines bad vectors (`rejects/knn_neighbors/<run-key>/`), computes and publishes the neighbours and `report/summary.json` |
+| `report` | reads the summary and returns its headline numbers |
+
+**Modes**: `broadcast` fits scikit-learn's brute-force `NearestNeighbors` on the reference set and
+broadcasts it; `blocked` splits the reference set into blocks sized by `block_bytes_budget` (exact,
+no limit on the reference size); `auto` picks `broadcast` when the reference matrix
+(`n x dim x 8` bytes) fits `broadcast_max_bytes`, else `blocked`; `annoy` is approximate (an
+Annoy index file shipped to the workers) and reports its measured recall@k.
+The exact modes equal scikit-learn brute force. By default every vector is queried against all
+the others (self-join, the vector itself excluded); set `query_uri` to query a separate set.
+
+A vector with a null, NaN or infinite component or a dimension other than the data set's is
+quarantined; duplicate ids fail the run; so does a reject fraction above `max_reject_fraction`.
+Retrying is safe: the run's output is replaced whole.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from nbknn_airflow.spark_submit import spark_app
+
+COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
+
+PARAMS = {
+    "input_uri": Param(
+        "input/knn_neighbors/vectors",
+        type="string",
+        minLength=1,
+        maxLength=1024,
+        description="Vectors: a path relative to the data root, or a full URI under an allowed root.",
+    ),
+    "input_format": Param("parquet", enum=["parquet", "jsonl"], description="Format of the input (and query) files."),
+    "id_column": Param("id", **COLUMN_NAME, description="Name of the id field (string or integer)."),
+    "vector_column": Param("vector", **COLUMN_NAME, description="Name of the vector field (array of numbers)."),
+    "query_uri": Param(
+        None,
+        type=["null", "string"],
+        maxLength=1024,
+        description="Separate query vectors (same format and columns); empty = every input vector is a query.",
+    ),
+    "dim": Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        maximum=1_000_000,
+        description="Dimension of the vectors; empty = the most common length in the input.",
+    ),
+    "k": Param(10, type="integer", minimum=1, maximum=10_000, description="Neighbours per vector."),
+    "metric": Param(
+        "euclidean",
+        enum=["euclidean", "sqeuclidean", "cosine", "manhattan", "chebyshev", "canberra"],
+        description="Distance (as scikit-learn computes it; annoy mode: euclidean, sqeuclidean, cosine, manhattan).",
+    ),
+    "mode": Param(
+        "auto",
+        enum=["auto", "broadcast", "blocked", "annoy"],
+        description="auto = broadcast if the reference fits broadcast_max_bytes, else blocked; annoy = approximate.",
+    ),
+    "exclude_self": Param(
+        True, type="boolean", description="Leave out the reference vector with the query's own id."
+    ),
+    "block_bytes_budget": Param(
+        64 * 1024 * 1024,
+        type="integer",
+        minimum=1024 * 1024,
+        maximum=64 * 1024**3,
+        description="blocked mode: memory of one (query chunk x reference block) step; sizes the blocks.",
+    ),
+    "broadcast_max_bytes": Param(
+        256 * 1024 * 1024,
+        type="integer",
+        minimum=1,
+        maximum=64 * 1024**3,
+        description="Largest reference matrix (n x dim x 8 bytes) collected on the driver (broadcast, annoy, auto).",
+    ),
+    "annoy_trees": Param(50, type="integer", minimum=1, maximum=1000, description="annoy mode: trees of the index."),
+    "max_reject_fraction": Param(
+        0.01, type="number", minimum=0, maximum=1, description="Fail when a larger fraction of records is rejected."
+    ),
+}
+
+
+@dag(
+    dag_id="knn_neighbors",
+    schedule="0 3 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["nbknn", "knn", "spark"],
+    params=PARAMS,
+    doc_md=__doc__,
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "execution_timeout": timedelta(hours=6),
+    },
+)
+def knn_neighbors():
+    @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
+    def plan(params: dict, run_id: str) -> dict:
+        from nbknn_airflow.knn_plan import plan_knn
+
+        return plan_knn(params, run_id)
+
+    @task(execution_timeout=timedelta(minutes=10))
+    def report(uris: dict) -> dict:
+        from nbknn_airflow import storage
+
+        summary = storage.read_json(uris["summary"])
+        headline = {
+            "neighbors_uri": summary["output"]["uri"],
+            "rows": summary["output"]["rows"],
+            "records": summary["records"],
+            "k": summary["k"],
+            "metric": summary["metric"],
+            "mode": summary["mode"],
+            "mode_reason": summary["mode_reason"],
+            "seconds": summary["timings_seconds"]["total"],
+        }
+        if summary.get("annoy"):
+            headline["recall_at_k"] = summary["annoy"]["recall_at_k"]
+        if summary.get("blocks"):
+            headline["n_blocks"] = summary["blocks"]["n_blocks"]
+        return headline
+
+    run_plan = plan()
+    knn = spark_app("knn", "knn_neighbors.py", run_plan["knn_args"])
+    run_plan >> knn >> report(run_plan["uris"])
+
+
+knn_neighbors()

@@ -1,0 +1,138 @@
+"""
+### nb_predict: classify documents with a published Naive Bayes model, one Spark pass per model shard
+
+Runs every day at 06:00 UTC **and** whenever `nb_train` publishes a new model (the
+`nbknn_naive_bayes_model` asset). Reads documents `(id, text[, label])` and writes, under
+`predictions/naive_bayes/<run-key>/`:
+
+| task | what it does |
+|---|---|
+| `plan` | resolves the model (`latest` = the model that triggered the run, else `LATEST`; or a given version), checks its manifest and shards, computes every URI (see its XCom) |
+| `vectorize` | Spark: quarantines bad records and duplicated ids (`rejects/nb_predict/<run-key>/`), tokenises with the model's tokeniser, maps terms to the model's term ids → `vectors/` |
+| `shard_passes` | lists the prediction passes, one per shard of the chosen model |
+| `predict_shard` | Spark, **mapped: one task instance per model shard**; scores every document against the shard's classes in batches → `scores/shard=S/` |
+| `combine` | Spark: checks every shard scored the current vectors, picks each document's most probable class → `predictions/`; with labelled input, accuracy, macro-F1, per-class precision/recall and a confusion matrix → `report/metrics.json` + `report/confusion_matrix.png` |
+| `report` | logs and returns the headline numbers (counts read / rejected / predicted, accuracy) |
+
+Labels in the input are optional: when present they are kept as `true_label` and evaluated.
+Every output is published atomically (written beside its place, then renamed in); retrying any
+task replaces only its own run's output. A run fails loudly when more than `max_reject_fraction`
+of the records are rejected, or when a shard's scores are missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
+from nbknn_airflow.assets import NB_MODEL
+from nbknn_airflow.spark_submit import spark_app, spark_app_mapped
+
+log = logging.getLogger(__name__)
+
+COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
+
+PARAMS = {
+    "input_uri": Param(
+        "input/nb_predict/documents",
+        type="string",
+        minLength=1,
+        maxLength=1024,
+        description="Documents to classify: a path relative to the data root, or a full URI under an allowed root.",
+    ),
+    "input_format": Param("jsonl", enum=["jsonl", "parquet", "tsv"], description="Format of the input files."),
+    "id_column": Param("id", **COLUMN_NAME, description="Name of the document id field (ids must be unique)."),
+    "label_column": Param(
+        "label", **COLUMN_NAME, description="Name of the optional true-label field; when present, the run is evaluated."
+    ),
+    "text_column": Param("text", **COLUMN_NAME, description="Name of the document text field."),
+    "model_version": Param(
+        "latest",
+        type="string",
+        pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="Model version to use, or 'latest' (the model whose publication triggered the run, else LATEST).",
+    ),
+    "top_n": Param(
+        0, type="integer", minimum=0, maximum=100, description="Also output each document's N most probable classes (0: off)."
+    ),
+    "max_reject_fraction": Param(
+        0.01, type="number", minimum=0, maximum=1, description="Fail when a larger fraction of records is rejected."
+    ),
+    "max_record_bytes": Param(
+        8 * 1024 * 1024,
+        type="integer",
+        minimum=1024,
+        maximum=256 * 1024 * 1024,
+        description="Quarantine records larger than this.",
+    ),
+}
+
+
+@dag(
+    dag_id="nb_predict",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 6 * * *", timezone="UTC"),
+        assets=[NB_MODEL],
+    ),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=2,
+    tags=["nbknn", "naive-bayes", "spark"],
+    params=PARAMS,
+    doc_md=__doc__,
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "execution_timeout": timedelta(hours=6),
+    },
+)
+def nb_predict():
+    @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
+    def plan(params: dict, run_id: str, triggering_asset_events=None) -> dict:
+        from nbknn_airflow.predict_plan import plan_prediction, version_from_events
+
+        events = sorted(
+            (triggering_asset_events or {}).get(NB_MODEL, []), key=lambda event: event.timestamp
+        )
+        return plan_prediction(params, run_id, version_from_events([event.extra for event in events]))
+
+    @task(execution_timeout=timedelta(minutes=10))
+    def report(uris: dict, model: dict) -> dict:
+        from nbknn_airflow import storage
+
+        summary = storage.read_json(f"{uris['report']}/summary.json")
+        counts, metrics = summary["counts"], summary["metrics"]
+        headline = {
+            "model_version": model["version"],
+            "num_shards": summary["num_shards"],
+            "read": counts["read"],
+            "rejected": counts["rejected"],
+            "predicted": counts["predicted"],
+            "reconciled": counts["reconciled"],
+            "accuracy": metrics and metrics["accuracy"],
+            "macro_f1": metrics and metrics["macro_f1"],
+            "predictions": uris["predictions"],
+            "report": uris["report"],
+        }
+        log.info("nb_predict summary: %s", headline)
+        return headline
+
+    @task(retries=0, execution_timeout=timedelta(minutes=5))
+    def shard_passes(model: dict, shard_args: list) -> list:
+        # Mapping needs a task's return value (not one key of a multiple_outputs plan).
+        log.info("model %s (%s): %d shard pass(es)", model["version"], model["chosen_by"], len(shard_args))
+        return shard_args
+
+    run_plan = plan()
+    vectorize = spark_app("vectorize", "nb_vectorize.py", run_plan["vectorize_args"])
+    passes = shard_passes(run_plan["model"], run_plan["shard_args"])
+    predict_shard = spark_app_mapped("predict_shard", "nb_predict_shard.py", passes)
+    combine = spark_app("combine", "nb_combine.py", run_plan["combine_args"])
+    vectorize >> passes
+    predict_shard >> combine >> report(run_plan["uris"], run_plan["model"])
+
+
+nb_predict()

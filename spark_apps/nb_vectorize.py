@@ -1,0 +1,36 @@
+"""Spark application: validate documents and write their term-count vectors over a model's vocabulary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nbknn import cli
+from nbknn.entry import run
+from nbknn.nb_predict_jobs import run_vectorize
+from nbknn.session import build_session
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    cli.add_input_arguments(parser)
+    cli.add_reject_arguments(parser)
+    parser.add_argument("--model-dir", required=True, help="published model directory (with manifest.json)")
+    parser.add_argument("--vectors", required=True, help="URI of the vectors output directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    spark = build_session("nb_vectorize")
+    try:
+        summary = run_vectorize(
+            spark, cli.input_spec(args), args.model_dir, args.vectors, args.rejects, args.max_reject_fraction
+        )
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    run(main)

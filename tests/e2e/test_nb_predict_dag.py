@@ -1,0 +1,86 @@
+"""End to end: ``airflow dags test nb_train`` then ``nb_predict`` with the real SparkSubmitOperator
+(local[2]) on a slice of Reuters R8; predictions, report, and one mapped task instance per shard."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from helpers import run_dag_test, write_jsonl
+
+pytestmark = pytest.mark.e2e
+
+TRAIN_DOCS = 300
+TEST_DOCS = 120
+NUM_SHARDS = 3
+
+
+def _task_instances(dag_id: str) -> list[tuple]:
+    """(run_id, task_id, map_index, state) of the DAG's task instances in the Airflow DB."""
+    db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "select run_id, task_id, map_index, state from task_instance where dag_id = ? order by task_id, map_index",
+            (dag_id,),
+        ).fetchall()
+
+
+def _tail(result) -> str:
+    return (result.stdout[-4000:] + "\n--- stderr ---\n" + result.stderr[-6000:])
+
+
+def test_nb_predict_dag_scores_a_real_corpus_with_one_mapped_pass_per_shard(airflow_db, corpus, tmp_path):
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "data"
+    write_jsonl(root / "input" / "nb_train" / "labelled" / "docs.jsonl", corpus("reuters-r8", "train", TRAIN_DOCS))
+    test_docs = corpus("reuters-r8", "test", TEST_DOCS)
+    # One unlabelled document and one malformed line: labels are optional, bad records are quarantined.
+    records = [*test_docs, {"id": "no-label", "text": "oil prices rose sharply"}, '{"id": "broken"']
+    write_jsonl(root / "input" / "nb_predict" / "documents" / "docs.jsonl", records)
+
+    train = run_dag_test("nb_train", {"num_shards": NUM_SHARDS}, root.as_uri())
+    assert train.returncode == 0, _tail(train)
+    version = (root / "models" / "naive_bayes" / "LATEST").read_text().strip()
+    manifest = json.loads((root / "models" / "naive_bayes" / version / "manifest.json").read_text())
+    assert manifest["num_shards"] == NUM_SHARDS
+
+    predict = run_dag_test("nb_predict", {"top_n": 2, "max_reject_fraction": 0.05}, root.as_uri())
+    assert predict.returncode == 0, _tail(predict)
+
+    (run_dir,) = (root / "predictions" / "naive_bayes").iterdir()
+    predictions = pq.read_table(run_dir / "predictions").to_pylist()
+    assert len(predictions) == TEST_DOCS + 1
+    by_id = {row["doc_id"]: row for row in predictions}
+    assert by_id["no-label"]["true_label"] is None
+    labels = {d["label"] for d in corpus("reuters-r8", "train", TRAIN_DOCS)}
+    for doc in test_docs:
+        row = by_id[doc["id"]]
+        assert row["true_label"] == doc["label"]
+        assert row["label"] in labels and 0 < row["probability"] <= 1
+        assert len(row["top_n"]) == 2 and row["top_n"][0]["label"] == row["label"]
+
+    summary = json.loads((run_dir / "report" / "summary.json").read_text())
+    assert summary["model"]["version"] == version
+    assert summary["counts"]["read"] == TEST_DOCS + 2
+    assert summary["counts"]["rejected"] == 1 and summary["counts"]["predicted"] == TEST_DOCS + 1
+    assert summary["counts"]["reconciled"]
+    metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
+    assert metrics["documents"] == TEST_DOCS
+    correct = sum(by_id[d["id"]]["label"] == d["label"] for d in test_docs)
+    assert metrics["accuracy"] == pytest.approx(correct / TEST_DOCS)
+    assert metrics["accuracy"] > 0.7  # a 300-document model on R8 is far better than chance
+    assert (run_dir / "report" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert (root / "rejects" / "nb_predict" / run_dir.name).is_dir()
+
+    instances = _task_instances("nb_predict")
+    shard_passes = [(index, state) for _, task_id, index, state in instances if task_id == "predict_shard"]
+    assert shard_passes == [(shard, "success") for shard in range(NUM_SHARDS)]
+    assert {task_id for _, task_id, _, _ in instances} == {
+        "plan", "vectorize", "shard_passes", "predict_shard", "combine", "report"
+    }
+    assert all(state == "success" for *_, state in instances)

@@ -1,0 +1,355 @@
+"""Naive Bayes prediction (vectorise -> one pass per shard -> combine) against scikit-learn.
+
+Models are trained with the library functions on the shared session (helpers.train_model_in_process)
+and reused across tests; model type and smoothing live in the manifest (applied when a shard is
+loaded), so the variants of one trained model are copies with an edited manifest, not retrainings.
+Every expected value comes from scikit-learn fitted on the same training documents, or by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.spark
+
+PROBABILITY_TOLERANCE = 1e-9
+TOP_N = 3
+
+
+def _local(uri: str) -> Path:
+    return Path(urlparse(uri).path)
+
+
+# --- running the pipeline in process -----------------------------------------------------------
+
+
+def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: int = 0, max_reject_fraction=0.0):
+    """vectorise -> every shard's pass -> combine, with the library functions the entry scripts call.
+    Returns (predictions by doc id, combine summary, run root URI)."""
+    from helpers import write_jsonl
+    from nbknn.documents import InputSpec
+    from nbknn.nb_predict_jobs import run_combine, run_predict_shard, run_vectorize, scores_shard_uri
+
+    input_path = write_jsonl(workdir / "input" / "docs.jsonl", docs)
+    run = (workdir / "run").as_uri()
+    manifest = json.loads((_local(model_dir) / "manifest.json").read_text())
+    run_vectorize(spark, InputSpec(uri=input_path.as_uri()), model_dir, f"{run}/vectors", f"{run}/rejects",
+                  max_reject_fraction)
+    for shard in range(manifest["num_shards"]):
+        run_predict_shard(spark, model_dir, f"{run}/vectors", shard, scores_shard_uri(f"{run}/scores", shard), top_n)
+    summary = run_combine(spark, model_dir, f"{run}/vectors", f"{run}/scores", f"{run}/predictions",
+                          f"{run}/report", top_n)
+    rows = spark.read.parquet(f"{run}/predictions").collect()
+    return {row["doc_id"]: row.asDict(recursive=True) for row in rows}, summary, run
+
+
+def model_variant(base_dir: str, target: Path, model_type: str, alpha: float, fit_prior: bool) -> str:
+    """A copy of a trained model with another model type / smoothing in its manifest."""
+    if not target.exists():
+        shutil.copytree(_local(base_dir), target)
+        manifest_path = target / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["model"] = {"type": model_type, "alpha": alpha, "fit_prior": fit_prior}
+        manifest_path.write_text(json.dumps(manifest))
+    return target.as_uri()
+
+
+# --- the scikit-learn reference ----------------------------------------------------------------
+
+
+def sklearn_reference(train: list, test: list, model_type: str, alpha: float, fit_prior: bool):
+    """(class labels, predict_proba of the test documents) of the scikit-learn equivalent."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.naive_bayes import ComplementNB, MultinomialNB
+
+    from nbknn.tokenizer import tokenize
+
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    X_train = vectorizer.fit_transform([d["text"] for d in train])
+    y_train = [d["label"] for d in train]
+    if model_type == "multinomial":
+        model = MultinomialNB(alpha=alpha, fit_prior=fit_prior)
+    else:
+        model = ComplementNB(alpha=alpha, norm=False, fit_prior=fit_prior)
+    model.fit(X_train, y_train)
+    return list(model.classes_), model.predict_proba(vectorizer.transform([d["text"] for d in test]))
+
+
+def assert_matches_sklearn(predictions: dict, test: list, classes: list, proba: np.ndarray, top_n: int) -> None:
+    expected = [classes[i] for i in np.argmax(proba, axis=1)]
+    got = [predictions[d["id"]]["label"] for d in test]
+    disagreements = [(d["id"], e, g) for d, e, g in zip(test, expected, got) if e != g]
+    assert not disagreements, f"{len(disagreements)} of {len(test)} labels differ from scikit-learn: {disagreements[:5]}"
+    got_probability = np.array([predictions[d["id"]]["probability"] for d in test])
+    np.testing.assert_allclose(got_probability, proba.max(axis=1), rtol=0, atol=PROBABILITY_TOLERANCE)
+    if top_n:
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :top_n]
+        for i, doc in enumerate(test):
+            top = predictions[doc["id"]]["top_n"]
+            assert [t["label"] for t in top] == [classes[j] for j in order[i]], doc["id"]
+            np.testing.assert_allclose(
+                [t["probability"] for t in top], proba[i, order[i]], rtol=0, atol=PROBABILITY_TOLERANCE
+            )
+
+
+# --- shared trained models and prediction runs -------------------------------------------------
+
+CORPORA = {"r8": "reuters-r8", "r52": "reuters-r52"}
+
+
+@pytest.fixture(scope="module")
+def runs(spark, corpus, tmp_path_factory):
+    """``runs(corpus, shards, model_type, alpha, fit_prior)`` -> (predictions, summary, run, model_dir),
+    each model trained once and each prediction run made once per module."""
+    from helpers import train_model_in_process
+
+    base = tmp_path_factory.mktemp("nb_predict_models")
+    trained, done = {}, {}
+
+    def get(name: str, shards: int, model_type: str, alpha: float, fit_prior: bool):
+        key = (name, shards, model_type, alpha, fit_prior)
+        if key not in done:
+            if (name, shards) not in trained:
+                trained[(name, shards)] = train_model_in_process(
+                    spark, corpus(CORPORA[name], "train"), base / f"{name}-{shards}", num_shards=shards
+                )
+            tag = f"{name}-{shards}-{model_type}-{alpha}-{fit_prior}"
+            model_dir = model_variant(trained[(name, shards)], base / "variants" / tag, model_type, alpha, fit_prior)
+            predictions, summary, run = predict_in_process(
+                spark, model_dir, corpus(CORPORA[name], "test"), base / "runs" / tag, top_n=TOP_N
+            )
+            done[key] = (predictions, summary, run, model_dir)
+        return done[key]
+
+    return get
+
+
+CASES = [
+    ("r8", 3, "multinomial", 1.0, True),
+    ("r8", 3, "complement", 0.5, True),
+    ("r52", 7, "multinomial", 0.1, False),
+    ("r52", 7, "complement", 1.0, True),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
+def test_predictions_equal_sklearn_on_reuters(runs, corpus, case):
+    name, shards, model_type, alpha, fit_prior = case
+    predictions, summary, _, _ = runs(*case)
+    train, test = corpus(CORPORA[name], "train"), corpus(CORPORA[name], "test")
+    classes, proba = sklearn_reference(train, test, model_type, alpha, fit_prior)
+    assert len(predictions) == len(test)
+    assert_matches_sklearn(predictions, test, classes, proba, TOP_N)
+    assert all(predictions[d["id"]]["true_label"] == d["label"] for d in test)
+    assert summary["counts"] == {
+        "read": len(test), "rejected": 0, "rejected_by_reason": {}, "accepted": len(test),
+        "predicted": len(test), "reconciled": True,
+    }
+
+
+@pytest.mark.parametrize("shards", [1, 7])
+def test_predictions_do_not_depend_on_the_number_of_shards(runs, shards):
+    reference, _, _, _ = runs("r8", 3, "multinomial", 1.0, True)
+    predictions, summary, _, _ = runs("r8", shards, "multinomial", 1.0, True)
+    assert summary["num_shards"] == shards
+    assert predictions.keys() == reference.keys()
+    for doc_id, expected in reference.items():
+        got = predictions[doc_id]
+        assert (got["label"], got["class_id"]) == (expected["label"], expected["class_id"]), doc_id
+        assert [t["class_id"] for t in got["top_n"]] == [t["class_id"] for t in expected["top_n"]], doc_id
+        # The log-sum-exp is merged over a different grouping of the classes: rounding only.
+        assert got["probability"] == pytest.approx(expected["probability"], rel=0, abs=1e-12)
+
+
+def test_report_metrics_equal_sklearn_metrics(runs, corpus):
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    predictions, summary, run, _ = runs("r8", 3, "multinomial", 1.0, True)
+    test = corpus("reuters-r8", "test")
+    y_true = [d["label"] for d in test]
+    y_pred = [predictions[d["id"]]["label"] for d in test]
+    metrics = json.loads((_local(run) / "report" / "metrics.json").read_text())
+    labels = sorted(set(y_true) | set(y_pred))
+    assert metrics["labels"] == labels
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
+    assert metrics["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"), abs=1e-12)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    for i, label in enumerate(labels):
+        got = metrics["per_class"][label]
+        assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx(
+            (precision[i], recall[i], f1[i], support[i]), abs=1e-12
+        )
+    assert metrics["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    picture = (_local(run) / "report" / "confusion_matrix.png").read_bytes()
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n" and len(picture) > 1000
+    assert summary["metrics"]["accuracy"] == metrics["accuracy"]
+    # Published outputs only: no temporary or displaced sibling is left behind.
+    assert sorted(p.name for p in _local(run).iterdir() if not p.name.startswith(".")) == [
+        "predictions", "report", "scores", "vectors"
+    ]
+    leftovers = [p for p in _local(run).rglob("*") if p.name.startswith("_tmp-") or ".replaced-" in p.name]
+    assert leftovers == []
+
+
+def test_compact_model_takes_at_most_12_bytes_per_entry(runs, spark):
+    from nbknn.nb_predict_jobs import load_model_shard, model_memory, read_model_manifest
+
+    _, summary, _, model_dir = runs("r52", 7, "complement", 1.0, True)
+    manifest = read_model_manifest(spark, model_dir)
+    memory = summary["shard_memory"]
+    assert [m["shard"] for m in memory] == list(range(7))
+    assert sum(m["entries"] for m in memory) == manifest["counts"]["entries"]
+    for m in memory:
+        k = m["classes"]
+        assert m["bytes_entries"] == 12 * m["entries"]  # float64 value + int32 column index
+        assert m["bytes_per_entry"] <= 12
+        assert m["bytes_per_class"] == 4 * (k + 1) + 3 * 8 * k  # indptr + ids, prior, default
+        assert m["bytes_per_term"] == 0  # complement's per-term constant is left out of the broadcast
+    vocabulary_size = manifest["counts"]["vocabulary_size"]
+    with_base = model_memory(load_model_shard(spark, model_dir, manifest, 0, include_term_base=True))
+    assert with_base["bytes_per_term"] == 8 * vocabulary_size
+    total_entries = sum(m["bytes_entries"] for m in memory)
+    print(
+        f"\nR52 compact model: {manifest['counts']['entries']} entries, {total_entries} bytes "
+        f"({total_entries / manifest['counts']['entries']:.2f} bytes/entry), per-class "
+        f"{sum(m['bytes_per_class'] for m in memory)} bytes, V={vocabulary_size}"
+    )
+
+
+# --- edge cases on small hand-made models ------------------------------------------------------
+
+EDGE_TRAIN = [
+    {"id": "t1", "label": "café", "text": "Naïve café crème brûlée, CAFÉ au lait"},
+    {"id": "t2", "label": "café", "text": "crème fraîche et café noir"},
+    {"id": "t3", "label": "tokyo", "text": "東京 大阪 東京 Ünïcödé straße"},
+    {"id": "t4", "label": "tokyo", "text": "東京タワー 大阪 京都"},
+    {"id": "t5", "label": "zahlen", "text": "eins zwei drei ½ ² 42 007"},
+    {"id": "t6", "label": "zahlen", "text": "zwei drei vier 42"},
+]
+EDGE_TEST = [
+    {"id": "empty", "label": "café", "text": ""},
+    {"id": "unknown", "label": "tokyo", "text": "qqq zzzz xyzzy"},
+    {"id": "single-chars", "text": "a b c d ."},
+    {"id": "unicode-upper", "label": "café", "text": "CAFÉ NAÏVE Crème"},
+    {"id": "cjk", "label": "tokyo", "text": "東京 京都 and straße"},
+    {"id": "numbers", "label": "zahlen", "text": "42 zwei ² unknownword"},
+]
+
+
+@pytest.fixture(scope="module")
+def edge_model(spark, tmp_path_factory):
+    from helpers import train_model_in_process
+
+    return train_model_in_process(spark, EDGE_TRAIN, tmp_path_factory.mktemp("edge_model"), num_shards=2)
+
+
+@pytest.mark.parametrize("model_type", ["multinomial", "complement"])
+def test_empty_unknown_and_unicode_documents_match_sklearn(spark, edge_model, tmp_path, model_type):
+    model_dir = model_variant(edge_model, tmp_path / "model", model_type, 1.0, True)
+    predictions, summary, run = predict_in_process(spark, model_dir, EDGE_TEST, tmp_path, top_n=3)
+    classes, proba = sklearn_reference(EDGE_TRAIN, EDGE_TEST, model_type, 1.0, True)
+    assert_matches_sklearn(predictions, EDGE_TEST, classes, proba, 3)
+    vectors = {r["doc_id"]: r for r in spark.read.parquet(f"{run}/vectors").collect()}
+    for doc_id in ("empty", "unknown", "single-chars"):
+        assert vectors[doc_id]["term_ids"] == [] and vectors[doc_id]["counts"] == []
+    assert summary["vectors"]["without_known_term"] == 3
+    if model_type == "multinomial":
+        # No known term: the prior-only answer; the classes have 2 documents each, so a 3-way tie.
+        assert predictions["empty"]["label"] == "café" and predictions["empty"]["probability"] == pytest.approx(1 / 3)
+    assert predictions["single-chars"]["true_label"] is None
+    assert summary["metrics"]["labelled_documents"] == 5
+
+
+def test_single_class_model_matches_sklearn(spark, tmp_path):
+    from helpers import train_model_in_process
+
+    train = [{"id": f"s{i}", "label": "only", "text": text} for i, text in enumerate(["alpha beta", "beta gamma", "ünï"])]
+    model_dir = train_model_in_process(spark, train, tmp_path / "model", num_shards=1)
+    test = [{"id": "x", "text": "beta beta delta"}, {"id": "y", "text": ""}]
+    for model_type in ("multinomial", "complement"):
+        variant = model_variant(model_dir, tmp_path / model_type, model_type, 1.0, True)
+        predictions, summary, _ = predict_in_process(spark, variant, test, tmp_path / f"run-{model_type}", top_n=2)
+        classes, proba = sklearn_reference(train, test, model_type, 1.0, True)
+        assert_matches_sklearn(predictions, test, classes, proba, 2)
+        assert {p["label"] for p in predictions.values()} == {"only"}
+        assert all(p["probability"] == 1.0 for p in predictions.values())
+        assert summary["metrics"] is None and "true_label" not in predictions["x"]
+
+
+@pytest.fixture(scope="module")
+def tie_model(spark, tmp_path_factory):
+    """Two classes with identical counts, one per shard: every document is an exact tie."""
+    from helpers import train_model_in_process
+
+    text = "red green blue green"
+    train = [{"id": "a", "label": "second", "text": text}, {"id": "b", "label": "first", "text": text}]
+    return train_model_in_process(spark, train, tmp_path_factory.mktemp("tie_model"), num_shards=2)
+
+
+def test_ties_go_to_the_lower_class_id_across_shards(spark, tie_model, tmp_path):
+    manifest = json.loads((_local(tie_model) / "manifest.json").read_text())
+    assert [s["class_ids"] for s in manifest["shards"]] in ([[0], [1]], [[1], [0]])
+    test = [{"id": "t1", "text": "green blue"}, {"id": "t2", "text": "unknown"}, {"id": "t3", "text": "RED"}]
+    predictions, _, _ = predict_in_process(spark, tie_model, test, tmp_path, top_n=2)
+    classes, proba = sklearn_reference(
+        [{"label": "second", "text": "red green blue green"}, {"label": "first", "text": "red green blue green"}],
+        test, "multinomial", 1.0, True,
+    )
+    assert_matches_sklearn(predictions, test, classes, proba, 2)
+    for p in predictions.values():
+        assert (p["label"], p["class_id"]) == ("first", 0) and p["probability"] == pytest.approx(0.5, abs=1e-15)
+        assert [t["label"] for t in p["top_n"]] == ["first", "second"]
+
+
+def test_duplicate_ids_and_bad_records_are_quarantined(spark, tie_model, tmp_path):
+    from nbknn.documents import TooManyRejects
+
+    docs = [
+        {"id": "d1", "text": "red"},
+        {"id": "d1", "text": "green"},
+        {"id": "d2", "text": "blue"},
+        '{"id": "d3", "text": ',  # malformed
+        {"id": "d4", "text": 7},  # wrong type
+    ]
+    predictions, summary, run = predict_in_process(spark, tie_model, docs, tmp_path / "ok", max_reject_fraction=0.9)
+    assert sorted(predictions) == ["d2"]
+    assert summary["counts"]["read"] == 5 and summary["counts"]["predicted"] == 1
+    assert summary["counts"]["rejected_by_reason"] == {"duplicate_id": 2, "invalid_text_type": 1, "malformed_json": 1}
+    assert summary["counts"]["reconciled"]
+    rejects = spark.read.json(f"{run}/rejects").collect()
+    assert sorted(r["reason"] for r in rejects) == ["duplicate_id", "duplicate_id", "invalid_text_type", "malformed_json"]
+    with pytest.raises(TooManyRejects, match=r"duplicated document ids include \['d1'\]"):
+        predict_in_process(spark, tie_model, docs, tmp_path / "strict", max_reject_fraction=0.5)
+
+
+def test_combiner_refuses_missing_or_stale_shard_scores(spark, tie_model, tmp_path):
+    from nbknn import fs
+    from nbknn.documents import InputSpec
+    from nbknn.nb_predict_jobs import IncompleteScores, run_combine, run_predict_shard, run_vectorize
+
+    docs = [{"id": "x", "text": "red"}, {"id": "y", "text": "blue"}]
+    _, _, run = predict_in_process(spark, tie_model, docs, tmp_path)
+    args = (tie_model, f"{run}/vectors", f"{run}/scores", f"{run}/predictions2", f"{run}/report2")
+
+    # A retried shard pass replaces its own output whole, with the same rows.
+    before = sorted(map(tuple, spark.read.parquet(f"{run}/scores/shard=1").collect()))
+    run_predict_shard(spark, tie_model, f"{run}/vectors", 1, f"{run}/scores/shard=1", 0)
+    assert sorted(map(tuple, spark.read.parquet(f"{run}/scores/shard=1").collect())) == before
+    assert fs.list_names(spark, f"{run}/scores") == ["shard=0", "shard=1"]
+
+    fs.delete(spark, f"{run}/scores/shard=1")
+    with pytest.raises(IncompleteScores, match=r"shard 1: no published scores"):
+        run_combine(spark, *args)
+    run_predict_shard(spark, tie_model, f"{run}/vectors", 1, f"{run}/scores/shard=1", 0)
+    run_combine(spark, *args)  # complete again
+    # Vectors rebuilt after the shards scored them: every shard is now stale.
+    input_uri = (tmp_path / "input" / "docs.jsonl").as_uri()
+    run_vectorize(spark, InputSpec(uri=input_uri), tie_model, f"{run}/vectors", f"{run}/rejects", 0.0)
+    with pytest.raises(IncompleteScores, match=r"shard 0: scored an older version of the vectors"):
+        run_combine(spark, *args)

@@ -1,0 +1,63 @@
+"""Pure parts of Naive Bayes prediction: Arrow batch -> CSR, and metrics from a confusion table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from nbknn.nb_metrics import classification_metrics, confusion_png
+from nbknn.nb_prediction import csr_from_arrow
+
+
+def test_arrow_lists_become_the_csr_matrix_of_the_rows_even_when_sliced():
+    term_ids = pa.array([[9], [0, 3], [], [1, 2, 4], [5]], pa.list_(pa.int32()))
+    counts = pa.array([[7], [2, 1], [], [1, 1, 5], [3]], pa.list_(pa.int32()))
+    X = csr_from_arrow(term_ids.slice(1, 3), counts.slice(1, 3), vocabulary_size=6)
+    expected = np.array([[2, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 5, 0]], dtype=float)
+    np.testing.assert_array_equal(X.toarray(), expected)
+    assert X.shape == (3, 6)
+
+
+def test_misaligned_or_foreign_vectors_are_refused():
+    ids = pa.array([[0, 1]], pa.list_(pa.int32()))
+    with pytest.raises(ValueError, match="same length in every row"):
+        csr_from_arrow(ids, pa.array([[1]], pa.list_(pa.int32())), 5)
+    with pytest.raises(ValueError, match=r"term ids must be in \[0, 1\) \(got 0\.\.1\)"):
+        csr_from_arrow(ids, pa.array([[1, 1]], pa.list_(pa.int32())), 1)
+
+
+def test_metrics_from_the_confusion_table_equal_sklearn():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(3)
+    # "never-predicted" is only true, "never-true" only predicted: both have a zero division.
+    y_true = rng.choice(["a", "b", "c", "never-predicted"], size=400).tolist()
+    y_pred = [t if rng.random() < 0.6 else rng.choice(["a", "b", "c", "never-true"]) for t in y_true]
+    y_pred = [p if p != "never-predicted" else "a" for p in y_pred]
+    table: dict = {}
+    for t, p in zip(y_true, y_pred):
+        table[(t, p)] = table.get((t, p), 0) + 1
+    metrics = classification_metrics([(t, p, n) for (t, p), n in table.items()])
+
+    labels = sorted(set(y_true) | set(y_pred))
+    assert metrics["labels"] == labels
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-15)
+    assert metrics["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0), abs=1e-15)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    for i, label in enumerate(labels):
+        got = metrics["per_class"][label]
+        assert [got["precision"], got["recall"], got["f1"], got["support"]] == pytest.approx(
+            [precision[i], recall[i], f1[i], support[i]], abs=1e-15
+        )
+    assert metrics["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()
+
+
+def test_metrics_need_a_labelled_document():
+    with pytest.raises(ValueError, match="at least one labelled document"):
+        classification_metrics([])
+
+
+def test_confusion_picture_is_a_png():
+    picture = confusion_png(["a", "b"], [[3, 1], [0, 2]])
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n"
