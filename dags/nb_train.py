@@ -9,8 +9,22 @@ TSV) and publishes a new **model version** under `models/naive_bayes/<version>/`
 | `plan` | validates the parameters, computes every URI of the run (see its XCom) |
 | `class_prior` | Spark: quarantines bad records (`rejects/nb_train/<run-key>/`), counts documents per class |
 | `term_counts` | Spark: tokenises, counts every (class, term) pair, numbers the vocabulary, splits the model into shards balanced by entries |
+| `merge_needed` | incremental runs with a base model go on to `merge`; otherwise `merge` is skipped |
+| `merge` | Spark: adds the new partition's counts to the base model (new terms get new ids, old ids stay), re-plans the shards |
 | `publish` | Spark: writes `manifest.json`, renames the staging directory into place, points `LATEST` at it |
 | `register` | emits the model asset event (version, URI, shard count) that triggers `nb_predict` |
+
+**Modes** (`mode`): `full` counts all of `input_uri`. `incremental` counts only the partition of
+the run's data interval, `input_uri/<partition_format of the interval start>` (e.g.
+`input/nb_train/labelled/date=2026-03-01` for the interval 2026-03-01 to 2026-03-02), and folds it
+into the base model: `base_version`, else the latest published model; with no model yet it
+trains on the partition alone. `auto` (the default) is incremental for scheduled and backfill
+runs and full for runs triggered by hand. A partition is folded into a model's lineage at most
+once: a run whose partition the base already holds fails at `plan` with the version that folded
+it; clearing and rerunning the same run rebuilds its own version from the same parent. Missed
+days (the DAG does not catch up) are folded in with a backfill, in any order:
+`airflow backfill create --dag-id nb_train --from-date 2026-03-01 --to-date 2026-03-05`;
+the result has the same counts as one full run over those partitions.
 
 The model holds counts; `model_type`, `alpha` and `fit_prior` are recorded in the manifest and
 applied when a shard is loaded for prediction. A run fails loudly when more than
@@ -23,7 +37,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from nbknn_airflow.assets import NB_MODEL
 from nbknn_airflow.spark_submit import spark_app
@@ -31,6 +45,27 @@ from nbknn_airflow.spark_submit import spark_app
 COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
 
 PARAMS = {
+    "mode": Param(
+        "auto",
+        enum=["auto", "full", "incremental"],
+        description="full: train on all of input_uri. incremental: fold the data interval's partition into the "
+        "base model. auto: incremental for scheduled/backfill runs, full for manual runs.",
+    ),
+    "base_version": Param(
+        None,
+        type=["null", "string"],
+        pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="Incremental mode: the model version to add the new counts to (default: the latest).",
+    ),
+    "partition_format": Param(
+        "date=%Y-%m-%d",
+        type="string",
+        minLength=2,
+        maxLength=128,
+        pattern="%",
+        description="Incremental mode: folder under input_uri holding an interval's documents, as strftime of the "
+        "data interval start (UTC).",
+    ),
     "input_uri": Param(
         "input/nb_train/labelled",
         type="string",
@@ -85,7 +120,8 @@ PARAMS = {
 
 @dag(
     dag_id="nb_train",
-    schedule="0 2 * * *",
+    # Data intervals of one calendar day (UTC): a run reads the partition of the day that just ended.
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -100,10 +136,18 @@ PARAMS = {
 )
 def nb_train():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
-    def plan(params: dict, run_id: str, dag_run=None) -> dict:
+    def plan(params: dict, run_id: str, dag_run=None, data_interval_start=None, data_interval_end=None) -> dict:
         from nbknn_airflow.plans import plan_training
 
-        return plan_training(params, run_id, dag_run.run_after)
+        run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+        return plan_training(
+            params, run_id, dag_run.run_after, run_type, (data_interval_start, data_interval_end)
+        )
+
+    # Skips only `merge` (publish still runs) when there is no base model to fold into.
+    @task.short_circuit(ignore_downstream_trigger_rules=False, execution_timeout=timedelta(minutes=5))
+    def merge_needed(merge: bool) -> bool:
+        return merge
 
     @task(outlets=[NB_MODEL], execution_timeout=timedelta(minutes=10))
     def register(uris: dict, outlet_events=None) -> dict:
@@ -121,8 +165,10 @@ def nb_train():
     run_plan = plan()
     class_prior = spark_app("class_prior", "nb_class_prior.py", run_plan["class_prior_args"])
     term_counts = spark_app("term_counts", "nb_term_counts.py", run_plan["term_counts_args"])
-    publish = spark_app("publish", "nb_publish_model.py", run_plan["publish_args"])
-    run_plan >> class_prior >> term_counts >> publish >> register(run_plan["uris"])
+    merge = spark_app("merge", "nb_merge_model.py", run_plan["merge_args"])
+    publish = spark_app("publish", "nb_publish_model.py", run_plan["publish_args"], trigger_rule="none_failed")
+    run_plan >> class_prior >> term_counts >> merge_needed(run_plan["merge"]) >> merge >> publish
+    publish >> register(run_plan["uris"])
 
 
 nb_train()

@@ -31,12 +31,17 @@ def airflow_env_base() -> dict[str, str]:
     return env
 
 
-def run_dag_test(dag_id: str, conf: dict, data_root: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """``airflow dags test DAG -c CONF`` with the real operators, on a data root of the test's own."""
+def run_dag_test(
+    dag_id: str, conf: dict, data_root: str, timeout: int = 900, logical_date: str | None = None
+) -> subprocess.CompletedProcess:
+    """``airflow dags test DAG [LOGICAL_DATE] -c CONF`` with the real operators, on a data root of
+    the test's own. With a logical date the run gets the data interval the DAG's timetable infers
+    for it (for a daily CronDataIntervalTimetable: the day before the logical date)."""
     env = airflow_env_base()
     env["NBKNN_DATA_ROOT"] = data_root
+    date_args = [logical_date] if logical_date else []
     return subprocess.run(
-        [str(VENV_BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
+        [str(VENV_BIN / "airflow"), "dags", "test", dag_id, *date_args, "-c", json.dumps(conf)],
         env=env,
         capture_output=True,
         text=True,
@@ -101,3 +106,36 @@ def asset_event_extras(asset_name: str) -> list[dict]:
             .order_by(AssetEvent.id)
         )
         return [dict(event.extra or {}) for event in events]
+
+
+def fold_partition_in_process(
+    spark,
+    docs: list[dict],
+    workdir: Path,
+    partition: str,
+    version: str,
+    base_dir: str | None,
+    num_shards: int = 3,
+    run_id: str | None = None,
+) -> str:
+    """One incremental nb_train run, in process, with the library functions its Spark tasks call:
+    count ``docs`` written as ``input/labelled/<partition>/``, add them to the model at
+    ``base_dir`` (None: train on the partition alone) and publish ``version``; returns its URI."""
+    from nbknn.documents import InputSpec
+    from nbknn.nb_train_jobs import publish_model, run_class_prior, run_merge_model, run_term_counts
+    from nbknn.tokenizer import TokenizerConfig
+
+    partition_dir = workdir / "input" / "labelled" / partition
+    write_jsonl(partition_dir / "part-0.jsonl", docs)
+    root = workdir.as_uri()
+    staging, version_dir = f"{root}/models/_staging/{version}", f"{root}/models/{version}"
+    count_dir = f"{staging}/_work/delta" if base_dir else staging
+    # Not Path.as_uri(): it percent-encodes the "=" of the partition name, which Spark keeps as is.
+    spec = InputSpec(uri=f"file://{partition_dir}")
+    run_class_prior(spark, spec, count_dir, f"{root}/rejects/{version}", max_reject_fraction=0.0)
+    run_term_counts(spark, spec, count_dir, TokenizerConfig(), num_shards=1 if base_dir else num_shards)
+    if base_dir:
+        run_merge_model(spark, base_dir, count_dir, staging, num_shards=num_shards)
+    lineage = {"run_id": run_id or f"scheduled__{partition}", "mode": "incremental"}
+    publish_model(spark, staging, version_dir, f"{root}/models/LATEST", version, "multinomial", 1.0, True, lineage)
+    return version_dir

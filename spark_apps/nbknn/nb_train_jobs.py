@@ -3,6 +3,9 @@
 1. ``run_class_prior``: read and validate the input, quarantine bad records, write dict1 priors.
 2. ``run_term_counts``: tokenise, count (class, term) pairs, number the vocabulary, plan shards,
    write the model tables into the staging model directory.
+   (Incremental runs count only the new partition this way, into a *delta* model directory.)
+2b. ``run_merge_model`` (incremental runs): add the delta's counts to a published base model and
+   write the merged tables into the staging model directory (see :mod:`nbknn.nb_merge`).
 3. ``publish_model``: write the manifest, then move the staging directory into place and point
    ``LATEST`` at it, each by one atomic rename.
 
@@ -16,6 +19,7 @@ import datetime as dt
 import uuid
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from nbknn import fs, model_layout, schemas
 from nbknn.documents import (
@@ -33,7 +37,7 @@ from nbknn.nb_training import (
     class_term_counts,
     class_term_stats,
     classes_table,
-    counts_by_reason_and_label,
+    counts_by_reason_label_and_folder,
     number_terms,
     term_count_entries,
     tokenized_documents,
@@ -41,6 +45,16 @@ from nbknn.nb_training import (
     with_shard,
 )
 from nbknn.errors import ConfigError
+from nbknn.nb_merge import (
+    add_entries,
+    check_compatible,
+    check_not_folded,
+    delta_entries_in_merged_ids,
+    folder_uri,
+    merge_vocabulary,
+    merged_priors,
+    remap_classes,
+)
 from nbknn.provenance import code_version
 from nbknn.sharding import imbalance, plan_shards
 from nbknn.tokenizer import TokenizerConfig
@@ -61,8 +75,10 @@ def run_class_prior(
 ) -> dict:
     """Validate the input and count documents per class; returns (and stores) the job summary."""
     documents = read_documents(spark, spec, labelled=True)
-    rows = counts_by_reason_and_label(documents).collect()
+    rows = counts_by_reason_label_and_folder(documents).collect()
     counts = read_counts_from_rows((row["reject_reason"], row["count"]) for row in rows)
+    # The folders the documents came from: the partitions this model's counts will hold.
+    folders = sorted({folder_uri(row["folder"]) for row in rows if row["reject_reason"] is None})
     if counts.rejected:
         write_rejects(documents, rejects_uri)
     else:
@@ -79,6 +95,7 @@ def run_class_prior(
         "records": counts.to_dict(),
         "rejects_uri": rejects_uri if counts.rejected else None,
         "classes": len(priors),
+        "partitions": folders,
         "code_version": code_version(),
     }
     fs.write_json_atomic(spark, summary_uri(model_dir, "class_prior"), summary)
@@ -121,21 +138,7 @@ def run_term_counts(
         )
 
     entries = term_count_entries(class_terms, priors_frame, vocabulary)
-    stats = {row["class_id"]: (row["entries"], row["term_total"]) for row in class_term_stats(entries).collect()}
-    plan = plan_shards(
-        {class_id: stats.get(class_id, (0, 0))[0] for class_id, _, _ in priors},
-        num_shards=num_shards,
-        max_entries_per_shard=max_entries_per_shard,
-    )
-    (
-        with_shard(entries, spark, plan)
-        .write.mode("overwrite")
-        .partitionBy("shard")
-        .parquet(model_layout.term_counts_uri(model_dir))
-    )
-    classes_table(spark, priors, stats, plan).coalesce(1).write.mode("overwrite").parquet(
-        model_layout.classes_uri(model_dir)
-    )
+    stats, plan = _write_sharded_tables(spark, model_dir, priors, entries, num_shards, max_entries_per_shard)
     summary = {
         "job": "term_counts",
         "input": _input_summary(spec),
@@ -152,6 +155,128 @@ def run_term_counts(
     }
     fs.write_json_atomic(spark, summary_uri(model_dir, "term_counts"), summary)
     return summary
+
+
+def _write_sharded_tables(
+    spark: SparkSession,
+    model_dir: str,
+    priors: list[tuple[int, str, int]],
+    entries,
+    num_shards: int | None,
+    max_entries_per_shard: int | None,
+):
+    """Plan the shards from the entries per class; write term_counts/shard=S/ and classes/."""
+    stats = {row["class_id"]: (row["entries"], row["term_total"]) for row in class_term_stats(entries).collect()}
+    plan = plan_shards(
+        {class_id: stats.get(class_id, (0, 0))[0] for class_id, _, _ in priors},
+        num_shards=num_shards,
+        max_entries_per_shard=max_entries_per_shard,
+    )
+    (
+        with_shard(entries, spark, plan)
+        .write.mode("overwrite")
+        .partitionBy("shard")
+        .parquet(model_layout.term_counts_uri(model_dir))
+    )
+    classes_table(spark, priors, stats, plan).coalesce(1).write.mode("overwrite").parquet(
+        model_layout.classes_uri(model_dir)
+    )
+    return stats, plan
+
+
+def run_merge_model(
+    spark: SparkSession,
+    base_dir: str,
+    delta_dir: str,
+    model_dir: str,
+    num_shards: int | None = None,
+    max_entries_per_shard: int | None = None,
+) -> dict:
+    """Add the counts of ``delta_dir`` (built by the two jobs above over new data only) to the
+    published model at ``base_dir``; write the merged model's tables and summaries to ``model_dir``.
+
+    Shards are always planned afresh from the merged entries (the tables are rewritten anyway, and
+    so the layout equals a full run's over the same data). Refuses (not retryable) a delta whose
+    folders the base already holds, or whose tokeniser differs from the base's.
+    """
+    if model_dir.rstrip("/") in (base_dir.rstrip("/"), delta_dir.rstrip("/")):
+        raise ConfigError(f"the merged model must go to a directory of its own (got {model_dir})")
+    base_manifest = fs.read_json(spark, model_layout.manifest_uri(base_dir))
+    delta_prior = fs.read_json(spark, summary_uri(delta_dir, "class_prior"))
+    delta_terms = fs.read_json(spark, summary_uri(delta_dir, "term_counts"))
+    check_compatible(base_manifest, delta_terms["tokenizer"], delta_terms["min_term_count"])
+    base_lineage = base_manifest.get("lineage") or {}
+    check_not_folded(delta_prior["partitions"], base_lineage.get("partitions", []), base_manifest["version"])
+
+    def classes_of(directory: str) -> list[tuple[int, str, int]]:
+        frame = spark.read.schema(schemas.CLASSES).parquet(model_layout.classes_uri(directory))
+        return sorted((row["class_id"], row["label"], row["doc_count"]) for row in frame.collect())
+
+    base_classes = classes_of(base_dir)
+    if [label for _, label, _ in base_classes] != sorted(label for _, label, _ in base_classes):
+        raise ConfigError(f"class ids of base model {base_dir} are not in sorted label order")
+    priors, base_remap, delta_remap = merged_priors(base_classes, classes_of(delta_dir))
+
+    base_vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(model_layout.vocabulary_uri(base_dir))
+    base_size = base_manifest["counts"]["vocabulary_size"]
+    stored = base_vocabulary.agg(F.count(F.lit(1)).alias("n"), F.max("term_id").alias("max_id")).first()
+    if stored["n"] != base_size or (stored["max_id"] if stored["max_id"] is not None else -1) != base_size - 1:
+        raise ConfigError(
+            f"vocabulary of base model {base_dir} must hold dense term ids 0..{base_size - 1} "
+            f"(got {stored['n']} terms, largest id {stored['max_id']})"
+        )
+    delta_vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(model_layout.vocabulary_uri(delta_dir))
+    vocabulary_uri = model_layout.vocabulary_uri(model_dir)
+    merge_vocabulary(
+        spark, base_vocabulary, delta_vocabulary, base_size, model_layout.work_uri(model_dir, "new_terms_sorted")
+    ).write.mode("overwrite").parquet(vocabulary_uri)
+    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(vocabulary_uri)
+    vocabulary_size = vocabulary.count()
+
+    def entries_of(directory: str):
+        return spark.read.parquet(model_layout.term_counts_uri(directory)).select("class_id", "term_id", "count")
+
+    entries = add_entries(
+        remap_classes(entries_of(base_dir), spark, base_remap),
+        remap_classes(delta_entries_in_merged_ids(entries_of(delta_dir), delta_vocabulary, vocabulary), spark, delta_remap),
+    )
+    # Materialised once: shard statistics and the sharded write both read it.
+    merged_uri = model_layout.work_uri(model_dir, "merged_entries")
+    entries.write.mode("overwrite").parquet(merged_uri)
+    entries = spark.read.schema(schemas.TERM_COUNTS).parquet(merged_uri)
+    stats, plan = _write_sharded_tables(spark, model_dir, priors, entries, num_shards, max_entries_per_shard)
+
+    prior_summary = {**delta_prior, "classes": len(priors)}
+    terms_summary = {
+        "job": "term_counts",
+        "input": delta_terms["input"],
+        "tokenizer": delta_terms["tokenizer"],
+        "min_term_count": 1,
+        "vocabulary_size": vocabulary_size,
+        "terms_below_min_count": 0,
+        "entries": sum(entries_ for entries_, _ in stats.values()),
+        "tokens": sum(total for _, total in stats.values()),
+        "documents": sum(doc_count for _, _, doc_count in priors),
+        "shards": plan.to_list(),
+        "shard_imbalance": round(imbalance(plan), 6),
+        "code_version": code_version(),
+    }
+    merge_summary = {
+        "job": "merge",
+        "parent_version": base_manifest["version"],
+        "parent_partitions": base_lineage.get("partitions", []),
+        "added": {
+            "documents": delta_terms["documents"],
+            "tokens": delta_terms["tokens"],
+            "new_classes": sorted(set(label for _, label, _ in priors) - {l for _, l, _ in base_classes}),
+            "new_terms": vocabulary_size - base_size,
+        },
+        "code_version": code_version(),
+    }
+    fs.write_json_atomic(spark, summary_uri(model_dir, "class_prior"), prior_summary)
+    fs.write_json_atomic(spark, summary_uri(model_dir, "term_counts"), terms_summary)
+    fs.write_json_atomic(spark, summary_uri(model_dir, "merge"), merge_summary)
+    return merge_summary
 
 
 def publish_model(
@@ -202,6 +327,8 @@ def build_manifest(
 ) -> dict:
     prior = fs.read_json(spark, summary_uri(staging_dir, "class_prior"))
     terms = fs.read_json(spark, summary_uri(staging_dir, "term_counts"))
+    merge_uri = summary_uri(staging_dir, "merge")
+    merge = fs.read_json(spark, merge_uri) if fs.exists(spark, merge_uri) else None
     return {
         "format_version": model_layout.MANIFEST_FORMAT_VERSION,
         "kind": "naive_bayes",
@@ -229,9 +356,26 @@ def build_manifest(
             "vocabulary": "vocabulary",
             "term_counts": "term_counts",
         },
-        "lineage": lineage,
+        "lineage": lineage_of(lineage, prior, merge, version),
         "code_version": terms["code_version"],
     }
+
+
+def lineage_of(run_lineage: dict, prior_summary: dict, merge_summary: dict | None, version: str) -> dict:
+    """The manifest's lineage: the run's own record (from the plan) plus ``parent_version`` and
+    ``partitions``, every input folder whose documents the model counts, across its ancestry,
+    each with the version (and run) that folded it in."""
+    lineage = dict(run_lineage)
+    parent_partitions = merge_summary["parent_partitions"] if merge_summary else []
+    lineage["parent_version"] = merge_summary["parent_version"] if merge_summary else None
+    lineage["partitions"] = [
+        *parent_partitions,
+        *(
+            {"uri": folder, "version": version, "run_id": run_lineage.get("run_id")}
+            for folder in prior_summary.get("partitions", [])
+        ),
+    ]
+    return lineage
 
 
 def _move_into_place(spark: SparkSession, staging_dir: str, version_dir: str) -> None:

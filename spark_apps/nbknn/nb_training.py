@@ -22,6 +22,13 @@ def counts_by_reason_and_label(documents: DataFrame) -> DataFrame:
     return documents.groupBy("reject_reason", "label").count()
 
 
+def counts_by_reason_label_and_folder(documents: DataFrame) -> DataFrame:
+    """As :func:`counts_by_reason_and_label`, also per folder (the directory of the record's file):
+    the folders are the partitions a model's counts come from (its lineage), in the same pass."""
+    folder = F.regexp_extract(F.col("source"), r"^(.*)/[^/]*$", 1)
+    return documents.groupBy("reject_reason", "label", folder.alias("folder")).count()
+
+
 def class_priors(label_counts: list[tuple[str, int]]) -> list[tuple[int, str, int]]:
     """(class_id, label, doc_count) with class ids in sorted label order (as numpy.unique sorts).
 

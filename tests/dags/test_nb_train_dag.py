@@ -18,15 +18,28 @@ def test_tasks_and_dependencies(dag):
         "plan": [],
         "class_prior": ["plan"],
         "term_counts": ["class_prior", "plan"],
-        "publish": ["plan", "term_counts"],
+        "merge_needed": ["plan", "term_counts"],
+        "merge": ["merge_needed", "plan"],
+        "publish": ["merge", "plan"],
         "register": ["plan", "publish"],
     }
+
+
+def test_a_skipped_merge_skips_nothing_else(dag):
+    """Full runs skip `merge`; `publish` must still run, and must not run after a failure."""
+    assert dag.task_dict["merge_needed"].ignore_downstream_trigger_rules is False
+    assert dag.task_dict["publish"].trigger_rule == "none_failed"
 
 
 def test_spark_tasks_are_spark_submit_operators_fed_by_the_plan(dag):
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    scripts = {"class_prior": "nb_class_prior.py", "term_counts": "nb_term_counts.py", "publish": "nb_publish_model.py"}
+    scripts = {
+        "class_prior": "nb_class_prior.py",
+        "term_counts": "nb_term_counts.py",
+        "merge": "nb_merge_model.py",
+        "publish": "nb_publish_model.py",
+    }
     for task_id, script in scripts.items():
         task = dag.task_dict[task_id]
         assert isinstance(task, SparkSubmitOperator)
@@ -38,7 +51,12 @@ def test_spark_tasks_are_spark_submit_operators_fed_by_the_plan(dag):
 def test_schedule_and_register_outlet(dag):
     from nbknn_airflow.assets import NB_MODEL
 
-    assert dag.timetable.expression == "0 2 * * *"
+    from airflow.sdk import CronDataIntervalTimetable
+
+    # Data intervals of one UTC day: an incremental run reads the partition of its interval.
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.timetable.expression == "0 0 * * *"
+    assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert NB_MODEL in dag.task_dict["register"].outlets
 
@@ -51,8 +69,11 @@ def test_params_and_defaults(dag):
     assert set(dag.params.keys()) == {
         "input_uri", "input_format", "id_column", "label_column", "text_column", "model_type", "alpha",
         "fit_prior", "min_term_count", "num_shards", "max_entries_per_shard", "token_pattern", "lowercase",
-        "max_reject_fraction", "max_record_bytes",
+        "max_reject_fraction", "max_record_bytes", "mode", "base_version", "partition_format",
     }
+    assert dag.params["mode"] == "auto"
+    assert dag.params["base_version"] is None
+    assert dag.params["partition_format"] == "date=%Y-%m-%d"
     # The UI shows these defaults; they must be the Spark library's own defaults.
     assert dag.params["token_pattern"] == DEFAULT_TOKEN_PATTERN
     assert dag.params["max_reject_fraction"] == DEFAULT_MAX_REJECT_FRACTION
@@ -74,6 +95,10 @@ def test_params_and_defaults(dag):
         ("max_entries_per_shard", 10),
         ("label_column", "bad column;"),
         ("input_uri", ""),
+        ("mode", "sometimes"),
+        ("base_version", "../other"),
+        ("base_version", "v1:2"),
+        ("partition_format", "static"),
     ],
 )
 def test_invalid_params_are_rejected(dag, name, value):
@@ -85,7 +110,16 @@ def test_invalid_params_are_rejected(dag, name, value):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("alpha", 0.01), ("model_type", "complement"), ("max_entries_per_shard", None), ("num_shards", 7)],
+    [
+        ("alpha", 0.01),
+        ("model_type", "complement"),
+        ("max_entries_per_shard", None),
+        ("num_shards", 7),
+        ("mode", "incremental"),
+        ("mode", "full"),
+        ("base_version", "20260301T000000Z-1a2b3c4d"),
+        ("partition_format", "dt=%Y%m%d"),
+    ],
 )
 def test_valid_params_are_accepted(dag, name, value):
     assert dag.params.get_param(name).resolve(value=value) == value

@@ -1,5 +1,6 @@
 """nb_train's plan: every URI and Spark argument of a run, and the refusals before Spark starts."""
 
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -91,3 +92,145 @@ def test_extra_input_roots_are_allowed(monkeypatch):
     monkeypatch.setenv("NBKNN_INPUT_ROOTS", "hdfs://namenode:8020/landing")
     plan = plan_training({**PARAMS, "input_uri": "hdfs://namenode:8020/landing/day=1"}, RUN_ID, RUN_AFTER)
     assert plan["uris"]["input"] == "hdfs://namenode:8020/landing/day=1"
+
+
+# --- incremental mode ------------------------------------------------------------------------
+
+DAY = (datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 3, 2, tzinfo=timezone.utc))
+SCHEDULED_ID = "scheduled__2026-03-01T00:00:00+00:00"
+TOKENIZER = {"pattern": PARAMS["token_pattern"], "lowercase": True}
+INCREMENTAL = {**PARAMS, "min_term_count": 1, "mode": "auto", "base_version": None, "partition_format": "date=%Y-%m-%d"}
+
+
+@pytest.fixture
+def file_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBKNN_DATA_ROOT", tmp_path.as_uri())
+    return tmp_path
+
+
+def publish_fake(root, version, run_id, parent=None, partitions=(), latest=True, **overrides):
+    """A published model as nb_train leaves it, written by hand: manifest (+ LATEST)."""
+    models = root / "models" / "naive_bayes"
+    (models / version).mkdir(parents=True)
+    manifest = {
+        "version": version,
+        "tokenizer": TOKENIZER,
+        "min_term_count": 1,
+        "lineage": {
+            "run_id": run_id,
+            "parent_version": parent,
+            "partitions": [{"uri": uri, "version": version, "run_id": run_id} for uri in partitions],
+        },
+        **overrides,
+    }
+    (models / version / "manifest.json").write_text(json.dumps(manifest))
+    if latest:
+        (models / "LATEST").write_text(version + "\n")
+
+
+def scheduled_plan(params=INCREMENTAL, run_id=SCHEDULED_ID):
+    return plan_training(params, run_id, DAY[1], "scheduled", DAY)
+
+
+def test_auto_mode_is_incremental_for_scheduled_and_backfill_runs_and_full_for_manual_ones(file_root):
+    assert scheduled_plan()["mode"] == "incremental"
+    assert plan_training(INCREMENTAL, "backfill__2026-03-01T00:00:00+00:00", DAY[1], "backfill", DAY)["mode"] == "incremental"
+    manual = plan_training(INCREMENTAL, RUN_ID, RUN_AFTER, "manual", DAY)
+    assert manual["mode"] == "full"
+    assert manual["uris"]["input"] == f"{file_root.as_uri()}/input/docs"
+    assert manual["merge"] is False and manual["merge_args"] == []
+
+
+def test_incremental_run_reads_the_partition_of_its_data_interval(file_root):
+    plan = scheduled_plan()
+    assert plan["partition"] == "date=2026-03-01"
+    assert plan["uris"]["input"] == f"{file_root.as_uri()}/input/docs/date=2026-03-01"
+    assert arg_after(plan["class_prior_args"], "--input") == plan["uris"]["input"]
+    assert json.loads(arg_after(plan["publish_args"], "--lineage"))["data_interval"] == [
+        "2026-03-01T00:00:00+00:00", "2026-03-02T00:00:00+00:00"
+    ]
+    hourly = scheduled_plan({**INCREMENTAL, "partition_format": "dt=%Y%m%d/hour=%H"})
+    assert hourly["uris"]["input"].endswith("/input/docs/dt=20260301/hour=00")
+
+
+def test_incremental_without_a_base_model_trains_on_the_partition_alone(file_root):
+    plan = scheduled_plan()
+    assert plan["merge"] is False and plan["base_version"] is None and plan["merge_args"] == []
+    assert arg_after(plan["class_prior_args"], "--model-dir") == plan["uris"]["staging_dir"]
+    assert arg_after(plan["term_counts_args"], "--num-shards") == "3"
+
+
+def test_incremental_counts_a_delta_and_merges_it_into_the_latest_model(file_root):
+    publish_fake(file_root, "20260301T000000Z-aaaaaaaa", "scheduled__2026-02-28T00:00:00+00:00",
+                 partitions=[f"{file_root.as_uri()}/input/docs/date=2026-02-28"])
+    plan = scheduled_plan()
+    base_dir = f"{file_root.as_uri()}/models/naive_bayes/20260301T000000Z-aaaaaaaa"
+    delta = plan["uris"]["delta_dir"]
+    assert plan["merge"] is True and plan["base_version"] == "20260301T000000Z-aaaaaaaa"
+    assert delta == plan["uris"]["staging_dir"] + "/_work/delta"
+    assert arg_after(plan["class_prior_args"], "--model-dir") == delta
+    assert arg_after(plan["term_counts_args"], "--model-dir") == delta
+    assert arg_after(plan["term_counts_args"], "--num-shards") == "1"
+    assert plan["merge_args"] == [
+        "--base-dir", base_dir, "--delta-dir", delta, "--model-dir", plan["uris"]["staging_dir"], "--num-shards", "3",
+    ]
+    assert json.loads(arg_after(plan["publish_args"], "--lineage"))["parent_version"] == "20260301T000000Z-aaaaaaaa"
+
+
+def test_an_explicit_base_version_wins_over_latest(file_root):
+    publish_fake(file_root, "v-old", "r-old")
+    publish_fake(file_root, "v-new", "r-new", parent="v-old")
+    assert scheduled_plan({**INCREMENTAL, "base_version": "v-old"})["base_version"] == "v-old"
+    assert scheduled_plan()["base_version"] == "v-new"
+    with pytest.raises(PlanError, match="base model v-missing has no manifest"):
+        scheduled_plan({**INCREMENTAL, "base_version": "v-missing"})
+
+
+def test_a_partition_already_folded_in_is_refused_with_the_version_that_folded_it(file_root):
+    day = f"{file_root.as_uri()}/input/docs/date=2026-03-01"
+    publish_fake(file_root, "v1", "scheduled__other", partitions=[day])
+    publish_fake(file_root, "v2", "scheduled__next", parent="v1", partitions=[day.replace("01", "02")])
+    manifest_path = file_root / "models" / "naive_bayes" / "v2" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    # The lineage carries the ancestors' partitions too, each with the version that folded it.
+    manifest["lineage"]["partitions"].insert(0, {"uri": day + "/", "version": "v1", "run_id": "scheduled__other"})
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(PlanError, match=r"date=2026-03-01 is already part of model v2: .* folded in by model version v1"):
+        scheduled_plan()
+    next_day = plan_training(INCREMENTAL, "scheduled__2026-03-03", DAY[1], "scheduled", (datetime(2026, 3, 3), None))
+    assert next_day["base_version"] == "v2" and next_day["partition"] == "date=2026-03-03"
+
+
+def test_a_retry_of_the_same_run_rebuilds_its_own_version_from_its_parent(file_root):
+    day = f"{file_root.as_uri()}/input/docs/date=2026-03-01"
+    publish_fake(file_root, "v1", "scheduled__2026-02-28T00:00:00+00:00")
+    # This run published before (LATEST is its own version, which holds its partition).
+    publish_fake(file_root, "v2", SCHEDULED_ID, parent="v1", partitions=[day])
+    first = scheduled_plan()
+    assert first["base_version"] == "v1"
+    assert first == scheduled_plan()  # a retry plans the same outputs
+    # Its own first model, with no parent: it trains from scratch again.
+    publish_fake(file_root, "v3", SCHEDULED_ID.replace("03-01", "03-02"), partitions=[day.replace("01", "02")])
+    assert scheduled_plan(run_id=SCHEDULED_ID.replace("03-01", "03-02"))["merge"] is False
+
+
+@pytest.mark.parametrize(
+    "override, manifest, message",
+    [
+        ({"min_term_count": 2}, {}, "incremental training needs min_term_count=1"),
+        ({"lowercase": False}, {}, "was tokenised with .* counts of different tokens cannot be added"),
+        ({}, {"min_term_count": 3}, "dropped rare terms"),
+        ({"partition_format": "static"}, {}, "partition_format must format the interval's date"),
+        ({"partition_format": "%Y/../x"}, {}, "invalid folder name"),
+        ({"mode": "sometimes"}, {}, "mode must be one of"),
+    ],
+)
+def test_incremental_refusals(file_root, override, manifest, message):
+    publish_fake(file_root, "v1", "r1", **manifest)
+    with pytest.raises(PlanError, match=message):
+        scheduled_plan({**INCREMENTAL, **override})
+
+
+def test_incremental_needs_a_data_interval(file_root):
+    with pytest.raises(PlanError, match="has none: trigger it with a logical date"):
+        plan_training({**INCREMENTAL, "mode": "incremental"}, RUN_ID, RUN_AFTER, "manual", (None, None))

@@ -1,0 +1,73 @@
+"""nb_train incremental end to end: two runs with consecutive data intervals through
+`airflow dags test` (real SparkSubmitOperator and spark-submit) give a parent/child pair of
+models, the child holding the counts of both days; the same interval again is refused."""
+
+import json
+
+import pytest
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.naive_bayes import MultinomialNB
+
+from helpers import latest_run_task_states, run_dag_test, write_jsonl
+from nbknn.tokenizer import tokenize
+
+pytestmark = pytest.mark.e2e
+
+CONF = {"input_uri": "input/labelled", "mode": "incremental", "num_shards": 2}
+
+
+def test_two_interval_runs_publish_a_parent_and_a_child_model(airflow_db, corpus, tmp_path):
+    docs = corpus("reuters-r8", "train", 360)
+    days = {"2026-03-01": docs[:180], "2026-03-02": docs[180:]}
+    for day, part in days.items():
+        write_jsonl(tmp_path / "input" / "labelled" / f"date={day}" / "part-0.jsonl", part)
+    models = tmp_path / "models" / "naive_bayes"
+
+    def run(logical_date):
+        result = run_dag_test("nb_train", CONF, tmp_path.as_uri(), logical_date=logical_date)
+        return result, result.stdout[-5000:] + result.stderr[-5000:]
+
+    # `dags test` at logical date 03-02 gets the interval [03-01, 03-02): the partition of 03-01.
+    result, output = run("2026-03-02")
+    assert result.returncode == 0, output
+    parent = (models / "LATEST").read_text().strip()
+    parent_manifest = json.loads((models / parent / "manifest.json").read_text())
+    states = latest_run_task_states("nb_train")
+    assert states[("merge", -1)] == "skipped", states  # no base model yet: trained on the partition
+    assert states[("publish", -1)] == states[("register", -1)] == "success", states
+    assert parent_manifest["lineage"]["parent_version"] is None
+    assert parent_manifest["counts"]["documents"] == 180
+
+    result, output = run("2026-03-03")
+    assert result.returncode == 0, output
+    child = (models / "LATEST").read_text().strip()
+    assert child != parent
+    states = latest_run_task_states("nb_train")
+    assert set(states.values()) == {"success"}, states
+    manifest = json.loads((models / child / "manifest.json").read_text())
+    lineage = manifest["lineage"]
+    assert lineage["mode"] == "incremental"
+    assert lineage["parent_version"] == parent
+    assert lineage["data_interval"] == ["2026-03-02T00:00:00+00:00", "2026-03-03T00:00:00+00:00"]
+    assert [p["uri"].rsplit("/", 1)[1] for p in lineage["partitions"]] == ["date=2026-03-01", "date=2026-03-02"]
+    assert [p["version"] for p in lineage["partitions"]] == [parent, child]
+    assert (models / parent / "manifest.json").exists()  # the parent stays published
+
+    # The child counts both days, as scikit-learn does on their union.
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    X = vectorizer.fit_transform([d["text"] for d in docs])
+    nb = MultinomialNB().fit(X, [d["label"] for d in docs])
+    assert manifest["counts"]["documents"] == len(docs)
+    assert manifest["counts"]["classes"] == len(nb.classes_)
+    assert manifest["counts"]["vocabulary_size"] == X.shape[1]
+    assert manifest["counts"]["entries"] == int((nb.feature_count_ > 0).sum())
+    assert manifest["counts"]["tokens"] == int(X.sum())
+    assert manifest["records"]["accepted"] == 180  # this run's own input: one day
+    assert manifest["num_shards"] == 2
+
+    # The same interval again (a new run, not a retry of the last one): refused before any Spark job.
+    result, output = run("2026-03-03")
+    assert result.returncode != 0
+    assert "date=2026-03-02 is already part of model" in result.stdout + result.stderr
+    assert (models / "LATEST").read_text().strip() == child
+    assert latest_run_task_states("nb_train")[("plan", -1)] == "failed"
