@@ -21,22 +21,18 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from nbknn_airflow.dag_params import (
+    default_args,
+    document_input_params,
+    max_record_bytes_param,
+    max_reject_fraction_param,
+)
 from nbknn_airflow.spark_submit import spark_app
 
-COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
-
 PARAMS = {
-    "input_uri": Param(
-        "input/nb_predict/documents",
-        type="string",
-        minLength=1,
-        maxLength=1024,
-        description="Documents: a path relative to the data root, or a full URI under an allowed root.",
+    **document_input_params(
+        "input/nb_predict/documents", "Documents", id_note=" (ids must be unique)", label_note=" (optional, not used)"
     ),
-    "input_format": Param("jsonl", enum=["jsonl", "parquet", "tsv"], description="Format of the input files."),
-    "id_column": Param("id", **COLUMN_NAME, description="Name of the document id field (ids must be unique)."),
-    "label_column": Param("label", **COLUMN_NAME, description="Name of the label field (optional, not used)."),
-    "text_column": Param("text", **COLUMN_NAME, description="Name of the document text field."),
     "output_uri": Param(
         "input/knn_neighbors/vectors",
         type="string",
@@ -48,16 +44,8 @@ PARAMS = {
     "min_doc_freq": Param(
         2, type="integer", minimum=1, maximum=1_000_000, description="Ignore terms in fewer documents."
     ),
-    "max_reject_fraction": Param(
-        0.01, type="number", minimum=0, maximum=1, description="Fail when a larger fraction of records is rejected."
-    ),
-    "max_record_bytes": Param(
-        8 * 1024 * 1024,
-        type="integer",
-        minimum=1024,
-        maximum=256 * 1024 * 1024,
-        description="Quarantine records larger than this.",
-    ),
+    "max_reject_fraction": max_reject_fraction_param(),
+    "max_record_bytes": max_record_bytes_param(),
 }
 
 
@@ -70,11 +58,7 @@ PARAMS = {
     tags=["nbknn", "knn", "spark"],
     params=PARAMS,
     doc_md=__doc__,
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        "execution_timeout": timedelta(hours=4),
-    },
+    default_args=default_args(timedelta(hours=4)),
 )
 def doc_vectors():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))

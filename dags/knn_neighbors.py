@@ -31,21 +31,14 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from nbknn_airflow.dag_params import column_param, default_args, max_reject_fraction_param, uri_param
 from nbknn_airflow.spark_submit import spark_app
 
-COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
-
 PARAMS = {
-    "input_uri": Param(
-        "input/knn_neighbors/vectors",
-        type="string",
-        minLength=1,
-        maxLength=1024,
-        description="Vectors: a path relative to the data root, or a full URI under an allowed root.",
-    ),
+    "input_uri": uri_param("input/knn_neighbors/vectors", "Vectors"),
     "input_format": Param("parquet", enum=["parquet", "jsonl"], description="Format of the input (and query) files."),
-    "id_column": Param("id", **COLUMN_NAME, description="Name of the id field (string or integer)."),
-    "vector_column": Param("vector", **COLUMN_NAME, description="Name of the vector field (array of numbers)."),
+    "id_column": column_param("id", "Name of the id field (string or integer)."),
+    "vector_column": column_param("vector", "Name of the vector field (array of numbers)."),
     "query_uri": Param(
         None,
         type=["null", "string"],
@@ -88,9 +81,7 @@ PARAMS = {
         description="Largest reference matrix (n x dim x 8 bytes) collected on the driver (broadcast, annoy, auto).",
     ),
     "annoy_trees": Param(50, type="integer", minimum=1, maximum=1000, description="annoy mode: trees of the index."),
-    "max_reject_fraction": Param(
-        0.01, type="number", minimum=0, maximum=1, description="Fail when a larger fraction of records is rejected."
-    ),
+    "max_reject_fraction": max_reject_fraction_param(),
 }
 
 
@@ -103,11 +94,7 @@ PARAMS = {
     tags=["nbknn", "knn", "spark"],
     params=PARAMS,
     doc_md=__doc__,
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        "execution_timeout": timedelta(hours=6),
-    },
+    default_args=default_args(timedelta(hours=6)),
 )
 def knn_neighbors():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))

@@ -29,26 +29,23 @@ import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from nbknn_airflow.assets import NB_MODEL
+from nbknn_airflow.dag_params import (
+    default_args,
+    document_input_params,
+    max_record_bytes_param,
+    max_reject_fraction_param,
+)
 from nbknn_airflow.spark_submit import spark_app, spark_app_mapped
 
 log = logging.getLogger(__name__)
 
-COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
-
 PARAMS = {
-    "input_uri": Param(
+    **document_input_params(
         "input/nb_predict/documents",
-        type="string",
-        minLength=1,
-        maxLength=1024,
-        description="Documents to classify: a path relative to the data root, or a full URI under an allowed root.",
+        "Documents to classify",
+        id_note=" (ids must be unique)",
+        label_note=" (optional: when present, the run is evaluated)",
     ),
-    "input_format": Param("jsonl", enum=["jsonl", "parquet", "tsv"], description="Format of the input files."),
-    "id_column": Param("id", **COLUMN_NAME, description="Name of the document id field (ids must be unique)."),
-    "label_column": Param(
-        "label", **COLUMN_NAME, description="Name of the optional true-label field; when present, the run is evaluated."
-    ),
-    "text_column": Param("text", **COLUMN_NAME, description="Name of the document text field."),
     "model_version": Param(
         "latest",
         type="string",
@@ -58,16 +55,8 @@ PARAMS = {
     "top_n": Param(
         0, type="integer", minimum=0, maximum=100, description="Also output each document's N most probable classes (0: off)."
     ),
-    "max_reject_fraction": Param(
-        0.01, type="number", minimum=0, maximum=1, description="Fail when a larger fraction of records is rejected."
-    ),
-    "max_record_bytes": Param(
-        8 * 1024 * 1024,
-        type="integer",
-        minimum=1024,
-        maximum=256 * 1024 * 1024,
-        description="Quarantine records larger than this.",
-    ),
+    "max_reject_fraction": max_reject_fraction_param(),
+    "max_record_bytes": max_record_bytes_param(),
 }
 
 
@@ -83,11 +72,7 @@ PARAMS = {
     tags=["nbknn", "naive-bayes", "spark"],
     params=PARAMS,
     doc_md=__doc__,
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        "execution_timeout": timedelta(hours=6),
-    },
+    default_args=default_args(timedelta(hours=6)),
 )
 def nb_predict():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))

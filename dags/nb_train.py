@@ -40,9 +40,13 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from nbknn_airflow.assets import NB_MODEL
+from nbknn_airflow.dag_params import (
+    default_args,
+    document_input_params,
+    max_record_bytes_param,
+    max_reject_fraction_param,
+)
 from nbknn_airflow.spark_submit import spark_app
-
-COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
 
 PARAMS = {
     "mode": Param(
@@ -66,17 +70,7 @@ PARAMS = {
         description="Incremental mode: folder under input_uri holding an interval's documents, as strftime of the "
         "data interval start (UTC).",
     ),
-    "input_uri": Param(
-        "input/nb_train/labelled",
-        type="string",
-        minLength=1,
-        maxLength=1024,
-        description="Labelled documents: a path relative to the data root, or a full URI under an allowed root.",
-    ),
-    "input_format": Param("jsonl", enum=["jsonl", "parquet", "tsv"], description="Format of the input files."),
-    "id_column": Param("id", **COLUMN_NAME, description="Name of the document id field."),
-    "label_column": Param("label", **COLUMN_NAME, description="Name of the class label field."),
-    "text_column": Param("text", **COLUMN_NAME, description="Name of the document text field."),
+    **document_input_params("input/nb_train/labelled", "Labelled documents"),
     "model_type": Param(
         "multinomial",
         enum=["multinomial", "complement"],
@@ -105,16 +99,8 @@ PARAMS = {
         description="Token regex (common subset of Java and Python `regex` syntax).",
     ),
     "lowercase": Param(True, type="boolean", description="Lowercase text before tokenising."),
-    "max_reject_fraction": Param(
-        0.01, type="number", minimum=0, maximum=1, description="Fail when a larger fraction of records is rejected."
-    ),
-    "max_record_bytes": Param(
-        8 * 1024 * 1024,
-        type="integer",
-        minimum=1024,
-        maximum=256 * 1024 * 1024,
-        description="Quarantine records larger than this.",
-    ),
+    "max_reject_fraction": max_reject_fraction_param(),
+    "max_record_bytes": max_record_bytes_param(),
 }
 
 
@@ -128,11 +114,7 @@ PARAMS = {
     tags=["nbknn", "naive-bayes", "spark"],
     params=PARAMS,
     doc_md=__doc__,
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        "execution_timeout": timedelta(hours=6),
-    },
+    default_args=default_args(timedelta(hours=6)),
 )
 def nb_train():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))

@@ -22,22 +22,30 @@ def write_jsonl(path: Path, records: list) -> Path:
     return path
 
 
-def airflow_env_base() -> dict[str, str]:
+def airflow_env_base(spark_master: str = "local[2]") -> dict[str, str]:
+    """Environment of an Airflow command: this virtualenv first, Spark at ``spark_master``
+    (``local[2]``, or e.g. ``spark://127.0.0.1:7077`` for a standalone cluster)."""
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps({"conn_type": "spark", "host": "local[2]"})
+    env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps({"conn_type": "spark", "host": spark_master})
     env["NBKNN_SPARK_CONF"] = json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"})
     env["NBKNN_BUILD_DIR"] = str(Path(os.environ["AIRFLOW_HOME"]) / "build")
     return env
 
 
 def run_dag_test(
-    dag_id: str, conf: dict, data_root: str, timeout: int = 900, logical_date: str | None = None
+    dag_id: str,
+    conf: dict,
+    data_root: str,
+    timeout: int = 900,
+    logical_date: str | None = None,
+    spark_master: str = "local[2]",
 ) -> subprocess.CompletedProcess:
     """``airflow dags test DAG [LOGICAL_DATE] -c CONF`` with the real operators, on a data root of
     the test's own. With a logical date the run gets the data interval the DAG's timetable infers
-    for it (for a daily CronDataIntervalTimetable: the day before the logical date)."""
-    env = airflow_env_base()
+    for it (for a daily CronDataIntervalTimetable: the day before the logical date). The Spark
+    tasks run on ``spark_master`` (the spark_default connection)."""
+    env = airflow_env_base(spark_master)
     env["NBKNN_DATA_ROOT"] = data_root
     date_args = [logical_date] if logical_date else []
     return subprocess.run(

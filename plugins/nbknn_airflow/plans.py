@@ -35,7 +35,7 @@ def _check_token_pattern(pattern: str) -> None:
         raise PlanError(f"token_pattern must not match the empty string (got {pattern!r})")
 
 
-def _input_args(params: dict, input_uri: str) -> list[str]:
+def input_args(params: dict, input_uri: str) -> list[str]:
     return [
         "--input", input_uri,
         "--format", params["input_format"],
@@ -185,7 +185,7 @@ def plan_training(
     staging_dir = paths.nb_staging_dir(root, version)
     version_dir = paths.nb_version_dir(root, version)
     rejects = paths.rejects_dir(root, "nb_train", key)
-    input_args = _input_args(params, input_uri)
+    common_input_args = input_args(params, input_uri)
     # The tables of the new data go to a delta model inside the staging directory's scratch space
     # (nbknn.model_layout.work_uri), which publishing deletes.
     delta_dir = paths.join(staging_dir, "_work", "delta")
@@ -216,13 +216,13 @@ def plan_training(
         "merge": base is not None,
         # Flat keys: each is pushed as its own XCom (multiple_outputs) for a Spark task's arguments.
         "class_prior_args": [
-            *input_args,
+            *common_input_args,
             "--model-dir", count_dir,
             "--rejects", rejects,
             "--max-reject-fraction", str(params["max_reject_fraction"]),
         ],
         "term_counts_args": [
-            *input_args,
+            *common_input_args,
             "--model-dir", count_dir,
             "--token-pattern", params["token_pattern"],
             "--lowercase" if params["lowercase"] else "--no-lowercase",

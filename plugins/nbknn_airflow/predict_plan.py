@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nbknn_airflow import paths, settings, storage
-from nbknn_airflow.plans import PlanError, _input_args
+from nbknn_airflow.plans import PlanError, input_args
 
 LATEST = "latest"
 
@@ -126,7 +126,7 @@ def plan_prediction(params: dict, run_id: str, triggered_version: str | None = N
         "uris": {"input": input_uri, "rejects": rejects, **layout},
         # Flat keys: each is pushed as its own XCom (multiple_outputs) for a Spark task's arguments.
         "vectorize_args": [
-            *_input_args(params, input_uri),
+            *input_args(params, input_uri),
             "--model-dir", version_dir,
             "--vectors", layout["vectors"],
             "--rejects", rejects,

@@ -8,6 +8,7 @@ WebHDFS endpoint (NBKNN_WEBHDFS_PORT).
 from __future__ import annotations
 
 import json
+import os
 from urllib.parse import urlparse
 
 import fsspec
@@ -16,9 +17,16 @@ from nbknn_airflow import settings
 
 
 def _fsspec_url(uri: str) -> str:
+    """The fsspec URL of a data-root URI: hdfs://host[:rpc-port]/path becomes
+    webhdfs://[user@]host:<NBKNN_WEBHDFS_PORT>/path (the namenode's HTTP port, not its RPC port).
+    The user is HADOOP_USER_NAME when set, the same user Spark's Hadoop client acts as."""
     parsed = urlparse(uri)
     if parsed.scheme == "hdfs":
-        return f"webhdfs://{parsed.hostname}:{settings.webhdfs_port()}{parsed.path}"
+        if not parsed.hostname:
+            raise ValueError(f"an hdfs:// URI needs the namenode host for WebHDFS reads (got {uri!r})")
+        user = os.environ.get("HADOOP_USER_NAME")
+        authority = f"{user}@{parsed.hostname}" if user else parsed.hostname
+        return f"webhdfs://{authority}:{settings.webhdfs_port()}{parsed.path}"
     return uri
 
 

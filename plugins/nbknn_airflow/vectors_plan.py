@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nbknn_airflow import paths, settings
-from nbknn_airflow.plans import PlanError, _input_args
+from nbknn_airflow.plans import PlanError, input_args
 
 
 def plan_doc_vectors(params: dict, run_id: str) -> dict:
@@ -23,7 +23,7 @@ def plan_doc_vectors(params: dict, run_id: str) -> dict:
     return {
         "uris": {"input": input_uri, "output": output_uri, "rejects": rejects},
         "vectors_args": [
-            *_input_args(params, input_uri),
+            *input_args(params, input_uri),
             "--output", output_uri,
             "--rejects", rejects,
             "--max-reject-fraction", str(params["max_reject_fraction"]),

@@ -162,22 +162,22 @@ def check_reject_fraction(counts: ReadCounts, max_reject_fraction: float, reject
 # --- JSON Lines --------------------------------------------------------------------------------
 
 
-def _json_path(field: str) -> str:
+def json_path(field: str) -> str:
     escaped = field.replace("\\", "\\\\").replace("'", "\\'")
     return f"$['{escaped}']"
 
 
-def _variant_field_type(variant: Column, field: str) -> Column:
+def variant_field_type(variant: Column, field: str) -> Column:
     """Type name of a field of a parsed JSON object: STRING, BIGINT, OBJECT<...>, VOID (null), or null when absent."""
-    return F.schema_of_variant(F.variant_get(variant, _json_path(field), "variant"))
+    return F.schema_of_variant(F.variant_get(variant, json_path(field), "variant"))
 
 
-def _variant_string(variant: Column, field: str) -> Column:
-    return F.try_variant_get(variant, _json_path(field), "string")
+def variant_string(variant: Column, field: str) -> Column:
+    return F.try_variant_get(variant, json_path(field), "string")
 
 
 def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFrame:
-    lines = _read_lines(spark, spec)
+    lines = read_lines(spark, spec)
     valid_utf8 = F.is_valid_utf8("value")
     parsed = lines.withColumn(
         "_json", F.when(valid_utf8 & (F.octet_length("value") <= spec.max_record_bytes), F.try_parse_json("value"))
@@ -185,17 +185,17 @@ def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFra
     j = F.col("_json")
 
     def field_type(name: str) -> Column:
-        return _variant_field_type(j, name)
+        return variant_field_type(j, name)
 
     id_type, label_type, text_type = (
         field_type(spec.id_column),
         field_type(spec.label_column),
         field_type(spec.text_column),
     )
-    id_value = _variant_string(j, spec.id_column)
-    label_value = _variant_string(j, spec.label_column)
-    text_value = _variant_string(j, spec.text_column)
-    reason = _first_reason(
+    id_value = variant_string(j, spec.id_column)
+    label_value = variant_string(j, spec.label_column)
+    text_value = variant_string(j, spec.text_column)
+    reason = first_reason(
         [
             (~valid_utf8, "invalid_utf8"),
             (F.octet_length("value") > spec.max_record_bytes, "record_too_large"),
@@ -219,7 +219,7 @@ def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFra
         text_value.alias("text"),
         reason.alias("reject_reason"),
         F.col("_metadata.file_path").alias("source"),
-        _raw_excerpt(F.col("value")).alias("raw"),
+        raw_excerpt(F.col("value")).alias("raw"),
     )
 
 
@@ -245,7 +245,7 @@ def _field_checks(
 
 
 def _read_tsv(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFrame:
-    lines = _read_lines(spark, spec)
+    lines = read_lines(spark, spec)
     fields = F.split(F.col("value"), "\t", -1)
     expected = len(spec.tsv_columns)
 
@@ -266,9 +266,9 @@ def _read_tsv(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFrame
         F.trim(id_value).alias("doc_id"),
         F.when(F.trim(label_value) != "", label_value).alias("label"),
         text_value.alias("text"),
-        _first_reason(checks).alias("reject_reason"),
+        first_reason(checks).alias("reject_reason"),
         F.col("_metadata.file_path").alias("source"),
-        _raw_excerpt(F.col("value")).alias("raw"),
+        raw_excerpt(F.col("value")).alias("raw"),
     )
 
 
@@ -303,9 +303,9 @@ def _read_parquet(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataF
         F.trim(id_value).alias("doc_id"),
         F.when(F.trim(label_value) != "", label_value).alias("label"),
         text_value.alias("text"),
-        _first_reason(checks).alias("reject_reason"),
+        first_reason(checks).alias("reject_reason"),
         F.col("_metadata.file_path").alias("source"),
-        _raw_excerpt(row_json).alias("raw"),
+        raw_excerpt(row_json).alias("raw"),
     )
 
 
@@ -330,14 +330,14 @@ def _check_parquet_schema(spec: InputSpec, types: dict[str, str], labelled: bool
 # --- shared ----------------------------------------------------------------------------------
 
 
-def _read_lines(spark: SparkSession, spec: InputSpec) -> DataFrame:
+def read_lines(spark: SparkSession, spec: InputSpec) -> DataFrame:
     """Non-blank lines of the input files, as raw (possibly invalid) UTF-8 strings."""
     lines = spark.read.text(spec.uri).select("value", "_metadata")
     # Blank lines separate nothing and hold no record; JSON Lines readers skip them too.
     return lines.where(F.trim(F.col("value")) != "")
 
 
-def _first_reason(checks: list[tuple[Column, str]]) -> Column:
+def first_reason(checks: list[tuple[Column, str]]) -> Column:
     """The reason of the first failing check, or null when all pass."""
     expression = F.when(checks[0][0], F.lit(checks[0][1]))
     for condition, reason in checks[1:]:
@@ -345,6 +345,6 @@ def _first_reason(checks: list[tuple[Column, str]]) -> Column:
     return expression.otherwise(F.lit(None).cast("string"))
 
 
-def _raw_excerpt(raw: Column) -> Column:
+def raw_excerpt(raw: Column) -> Column:
     """A readable prefix of the record: invalid bytes replaced, long records cut."""
     return F.substring(F.make_valid_utf8(raw), 1, REJECT_RAW_CHARS)

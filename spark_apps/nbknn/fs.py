@@ -156,7 +156,7 @@ def publish_dir(spark: SparkSession, staging_uri: str, target_uri: str) -> None:
     """
     target = target_uri.rstrip("/")
     if exists(spark, target):
-        displaced = f"{target}.replaced-{uuid.uuid4().hex[:8]}"
+        displaced = temporary_sibling(target, "replaced")
         rename(spark, target, displaced)
         rename(spark, staging_uri, target)
         delete(spark, displaced)

@@ -16,7 +16,6 @@ ends with the same data as an undisturbed one.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -300,7 +299,8 @@ def publish_model(
         manifest = build_manifest(spark, staging_dir, version, model_type, alpha, fit_prior, lineage)
         fs.write_json_atomic(spark, model_layout.manifest_uri(staging_dir), manifest)
         fs.delete(spark, model_layout.work_uri(staging_dir, ""))
-        _move_into_place(spark, staging_dir, version_dir)
+        # A rerun of a cleared run that had published already swaps its new build in.
+        fs.publish_dir(spark, staging_dir, version_dir)
     elif fs.exists(spark, model_layout.manifest_uri(version_dir)):
         manifest = fs.read_json(spark, model_layout.manifest_uri(version_dir))
     else:
@@ -376,18 +376,6 @@ def lineage_of(run_lineage: dict, prior_summary: dict, merge_summary: dict | Non
         ),
     ]
     return lineage
-
-
-def _move_into_place(spark: SparkSession, staging_dir: str, version_dir: str) -> None:
-    if fs.exists(spark, version_dir):
-        # The same run published before (its tasks were cleared and rerun): swap the new build in.
-        displaced = f"{version_dir.rstrip('/')}.replaced-{uuid.uuid4().hex[:8]}"
-        fs.rename(spark, version_dir, displaced)
-        fs.rename(spark, staging_dir, version_dir)
-        fs.delete(spark, displaced)
-    else:
-        fs.mkdirs(spark, version_dir.rstrip("/").rsplit("/", 1)[0])
-        fs.rename(spark, staging_dir, version_dir)
 
 
 def _check_labels_known(class_terms, priors: list[tuple[int, str, int]]) -> None:

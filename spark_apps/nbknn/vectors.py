@@ -50,11 +50,11 @@ from nbknn.documents import (
     DEFAULT_MAX_RECORD_BYTES,
     InputError,
     ReadCounts,
-    _first_reason,
-    _json_path,
-    _raw_excerpt,
-    _read_lines,
-    _variant_field_type,
+    first_reason,
+    json_path,
+    raw_excerpt,
+    read_lines,
+    variant_field_type,
 )
 
 FORMATS = ("jsonl", "parquet")
@@ -131,7 +131,7 @@ def _vector_checks(vector: Column) -> list[tuple[Column, str]]:
 
 
 def _checked_frame(frame: DataFrame, id_long, id_string, id_is_string, vector, checks, raw) -> DataFrame:
-    reason = _first_reason(checks)
+    reason = first_reason(checks)
     accepted = reason.isNull()
     return frame.select(
         F.when(accepted, id_long).alias("id_long"),
@@ -141,19 +141,19 @@ def _checked_frame(frame: DataFrame, id_long, id_string, id_is_string, vector, c
         F.when(accepted, F.size(vector)).alias("dim"),
         reason.alias("reject_reason"),
         F.col("_metadata.file_path").alias("source"),
-        _raw_excerpt(raw).alias("raw"),
+        raw_excerpt(raw).alias("raw"),
     )
 
 
 def _read_jsonl(spark: SparkSession, spec: VectorSpec) -> DataFrame:
-    lines = _read_lines(spark, spec)
+    lines = read_lines(spark, spec)
     valid_utf8 = F.is_valid_utf8("value")
     fits = F.octet_length("value") <= spec.max_record_bytes
     parsed = lines.withColumn("_json", F.when(valid_utf8 & fits, F.try_parse_json("value")))
     j = F.col("_json")
-    id_path, vector_path = _json_path(spec.id_column), _json_path(spec.vector_column)
-    id_type = _variant_field_type(j, spec.id_column)
-    vector_type = _variant_field_type(j, spec.vector_column)
+    id_path, vector_path = json_path(spec.id_column), json_path(spec.vector_column)
+    id_type = variant_field_type(j, spec.id_column)
+    vector_type = variant_field_type(j, spec.vector_column)
     id_is_integer = id_type.isin(*_VARIANT_INTEGER_TYPES)
     id_string = F.try_variant_get(j, id_path, "string")
     elements = F.try_variant_get(j, vector_path, "array<variant>")

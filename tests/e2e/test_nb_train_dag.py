@@ -1,9 +1,7 @@
 """nb_train end to end: `airflow dags test` with the real SparkSubmitOperator and spark-submit."""
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.naive_bayes import MultinomialNB

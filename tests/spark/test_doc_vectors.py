@@ -1,7 +1,6 @@
 """Document vectors: Spark's TF-IDF + distributed SVD equals the same definition in numpy."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
