@@ -1,0 +1,67 @@
+"""The newcomer's main job (`make demo`) on a reduced slice: real DAG runs, a summary worth reading."""
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+
+from helpers import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def test_demo_runs_the_pipeline_and_prints_its_summary(tmp_path):
+    data_root, airflow_home = tmp_path / "data", tmp_path / "airflow_home"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), "--limit-train", "300", "--limit-test", "120",
+         "--data-root", str(data_root), "--airflow-home", str(airflow_home), "--k", "3"],
+        capture_output=True, text=True, timeout=1800,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:] + result.stderr[-4000:]
+
+    for dag_id in ("nb_train", "nb_predict", "doc_vectors", "knn_neighbors"):
+        assert f"{dag_id} succeeded in" in out
+        assert re.search(rf"^   {dag_id}\s+\d+ s$", out, re.M), f"no timing line for {dag_id}"
+    version = (data_root / "models" / "naive_bayes" / "LATEST").read_text().strip()
+    assert f"== model {version} (multinomial, alpha=1.0)" in out
+    assert len(re.findall(r"^   shard \d: +\d+ entries", out, re.M)) == 4
+    # The pipeline's labels are scikit-learn's, so the two rows of numbers are the same.
+    assert "same label as scikit-learn for 120 of 120 documents" in out
+    ours = re.search(r"this pipeline\s+([\d.]+)\s+([\d.]+)", out).groups()
+    theirs = re.search(r"scikit-learn\s+([\d.]+)\s+([\d.]+)", out).groups()
+    assert ours == theirs
+    assert len(re.findall(r"^   reuters-r52-test-\d+: \S+ +p=[\d.]+ \(true \S+\) \"", out, re.M)) == 5
+    assert "== similar documents (broadcast mode, k=3, metric=cosine)" in out
+    assert len(re.findall(r"^      \d\.\d{3} reuters-r52-test-\d+ \[", out, re.M)) == 9
+    for name in ("model", "predictions", "report", "document vectors", "neighbours"):
+        assert re.search(rf"^   {name}\s+file://", out, re.M), name
+
+    report = next((data_root / "predictions" / "naive_bayes").glob("*/report"))
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["documents"] == 120 and 0 <= metrics["accuracy"] <= 1
+    assert f"{metrics['accuracy']:.4f}" == ours[0]
+    with Image.open(report / "confusion_matrix.png") as picture:
+        picture.verify()
+        assert picture.format == "PNG"
+    page = (report / "report.html").read_text()
+    images = _Images()
+    images.feed(page)
+    assert images.sources == ["confusion_matrix.png"]
+    assert (report / images.sources[0]).exists()
+    for label in metrics["per_class"]:
+        assert label in page
