@@ -1,0 +1,237 @@
+"""Render every ``bench/results/*.json`` into one Markdown page, ``bench/results/README.md``.
+
+    python bench/report.py
+
+Goals checked (issue 8): NB training and prediction each at most MLlib's time (ratio <= 1.0),
+agreement with scikit-learn 100 %; <= 12 bytes per model entry in the prediction pass; this
+pipeline completes >= 10x the largest classes x vocabulary product MLlib completes; exact kNN
+>= 0.9x scikit-learn's single-process throughput and >= 20x the per-row recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from common import RESULTS_DIR
+
+GOALS = {
+    "nb_time_ratio": 1.0,
+    "agreement": 1.0,
+    "bytes_per_entry": 12.0,
+    "scale_factor": 10.0,
+    "knn_vs_sklearn": 0.9,
+    "knn_vs_per_row": 20.0,
+}
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f} %"
+
+
+def _s(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def _machine(result: dict) -> str:
+    m = result["machine"]
+    return (f"{m['date_utc']} on {m['host']} ({m['cpu']}, {m['logical_cpus']} logical CPUs, {m['memory_gb']} GB; "
+            f"load average at start {m['load_average_at_start']}), Spark {m['versions']['pyspark']} "
+            f"{m['spark_master']} (driver {m['spark_driver_memory']}), scikit-learn {m['versions']['sklearn']}, "
+            f"numpy {m['versions']['numpy']}; Spark start-up {result.get('spark_startup_s', 'n/a')} s "
+            "(excluded from every job time)")
+
+
+def nb_section(result: dict, goals: list) -> list[str]:
+    out = ["## Naive Bayes: this pipeline vs Spark MLlib vs scikit-learn (20 Newsgroups)", "", _machine(result), ""]
+    for scale in result["scales"]:
+        out.append(
+            f"### 20 Newsgroups x{scale['scale']}: {scale['train_documents']} training / {scale['test_documents']} "
+            f"test documents, vocabulary {scale['vocabulary_size']}, {scale['num_shards']} shards, "
+            f"median of {scale['repetitions']} repetition(s)"
+        )
+        out += ["", "| model | side | train s | predict s | accuracy | agreement with sklearn |",
+                "|---|---|---:|---:|---:|---:|"]
+        for model_type, row in scale["models"].items():
+            for side in ("ours", "mllib", "sklearn"):
+                agree = row["agreement_with_sklearn"].get(side, 1.0 if side == "sklearn" else None)
+                label = {"ours": "this pipeline", "mllib": "MLlib (same tokens)", "sklearn": "scikit-learn"}[side]
+                out.append(f"| {model_type} | {label} | {_s(row['train_s'][side])} | {_s(row['predict_s'][side])} | "
+                           f"{_pct(row['accuracy'][side])} | {_pct(agree) if side != 'sklearn' else '(reference)'} |")
+        tok = scale.get("mllib_whitespace_tokenizer_multinomial")
+        if tok:
+            out.append(f"| multinomial | MLlib (own `Tokenizer`, {tok['features']} features) | {_s(tok['train_s'])} | "
+                       f"{_s(tok['predict_s'])} | {_pct(tok['accuracy'])} | {_pct(tok['agreement_with_sklearn'])} |")
+        out += ["", "| model | train ours/MLlib | predict ours/MLlib | train ours/sklearn | predict ours/sklearn |",
+                "|---|---:|---:|---:|---:|"]
+        for model_type, row in scale["models"].items():
+            out.append(f"| {model_type} | {row['ratio_train_ours_over_mllib']} | {row['ratio_predict_ours_over_mllib']} | "
+                       f"{row['ratio_train_ours_over_sklearn']} | {row['ratio_predict_ours_over_sklearn']} |")
+            tag = f"x{scale['scale']} {model_type}"
+            goals.append((f"NB training <= MLlib ({tag})", f"{row['ratio_train_ours_over_mllib']}",
+                          row["ratio_train_ours_over_mllib"] <= GOALS["nb_time_ratio"]))
+            goals.append((f"NB prediction <= MLlib ({tag})", f"{row['ratio_predict_ours_over_mllib']}",
+                          row["ratio_predict_ours_over_mllib"] <= GOALS["nb_time_ratio"]))
+            goals.append((f"NB agreement with sklearn 100 % ({tag})", _pct(row["agreement_with_sklearn"]["ours"]),
+                          row["agreement_with_sklearn"]["ours"] >= GOALS["agreement"]))
+        steps = {k: v["median_s"] for k, v in scale["timings"].items() if k.startswith("ours.") and k.count(".") >= 2}
+        out += ["", "This pipeline, step medians (s): " + ", ".join(f"`{k[5:]}` {v}" for k, v in steps.items()), ""]
+        memory = scale.get("memory")
+        if memory:
+            out += ["### Model memory in the prediction pass (all shards of the x1 model)", "",
+                    "| model | classes | vocabulary | entries (density) | bytes/entry | bytes total | "
+                    "MLlib dense bytes | MLlib / ours |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            for model_type, m in memory.items():
+                out.append(f"| {model_type} | {m['classes']} | {m['vocabulary_size']} | {m['entries']} ({m['density']}) | "
+                           f"{m['bytes_per_entry']} (all arrays: {m['bytes_total_per_entry']}) | {m['bytes_total']} | "
+                           f"{m['mllib_dense_bytes']} | {m['ratio_mllib_dense_over_ours_total']}x |")
+                goals.append((f"<= 12 bytes per entry ({model_type})", f"{m['bytes_per_entry']}",
+                              m["bytes_per_entry"] <= GOALS["bytes_per_entry"]))
+            out.append("")
+    return out
+
+
+def scale_section(result: dict, goals: list) -> list[str]:
+    out = ["## Naive Bayes beyond the dense model (synthetic classes x vocabulary grid)", "",
+           _machine(result).replace("Spark start-up n/a s", "each cell starts its own JVM"), "",
+           f"Each cell in its own process, killed after {result['timeout_s']} s; this pipeline with "
+           f"max_entries_per_shard = {result['max_entries_per_shard']}; prediction of {result['test_docs']} documents.",
+           "", "| side | classes | vocabulary | C x V | status | train s | predict s | model bytes | shards | "
+           "JVM peak RSS MB | Python worker peak MB | note |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for c in result["cells"]:
+        side = "this pipeline" if c["side"] == "ours" else "MLlib (HashingTF)"
+        out.append(f"| {side} | {c['classes']} | 2^{c['log2_vocabulary']} | {c['product']:.3g} | {c['status']} | "
+                   f"{c.get('train_s', '')} | {c.get('predict_s', '')} | {c.get('model_bytes', '')} | "
+                   f"{c.get('num_shards', '')} | {c.get('jvm_peak_rss_mb', '')} | {c.get('python_worker_peak_rss_mb', '')} | "
+                   f"{c.get('error', '')[:120]} |")
+    largest = result["largest_completed_product"]
+    factor = result["ratio_ours_over_mllib_largest_product"]
+    out += ["", f"Largest product completed: MLlib {largest['mllib']:.3g}, this pipeline {largest['ours']:.3g} "
+            f"(factor {factor}; bounded by the grid, not by a failure of this pipeline, if its largest cell passed).", ""]
+    goals.append(("Completes >= 10x MLlib's largest C x V", f"{factor}x", factor is not None and factor >= GOALS["scale_factor"]))
+    return out
+
+
+def knn_section(result: dict, goals: list) -> list[str]:
+    out = ["## Exact kNN: blocked / broadcast vs scikit-learn brute force vs the per-row recipe", "", _machine(result), ""]
+    out += ["| n | d | k | metric | reps | sklearn s | blocked s | broadcast s | per-row recipe s (extrapolated) | "
+            "blocked / sklearn throughput | broadcast / sklearn | blocked / per-row | broadcast / per-row | "
+            "same neighbours as sklearn (blocked, broadcast) |",
+            "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for size in result["sizes"]:
+        for metric, row in size["metrics"].items():
+            s = row["seconds"]
+            out.append(
+                f"| {size['n']} | {size['d']} | {size['k']} | {metric} | {size['repetitions']} | {s['sklearn']} | "
+                f"{s['blocked']} | {s['broadcast']} | {s['per_row_recipe_estimated']} | "
+                f"{row['throughput_ratio_blocked_over_sklearn']} | {row['throughput_ratio_broadcast_over_sklearn']} | "
+                f"{row['speedup_blocked_over_per_row_recipe']} | {row['speedup_broadcast_over_per_row_recipe']} | "
+                f"{_pct(row['agreement_with_sklearn'].get('blocked'))}, {_pct(row['agreement_with_sklearn'].get('broadcast'))} |")
+            for mode in ("blocked", "broadcast"):
+                tag = f"n={size['n']} {metric} {mode}"
+                r = row[f"throughput_ratio_{mode}_over_sklearn"]
+                goals.append((f"kNN >= 0.9x sklearn ({tag})", f"{r}", r >= GOALS["knn_vs_sklearn"]))
+                r = row[f"speedup_{mode}_over_per_row_recipe"]
+                goals.append((f"kNN >= 20x per-row recipe ({tag})", f"{r}", r >= GOALS["knn_vs_per_row"]))
+    out += ["", "Pairs per second:", "", "| n | metric | sklearn | blocked | broadcast | per-row recipe (extrapolated) |",
+            "|---:|---|---:|---:|---:|---:|"]
+    for size in result["sizes"]:
+        for metric, row in size["metrics"].items():
+            p = row["pairs_per_second"]
+            out.append(f"| {size['n']} | {metric} | {p['sklearn']:.3g} | {p['blocked']:.3g} | {p['broadcast']:.3g} | "
+                       f"{p['per_row_recipe_estimated']:.3g} |")
+    out.append("")
+    return out
+
+
+def profile_section(result: dict, goals: list) -> list[str]:
+    s = result["summary"]
+    rows = [
+        ("this pipeline, whole prediction (vectorise + 1 shard pass + combine)", s["library_predict_s"]),
+        ("  run_vectorize", s["library_vectorize_s"]),
+        ("  run_predict_shard (1 shard)", s["library_shard_pass_s"]),
+        ("  run_combine (incl. report)", s["library_combine_s"]),
+        ("MLlib prediction (same tokens; transform + write)", s["mllib_predict_s"]),
+        ("parse JSON Lines + validate, count by reason (1 pass)", s["parse_s"]),
+        ("parse + duplicate-id Window over whole records", s["parse_plus_duplicate_window_s"]),
+        ("duplicate-id check on the ids alone (groupBy)", s["duplicate_ids_only_s"]),
+        ("library document_vectors write", s["vectors_write_library_s"]),
+        ("prototype vectors write (1 parse, 1 tokenisation, broadcast vocabulary)", s["vectors_write_prototype_s"]),
+        ("report: metrics + confusion PNG + HTML (driver)", s["report_s"]),
+        ("training: run_term_counts (whole job; needs run_class_prior's output)", s["train_term_counts_job_s"]),
+        ("training: its counting core (parse, tokenise, count per (class, term), write)", s["train_count_core_s"]),
+        ("MLlib CountVectorizer fit alone (same tokens)", s["mllib_countvectorizer_fit_s"]),
+    ]
+    reps = len(next(iter(result["timings"].values()))["samples_s"])
+    out = [f"## Profile of this pipeline's prediction and term counting (20 Newsgroups, {reps} repetition(s))", "",
+           _machine(result), "",
+           "| step | median s |", "|---|---:|"]
+    out += [f"| {name} | {value} |" for name, value in rows]
+    out += ["", f"Prototype output equal to the library's vectors: {result['prototype_equals_library']}.", ""]
+    return out
+
+
+def knn_profile_section(result: dict, goals: list) -> list[str]:
+    out = ["## Profile of the blocked kNN kernel (no Spark, one process)", "", _machine(result), "",
+           f"n = {result['n']}, d = {result['d']}, k = {result['k']}; blocks of {result['block_rows']} rows, "
+           f"query chunks of {result['query_chunk_rows']} rows (the default plan).", "",
+           "| metric | BLAS threads | sklearn brute s | kernel distances s | kernel select s | kernel merge s | kernel total s |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for metric, row in result["metrics"].items():
+        for threads in (1, 2):
+            kernel = row[f"blocked_kernel_{threads}_threads"]
+            out.append(f"| {metric} | {threads} | {row[f'sklearn_brute_{threads}_threads_s']} | {kernel['distances']} | "
+                       f"{kernel['select']} | {kernel['merge']} | {kernel['total']} |")
+    out.append("")
+    out += [f"Best case of the current kernel on 2 cores (1-thread total / 2) vs sklearn brute on 2 threads: "
+            + ", ".join(f"{m} {row['ratio_sklearn_2_threads_over_kernel_best_case']}x throughput"
+                        for m, row in result["metrics"].items()), ""]
+    return out
+
+
+def vectorize_section(result: dict, goals: list) -> list[str]:
+    s = result["summary"]
+    return ["## Vectorising without a shuffle (20 Newsgroups test set)", "", _machine(result), "",
+            "| step | median s |", "|---|---:|",
+            f"| library `document_vectors` write (explode, groupBy, join, groupBy) | {s['library_document_vectors_s']} |",
+            f"| per-row lookup: `CountVectorizerModel.from_vocabulary` (model vocabulary in term-id order) | "
+            f"{s['countvectorizer_lookup_s']} |", "",
+            f"Library / lookup: {s['ratio_library_over_lookup']}x, median of {s['repetitions']}; same term ids and "
+            f"counts for every document: {result['lookup_equals_library']}.", ""]
+
+
+SECTIONS = {"naive_bayes_vectorize_profile": vectorize_section, "knn_kernel_profile": knn_profile_section, "naive_bayes_predict_profile": profile_section, "naive_bayes_20newsgroups": nb_section, "naive_bayes_scale": scale_section, "knn_all_points": knn_section}
+ORDER = ("nb", "nb_profile", "nb_profile_vectorize", "nb_scale", "knn", "knn_profile")
+
+
+def main() -> None:
+    goals: list = []
+    body: list[str] = []
+    files = sorted(RESULTS_DIR.glob("*.json"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    for path in files:
+        result = json.loads(path.read_text())
+        section = SECTIONS.get(result.get("benchmark"))
+        if section is None:
+            continue
+        body += [f"<!-- from {path.name} -->", *section(result, goals)]
+    notes = RESULTS_DIR / "NOTES.md"
+    head = ["# Benchmark results", "",
+            "Generated by `make bench` (`bench/report.py` from `bench/results/*.json`; do not edit by hand). "
+            "Times are wall-clock medians; ratios are computed within one run; every Spark job time excludes "
+            "the JVM start-up (reported separately).", "", "## Goals", "", "| goal | value | status |", "|---|---:|---|"]
+    head += [f"| {name} | {value} | {_met(ok)} |" for name, value, ok in goals]
+    head.append("")
+    text = "\n".join(head + body)
+    if notes.exists():
+        text += "\n" + notes.read_text()
+    (RESULTS_DIR / "README.md").write_text(text + "\n")
+    print(f"wrote {RESULTS_DIR / 'README.md'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
