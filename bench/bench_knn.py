@@ -30,9 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 from common import Timer, log, ratio
 
 METRICS = ("euclidean", "cosine")

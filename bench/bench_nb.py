@@ -33,9 +33,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 from common import Timer, log, ratio
 
 ALPHA = 1.0

@@ -97,7 +97,6 @@ def peak_memory(spark) -> dict:
 
 def run_cell(side: str, classes: int, log2_vocab: int, test_docs: int, max_entries: int) -> dict:
     """One cell, in this process (the orchestrator runs it in a subprocess)."""
-    from pyspark.sql import functions as F
 
     spark, startup = common.start_spark(f"bench-scale-{side}")
     workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-scale-"))

@@ -18,17 +18,16 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-from threadpoolctl import threadpool_limits
-
 import common
+import numpy as np
 from common import log
+from threadpoolctl import threadpool_limits
 
 
 def kernel_seconds(ids, X, k: int, metric: str, plan) -> dict:
     from sklearn.utils.extmath import row_norms
 
-    from nbknn.knn_core import _select_sorted, block_bounds, block_distances, merge_topk, TopK
+    from nbknn.knn_core import TopK, _select_sorted, block_bounds, block_distances, merge_topk
 
     parts = {"distances": 0.0, "select": 0.0, "merge": 0.0}
     n = X.shape[0]

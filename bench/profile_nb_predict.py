@@ -23,7 +23,6 @@ import argparse
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import common
@@ -59,18 +58,17 @@ def main(argv=None) -> None:
     parser.add_argument("--name", default="nb_profile")
     args = parser.parse_args(argv)
 
-    import corpora
+    from bench_nb import mllib_frame, mllib_run, ours_predict, ours_train, write_jsonl
+    from pyspark.ml.feature import CountVectorizer
     from pyspark.sql import functions as F
 
-    from pyspark.ml.feature import CountVectorizer
-
-    from bench_nb import mllib_frame, mllib_run, ours_predict, ours_train, write_jsonl
-    from nbknn.nb_train_jobs import run_class_prior, run_term_counts
-    from nbknn.nb_training import class_term_counts, tokenized_documents
+    import corpora
     from nbknn import model_layout, schemas
     from nbknn.documents import InputSpec, accepted_documents, read_documents
     from nbknn.nb_metrics import classification_metrics, confusion_png, report_html
     from nbknn.nb_prediction import document_vectors, with_duplicate_ids_rejected
+    from nbknn.nb_train_jobs import run_class_prior, run_term_counts
+    from nbknn.nb_training import class_term_counts, tokenized_documents
     from nbknn.tokenizer import TokenizerConfig
 
     results = {"benchmark": "naive_bayes_predict_profile", "machine": common.machine()}

@@ -26,11 +26,11 @@ def main(argv=None) -> None:
     parser.add_argument("--name", default="nb_profile_vectorize")
     args = parser.parse_args(argv)
 
-    import corpora
+    from bench_nb import write_jsonl
     from pyspark.ml.feature import CountVectorizerModel
     from pyspark.sql import functions as F
 
-    from bench_nb import write_jsonl
+    import corpora
     from nbknn.documents import InputSpec, accepted_documents, read_documents
     from nbknn.nb_prediction import document_vectors
     from nbknn.tokenizer import TokenizerConfig, tokenize, tokens_column

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from common import RESULTS_DIR
 
@@ -188,7 +187,7 @@ def knn_profile_section(result: dict, goals: list) -> list[str]:
             out.append(f"| {metric} | {threads} | {row[f'sklearn_brute_{threads}_threads_s']} | {kernel['distances']} | "
                        f"{kernel['select']} | {kernel['merge']} | {kernel['total']} |")
     out.append("")
-    out += [f"Best case of the current kernel on 2 cores (1-thread total / 2) vs sklearn brute on 2 threads: "
+    out += ["Best case of the current kernel on 2 cores (1-thread total / 2) vs sklearn brute on 2 threads: "
             + ", ".join(f"{m} {row['ratio_sklearn_2_threads_over_kernel_best_case']}x throughput"
                         for m, row in result["metrics"].items()), ""]
     return out

@@ -28,8 +28,10 @@ import pyarrow.parquet as pq
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT / "scripts"), str(REPO_ROOT / "spark_apps")]
 
-import corpora  # noqa: E402
 from local_env import CORPUS, SCORING_INPUT, TRAIN_INPUT, TRAIN_PARTITIONS, VECTORS, environment, lay_out_corpus  # noqa: E402
+
+import corpora  # noqa: E402
+
 
 def run_dag(dag_id: str, conf: dict, env: dict, log_dir: Path) -> float:
     """One DAG run through ``airflow dags test``; returns its wall time, exits on failure."""

@@ -36,6 +36,9 @@ def spark():
     """The one SparkSession of the Spark tests (starting one costs ~15 s)."""
     from pyspark.sql import SparkSession
 
+    # The in-process SparkContext starts its Python workers with $PYSPARK_PYTHON (else `python3`,
+    # which lacks the virtualenv's pyarrow and numpy).
+    os.environ["PYSPARK_PYTHON"] = sys.executable
     session = (
         SparkSession.builder.master("local[2]")
         .appName("nbknn-tests")

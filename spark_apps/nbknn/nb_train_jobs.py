@@ -30,6 +30,17 @@ from nbknn.documents import (
     read_documents,
     write_rejects,
 )
+from nbknn.errors import ConfigError
+from nbknn.nb_merge import (
+    add_entries,
+    check_compatible,
+    check_not_folded,
+    delta_entries_in_merged_ids,
+    folder_uri,
+    merge_vocabulary,
+    merged_priors,
+    remap_classes,
+)
 from nbknn.nb_training import (
     class_priors,
     class_priors_frame,
@@ -42,17 +53,6 @@ from nbknn.nb_training import (
     tokenized_documents,
     vocabulary_counts,
     with_shard,
-)
-from nbknn.errors import ConfigError
-from nbknn.nb_merge import (
-    add_entries,
-    check_compatible,
-    check_not_folded,
-    delta_entries_in_merged_ids,
-    folder_uri,
-    merge_vocabulary,
-    merged_priors,
-    remap_classes,
 )
 from nbknn.provenance import code_version
 from nbknn.sharding import imbalance, plan_shards

@@ -35,7 +35,7 @@ def test_every_dag_follows_the_conventions(dagbag):
         assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id} lacks doc_md"
         assert "nbknn" in dag.tags, dag_id
         assert dag.catchup is False, dag_id
-        for name, param in dag.params.items():
+        for name in dag.params.keys():
             assert dag.params.get_param(name).description, f"{dag_id}.{name} has no description"
         for task in dag.tasks:
             assert task.execution_timeout is not None, f"{dag_id}.{task.task_id} has no execution_timeout"

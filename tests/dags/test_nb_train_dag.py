@@ -49,9 +49,9 @@ def test_spark_tasks_are_spark_submit_operators_fed_by_the_plan(dag):
 
 
 def test_schedule_and_register_outlet(dag):
-    from nbknn_airflow.assets import NB_MODEL
-
     from airflow.sdk import CronDataIntervalTimetable
+
+    from nbknn_airflow.assets import NB_MODEL
 
     # Data intervals of one UTC day: an incremental run reads the partition of its interval.
     assert isinstance(dag.timetable, CronDataIntervalTimetable)

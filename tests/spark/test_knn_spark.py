@@ -145,7 +145,7 @@ def test_exact_modes_equal_sklearn_on_reuters_document_vectors(spark, reuters_sv
         "blocked": neighbors_blocked(frame, frame, k, metric, block_rows=400),
     }
     atol = ATOL_FLOAT_EUCLIDEAN if metric == "euclidean" else ATOL
-    for mode, result in mode_results.items():
+    for result in mode_results.values():
         ours_ids, ours_d = collect_result(result, ids)
         assert_matches_sklearn(ours_ids, ours_d, sk_d, sk_idx, ids, X, X, metric, query_ids=ids, atol=atol)
     frame.unpersist()
@@ -260,8 +260,9 @@ def test_annoy_reaches_recall_at_10_on_real_vectors(spark, reuters_svd):
     frame.unpersist()
 
 
-def write_parquet(path: Path, ids, X, vector_type=pa.float32()):
+def write_parquet(path: Path, ids, X, vector_type=None):
     path.mkdir(parents=True, exist_ok=True)
+    vector_type = vector_type or pa.float32()
     table = pa.table({"item": pa.array(np.asarray(ids).tolist()),
                       "emb": pa.array([x.tolist() for x in X], type=pa.list_(vector_type))})
     pq.write_table(table, path / "part-0.parquet")

@@ -1,0 +1,41 @@
+# The one image of the compose stack: Airflow (api-server, scheduler, dag-processor, triggerer,
+# init) AND the Spark standalone master and workers.
+#
+# Spark tasks run spark-submit in client mode inside the Airflow scheduler container (standalone
+# clusters cannot run Python drivers in cluster deploy mode), so the driver needs Java and the same
+# Spark and Python versions as the executors. Building master, workers and Airflow from this one
+# image makes that true by construction: one Python (the base image's 3.11), one pyspark (pinned in
+# requirements.txt / constraints.txt), one JVM.
+#
+#   docker compose build          (see docker-compose.yml and .env.example)
+FROM apache/airflow:3.3.2-python3.11
+
+USER root
+# Java 17 for the Spark JVMs (driver, master, workers); procps for Spark's scripts (ps).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+    && apt-get autoremove -yqq --purge \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -sfn "$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")" /usr/lib/jvm/java-17
+ENV JAVA_HOME=/usr/lib/jvm/java-17
+
+USER airflow
+# The project's pinned requirements, resolved against the full lock. Naming apache-airflow with the
+# image's own version keeps pip from up- or downgrading Airflow itself (the image's documented way
+# of adding packages); `pip check` fails the build if the lock disagrees with what the image holds.
+COPY --chown=airflow:0 requirements.txt constraints.txt /opt/nbknn/
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" \
+        -r /opt/nbknn/requirements.txt -c /opt/nbknn/constraints.txt \
+    && pip check
+
+# Fail the build, not the first DAG run, when a version drifts.
+RUN java -version \
+    && python -c "import sys, pyspark, airflow; \
+assert sys.version_info[:2] == (3, 11), sys.version; \
+assert pyspark.__version__ == '4.2.0', pyspark.__version__; \
+assert airflow.__version__ == '3.3.2', airflow.__version__" \
+    && command -v spark-class spark-submit
+
+# Owned by the airflow user, so that the named volumes mounted here are writable by it.
+RUN mkdir -p /opt/airflow/logs /opt/airflow/build /opt/airflow/spark-work
