@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test test-fast test-deploy demo airflow lint lock check-java clean
+.PHONY: install test test-quick test-fast test-deploy chromium demo airflow lint lock check-java clean
 
 install: $(INSTALLED)
 
@@ -22,18 +22,29 @@ $(INSTALLED): requirements.txt constraints.txt
 check-java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 is required by Spark: install it (e.g. apt-get install openjdk-17-jre-headless) and retry" >&2; exit 1; }
 
-# The whole suite except the deployment tests against real engines (see test-deploy), which are
-# not yet verified end to end and so are not part of CI.
-test: install
-	$(BIN)/python -m pytest -m "not cluster and not services"
+# The whole suite (what CI runs): unit, Spark, DAG, end-to-end, reliability and deployment tests.
+test: install chromium
+	$(BIN)/python -m pytest
+
+# The quick loop: everything but the tests that start real engines or kill jobs (markers
+# cluster, services, reliability).
+test-quick: install
+	$(BIN)/python -m pytest -m "not cluster and not services and not reliability"
 
 # Unit and DAG tests only: no Spark, no Airflow runs (seconds).
 test-fast: install
 	$(BIN)/python -m pytest tests/unit tests/dags
 
+# The browser test drives Debian's Chromium through Playwright (no browser download): install it
+# when missing (as root; otherwise say how).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "The browser test needs Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
 # Deployment: the compose stack (static checks), a real Spark standalone cluster on 127.0.0.1, real
 # Airflow services (api-server, scheduler, dag-processor) and the UI in headless Chromium.
-test-deploy: install
+test-deploy: install chromium
 	$(BIN)/python -m pytest tests/deploy
 
 demo: install

@@ -66,7 +66,11 @@ def main(argv=None) -> None:
     from nbknn import model_layout, schemas
     from nbknn.documents import InputSpec, accepted_documents, read_documents
     from nbknn.nb_metrics import classification_metrics, confusion_png, report_html
-    from nbknn.nb_prediction import document_vectors, with_duplicate_ids_rejected
+
+    # The shuffle-based vectoriser this profile measured (the library's large-vocabulary fallback
+    # since issue 8; run_vectorize now counts in-row, see profile_nb_vectorize / NOTES.md).
+    from nbknn.nb_prediction import document_vectors_joined as document_vectors
+    from nbknn.nb_prediction import with_duplicate_ids_rejected
     from nbknn.nb_train_jobs import run_class_prior, run_term_counts
     from nbknn.nb_training import class_term_counts, tokenized_documents
     from nbknn.tokenizer import TokenizerConfig

@@ -19,13 +19,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
+from nbknn_airflow import param_schemas
 from nbknn_airflow.dag_params import (
     default_args,
     document_input_params,
     max_record_bytes_param,
     max_reject_fraction_param,
+    schema_param,
 )
 from nbknn_airflow.spark_submit import spark_app
 
@@ -33,17 +35,15 @@ PARAMS = {
     **document_input_params(
         "input/nb_predict/documents", "Documents", id_note=" (ids must be unique)", label_note=" (optional, not used)"
     ),
-    "output_uri": Param(
+    "output_uri": schema_param(
         "input/knn_neighbors/vectors",
-        type="string",
-        minLength=1,
-        maxLength=1024,
-        description="Where the (id, vector) Parquet table is published, below the data root.",
+        param_schemas.DOC_VECTORS,
+        "output_uri",
+        "Where the (id, vector) Parquet table is published, below the data root (not under models/, "
+        "predictions/, neighbors/ or rejects/; an existing folder is replaced only if doc_vectors wrote it).",
     ),
-    "dims": Param(128, type="integer", minimum=2, maximum=1024, description="Dimensions kept by the SVD."),
-    "min_doc_freq": Param(
-        2, type="integer", minimum=1, maximum=1_000_000, description="Ignore terms in fewer documents."
-    ),
+    "dims": schema_param(128, param_schemas.DOC_VECTORS, "dims", "Dimensions kept by the SVD."),
+    "min_doc_freq": schema_param(2, param_schemas.DOC_VECTORS, "min_doc_freq", "Ignore terms in fewer documents."),
     "max_reject_fraction": max_reject_fraction_param(),
     "max_record_bytes": max_record_bytes_param(),
 }

@@ -29,58 +29,52 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
-from nbknn_airflow.dag_params import column_param, default_args, max_reject_fraction_param, uri_param
+from nbknn_airflow import param_schemas
+from nbknn_airflow.dag_params import column_param, default_args, max_reject_fraction_param, schema_param, uri_param
 from nbknn_airflow.spark_submit import spark_app
 
+S = param_schemas.KNN_NEIGHBORS
 PARAMS = {
     "input_uri": uri_param("input/knn_neighbors/vectors", "Vectors"),
-    "input_format": Param("parquet", enum=["parquet", "jsonl"], description="Format of the input (and query) files."),
+    "input_format": schema_param("parquet", S, "input_format", "Format of the input (and query) files."),
     "id_column": column_param("id", "Name of the id field (string or integer)."),
     "vector_column": column_param("vector", "Name of the vector field (array of numbers)."),
-    "query_uri": Param(
+    "query_uri": schema_param(
         None,
-        type=["null", "string"],
-        maxLength=1024,
-        description="Separate query vectors (same format and columns); empty = every input vector is a query.",
+        S,
+        "query_uri",
+        "Separate query vectors (same format and columns); empty = every input vector is a query.",
     ),
-    "dim": Param(
-        None,
-        type=["null", "integer"],
-        minimum=1,
-        maximum=1_000_000,
-        description="Dimension of the vectors; empty = the most common length in the input.",
-    ),
-    "k": Param(10, type="integer", minimum=1, maximum=10_000, description="Neighbours per vector."),
-    "metric": Param(
+    "dim": schema_param(None, S, "dim", "Dimension of the vectors; empty = the most common length in the input."),
+    "k": schema_param(10, S, "k", "Neighbours per vector."),
+    "metric": schema_param(
         "euclidean",
-        enum=["euclidean", "sqeuclidean", "cosine", "manhattan", "chebyshev", "canberra"],
-        description="Distance (as scikit-learn computes it; annoy mode: euclidean, sqeuclidean, cosine, manhattan).",
+        S,
+        "metric",
+        "Distance (as scikit-learn computes it; annoy mode: euclidean, sqeuclidean, cosine, manhattan).",
     ),
-    "mode": Param(
+    "mode": schema_param(
         "auto",
-        enum=["auto", "broadcast", "blocked", "annoy"],
-        description="auto = broadcast if the reference fits broadcast_max_bytes, else blocked; annoy = approximate.",
+        S,
+        "mode",
+        "auto = broadcast if the reference fits broadcast_max_bytes, else blocked; annoy = approximate.",
     ),
-    "exclude_self": Param(
-        True, type="boolean", description="Leave out the reference vector with the query's own id."
-    ),
-    "block_bytes_budget": Param(
+    "exclude_self": schema_param(True, S, "exclude_self", "Leave out the reference vector with the query's own id."),
+    "block_bytes_budget": schema_param(
         64 * 1024 * 1024,
-        type="integer",
-        minimum=1024 * 1024,
-        maximum=64 * 1024**3,
-        description="blocked mode: memory of one (query chunk x reference block) step; sizes the blocks.",
+        S,
+        "block_bytes_budget",
+        "blocked mode: memory of one (query chunk x reference block) step; sizes the blocks.",
     ),
-    "broadcast_max_bytes": Param(
+    "broadcast_max_bytes": schema_param(
         256 * 1024 * 1024,
-        type="integer",
-        minimum=1,
-        maximum=64 * 1024**3,
-        description="Largest reference matrix (n x dim x 8 bytes) collected on the driver (broadcast, annoy, auto).",
+        S,
+        "broadcast_max_bytes",
+        "Largest reference matrix (n x dim x 8 bytes) collected on the driver (broadcast, annoy, auto).",
     ),
-    "annoy_trees": Param(50, type="integer", minimum=1, maximum=1000, description="annoy mode: trees of the index."),
+    "annoy_trees": schema_param(50, S, "annoy_trees", "annoy mode: trees of the index."),
     "max_reject_fraction": max_reject_fraction_param(),
 }
 

@@ -26,14 +26,16 @@ import logging
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from nbknn_airflow import param_schemas
 from nbknn_airflow.assets import NB_MODEL
 from nbknn_airflow.dag_params import (
     default_args,
     document_input_params,
     max_record_bytes_param,
     max_reject_fraction_param,
+    schema_param,
 )
 from nbknn_airflow.spark_submit import spark_app, spark_app_mapped
 
@@ -46,14 +48,14 @@ PARAMS = {
         id_note=" (ids must be unique)",
         label_note=" (optional: when present, the run is evaluated)",
     ),
-    "model_version": Param(
+    "model_version": schema_param(
         "latest",
-        type="string",
-        pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
-        description="Model version to use, or 'latest' (the model whose publication triggered the run, else LATEST).",
+        param_schemas.NB_PREDICT,
+        "model_version",
+        "Model version to use, or 'latest' (the model whose publication triggered the run, else LATEST).",
     ),
-    "top_n": Param(
-        0, type="integer", minimum=0, maximum=100, description="Also output each document's N most probable classes (0: off)."
+    "top_n": schema_param(
+        0, param_schemas.NB_PREDICT, "top_n", "Also output each document's N most probable classes (0: off)."
     ),
     "max_reject_fraction": max_reject_fraction_param(),
     "max_record_bytes": max_record_bytes_param(),

@@ -37,68 +37,59 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, dag, task
 
+from nbknn_airflow import param_schemas
 from nbknn_airflow.assets import NB_MODEL
 from nbknn_airflow.dag_params import (
     default_args,
     document_input_params,
     max_record_bytes_param,
     max_reject_fraction_param,
+    schema_param,
 )
 from nbknn_airflow.spark_submit import spark_app
 
+S = param_schemas.NB_TRAIN
 PARAMS = {
-    "mode": Param(
+    "mode": schema_param(
         "auto",
-        enum=["auto", "full", "incremental"],
-        description="full: train on all of input_uri. incremental: fold the data interval's partition into the "
+        S,
+        "mode",
+        "full: train on all of input_uri. incremental: fold the data interval's partition into the "
         "base model. auto: incremental for scheduled/backfill runs, full for manual runs.",
     ),
-    "base_version": Param(
+    "base_version": schema_param(
         None,
-        type=["null", "string"],
-        pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
-        description="Incremental mode: the model version to add the new counts to (default: the latest).",
+        S,
+        "base_version",
+        "Incremental mode: the model version to add the new counts to (default: the latest).",
     ),
-    "partition_format": Param(
+    "partition_format": schema_param(
         "date=%Y-%m-%d",
-        type="string",
-        minLength=2,
-        maxLength=128,
-        pattern="%",
-        description="Incremental mode: folder under input_uri holding an interval's documents, as strftime of the "
+        S,
+        "partition_format",
+        "Incremental mode: folder under input_uri holding an interval's documents, as strftime of the "
         "data interval start (UTC).",
     ),
     **document_input_params("input/nb_train/labelled", "Labelled documents"),
-    "model_type": Param(
-        "multinomial",
-        enum=["multinomial", "complement"],
-        description="multinomial = scikit-learn MultinomialNB; complement = ComplementNB(norm=False).",
+    "model_type": schema_param(
+        "multinomial", S, "model_type", "multinomial = scikit-learn MultinomialNB; complement = ComplementNB(norm=False)."
     ),
-    "alpha": Param(1.0, type="number", exclusiveMinimum=0, maximum=1e6, description="Additive smoothing."),
-    "fit_prior": Param(True, type="boolean", description="Learn class priors (else uniform priors)."),
-    "min_term_count": Param(
-        1, type="integer", minimum=1, maximum=1_000_000, description="Drop terms seen fewer times in all."
-    ),
-    "num_shards": Param(
-        4, type="integer", minimum=1, maximum=4096, description="Model shards (ignored when max_entries_per_shard is set)."
-    ),
-    "max_entries_per_shard": Param(
+    "alpha": schema_param(1.0, S, "alpha", "Additive smoothing."),
+    "fit_prior": schema_param(True, S, "fit_prior", "Learn class priors (else uniform priors)."),
+    "min_term_count": schema_param(1, S, "min_term_count", "Drop terms seen fewer times in all."),
+    "num_shards": schema_param(4, S, "num_shards", "Model shards (ignored when max_entries_per_shard is set)."),
+    "max_entries_per_shard": schema_param(
         None,
-        type=["null", "integer"],
-        minimum=1000,
-        maximum=2_000_000_000,
-        description="Per-shard budget of (class, term) entries; when set, the shard count follows from it.",
+        S,
+        "max_entries_per_shard",
+        "Per-shard budget of (class, term) entries; when set, the shard count follows from it.",
     ),
-    "token_pattern": Param(
-        r"[\p{L}\p{M}\p{N}]{2,}",
-        type="string",
-        minLength=1,
-        maxLength=512,
-        description="Token regex (common subset of Java and Python `regex` syntax).",
+    "token_pattern": schema_param(
+        r"[\p{L}\p{M}\p{N}]{2,}", S, "token_pattern", "Token regex (common subset of Java and Python `regex` syntax)."
     ),
-    "lowercase": Param(True, type="boolean", description="Lowercase text before tokenising."),
+    "lowercase": schema_param(True, S, "lowercase", "Lowercase text before tokenising."),
     "max_reject_fraction": max_reject_fraction_param(),
     "max_record_bytes": max_record_bytes_param(),
 }

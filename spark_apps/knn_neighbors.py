@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 
 from nbknn import cli
 from nbknn.documents import DEFAULT_MAX_RECORD_BYTES
+from nbknn.entry import run
 from nbknn.knn_core import SUPPORTED_METRICS
 from nbknn.knn_jobs import MODES, KnnOptions, run_knn
 from nbknn.session import build_session
@@ -75,4 +75,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -147,3 +148,27 @@ def fold_partition_in_process(
     lineage = {"run_id": run_id or f"scheduled__{partition}", "mode": "incremental"}
     publish_model(spark, staging, version_dir, f"{root}/models/LATEST", version, "multinomial", 1.0, True, lineage)
     return version_dir
+
+
+def local_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI."""
+    return Path(urlparse(uri).path)
+
+
+def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: int = 0, max_reject_fraction=0.0):
+    """vectorise -> every shard's pass -> combine, with the library functions the entry scripts call,
+    on the shared SparkSession. Returns (predictions by doc id, combine summary, run root URI)."""
+    from nbknn.documents import InputSpec
+    from nbknn.nb_predict_jobs import run_combine, run_predict_shard, run_vectorize, scores_shard_uri
+
+    input_path = write_jsonl(workdir / "input" / "docs.jsonl", docs)
+    run = (workdir / "run").as_uri()
+    manifest = json.loads((local_path(model_dir) / "manifest.json").read_text())
+    run_vectorize(spark, InputSpec(uri=input_path.as_uri()), model_dir, f"{run}/vectors", f"{run}/rejects",
+                  max_reject_fraction)
+    for shard in range(manifest["num_shards"]):
+        run_predict_shard(spark, model_dir, f"{run}/vectors", shard, scores_shard_uri(f"{run}/scores", shard), top_n)
+    summary = run_combine(spark, model_dir, f"{run}/vectors", f"{run}/scores", f"{run}/predictions",
+                          f"{run}/report", top_n)
+    rows = spark.read.parquet(f"{run}/predictions").collect()
+    return {row["doc_id"]: row.asDict(recursive=True) for row in rows}, summary, run

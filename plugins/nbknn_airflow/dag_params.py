@@ -1,4 +1,8 @@
-"""Params and default_args that several DAGs share, defined once (the UI trigger forms render them)."""
+"""Params and default_args that several DAGs share, defined once (the UI trigger forms render them).
+
+Every Param takes its JSON schema from :mod:`nbknn_airflow.param_schemas`, which the ``plan``
+tasks check again before any Spark job starts.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,20 @@ from datetime import timedelta
 
 from airflow.sdk import Param
 
-# Column names: safe in Spark SQL and JSON paths, and short.
-COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
-DOCUMENT_FORMATS = ["jsonl", "parquet", "tsv"]
+from nbknn_airflow import param_schemas
+from nbknn_airflow.param_schemas import COLUMN_NAME
+
+
+def schema_param(default, schemas: dict[str, dict], name: str, description: str) -> Param:
+    """A Param whose validation is ``schemas[name]``."""
+    return Param(default, **schemas[name], description=description)
 
 
 def uri_param(default: str | None, what: str, nullable: bool = False) -> Param:
+    schema = param_schemas.OPTIONAL_URI if nullable else param_schemas.URI
     return Param(
         default,
-        type=["null", "string"] if nullable else "string",
-        minLength=0 if nullable else 1,
-        maxLength=1024,
+        **schema,
         description=f"{what}: a path relative to the data root, or a full URI under an allowed root.",
     )
 
@@ -29,7 +36,9 @@ def document_input_params(default_uri: str, what: str, id_note: str = "", label_
     """input_uri, input_format and the id/label/text column names of a documents input."""
     return {
         "input_uri": uri_param(default_uri, what),
-        "input_format": Param("jsonl", enum=DOCUMENT_FORMATS, description="Format of the input files."),
+        "input_format": Param(
+            "jsonl", **param_schemas.document_inputs()["input_format"], description="Format of the input files."
+        ),
         "id_column": column_param("id", f"Name of the document id field{id_note}."),
         "label_column": column_param("label", f"Name of the class label field{label_note}."),
         "text_column": column_param("text", "Name of the document text field."),
@@ -38,16 +47,16 @@ def document_input_params(default_uri: str, what: str, id_note: str = "", label_
 
 def max_reject_fraction_param() -> Param:
     return Param(
-        0.01, type="number", minimum=0, maximum=1, description="Fail when a larger fraction of records is rejected."
+        0.01,
+        **param_schemas.MAX_REJECT_FRACTION,
+        description="Fail when a larger fraction of records is rejected.",
     )
 
 
 def max_record_bytes_param() -> Param:
     return Param(
         8 * 1024 * 1024,
-        type="integer",
-        minimum=1024,
-        maximum=256 * 1024 * 1024,
+        **param_schemas.MAX_RECORD_BYTES,
         description="Quarantine records larger than this.",
     )
 

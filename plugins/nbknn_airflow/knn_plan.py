@@ -9,8 +9,8 @@ Layout of a run (DESIGN.md section 3):
 
 from __future__ import annotations
 
-from nbknn_airflow import paths, settings
-from nbknn_airflow.plans import PlanError
+from nbknn_airflow import param_schemas, paths, settings
+from nbknn_airflow.plans import PlanError, check_params
 
 JOB = "knn_neighbors"
 NEIGHBORS_AREA = "neighbors"
@@ -45,12 +45,14 @@ def plan_knn(params: dict, run_id: str) -> dict:
         raise PlanError(f"metric {metric!r} is not supported in annoy mode: expected one of {ANNOY_METRICS}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise PlanError(f"k must be an integer >= 1 (got {k!r})")
-    if params["block_bytes_budget"] < MIN_BLOCK_BYTES_BUDGET:
+    budget = params["block_bytes_budget"]
+    if isinstance(budget, int) and budget < MIN_BLOCK_BYTES_BUDGET:
         raise PlanError(
             f"block_bytes_budget must be >= {MIN_BLOCK_BYTES_BUDGET} (got {params['block_bytes_budget']})"
         )
     if query_uri is not None and query_uri == input_uri:
         raise PlanError("query_uri is the input itself: leave it empty for a self-join")
+    check_params(params, param_schemas.KNN_NEIGHBORS, optional=("query_uri", "dim"))
 
     key = paths.run_key(run_id)
     run_dir = neighbors_run_dir(root, key)

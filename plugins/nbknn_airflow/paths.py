@@ -25,6 +25,15 @@ LATEST_NAME = "LATEST"
 MANIFEST_NAME = "manifest.json"
 
 ALLOWED_SCHEMES = ("file", "hdfs", "viewfs", "s3a", "gs", "abfs", "abfss")
+# The longest URI a run accepts (the URI Params' maxLength), and HDFS's default longest path
+# component (dfs.namenode.fs-limits.max-component-length, in UTF-8 bytes).
+MAX_URI_CHARS = 1024
+MAX_COMPONENT_BYTES = 255
+# Characters that no data path needs: shell metacharacters and quotes, glob characters (a glob
+# could reach past the folder it names), URI fragment and query marks, backslashes.
+_REFUSED_CHARS = frozenset("\n\r\t\0;|&`$<>\\'\"*?#{}[]")
+# '.', '/', '\' or a control character spelled with a percent escape.
+_ENCODED_SEPARATOR = re.compile(r"%(?:2e|2f|5c|[01][0-9a-f]|7f)", re.IGNORECASE)
 # Characters kept as they are in a run key; everything else becomes '-'.
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -67,14 +76,31 @@ def validate_hdfs_path(path: str) -> None:
             raise PathError(f"path must not contain '.' or '..' components (got {path!r})")
         if ":" in component:
             raise PathError(f"path component {component!r} holds ':', which HDFS refuses (in {path!r})")
-        if any(ord(ch) < 0x20 for ch in component):
+        if any(not ch.isprintable() for ch in component):
             raise PathError(f"path must not contain control characters (got {path!r})")
+        if len(component.encode("utf-8")) > MAX_COMPONENT_BYTES:
+            raise PathError(
+                f"path component {component[:40]!r}... is {len(component.encode('utf-8'))} bytes long, "
+                f"more than HDFS's {MAX_COMPONENT_BYTES}"
+            )
+
+
+def check_characters(text: str, what: str) -> None:
+    """Refuse characters that no data path needs (see _REFUSED_CHARS) and encoded separators."""
+    bad = sorted({ch for ch in text if ch in _REFUSED_CHARS or not ch.isprintable()})
+    if bad:
+        raise PathError(f"{what} holds characters that no data path needs {bad} (got {text[:200]!r})")
+    if _ENCODED_SEPARATOR.search(text):
+        raise PathError(
+            f"{what} holds a percent-encoded '.', '/', '\\' or control character (got {text[:200]!r})"
+        )
 
 
 def join(base: str, *parts: str) -> str:
     """Join URI path parts with '/', each part validated as relative and HDFS-safe."""
     uri = base.rstrip("/")
     for part in parts:
+        check_characters(part, "path part")
         part = part.strip("/")
         if part:
             uri = f"{uri}/{part}"
@@ -84,11 +110,14 @@ def join(base: str, *parts: str) -> str:
 
 def resolve_input(uri_or_relative: str, roots: list[str]) -> str:
     """An input URI confined to the allowed roots; a relative path is taken under the first root."""
+    if not isinstance(uri_or_relative, str):
+        raise PathError(f"input URI must be a string (got {uri_or_relative!r})")
     text = uri_or_relative.strip()
     if not text:
         raise PathError("input URI must not be empty")
-    if any(ch in text for ch in "\n\r\t\0;|&`$<>\\'\"*?"):
-        raise PathError(f"input URI holds characters that no data path needs (got {text!r})")
+    if len(text) > MAX_URI_CHARS:
+        raise PathError(f"input URI is {len(text)} characters long, more than {MAX_URI_CHARS}")
+    check_characters(text, "input URI")
     if "://" not in text and not text.startswith("/"):
         return join(roots[0], text)
     parsed = urlparse(text)

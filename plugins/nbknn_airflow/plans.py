@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlparse
 
 import regex
 
-from nbknn_airflow import paths, settings, storage
+from nbknn_airflow import param_schemas, paths, settings, storage
 
 # nb_train's modes. ``auto``: scheduled and backfill runs fold their data interval's partition into
 # the latest model (incremental); runs triggered by hand retrain on the whole input (full).
@@ -26,7 +26,17 @@ class PlanError(ValueError):
     """Parameters that the run refuses before any Spark job starts."""
 
 
+def check_params(params: dict, schemas: dict[str, dict], optional: tuple[str, ...] = ()) -> None:
+    """The run's parameters against the DAG's Param schemas (see param_schemas), as a PlanError."""
+    try:
+        param_schemas.check_params(params, schemas, optional)
+    except param_schemas.ParamError as exc:
+        raise PlanError(str(exc)) from None
+
+
 def _check_token_pattern(pattern: str) -> None:
+    if not isinstance(pattern, str):
+        raise PlanError(f"token_pattern must be a string (got {pattern!r})")
     try:
         compiled = regex.compile(pattern)
     except regex.error as exc:
@@ -175,6 +185,8 @@ def plan_training(
         base = resolve_base(root, run_id, params.get("base_version"))
         if base is not None:
             _check_base(base, input_uri, params)
+    # After the checks above, whose messages say more than a schema's.
+    check_params(params, param_schemas.NB_TRAIN, optional=("mode", "base_version", "partition_format"))
     if params["max_entries_per_shard"] is not None:
         shard_args = ["--max-entries-per-shard", str(params["max_entries_per_shard"])]
     else:

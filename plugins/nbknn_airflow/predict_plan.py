@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nbknn_airflow import paths, settings, storage
-from nbknn_airflow.plans import PlanError, input_args
+from nbknn_airflow import param_schemas, paths, settings, storage
+from nbknn_airflow.plans import PlanError, check_params, input_args
 
 LATEST = "latest"
 
@@ -27,7 +27,9 @@ def version_from_events(extras: Sequence[dict]) -> str | None:
 def resolve_model_version(requested: str, root: str, triggered_version: str | None = None) -> tuple[str, str]:
     """(version, how it was chosen). "latest" means the event's model when the run was triggered by
     a model publication (the model that triggered it, even if a newer one appeared since), else LATEST."""
-    requested = (requested or "").strip()
+    if not isinstance(requested, str):
+        raise PlanError(f"model_version must be a string (got {requested!r})")
+    requested = requested.strip()
     if requested.lower() != LATEST:
         try:
             return paths.check_version_name(requested), "requested"
@@ -93,9 +95,12 @@ def plan_prediction(params: dict, run_id: str, triggered_version: str | None = N
         input_uri = paths.resolve_input(params["input_uri"], settings.input_roots())
     except paths.PathError as exc:
         raise PlanError(str(exc)) from None
-    top_n = int(params["top_n"])
-    if top_n < 0:
+    top_n = params["top_n"]
+    if isinstance(top_n, int) and top_n < 0:
         raise PlanError(f"top_n must be >= 0 (got {top_n})")
+    # model_version is checked by resolve_model_version (with the pattern in its message).
+    check_params(params, {k: v for k, v in param_schemas.NB_PREDICT.items() if k != "model_version"})
+    top_n = int(top_n)
     version, chosen_by = resolve_model_version(params["model_version"], root, triggered_version)
     version_dir = paths.nb_version_dir(root, version)
     manifest = load_manifest(version_dir)

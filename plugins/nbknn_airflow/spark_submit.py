@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -25,6 +26,33 @@ from nbknn_airflow import settings
 NOT_RETRYABLE_EXIT_CODES = (2, 65)
 # A fixed timestamp inside the zip: the same sources always give the same bytes.
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
+# Names of Spark/Hadoop properties that hold credentials. The provider's hook masks only
+# "secret" and "password" in the spark-submit command line it logs; this also covers e.g. ABFS's
+# fs.azure.account.key.<account>.dfs.core.windows.net, S3A's fs.s3a.session.token, GCS's
+# ...service.account.private.key and key/trust store passwords.
+_SENSITIVE_PROPERTY = re.compile(
+    r"secret|passw(or)?d|token|credential|private[._-]?key|access[._-]?key|account[._-]?key|api[._-]?key"
+    r"|sas[._-]?key|keystore|truststore",
+    re.IGNORECASE,
+)
+
+
+def is_sensitive_property(name: str) -> bool:
+    return bool(_SENSITIVE_PROPERTY.search(name))
+
+
+def mask_sensitive_conf(conf: dict[str, Any]) -> list[str]:
+    """Register the values of credential properties with Airflow's secrets masker, which replaces
+    them by ``***`` in the task log (spark-submit's command line, logged by the provider's hook,
+    carries every property as ``--conf key=value``). Returns the names of the masked properties."""
+    from airflow.sdk.log import mask_secret
+
+    masked = []
+    for name, value in conf.items():
+        if value not in (None, "") and is_sensitive_property(name):
+            mask_secret(str(value))
+            masked.append(name)
+    return sorted(masked)
 
 
 def library_sources(package_dir: Path) -> list[Path]:
@@ -74,6 +102,7 @@ class LibrarySparkSubmitOperator(SparkSubmitOperator):
     def execute(self, context: Any) -> None:
         self.py_files = str(build_library_zip())
         self.conf = {**default_spark_conf(), **(self.conf or {})}
+        mask_sensitive_conf(self.conf)
         try:
             return super().execute(context)
         except AirflowException as exc:

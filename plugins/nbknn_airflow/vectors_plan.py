@@ -2,8 +2,33 @@
 
 from __future__ import annotations
 
-from nbknn_airflow import paths, settings
-from nbknn_airflow.plans import PlanError, input_args
+from nbknn_airflow import param_schemas, paths, settings, storage
+from nbknn_airflow.plans import PlanError, check_params, input_args
+
+# Areas of the data root that other DAGs own: publishing the vectors replaces output_uri whole,
+# so an output there (or above one of them) would delete models, predictions or quarantines.
+RESERVED_AREAS = ("models", "predictions", "neighbors", "rejects")
+# Written into every table doc_vectors publishes (nbknn.doc_vectors.run_doc_vectors).
+SUMMARY_NAME = "_summary.json"
+JOB_NAME = "doc_vectors"
+
+
+def _check_output(root: str, output_uri: str) -> None:
+    """Refuse an output that would replace what another DAG owns, or a folder doc_vectors did not write."""
+    area = output_uri[len(root):].strip("/").split("/", 1)[0]
+    if area in RESERVED_AREAS:
+        raise PlanError(
+            f"output_uri {output_uri} is inside {area}/, which the pipeline's other outputs own "
+            f"(reserved: {', '.join(RESERVED_AREAS)}); publish the vectors elsewhere, e.g. under input/"
+        )
+    if storage.exists(output_uri):
+        summary_uri = paths.join(output_uri, SUMMARY_NAME)
+        job = storage.read_json(summary_uri).get("job") if storage.exists(summary_uri) else None
+        if job != JOB_NAME:
+            raise PlanError(
+                f"output_uri {output_uri} exists and is not a table published by doc_vectors (no "
+                f"{SUMMARY_NAME} naming it): publishing would replace it whole; choose another output_uri"
+            )
 
 
 def plan_doc_vectors(params: dict, run_id: str) -> dict:
@@ -19,6 +44,8 @@ def plan_doc_vectors(params: dict, run_id: str) -> dict:
         raise PlanError("output_uri must be a folder below the data root, not the root itself")
     if output_uri == input_uri or output_uri.startswith(input_uri + "/") or input_uri.startswith(output_uri + "/"):
         raise PlanError(f"output_uri {output_uri} must not overlap input_uri {input_uri}")
+    check_params(params, param_schemas.DOC_VECTORS)
+    _check_output(root, output_uri)
     rejects = paths.rejects_dir(root, "doc_vectors", paths.run_key(run_id))
     return {
         "uris": {"input": input_uri, "output": output_uri, "rejects": rejects},

@@ -18,6 +18,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from nbknn import fs
 from nbknn.errors import NotRetryableError
 
 FORMATS = ("jsonl", "parquet", "tsv")
@@ -25,6 +26,10 @@ FORMATS = ("jsonl", "parquet", "tsv")
 # Records larger than this are quarantined rather than tokenised: one runaway document would
 # otherwise have to fit into a single task's memory several times over.
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
+# The longest JSON line that is parsed, whatever max_record_bytes says: Spark's JSON parser
+# (Jackson) refuses string values longer than 20,000,000 characters, and a line of at most that
+# many bytes cannot hold one. A longer line is ``record_too_large``, not ``malformed_json``.
+MAX_JSON_RECORD_BYTES = 20_000_000
 # The part of a rejected record kept in the rejects output for a person to look at.
 REJECT_RAW_CHARS = 4096
 
@@ -107,8 +112,24 @@ def rejected_records(documents: DataFrame) -> DataFrame:
 
 
 def write_rejects(documents: DataFrame, uri: str) -> None:
-    """Write the quarantined records as JSON Lines; an empty run still replaces an older output."""
-    rejected_records(documents).write.mode("overwrite").json(uri)
+    """Publish the quarantined records (reason, source, raw) as JSON Lines at ``uri``."""
+    publish_rejects(rejected_records(documents), uri)
+
+
+def publish_rejects(rejected: DataFrame, uri: str) -> None:
+    """Write rejected records as JSON Lines beside ``uri``, then rename them into place.
+
+    A reader of the rejects (a person, or a job reprocessing them) sees the previous complete set or
+    the new complete set, never a half-written one; a retry replaces its own run's rejects whole.
+    """
+    spark = rejected.sparkSession
+    temp_uri = fs.temporary_sibling(uri)
+    try:
+        rejected.write.json(temp_uri)
+        fs.publish_dir(spark, temp_uri, uri)
+    finally:
+        # Gone after publishing; left over only when the write itself failed.
+        fs.delete(spark, temp_uri)
 
 
 @dataclass(frozen=True)
@@ -179,9 +200,8 @@ def variant_string(variant: Column, field: str) -> Column:
 def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFrame:
     lines = read_lines(spark, spec)
     valid_utf8 = F.is_valid_utf8("value")
-    parsed = lines.withColumn(
-        "_json", F.when(valid_utf8 & (F.octet_length("value") <= spec.max_record_bytes), F.try_parse_json("value"))
-    )
+    fits = F.octet_length("value") <= json_record_limit(spec.max_record_bytes)
+    parsed = lines.withColumn("_json", F.when(valid_utf8 & fits, F.try_parse_json("value")))
     j = F.col("_json")
 
     def field_type(name: str) -> Column:
@@ -198,7 +218,7 @@ def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFra
     reason = first_reason(
         [
             (~valid_utf8, "invalid_utf8"),
-            (F.octet_length("value") > spec.max_record_bytes, "record_too_large"),
+            (~fits, "record_too_large"),
             (j.isNull(), "malformed_json"),
             (~F.schema_of_variant(j).startswith("OBJECT"), "not_a_json_object"),
             *_field_checks(
@@ -221,6 +241,11 @@ def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFra
         F.col("_metadata.file_path").alias("source"),
         raw_excerpt(F.col("value")).alias("raw"),
     )
+
+
+def json_record_limit(max_record_bytes: int) -> int:
+    """The longest JSON line accepted: ``max_record_bytes``, capped at what the parser can read."""
+    return min(max_record_bytes, MAX_JSON_RECORD_BYTES)
 
 
 def _is_string_or_integer(type_name: Column) -> Column:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from nbknn.errors import NOT_RETRYABLE_EXIT_CODE, NotRetryableError
+from nbknn.errors import NOT_RETRYABLE_EXIT_CODE, NotRetryableError, unreadable_input_file
 
 
 def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
@@ -13,4 +13,11 @@ def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> Non
         main(sys.argv[1:] if argv is None else argv)
     except NotRetryableError as exc:
         print(f"nbknn: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(NOT_RETRYABLE_EXIT_CODE)
+    except Exception as exc:
+        # Raised by Spark when it reads the data: a corrupt file fails every retry the same way.
+        message = unreadable_input_file(exc)
+        if message is None:
+            raise
+        print(f"nbknn: InputError: {message}", file=sys.stderr, flush=True)
         sys.exit(NOT_RETRYABLE_EXIT_CODE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from urllib.parse import urlparse
 
@@ -163,3 +164,19 @@ def publish_dir(spark: SparkSession, staging_uri: str, target_uri: str) -> None:
     else:
         mkdirs(spark, target.rsplit("/", 1)[0])
         rename(spark, staging_uri, target)
+    remove_abandoned_siblings(spark, target)
+
+
+def remove_abandoned_siblings(spark: SparkSession, uri: str) -> list[str]:
+    """Delete what earlier attempts at publishing ``uri`` left beside it when they were killed
+    (their temporary and displaced siblings); returns the names removed.
+
+    Called once ``uri`` holds a complete new output: only one attempt of a task runs at a time, so
+    any other sibling of this output belongs to an attempt that is gone.
+    """
+    parent, name = uri.rstrip("/").rsplit("/", 1)
+    pattern = re.compile(rf"^_(tmp|replaced)-{re.escape(name)}-[0-9a-f]{{12}}$")
+    removed = [entry for entry in list_names(spark, parent) if pattern.match(entry)]
+    for entry in removed:
+        delete(spark, f"{parent}/{entry}")
+    return removed

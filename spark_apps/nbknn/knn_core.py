@@ -433,9 +433,10 @@ class BlockPlan:
     estimated_bytes: int
 
 
-def _task_bytes(b: int, q: int, d: int, k: int) -> int:
+def _task_bytes(b: int, q: int, d: int, k: int, pair_rows: int | None = None) -> int:
     """Memory of one (query chunk x block) step: see :func:`plan_blocks`."""
-    return b * (8 * d + 8) + q * b * BYTES_PER_PAIR + q * (8 * d + 16 * k)
+    rows = q if pair_rows is None else min(q, pair_rows)
+    return b * (8 * d + 8) + rows * b * BYTES_PER_PAIR + q * (8 * d + 16 * k)
 
 
 def plan_blocks(
@@ -444,14 +445,17 @@ def plan_blocks(
     k: int,
     block_bytes_budget: int,
     query_chunk_rows: int = 1024,
+    pair_rows: int | None = None,
 ) -> BlockPlan:
     """Number and size of reference blocks so that one task step fits in the budget.
 
     With b reference rows per block and q query rows per chunk, one step holds
         block:        b * (8 d + 8)          (float64 vectors + int64 ids)
-        pair memory:  q * b * BYTES_PER_PAIR (distance matrix and selection temporaries)
+        pair memory:  p * b * BYTES_PER_PAIR (distance matrix and selection temporaries)
         query chunk:  q * (8 d + 16 k)       (vectors + the chunk's top-k ids and distances)
-    and ``b = floor((budget - q (8 d + 16 k)) / (8 d + 8 + q BYTES_PER_PAIR))``, capped at
+    where p = q, or ``min(q, pair_rows)`` for a kernel that holds the distances of at most
+    ``pair_rows`` query rows at a time (scikit-learn's chunked reductions), and
+    ``b = floor((budget - q (8 d + 16 k)) / (8 d + 8 + p BYTES_PER_PAIR))``, capped at
     n_reference. If not even b = 1 fits, q is halved until it does (error when q = 1 does not
     fit). The blocks are then balanced: ``n_blocks = ceil(n / b)``, ``block_rows =
     ceil(n / n_blocks)`` (<= b). Blocks smaller than k are correct (merging fills the top-k) but
@@ -462,9 +466,13 @@ def plan_blocks(
                         ("query_chunk_rows", query_chunk_rows, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo} (got {v!r})")
+    if pair_rows is not None and (isinstance(pair_rows, bool) or not isinstance(pair_rows, (int, np.integer))
+                                  or pair_rows < 1):
+        raise ValueError(f"pair_rows must be an integer >= 1 (got {pair_rows!r})")
     q = int(query_chunk_rows)
     while True:
-        b = (block_bytes_budget - q * (8 * d + 16 * k)) // (8 * d + 8 + q * BYTES_PER_PAIR)
+        p = q if pair_rows is None else min(q, int(pair_rows))
+        b = (block_bytes_budget - q * (8 * d + 16 * k)) // (8 * d + 8 + p * BYTES_PER_PAIR)
         if b >= 1 or q == 1:
             break
         q = max(1, q // 2)
@@ -480,8 +488,8 @@ def plan_blocks(
         n_blocks=n_blocks,
         block_rows=b,
         query_chunk_rows=q,
-        max_pair_bytes=q * b * BYTES_PER_PAIR,
-        estimated_bytes=_task_bytes(b, q, d, k),
+        max_pair_bytes=p * b * BYTES_PER_PAIR,
+        estimated_bytes=_task_bytes(b, q, d, k, pair_rows),
     )
 
 

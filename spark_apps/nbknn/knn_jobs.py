@@ -19,14 +19,19 @@ Modes
     most ``block_rows`` rows; :func:`~nbknn.knn_core.plan_blocks` sizes the blocks from
     ``block_bytes_budget``. The blocks are assembled one per partition (identity partitioner) and
     cached; the queries are cut into chunks of ``query_chunk_rows`` rows and cached. A cartesian
-    product of the two RDDs makes one task per (query partition, block); each pair (query chunk,
-    block) gives a local top-k (:func:`~nbknn.knn_core.local_topk`, scikit-learn's distance
-    kernel), keyed by the chunk; ``reduceByKey`` with :func:`~nbknn.knn_core.merge_topk` merges the
-    chunk's partial results, row by row and vectorised, into the global top-k.
+    product of the two RDDs makes one task per (query partition, block partition); each pair
+    (query chunk, block) gives a local top-k (:func:`~nbknn.knn_kernels.block_topk`:
+    scikit-learn's brute ``kneighbors``, i.e. its fused ``ArgKmin`` reduction for euclidean, with
+    the exact (distance, id) repair of tied rows), merged per chunk inside the task; then
+    ``reduceByKey`` with :func:`~nbknn.knn_core.merge_topk` merges the chunk's partial results of
+    the block partitions, row by row and vectorised, into the global top-k. BLAS and OpenMP run
+    ``spark.task.cpus`` threads per task (threadpoolctl), so the task slots do not oversubscribe
+    the cores.
     Memory of one step of a task: the block (b (8d + 8) bytes), the query chunk
-    (q (8d + 16k)) and the distance/selection temporaries (q b 32), which plan_blocks keeps under
-    the budget; Spark's own buffers (the cached blocks, the shuffle of partial results: q k 16
-    bytes per chunk and block) come on top and spill to disk.
+    (q (8d + 16k)) and the distance/selection temporaries (min(q, KERNEL_CHUNK_ROWS) b 32: the
+    kernel holds the distances of KERNEL_CHUNK_ROWS query rows at a time), which plan_blocks keeps
+    under the budget; Spark's own buffers (the cached blocks, the shuffle of partial results:
+    q k 16 bytes per chunk and block partition) come on top and spill to disk.
 ``auto``
     ``broadcast`` when the reference matrix (n * d * 8 bytes) fits ``broadcast_max_bytes``, else
     ``blocked``; the choice and its reason are logged and go into the summary.
@@ -77,7 +82,16 @@ from nbknn.knn_core import (
     validate_k,
     validate_metric,
 )
-from nbknn.knn_kernels import annoy_metric, annoy_topk, build_annoy_index, kneighbors_topk, recall_at_k
+from nbknn.knn_kernels import (
+    KERNEL_CHUNK_ROWS,
+    annoy_metric,
+    annoy_topk,
+    block_topk,
+    build_annoy_index,
+    kneighbors_topk,
+    limit_threads,
+    recall_at_k,
+)
 from nbknn.provenance import code_version
 from nbknn.vectors import (
     VectorSpec,
@@ -98,7 +112,10 @@ DEFAULT_K = 10
 DEFAULT_METRIC = "euclidean"
 DEFAULT_BLOCK_BYTES_BUDGET = 64 * 1024 * 1024
 DEFAULT_BROADCAST_MAX_BYTES = 256 * 1024 * 1024
-DEFAULT_QUERY_CHUNK_ROWS = 1024
+# Query rows per batch (broadcast, annoy) and per element of the blocked mode's product with the
+# reference blocks: every (element, block) pair ships both through the Python worker, so larger
+# elements ship the blocks fewer times; the kernel itself works in KERNEL_CHUNK_ROWS-row pieces.
+DEFAULT_QUERY_CHUNK_ROWS = 8192
 DEFAULT_ANNOY_TREES = 50
 DEFAULT_ANNOY_SEED = 42
 DEFAULT_RECALL_SAMPLE = 1000
@@ -284,6 +301,7 @@ def neighbors_broadcast(
     d = R.shape[1]
 
     def answer(batches):
+        _limit_task_threads()
         fitted, ids = shared.value
         for query_ids, Q in _chunks(batches, d, id_type, query_chunk_rows):
             yield _result_batch(query_ids, kneighbors_topk(fitted, ids, query_ids, Q, k, metric, exclude_self), id_type)
@@ -293,21 +311,30 @@ def neighbors_broadcast(
     return KnnResult(frame, details, release=lambda: shared.unpersist())
 
 
+def _limit_task_threads() -> None:
+    """Inside a task: BLAS / OpenMP threads = the task's cores (spark.task.cpus, default 1)."""
+    context = TaskContext.get()
+    limit_threads(context.cpus() if context is not None else 1)
+
+
 def block_plan(
     n: int, d: int, k: int, block_bytes_budget: int, block_rows: int | None = None,
     query_chunk_rows: int = DEFAULT_QUERY_CHUNK_ROWS,
 ) -> BlockPlan:
-    """Blocks sized from the budget (knn_core.plan_blocks), or of ``block_rows`` rows when given."""
+    """Blocks sized from the budget (knn_core.plan_blocks), or of ``block_rows`` rows when given.
+
+    The kernel (knn_kernels.block_topk) holds the distances of at most KERNEL_CHUNK_ROWS query
+    rows to a block at a time, whatever the query chunk's size: the plan counts that, not q."""
     if block_rows is None:
-        return plan_blocks(n, d, k, block_bytes_budget, query_chunk_rows)
+        return plan_blocks(n, d, k, block_bytes_budget, query_chunk_rows, pair_rows=KERNEL_CHUNK_ROWS)
     b = min(int(block_rows), n)
     q = int(query_chunk_rows)
     return BlockPlan(
         n_blocks=math.ceil(n / b),
         block_rows=b,
         query_chunk_rows=q,
-        max_pair_bytes=q * b * BYTES_PER_PAIR,
-        estimated_bytes=_task_bytes(b, q, d, k),
+        max_pair_bytes=min(q, KERNEL_CHUNK_ROWS) * b * BYTES_PER_PAIR,
+        estimated_bytes=_task_bytes(b, q, d, k, KERNEL_CHUNK_ROWS),
     )
 
 
@@ -420,11 +447,20 @@ def neighbors_blocked(
     )
     max_pair_bytes = plan.max_pair_bytes
 
-    def local(pair):
-        (query_ids, Q), (_, (ref_ids, R)) = pair
-        # The first query id names the chunk: ids are unique, and the chunk's row order is the
-        # same in every pair, so partial results of one key line up row by row.
-        return query_ids[0].item(), (query_ids, local_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, max_pair_bytes))
+    def local(pairs):
+        """Every (query chunk, block) pair of one task, merged per chunk inside the task: the
+        shuffle then carries one partial result per (chunk, block partition), not per block."""
+        _limit_task_threads()
+        partial: dict = {}
+        for (query_ids, Q), (_, (ref_ids, R)) in pairs:
+            # The first query id names the chunk: ids are unique, and the chunk's row order is
+            # the same in every pair, so partial results of one key line up row by row.
+            key = query_ids[0].item()
+            result = block_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, max_pair_bytes)
+            if key in partial:
+                result = merge_topk(partial[key][1], result, k)
+            partial[key] = (query_ids, result)
+        return iter(partial.items())
 
     def merge(a, b_):
         return a[0], merge_topk(a[1], b_[1], k)
@@ -437,8 +473,10 @@ def neighbors_blocked(
         return zip(query_ids.tolist(), ids.tolist(), dist.tolist())
 
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    merged = chunks.cartesian(blocks).map(local).reduceByKey(merge, partitions).flatMap(rows)
-    frame = spark.createDataFrame(merged, output_schema(id_type))
+    merged = chunks.cartesian(blocks).mapPartitions(local).reduceByKey(merge, partitions).flatMap(rows)
+    # The rows are built here from validated arrays of the declared types: checking every value
+    # again in Python (verifySchema) cost more than the kernel's merges.
+    frame = spark.createDataFrame(merged, output_schema(id_type), verifySchema=False)
     details = {
         "n_blocks": plan.n_blocks,
         "block_rows": plan.block_rows,

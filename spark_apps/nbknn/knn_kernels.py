@@ -9,14 +9,22 @@ conventions: rows sorted by (distance, id), padding (+inf, sentinel id) on the r
 from __future__ import annotations
 
 import numpy as np
+from sklearn import config_context
 from sklearn.neighbors import NearestNeighbors
 
-from nbknn.knn_core import TopK, local_topk, pad_id_for, validate_metric
+from nbknn.knn_core import DEFAULT_MAX_PAIR_BYTES, TopK, local_topk, pad_id_for, validate_metric
 
 #: Relative tolerance under which the k-th kept distance counts as tied with the farthest
 #: candidate scikit-learn returned. Over-detecting a tie only costs an exact recomputation of the
 #: row; under-detecting could let scikit-learn's arbitrary choice among tied points through.
 TIE_RTOL = 1e-9
+
+#: Query rows whose distances to the reference scikit-learn's brute ``kneighbors`` holds at once
+#: in :func:`kneighbors_topk`: its ``ArgKmin`` reduction (euclidean) works in chunks of
+#: ``pairwise_dist_chunk_size`` rows and the other metrics in chunks bounded by ``working_memory``;
+#: both are set to this many rows (measured: 128 is within 3 % of 256 for ArgKmin, 64 is 18 %
+#: slower). The blocked mode's plan counts on it.
+KERNEL_CHUNK_ROWS = 128
 
 #: Our metric -> Annoy's metric. Annoy's "angular" distance is sqrt(2 - 2 cos) = sqrt(2 * cosine
 #: distance) for non-zero vectors; "euclidean" is the plain L2 distance.
@@ -35,7 +43,7 @@ ANNOY_METRICS = {
 
 def kneighbors_topk(
     model: NearestNeighbors, ref_ids: np.ndarray, query_ids: np.ndarray, Q: np.ndarray, k: int,
-    metric: str, exclude_self: bool,
+    metric: str, exclude_self: bool, max_pair_bytes: int = DEFAULT_MAX_PAIR_BYTES,
 ) -> TopK:
     """Top-k of queries Q (nq, d) among the reference a brute ``NearestNeighbors`` was fitted on.
 
@@ -52,7 +60,11 @@ def kneighbors_topk(
     metric = validate_metric(metric)
     n = ref_ids.shape[0]
     m = min(n, k + 1 + int(exclude_self))
-    dist, idx = model.kneighbors(Q, n_neighbors=m)
+    # Distances of at most KERNEL_CHUNK_ROWS query rows at a time (working_memory is in MiB):
+    # bounded memory, and for the metrics without a fused reduction (cosine) several times faster
+    # than scikit-learn's default 1 GiB chunks, which leave the CPU caches.
+    with config_context(working_memory=KERNEL_CHUNK_ROWS * n * 8 / 2**20, pairwise_dist_chunk_size=KERNEL_CHUNK_ROWS):
+        dist, idx = model.kneighbors(Q, n_neighbors=m)
     cand = ref_ids[idx]
     if exclude_self:
         is_self = cand == query_ids[:, None]
@@ -69,9 +81,50 @@ def kneighbors_topk(
         if tied.any():
             rows = np.flatnonzero(tied)
             # The model keeps the reference matrix it was fitted on (the same array, no copy).
-            exact = local_topk(query_ids[rows], Q[rows], ref_ids, model._fit_X, k, metric, exclude_self)
+            exact = local_topk(query_ids[rows], Q[rows], ref_ids, model._fit_X, k, metric, exclude_self,
+                               max_pair_bytes)
             out_ids[rows], out_d[rows] = exact.ids, exact.distances
     return TopK(out_ids, out_d)
+
+
+def block_topk(
+    query_ids: np.ndarray, Q: np.ndarray, ref_ids: np.ndarray, R: np.ndarray, k: int, metric: str,
+    exclude_self: bool, max_pair_bytes: int,
+) -> TopK:
+    """Top-k of queries Q (nq, d) among one reference block R (nr, d): the blocked mode's kernel.
+
+    Same contract as :func:`~nbknn.knn_core.local_topk` (width ``min(k, nr)``, rows sorted by
+    (distance, id), padded where a small block lacks usable neighbours). A block with more than
+    ``k + 1 + exclude_self`` rows is answered by scikit-learn's brute ``kneighbors`` through
+    :func:`kneighbors_topk` (its fused GEMM + per-row heap for euclidean: no distance matrix is
+    materialised and no full-matrix selection runs), with the exact (distance, id) repair of tied
+    rows; smaller blocks go to ``local_topk`` directly.
+    """
+    metric = validate_metric(metric)
+    nr = R.shape[0]
+    if nr <= k + 1 + int(exclude_self):
+        return local_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, max_pair_bytes)
+    model = NearestNeighbors(algorithm="brute", metric=metric).fit(R)
+    return kneighbors_topk(model, ref_ids, query_ids, Q, k, metric, exclude_self, max_pair_bytes)
+
+
+_THREADS_LIMITED: list[int] = []
+
+
+def limit_threads(threads: int) -> None:
+    """Cap BLAS and OpenMP threads of this Python worker at ``threads`` (once per worker).
+
+    Spark already runs one task per core (``spark.task.cpus`` each); if every task's BLAS or
+    scikit-learn's OpenMP reduction also started one thread per core, 2 tasks on 2 cores would
+    run 4+ threads and be slower than with one thread each (measured: bench/results/NOTES.md).
+    """
+    threads = max(1, int(threads))
+    if _THREADS_LIMITED and _THREADS_LIMITED[0] == threads:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    _THREADS_LIMITED[:] = [threads]
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -42,12 +43,15 @@ from nbknn.documents import (
 from nbknn.errors import NotRetryableError
 from nbknn.nb_metrics import classification_metrics, confusion_png, report_html
 from nbknn.nb_prediction import (
+    DEFAULT_MAX_LOOKUP_TERMS,
     DUPLICATE_ID,
     combine_scores,
     confusion_counts,
     document_vectors,
+    document_vectors_joined,
     shard_scores,
     vector_stats,
+    vocabulary_lookup,
     with_duplicate_ids_rejected,
 )
 from nbknn.provenance import code_version
@@ -234,12 +238,29 @@ def run_vectorize(
     vectors_uri: str,
     rejects_uri: str,
     max_reject_fraction: float,
+    max_lookup_terms: int = DEFAULT_MAX_LOOKUP_TERMS,
 ) -> dict:
-    """Validate the input and write its term-count vectors over the model's vocabulary."""
+    """Validate the input and write its term-count vectors over the model's vocabulary.
+
+    Vocabularies of at most ``max_lookup_terms`` terms are shipped to the tasks and looked up
+    inside each row (no shuffle); larger ones are joined in Spark (see nb_prediction)."""
     manifest = read_model_manifest(spark, model_dir)
     tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
     documents = with_duplicate_ids_rejected(read_documents(spark, spec, labelled=False))
+    # Parsed, validated and checked for duplicate ids once: the counts, the rejects and the
+    # vectors all read these records (spilled to local disk when they do not fit in memory).
+    documents = documents.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        summary = _vectorize_documents(spark, spec, documents, manifest, tokenizer, model_dir, vectors_uri,
+                                       rejects_uri, max_reject_fraction, max_lookup_terms)
+    finally:
+        documents.unpersist()
+    return summary
 
+
+def _vectorize_documents(spark, spec, documents, manifest, tokenizer, model_dir, vectors_uri, rejects_uri,
+                         max_reject_fraction, max_lookup_terms) -> dict:
+    """run_vectorize's body over the persisted, validated records."""
     rows = documents.groupBy("reject_reason").count().collect()
     counts = read_counts_from_rows((row["reject_reason"], row["count"]) for row in rows)
     duplicates = []
@@ -265,7 +286,17 @@ def run_vectorize(
 
     vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(model_layout.vocabulary_uri(model_dir))
     temp_uri = fs.temporary_sibling(vectors_uri)
-    document_vectors(accepted_documents(documents), vocabulary, tokenizer).write.parquet(temp_uri)
+    accepted = accepted_documents(documents)
+    if manifest["counts"]["vocabulary_size"] <= max_lookup_terms:
+        # The vocabulary goes to the tasks once (broadcast): every document is counted in its row.
+        lookup = vocabulary_lookup(vocabulary.select("term_id", "term").toArrow())
+        broadcast = spark.sparkContext.broadcast(lookup)
+        try:
+            document_vectors(accepted, broadcast, tokenizer).write.parquet(temp_uri)
+        finally:
+            broadcast.destroy()
+    else:
+        document_vectors_joined(accepted, vocabulary, tokenizer).write.parquet(temp_uri)
     stats = vector_stats(spark.read.parquet(temp_uri))
     if stats["documents"] != counts.accepted:
         raise AssertionError(f"wrote {stats['documents']} vectors for {counts.accepted} accepted records")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -68,12 +69,116 @@ def with_duplicate_ids_rejected(documents: DataFrame) -> DataFrame:
     )
 
 
-def document_vectors(accepted: DataFrame, vocabulary: DataFrame, tokenizer: TokenizerConfig) -> DataFrame:
+#: Largest vocabulary that prediction ships to the tasks for an in-row lookup (terms); above it
+#: the vectoriser falls back to a join in Spark (two shuffles, but the vocabulary is never
+#: collected). 5 M terms are a few hundred MB as an Arrow string array on the driver and in
+#: every Python worker, still far below a dense model of the same vocabulary.
+DEFAULT_MAX_LOOKUP_TERMS = 5_000_000
+
+VECTORS_SCHEMA = "doc_id string, label string, term_ids array<int>, counts array<int>, tokens int"
+
+
+class VocabularyLookup:
+    """The model's vocabulary as a lookup table for :func:`count_known_terms`.
+
+    terms: Arrow string array; ``term_ids[i]`` is the id of ``terms[i]`` (``None``: the ids are
+    the positions, the usual dense case 0..V-1); ``vocabulary_size`` bounds every id.
+    """
+
+    def __init__(self, terms: pa.Array, term_ids: np.ndarray | None, vocabulary_size: int) -> None:
+        self.terms = terms
+        self.term_ids = term_ids
+        self.vocabulary_size = int(vocabulary_size)
+        self._by_type: dict = {}
+
+    def value_set(self, arrow_type: pa.DataType) -> pa.Array:
+        """The terms cast to the type of the tokens (string or large_string), cast once."""
+        if arrow_type not in self._by_type:
+            self._by_type[arrow_type] = self.terms if self.terms.type == arrow_type else self.terms.cast(arrow_type)
+        return self._by_type[arrow_type]
+
+    def __getstate__(self):
+        return {"terms": self.terms, "term_ids": self.term_ids, "vocabulary_size": self.vocabulary_size}
+
+    def __setstate__(self, state):
+        self.__init__(state["terms"], state["term_ids"], state["vocabulary_size"])
+
+
+def vocabulary_lookup(vocabulary: pa.Table) -> VocabularyLookup:
+    """Lookup table from an Arrow table (term_id, term) of the model's vocabulary (any row order)."""
+    ids = np.asarray(vocabulary.column("term_id").to_numpy(), dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    terms = vocabulary.column("term").combine_chunks().take(pa.array(order))
+    if ids.size and (ids[0] < 0 or np.any(np.diff(ids) <= 0)):
+        raise ValueError("vocabulary term ids must be unique and >= 0")
+    dense = bool(ids.size == 0 or ids[-1] == ids.size - 1)
+    size = int(ids[-1]) + 1 if ids.size else 0
+    return VocabularyLookup(terms, None if dense else ids, size)
+
+
+def count_known_terms(tokens: pa.Array, lookup: VocabularyLookup):
+    """Per row of a list<string> column: (term_ids, counts, tokens) without a row loop.
+
+    term_ids: list<int32> of the row's known terms, ascending; counts: list<int32> aligned with
+    them; tokens: int32 number of tokens of the row (known or not). A null list counts as empty.
+    """
+    n = len(tokens)
+    lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(tokens)
+    V = max(lookup.vocabulary_size, 1)
+    if len(flat):
+        position = pc.fill_null(pc.index_in(flat, value_set=lookup.value_set(flat.type)), -1)
+        position = position.to_numpy(zero_copy_only=False).astype(np.int64)
+        row = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        known = position >= 0
+        term = position[known] if lookup.term_ids is None else lookup.term_ids[position[known]]
+        # One sort of (row, term) keys counts every (document, term) pair of the batch at once.
+        keys, counts = np.unique(row[known] * V + term, return_counts=True)
+        rows_of_keys = keys // V
+        term_ids = (keys - rows_of_keys * V).astype(np.int32)
+        per_row = np.bincount(rows_of_keys, minlength=n)
+    else:
+        term_ids = np.empty(0, dtype=np.int32)
+        counts = np.empty(0, dtype=np.int64)
+        per_row = np.zeros(n, dtype=np.int64)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32))
+    return (
+        pa.ListArray.from_arrays(offsets, pa.array(term_ids, type=pa.int32())),
+        pa.ListArray.from_arrays(offsets, pa.array(counts.astype(np.int32), type=pa.int32())),
+        pa.array(lengths.astype(np.int32), type=pa.int32()),
+    )
+
+
+def document_vectors(accepted: DataFrame, lookup_broadcast, tokenizer: TokenizerConfig) -> DataFrame:
     """Sparse term-count vectors of the accepted documents over the model's vocabulary.
 
-    ``accepted``: doc_id, label, text (ids unique). ``vocabulary``: term, term_id (the model's).
-    Terms are mapped to ids by a join in Spark (the vocabulary is never collected); unknown terms
-    are dropped; a document without any known term keeps empty arrays (prior-only prediction).
+    ``accepted``: doc_id, label, text (ids unique). ``lookup_broadcast``: a broadcast
+    :class:`VocabularyLookup` of the model's vocabulary. The text is tokenised in the JVM (the
+    project's one tokeniser); each Arrow batch of token lists is then mapped to term ids and
+    counted inside its rows (:func:`count_known_terms`), with no shuffle. Unknown terms are
+    dropped; a document without any known term keeps empty arrays (prior-only prediction).
+    """
+    tokenized = accepted.select("doc_id", "label", tokens_column(F.col("text"), tokenizer).alias("tokens"))
+
+    def vectorise(batches):
+        lookup = lookup_broadcast.value
+        for batch in batches:
+            term_ids, counts, tokens = count_known_terms(batch.column("tokens"), lookup)
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("doc_id"), batch.column("label"), term_ids, counts, tokens],
+                names=["doc_id", "label", "term_ids", "counts", "tokens"],
+            )
+
+    return tokenized.mapInArrow(vectorise, VECTORS_SCHEMA).sortWithinPartitions("doc_id")
+
+
+def document_vectors_joined(accepted: DataFrame, vocabulary: DataFrame, tokenizer: TokenizerConfig) -> DataFrame:
+    """As :func:`document_vectors`, for a vocabulary too large to ship to the tasks.
+
+    ``vocabulary``: term, term_id (the model's). Terms are mapped to ids by a join in Spark (the
+    vocabulary is never collected), at the price of two shuffles of one row per (document,
+    distinct term).
     """
     tokenized = accepted.select("doc_id", "label", tokens_column(F.col("text"), tokenizer).alias("tokens"))
     # Count per (document, term) before the join: the join then sees each distinct term of a

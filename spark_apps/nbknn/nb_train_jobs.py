@@ -49,6 +49,7 @@ from nbknn.nb_training import (
     classes_table,
     counts_by_reason_label_and_folder,
     number_terms,
+    numbered_vocabulary_table,
     term_count_entries,
     tokenized_documents,
     vocabulary_counts,
@@ -59,6 +60,9 @@ from nbknn.sharding import imbalance, plan_shards
 from nbknn.tokenizer import TokenizerConfig
 
 MODEL_TYPES = ("multinomial", "complement")
+#: Largest vocabulary (terms seen) that the term counts job numbers on the driver: the same bound
+#: as the one under which prediction ships the vocabulary to its tasks.
+DEFAULT_MAX_DRIVER_TERMS = 5_000_000
 
 
 def class_priors_uri(model_dir: str) -> str:
@@ -69,10 +73,17 @@ def summary_uri(model_dir: str, job: str) -> str:
     return model_layout.work_uri(model_dir, f"summaries/{job}.json")
 
 
+def forget_staged_manifest(spark: SparkSession, model_dir: str) -> None:
+    """Delete a manifest left in a staging directory by a publish attempt that was stopped before
+    its rename: the tables are being counted again, and publishing must describe the new ones."""
+    fs.delete(spark, model_layout.manifest_uri(model_dir))
+
+
 def run_class_prior(
     spark: SparkSession, spec: InputSpec, model_dir: str, rejects_uri: str, max_reject_fraction: float
 ) -> dict:
     """Validate the input and count documents per class; returns (and stores) the job summary."""
+    forget_staged_manifest(spark, model_dir)
     documents = read_documents(spark, spec, labelled=True)
     rows = counts_by_reason_label_and_folder(documents).collect()
     counts = read_counts_from_rows((row["reject_reason"], row["count"]) for row in rows)
@@ -109,10 +120,15 @@ def run_term_counts(
     min_term_count: int = 1,
     num_shards: int | None = None,
     max_entries_per_shard: int | None = None,
+    max_driver_terms: int = DEFAULT_MAX_DRIVER_TERMS,
 ) -> dict:
-    """Count every (class, term) pair and write classes/, vocabulary/ and term_counts/shard=S/."""
+    """Count every (class, term) pair and write classes/, vocabulary/ and term_counts/shard=S/.
+
+    Vocabularies of at most ``max_driver_terms`` terms are numbered on the driver, larger ones
+    in Spark (same term ids either way)."""
     if min_term_count < 1:
         raise ConfigError(f"min_term_count must be >= 1 (got {min_term_count})")
+    forget_staged_manifest(spark, model_dir)
     priors_frame = spark.read.schema(schemas.CLASS_PRIORS).parquet(class_priors_uri(model_dir))
     priors = sorted(tuple(row) for row in priors_frame.collect())
     accepted = accepted_documents(read_documents(spark, spec, labelled=True))
@@ -121,30 +137,61 @@ def run_term_counts(
     class_terms_uri = model_layout.work_uri(model_dir, "class_terms")
     class_term_counts(tokenized_documents(accepted, tokenizer)).write.mode("overwrite").parquet(class_terms_uri)
     class_terms = spark.read.parquet(class_terms_uri)
-    _check_labels_known(class_terms, priors)
+    # One small job over the (label, term) table: the labels seen and, when every term is kept,
+    # each class's entries and term total (then equal to dict2's, without joining it first).
+    label_stats = {
+        row["label"]: (row["entries"], row["term_total"])
+        for row in class_terms.groupBy("label")
+        .agg(F.count(F.lit(1)).alias("entries"), F.sum("count").alias("term_total"))
+        .collect()
+    }
+    _check_labels_known(set(label_stats), priors)
 
     vocabulary_uri = model_layout.vocabulary_uri(model_dir)
     all_terms = vocabulary_counts(class_terms, 1)
-    numbered = number_terms(
-        spark, vocabulary_counts(class_terms, min_term_count), model_layout.work_uri(model_dir, "vocabulary_sorted")
-    )
-    numbered.write.mode("overwrite").parquet(vocabulary_uri)
-    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(vocabulary_uri)
-    vocabulary_size = vocabulary.count()
+    # A vocabulary that fits the driver is numbered there (one small collect and one write); a
+    # larger one by the distributed range numbering (several jobs over the vocabulary).
+    collected = all_terms.limit(max_driver_terms + 1).toArrow()
+    if collected.num_rows <= max_driver_terms:
+        numbered_table = numbered_vocabulary_table(collected, min_term_count)
+        terms_seen, vocabulary_size = collected.num_rows, numbered_table.num_rows
+        numbered = spark.createDataFrame(numbered_table, schemas.VOCABULARY).coalesce(1) if vocabulary_size else None
+    else:
+        # Both sizes in one job (not one count() per frame).
+        sizes = all_terms.agg(
+            F.count(F.lit(1)).alias("terms"),
+            F.count_if(F.col("total_count") >= min_term_count).alias("kept"),
+        ).first()
+        terms_seen, vocabulary_size = int(sizes["terms"]), int(sizes["kept"])
+        numbered = None
+        if vocabulary_size:
+            numbered = number_terms(
+                spark,
+                all_terms.where(F.col("total_count") >= min_term_count),
+                model_layout.work_uri(model_dir, "vocabulary_sorted"),
+            )
     if vocabulary_size == 0:
         raise InputError(
             f"no term of the accepted documents reaches min_term_count={min_term_count}: the model would be empty"
         )
+    numbered.write.mode("overwrite").parquet(vocabulary_uri)
+    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(vocabulary_uri)
 
     entries = term_count_entries(class_terms, priors_frame, vocabulary)
-    stats, plan = _write_sharded_tables(spark, model_dir, priors, entries, num_shards, max_entries_per_shard)
+    known_stats = None
+    if min_term_count == 1:
+        class_id_of = {label: class_id for class_id, label, _ in priors}
+        known_stats = {class_id_of[label]: stats for label, stats in label_stats.items()}
+    stats, plan = _write_sharded_tables(
+        spark, model_dir, priors, entries, num_shards, max_entries_per_shard, known_stats
+    )
     summary = {
         "job": "term_counts",
         "input": _input_summary(spec),
         "tokenizer": tokenizer.to_dict(),
         "min_term_count": min_term_count,
         "vocabulary_size": vocabulary_size,
-        "terms_below_min_count": all_terms.count() - vocabulary_size,
+        "terms_below_min_count": terms_seen - vocabulary_size,
         "entries": sum(entries_ for entries_, _ in stats.values()),
         "tokens": sum(total for _, total in stats.values()),
         "documents": sum(doc_count for _, _, doc_count in priors),
@@ -163,9 +210,14 @@ def _write_sharded_tables(
     entries,
     num_shards: int | None,
     max_entries_per_shard: int | None,
+    stats: dict[int, tuple[int, int]] | None = None,
 ):
-    """Plan the shards from the entries per class; write term_counts/shard=S/ and classes/."""
-    stats = {row["class_id"]: (row["entries"], row["term_total"]) for row in class_term_stats(entries).collect()}
+    """Plan the shards from the entries per class; write term_counts/shard=S/ and classes/.
+
+    ``stats``: (entries, term_total) per class id when the caller knows them already; else they
+    are counted from ``entries``."""
+    if stats is None:
+        stats = {row["class_id"]: (row["entries"], row["term_total"]) for row in class_term_stats(entries).collect()}
     plan = plan_shards(
         {class_id: stats.get(class_id, (0, 0))[0] for class_id, _, _ in priors},
         num_shards=num_shards,
@@ -200,6 +252,7 @@ def run_merge_model(
     """
     if model_dir.rstrip("/") in (base_dir.rstrip("/"), delta_dir.rstrip("/")):
         raise ConfigError(f"the merged model must go to a directory of its own (got {model_dir})")
+    forget_staged_manifest(spark, model_dir)
     base_manifest = fs.read_json(spark, model_layout.manifest_uri(base_dir))
     delta_prior = fs.read_json(spark, summary_uri(delta_dir, "class_prior"))
     delta_terms = fs.read_json(spark, summary_uri(delta_dir, "term_counts"))
@@ -296,8 +349,14 @@ def publish_model(
     """
     validate_model_params(model_type, alpha)
     if fs.exists(spark, staging_dir):
-        manifest = build_manifest(spark, staging_dir, version, model_type, alpha, fit_prior, lineage)
-        fs.write_json_atomic(spark, model_layout.manifest_uri(staging_dir), manifest)
+        staged_manifest = model_layout.manifest_uri(staging_dir)
+        if fs.exists(spark, staged_manifest):
+            # An earlier attempt wrote the manifest and was stopped before the rename; it may
+            # already have deleted the job summaries that the manifest is built from.
+            manifest = fs.read_json(spark, staged_manifest)
+        else:
+            manifest = build_manifest(spark, staging_dir, version, model_type, alpha, fit_prior, lineage)
+            fs.write_json_atomic(spark, staged_manifest, manifest)
         fs.delete(spark, model_layout.work_uri(staging_dir, ""))
         # A rerun of a cleared run that had published already swaps its new build in.
         fs.publish_dir(spark, staging_dir, version_dir)
@@ -378,10 +437,9 @@ def lineage_of(run_lineage: dict, prior_summary: dict, merge_summary: dict | Non
     return lineage
 
 
-def _check_labels_known(class_terms, priors: list[tuple[int, str, int]]) -> None:
+def _check_labels_known(seen: set[str], priors: list[tuple[int, str, int]]) -> None:
     """Every label seen now must have been counted by the class prior job over the same input."""
     known = {label for _, label, _ in priors}
-    seen = {row["label"] for row in class_terms.select("label").distinct().collect()}
     unknown = sorted(seen - known)
     if unknown:
         raise InputError(

@@ -2,11 +2,15 @@
 
 The model is counts only. Probabilities are derived when a shard is loaded for prediction, which
 keeps models additive: counts of new labelled data can be folded into an existing model.
-Everything here is DataFrame operations executed in the JVM; no Python UDF touches a token.
+Tokenising happens in the JVM; the per-document counting runs in Arrow batches
+(``mapInArrow``, vectorised in pyarrow, no per-token Python code).
 """
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -56,15 +60,56 @@ def tokenized_documents(accepted: DataFrame, tokenizer: TokenizerConfig) -> Data
     )
 
 
-def class_term_counts(tokenized: DataFrame) -> DataFrame:
-    """(label, term, count, doc_freq): occurrences of the term in the class, and its documents."""
-    per_document = (
-        tokenized.select("label", "doc_row", F.explode("tokens").alias("term"))
-        .groupBy("label", "doc_row", "term")
-        .agg(F.count(F.lit(1)).alias("count"))
+CLASS_TERMS_SCHEMA = "label string, term string, count long, doc_freq long"
+
+
+def batch_class_term_counts(labels: pa.Array, tokens: pa.Array) -> pa.RecordBatch:
+    """(label, term, count, doc_freq) of one Arrow batch of documents, aggregated in the batch.
+
+    labels: string array (n,); tokens: list<string> array (n,), one document per row (a null
+    list counts as empty). ``count`` is the term's occurrences in the batch's documents of the
+    label, ``doc_freq`` the number of those documents that contain it: both add up over batches.
+    """
+    n = len(tokens)
+    lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(tokens)
+    rows = pa.array(np.repeat(np.arange(n, dtype=np.int64), lengths))
+    # use_threads=False: the task already has its core; Arrow's own pool would oversubscribe it.
+    per_document = pa.table({"row": rows, "term": flat}).group_by(["row", "term"], use_threads=False).aggregate(
+        [([], "count_all")]
     )
-    return per_document.groupBy("label", "term").agg(
-        F.sum("count").alias("count"), F.count(F.lit(1)).alias("doc_freq")
+    per_document = per_document.append_column("label", labels.take(per_document.column("row")))
+    per_class = per_document.group_by(["label", "term"], use_threads=False).aggregate(
+        [("count_all", "sum"), ([], "count_all")]
+    )
+    return pa.RecordBatch.from_arrays(
+        [
+            per_class.column("label").combine_chunks().cast(pa.string()),
+            per_class.column("term").combine_chunks().cast(pa.string()),
+            per_class.column("count_all_sum").combine_chunks().cast(pa.int64()),
+            per_class.column("count_all").combine_chunks().cast(pa.int64()),
+        ],
+        names=["label", "term", "count", "doc_freq"],
+    )
+
+
+def class_term_counts(tokenized: DataFrame) -> DataFrame:
+    """(label, term, count, doc_freq): occurrences of the term in the class, and its documents.
+
+    Each Arrow batch of documents is counted per (document, term) and then per (label, term)
+    inside its Python task (:func:`batch_class_term_counts`); the partial counts of the batches
+    meet in one shuffle by (label, term). ``tokenized``: label, tokens (array<string>).
+    """
+
+    def count(batches):
+        for batch in batches:
+            yield batch_class_term_counts(batch.column("label"), batch.column("tokens"))
+
+    return (
+        tokenized.select("label", "tokens")
+        .mapInArrow(count, CLASS_TERMS_SCHEMA)
+        .groupBy("label", "term")
+        .agg(F.sum("count").alias("count"), F.sum("doc_freq").alias("doc_freq"))
     )
 
 
@@ -107,6 +152,26 @@ def number_terms(spark: SparkSession, vocabulary: DataFrame, scratch_uri: str) -
         F.col("doc_freq").cast("long"),
     )
     return numbered
+
+
+def numbered_vocabulary_table(term_totals: pa.Table, min_term_count: int = 1) -> pa.Table:
+    """:func:`number_terms` on the driver, for a vocabulary small enough to collect.
+
+    term_totals: (term, total_count, doc_freq), one row per term. Returns the terms seen at least
+    ``min_term_count`` times as (term_id, term, total_count, doc_freq), ``term_id`` = rank in
+    sorted order. Arrow sorts strings by their UTF-8 bytes, i.e. by code point, like Spark,
+    Python and scikit-learn: the ids are the ones the distributed numbering gives.
+    """
+    kept = term_totals.filter(pc.greater_equal(term_totals.column("total_count"), min_term_count))
+    kept = kept.sort_by([("term", "ascending")])
+    return pa.table(
+        {
+            "term_id": pa.array(np.arange(kept.num_rows, dtype=np.int32)),
+            "term": kept.column("term").cast(pa.string()),
+            "total_count": kept.column("total_count").cast(pa.int64()),
+            "doc_freq": kept.column("doc_freq").cast(pa.int64()),
+        }
+    )
 
 
 def term_count_entries(class_terms: DataFrame, classes: DataFrame, vocabulary: DataFrame) -> DataFrame:

@@ -9,7 +9,8 @@ Record checks, in order (the first failing one is the reason):
 
 ======================== =========================================================================
 ``invalid_utf8``         JSON Lines only: the line is not valid UTF-8
-``record_too_large``     JSON Lines only: the line is longer than ``max_record_bytes``
+``record_too_large``     JSON Lines only: the line is longer than ``max_record_bytes`` (or than the
+                         20,000,000 bytes the JSON parser reads, documents.MAX_JSON_RECORD_BYTES)
 ``malformed_json``       not JSON (a line holding ``NaN``/``Infinity`` tokens, which JSON does not
                          have, is reported as ``non_finite_component`` instead)
 ``not_a_json_object``    JSON, but not an object
@@ -52,6 +53,7 @@ from nbknn.documents import (
     ReadCounts,
     first_reason,
     json_path,
+    json_record_limit,
     raw_excerpt,
     read_lines,
     variant_field_type,
@@ -148,7 +150,7 @@ def _checked_frame(frame: DataFrame, id_long, id_string, id_is_string, vector, c
 def _read_jsonl(spark: SparkSession, spec: VectorSpec) -> DataFrame:
     lines = read_lines(spark, spec)
     valid_utf8 = F.is_valid_utf8("value")
-    fits = F.octet_length("value") <= spec.max_record_bytes
+    fits = F.octet_length("value") <= json_record_limit(spec.max_record_bytes)
     parsed = lines.withColumn("_json", F.when(valid_utf8 & fits, F.try_parse_json("value")))
     j = F.col("_json")
     id_path, vector_path = json_path(spec.id_column), json_path(spec.vector_column)
@@ -297,6 +299,8 @@ def choose_dimension(profile_: Profile, dim: int | None = None) -> tuple[int, st
         if dim < 1:
             raise InputError(f"dim must be >= 1 (got {dim})")
         return int(dim), "argument"
+    if not any(count for *_, count in profile_.rows):
+        raise InputError("the input holds no records (no data files, or only empty files)")
     counts = profile_.dimension_counts()
     if not counts:
         raise InputError("no record passed the checks, so the data set has no dimension")

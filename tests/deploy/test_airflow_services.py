@@ -243,6 +243,14 @@ def test_a_rest_triggered_run_with_conf_succeeds(airflow):
     assert scheduled["state"] == "success", airflow.explain(scheduled)
 
 
+# --no-sandbox: CI runs as root, where Chromium's sandbox cannot start. The rest keep Chromium from
+# calling home (update checks, sync, background fetches), which a machine without internet refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser"):
         path = shutil.which(name)
@@ -265,8 +273,7 @@ def test_e_browser_triggers_nb_predict_from_its_form_and_sees_success(airflow):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     before = {run["dag_run_id"] for run in airflow.runs("nb_predict")}
     with sync_playwright() as playwright:
-        # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         try:

@@ -1,10 +1,11 @@
 """The DAGs on a REAL Spark standalone cluster: a master and a worker, separate JVMs started from the
 installed pyspark on 127.0.0.1, with the spark_default connection pointing at the master.
 
-The same DAG runs go through local mode (local[2]) and through the cluster; their outputs must be
-equal. On the cluster, executors are other JVMs started by the worker, with Python workers that can
-import the library only from the zip spark_submit.py ships (``--py-files``): this is what proves the
-code shipping works, which local mode cannot (there the driver's own interpreter runs everything).
+The DAG runs go through the cluster; their outputs must equal those of the same jobs in local mode
+(local[2], computed in process by the library functions the applications call). On the cluster,
+executors are other JVMs started by the worker, with Python workers that can import the library
+only from the zip spark_submit.py ships (``--py-files``): this is what proves the code shipping
+works, which local mode cannot (there the driver's own interpreter runs everything).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pyspark
 import pytest
 from sklearn.datasets import load_digits
 
-from helpers import run_dag_test, write_jsonl
+from helpers import local_path, predict_in_process, run_dag_test, train_model_in_process, write_jsonl
 from processes import free_port, get_json, start, stop, stop_on_sigterm, wait_until
 
 pytestmark = pytest.mark.cluster
@@ -94,56 +95,76 @@ def _model_dir(root: Path) -> Path:
     return models / (models / "LATEST").read_text().strip()
 
 
-def _lay_out_inputs(root: Path, corpus) -> None:
-    write_jsonl(root / "input" / "nb_train" / "labelled" / "docs.jsonl", corpus("reuters-r8", "train", TRAIN_DOCS))
-    write_jsonl(root / "input" / "nb_predict" / "documents" / "docs.jsonl", corpus("reuters-r8", "test", TEST_DOCS))
-    X = load_digits().data[:400].astype(np.float64)
-    ids = np.arange(400, dtype=np.int64) * 3 + 1
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(400, dtype=np.int64) * 3 + 1, load_digits().data[:400].astype(np.float64)
+
+
+def _lay_out_inputs(root: Path, train: list[dict], test: list[dict]) -> Path:
+    write_jsonl(root / "input" / "nb_train" / "labelled" / "docs.jsonl", train)
+    write_jsonl(root / "input" / "nb_predict" / "documents" / "docs.jsonl", test)
+    ids, X = _digits()
     (root / "input" / "digits").mkdir(parents=True)
     table = pa.table({"id": pa.array(ids), "vector": pa.array([x.tolist() for x in X], type=pa.list_(pa.float64()))})
     pq.write_table(table, root / "input" / "digits" / "part-0.parquet")
+    return root / "input" / "digits"
 
 
 KNN_CONF = {"input_uri": "input/digits", "k": 5, "mode": "blocked", "block_bytes_budget": 1_048_576}
 
 
-def test_dags_on_a_standalone_cluster_equal_local_mode(airflow_db, corpus, tmp_path, monkeypatch, standalone_cluster):
+def _local_mode_references(spark, train: list[dict], test: list[dict], digits_dir: Path, workdir: Path) -> dict:
+    """The same three jobs in local mode, with the library functions the applications call, on the
+    shared local[2] SparkSession (no spark-submit: local mode's DAG runs are the e2e tests' subject)."""
+    from nbknn.knn_jobs import KnnOptions, run_knn
+    from nbknn.vectors import VectorSpec
+
+    model_dir = train_model_in_process(spark, train, workdir / "train", num_shards=NUM_SHARDS)
+    predictions, _, _ = predict_in_process(spark, model_dir, test, workdir / "predict", top_n=2)
+    neighbors = (workdir / "knn").as_uri()
+    options = KnnOptions(k=KNN_CONF["k"], mode=KNN_CONF["mode"], block_bytes_budget=KNN_CONF["block_bytes_budget"])
+    run_knn(spark, VectorSpec(digits_dir.as_uri(), format="parquet"), neighbors, (workdir / "rejects").as_uri(), options)
+    return {"model": local_path(model_dir), "predictions": predictions, "neighbors": workdir / "knn" / "neighbors"}
+
+
+def test_dags_on_a_standalone_cluster_equal_local_mode(
+    airflow_db, spark, corpus, tmp_path, monkeypatch, standalone_cluster
+):
+    train, test = corpus("reuters-r8", "train", TRAIN_DOCS), corpus("reuters-r8", "test", TEST_DOCS)
+    root = tmp_path / "cluster"
+    digits_dir = _lay_out_inputs(root, train, test)
+    local = _local_mode_references(spark, train, test, digits_dir, tmp_path / "local")
+
     # The driver (spark-submit under `airflow dags test`) binds and advertises 127.0.0.1 too.
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
-    roots = {"local": tmp_path / "local", "cluster": tmp_path / "cluster"}
-    masters = {"local": "local[2]", "cluster": standalone_cluster["master_url"]}
-    for mode, root in roots.items():
-        _lay_out_inputs(root, corpus)
-        _run("nb_train", {"num_shards": NUM_SHARDS}, root, masters[mode])
-        _run("nb_predict", {"top_n": 2}, root, masters[mode])
-        _run("knn_neighbors", KNN_CONF, root, masters[mode])
+    master = standalone_cluster["master_url"]
+    _run("nb_train", {"num_shards": NUM_SHARDS}, root, master)
+    _run("nb_predict", {"top_n": 2}, root, master)
+    _run("knn_neighbors", KNN_CONF, root, master)
 
     # Model: the class and term tables are equal (versions and paths differ, the counts may not).
-    local_model, cluster_model = _model_dir(roots["local"]), _model_dir(roots["cluster"])
+    cluster_model = _model_dir(root)
     for table, key in [("classes", ["class_id"]), ("vocabulary", ["term_id"]), ("term_counts", ["class_id", "term_id"])]:
-        local_rows = _rows(local_model / table, key)
+        local_rows = _rows(local["model"] / table, key)
         assert local_rows, f"empty {table}"
         assert _rows(cluster_model / table, key) == local_rows, table
-    local_manifest = json.loads((local_model / "manifest.json").read_text())
+    local_manifest = json.loads((local["model"] / "manifest.json").read_text())
     cluster_manifest = json.loads((cluster_model / "manifest.json").read_text())
     for key in ("counts", "records", "num_shards", "shards", "model"):
         assert cluster_manifest[key] == local_manifest[key], key
-    assert local_manifest["num_shards"] == NUM_SHARDS
+    assert cluster_manifest["num_shards"] == NUM_SHARDS
 
     # Predictions: the same class for every document, the same probabilities.
-    (local_run,) = (roots["local"] / "predictions" / "naive_bayes").iterdir()
-    (cluster_run,) = (roots["cluster"] / "predictions" / "naive_bayes").iterdir()
-    local_predictions = _rows(local_run / "predictions", ["doc_id"])
+    (cluster_run,) = (root / "predictions" / "naive_bayes").iterdir()
     cluster_predictions = _rows(cluster_run / "predictions", ["doc_id"])
+    local_predictions = [local["predictions"][doc_id] for doc_id in sorted(local["predictions"])]
     assert len(local_predictions) == TEST_DOCS
     assert [(r["doc_id"], r["label"]) for r in cluster_predictions] == [(r["doc_id"], r["label"]) for r in local_predictions]
     np.testing.assert_allclose([r["probability"] for r in cluster_predictions],
                                [r["probability"] for r in local_predictions], rtol=1e-12)
 
     # Neighbours: the same ids in the same order, the same distances.
-    (local_knn,) = (roots["local"] / "neighbors").iterdir()
-    (cluster_knn,) = (roots["cluster"] / "neighbors").iterdir()
-    local_neighbors = _rows(local_knn / "neighbors", ["id"])
+    (cluster_knn,) = (root / "neighbors").iterdir()
+    local_neighbors = _rows(local["neighbors"], ["id"])
     cluster_neighbors = _rows(cluster_knn / "neighbors", ["id"])
     assert len(local_neighbors) == 400
     assert [r["neighbor_ids"] for r in cluster_neighbors] == [r["neighbor_ids"] for r in local_neighbors]

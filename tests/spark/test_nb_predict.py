@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+
+from helpers import local_path, predict_in_process
 
 pytestmark = pytest.mark.spark
 
@@ -22,37 +23,10 @@ PROBABILITY_TOLERANCE = 1e-9
 TOP_N = 3
 
 
-def _local(uri: str) -> Path:
-    return Path(urlparse(uri).path)
-
-
-# --- running the pipeline in process -----------------------------------------------------------
-
-
-def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: int = 0, max_reject_fraction=0.0):
-    """vectorise -> every shard's pass -> combine, with the library functions the entry scripts call.
-    Returns (predictions by doc id, combine summary, run root URI)."""
-    from helpers import write_jsonl
-    from nbknn.documents import InputSpec
-    from nbknn.nb_predict_jobs import run_combine, run_predict_shard, run_vectorize, scores_shard_uri
-
-    input_path = write_jsonl(workdir / "input" / "docs.jsonl", docs)
-    run = (workdir / "run").as_uri()
-    manifest = json.loads((_local(model_dir) / "manifest.json").read_text())
-    run_vectorize(spark, InputSpec(uri=input_path.as_uri()), model_dir, f"{run}/vectors", f"{run}/rejects",
-                  max_reject_fraction)
-    for shard in range(manifest["num_shards"]):
-        run_predict_shard(spark, model_dir, f"{run}/vectors", shard, scores_shard_uri(f"{run}/scores", shard), top_n)
-    summary = run_combine(spark, model_dir, f"{run}/vectors", f"{run}/scores", f"{run}/predictions",
-                          f"{run}/report", top_n)
-    rows = spark.read.parquet(f"{run}/predictions").collect()
-    return {row["doc_id"]: row.asDict(recursive=True) for row in rows}, summary, run
-
-
 def model_variant(base_dir: str, target: Path, model_type: str, alpha: float, fit_prior: bool) -> str:
     """A copy of a trained model with another model type / smoothing in its manifest."""
     if not target.exists():
-        shutil.copytree(_local(base_dir), target)
+        shutil.copytree(local_path(base_dir), target)
         manifest_path = target / "manifest.json"
         manifest = json.loads(manifest_path.read_text())
         manifest["model"] = {"type": model_type, "alpha": alpha, "fit_prior": fit_prior}
@@ -174,7 +148,7 @@ def test_report_metrics_equal_sklearn_metrics(runs, corpus):
     test = corpus("reuters-r8", "test")
     y_true = [d["label"] for d in test]
     y_pred = [predictions[d["id"]]["label"] for d in test]
-    metrics = json.loads((_local(run) / "report" / "metrics.json").read_text())
+    metrics = json.loads((local_path(run) / "report" / "metrics.json").read_text())
     labels = sorted(set(y_true) | set(y_pred))
     assert metrics["labels"] == labels
     assert metrics["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
@@ -186,14 +160,14 @@ def test_report_metrics_equal_sklearn_metrics(runs, corpus):
             (precision[i], recall[i], f1[i], support[i]), abs=1e-12
         )
     assert metrics["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()
-    picture = (_local(run) / "report" / "confusion_matrix.png").read_bytes()
+    picture = (local_path(run) / "report" / "confusion_matrix.png").read_bytes()
     assert picture[:8] == b"\x89PNG\r\n\x1a\n" and len(picture) > 1000
     assert summary["metrics"]["accuracy"] == metrics["accuracy"]
     # Published outputs only: no temporary or displaced sibling is left behind.
-    assert sorted(p.name for p in _local(run).iterdir() if not p.name.startswith(".")) == [
+    assert sorted(p.name for p in local_path(run).iterdir() if not p.name.startswith(".")) == [
         "predictions", "report", "scores", "vectors"
     ]
-    leftovers = [p for p in _local(run).rglob("*") if p.name.startswith("_tmp-") or ".replaced-" in p.name]
+    leftovers = [p for p in local_path(run).rglob("*") if p.name.startswith("_tmp-") or ".replaced-" in p.name]
     assert leftovers == []
 
 
@@ -293,7 +267,7 @@ def tie_model(spark, tmp_path_factory):
 
 
 def test_ties_go_to_the_lower_class_id_across_shards(spark, tie_model, tmp_path):
-    manifest = json.loads((_local(tie_model) / "manifest.json").read_text())
+    manifest = json.loads((local_path(tie_model) / "manifest.json").read_text())
     assert [s["class_ids"] for s in manifest["shards"]] in ([[0], [1]], [[1], [0]])
     test = [{"id": "t1", "text": "green blue"}, {"id": "t2", "text": "unknown"}, {"id": "t3", "text": "RED"}]
     predictions, _, _ = predict_in_process(spark, tie_model, test, tmp_path, top_n=2)

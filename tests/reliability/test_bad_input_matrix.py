@@ -1,0 +1,327 @@
+"""Bad-input matrix: malformed inputs of the three pipelines (Naive Bayes training documents, Naive
+Bayes prediction documents, kNN vectors), each fed to the job an Airflow task runs.
+
+Every case ends one of two ways:
+
+* **quarantined**: the job completes; each bad record is in the rejects output with its reason
+  (and an excerpt of the raw record), and nothing is lost: records read = accepted + rejected, the
+  rejects on disk are exactly the rejected ones, and the accepted ones all reach the job's output;
+* **refused**: the job stops with a clear message (and, where the entry script's exit code is the
+  point, through the entry script: exit code 65, so that Airflow does not retry).
+
+The reader-level cases of tests/spark/test_documents.py and test_knn_spark.py (each reason on its
+own) are not repeated here; these are whole-job cases, most of them of kinds not covered there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from helpers import train_model_in_process, write_jsonl
+from reliability_support import big_document_line, run_entry_in_process
+
+pytestmark = [pytest.mark.reliability, pytest.mark.spark]
+
+MIB = 1024 * 1024
+GOOD_DOCS = [
+    {"id": "g1", "label": "grain", "text": "wheat and corn exports rose"},
+    {"id": "g2", "label": "earn", "text": "quarterly profit and dividend"},
+    {"id": "g3", "label": "crude", "text": "oil prices fell on supply news"},
+]
+RESULTS: dict[str, dict] = {}
+
+
+def good_lines() -> list[str]:
+    return [json.dumps(doc) for doc in GOOD_DOCS]
+
+
+def vector_rows(n: int, d: int, seed: int = 5) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"id": f"v{i}", "vector": [rng.uniform(-1, 1) for _ in range(d)]} for i in range(n)]
+
+
+# --- how each case's input is written --------------------------------------------------------------
+
+
+def write_lines(folder: Path, lines: list, name: str = "part-0.jsonl") -> Path:
+    write_jsonl(folder / name, lines)
+    return folder
+
+
+def write_bytes(folder: Path, data: bytes, name: str = "part-0.jsonl") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+    return folder
+
+
+def write_parquet(folder: Path, rows: list[dict], schema) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / "part-0.parquet")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def big_document(tmp_path_factory) -> Path:
+    """A 50 MB single document beside two good ones (written once, read by two cases)."""
+    folder = tmp_path_factory.mktemp("big")
+    write_lines(folder, [big_document_line(50 * 1000 * 1000), *good_lines()[:2]])
+    return folder
+
+
+@dataclass
+class Case:
+    pipeline: str  # train | predict | knn
+    write: object  # (folder, big_document) -> input folder
+    accepted: int | None = None  # quarantine cases: records accepted ...
+    rejected: dict = field(default_factory=dict)  # ... and rejected by reason
+    refused: str | None = None  # refusal cases: the message (regex)
+    format: str = "jsonl"
+    options: dict = field(default_factory=dict)  # InputSpec / VectorSpec / run_knn options
+    via_entry: str | None = None  # refused through this entry script: exit code 65 and the message
+    rejects_from: str | None = None  # every reject must come from this input file
+
+
+def binary_file(folder: Path, _big) -> Path:
+    write_lines(folder, good_lines(), "part-0.jsonl")
+    rng = random.Random(9)
+    return write_bytes(folder, bytes(rng.randrange(256) for _ in range(30_000)), "part-1.jsonl")
+
+
+def truncated_gzip(folder: Path, _big) -> Path:
+    packed = gzip.compress(("\n".join(good_lines()) + "\n").encode() * 50)
+    return write_bytes(folder, packed[: len(packed) // 2], "part-0.jsonl.gz")
+
+
+def parquet_documents(rows, schema_text):
+    def write(folder: Path, _big) -> Path:
+        import pyarrow as pa
+
+        fields = [pa.field(name, getattr(pa, kind)()) for name, kind in (f.split(":") for f in schema_text.split(","))]
+        return write_parquet(folder, rows, pa.schema(fields))
+
+    return write
+
+
+def parquet_vectors(vectors: list, ids=None, element="float64"):
+    def write(folder: Path, _big) -> Path:
+        import pyarrow as pa
+
+        rows = [{"id": ids[i] if ids else f"p{i}", "vector": v} for i, v in enumerate(vectors)]
+        schema = pa.schema([pa.field("id", pa.string()), pa.field("vector", pa.list_(getattr(pa, element)()))])
+        return write_parquet(folder, rows, schema)
+
+    return write
+
+
+GOOD_VECTORS = [row["vector"] for row in vector_rows(6, 4)]
+NAN, INF = float("nan"), float("inf")
+
+CASES = {
+    # --- Naive Bayes training documents (nb_class_prior) ---
+    "train/truncated_json": Case(
+        "train", lambda f, b: write_lines(f, [*good_lines(), '{"id": "t1", "label": "earn", "text": "cut off']),
+        accepted=3, rejected={"malformed_json": 1}),
+    "train/wrong_field_types": Case(
+        "train", lambda f, b: write_lines(f, [*good_lines(), {"id": "w1", "label": {"x": 1}, "text": "t"},
+                                              {"id": "w2", "label": True, "text": "t"},
+                                              {"id": "w3", "label": "earn", "text": 12.5},
+                                              {"id": 3.25, "label": "earn", "text": "t"}]),
+        accepted=3, rejected={"invalid_label_type": 2, "invalid_text_type": 1, "invalid_id_type": 1}),
+    "train/missing_and_empty_fields": Case(
+        "train", lambda f, b: write_lines(f, [*good_lines(), {"label": "earn", "text": "t"},
+                                              {"id": "m2", "text": "t"}, {"id": "m3", "label": "earn", "text": None},
+                                              {"id": "", "label": "earn", "text": "t"},
+                                              {"id": "m5", "label": "   ", "text": "t"}]),
+        accepted=3, rejected={"missing_id": 1, "missing_label": 1, "missing_text": 1, "empty_id": 1, "empty_label": 1}),
+    "train/undecodable_bytes": Case(
+        "train", lambda f, b: write_bytes(f, ("\n".join(good_lines()) + "\n").encode()
+                                          + b'{"id": "u1", "label": "earn", "text": "caf\xe9"}\n'
+                                          + b'{"id": "u2", "label": "earn", "text": "\xff\xfe"}\n'
+                                          + b'{"id": "u3", "label": "earn", "text": "cut \xe2\x82"}\n'),
+        accepted=3, rejected={"invalid_utf8": 3}),
+    "train/binary_file_among_data": Case("train", binary_file, accepted=3, rejects_from="part-1.jsonl"),
+    "train/control_characters": Case(
+        # Escaped control characters (NUL included) are valid JSON text; a raw one inside a string is not.
+        "train", lambda f, b: write_lines(f, [*good_lines(), '{"id": "c1", "label": "earn", "text": "nul \\u0000 bell \\u0007"}',
+                                              '{"id": "c2", "label": "earn", "text": "raw \x01 byte"}']),
+        accepted=4, rejected={"malformed_json": 1}),
+    "train/bom_and_crlf": Case(
+        "train", lambda f, b: write_bytes(f, b"\xef\xbb\xbf" + "\r\n".join(good_lines()).encode() + b"\r\n"),
+        accepted=3, rejected={}),
+    "train/duplicate_keys_and_deep_nesting": Case(
+        "train", lambda f, b: write_lines(f, [*good_lines(), '{"id": "d1", "id": "d2", "label": "earn", "text": "t"}',
+                                              '{"id": "d3", "label": "earn", "text": "t", "x": ' + "[" * 20000 + "]" * 20000 + "}"]),
+        accepted=3, rejected={"malformed_json": 2}),
+    "train/huge_numbers_as_ids": Case(
+        "train", lambda f, b: write_lines(f, [*good_lines(), '{"id": 123456789012345678901234567890, "label": "earn", "text": "t"}',
+                                              '{"id": 1e400, "label": "earn", "text": "t"}']),
+        accepted=3, rejected={"invalid_id_type": 2}),
+    "train/50MB_document": Case("train", lambda f, b: b, accepted=2, rejected={"record_too_large": 1}),
+    "train/50MB_document_limit_raised": Case(
+        # max_record_bytes above the 20,000,000 bytes the JSON parser reads: still record_too_large.
+        "train", lambda f, b: b, accepted=2, rejected={"record_too_large": 1}, options={"max_record_bytes": 64 * MIB}),
+    "train/empty_file": Case("train", lambda f, b: write_bytes(f, b""), refused=r"the input holds no records"),
+    "train/every_record_rejected": Case(
+        "train", lambda f, b: write_lines(f, ["garbage", '{"id": "x"}']),
+        refused=r"no record of .* was accepted; see the rejects at"),
+    "train/truncated_gzip": Case(
+        "train", truncated_gzip, via_entry="nb_class_prior.py",
+        refused=r"nbknn: InputError: cannot read .*part-0\.jsonl\.gz: the file is corrupt or truncated"),
+    # --- Naive Bayes prediction documents (nb_vectorize) ---
+    "predict/parquet_wrong_schema": Case(
+        "predict", parquet_documents([{"id": 1.5, "body": "t"}], "id:float64,body:string"), format="parquet",
+        refused=r"does not have the configured columns \('id': expected string or integer, got double; "
+                r"'text': expected string, got no such column\)"),
+    "predict/no_data_files": Case(
+        "predict", lambda f, b: write_bytes(write_bytes(f, b"", "_SUCCESS"), b"x", ".hidden"),
+        refused=r"the input holds no records"),
+    "predict/optional_label_wrong_type": Case(
+        "predict", lambda f, b: write_lines(f, [*good_lines(), {"id": "o1", "label": [1, 2], "text": "grain"},
+                                                {"id": "o2", "text": "no label is fine"}, {"id": "o3", "text": None}]),
+        accepted=4, rejected={"invalid_label_type": 1, "missing_text": 1}),
+    "predict/corrupt_parquet_file": Case(
+        "predict", lambda f, b: write_bytes(f, b"PAR1 this is not parquet", "part-0.parquet"), format="parquet",
+        via_entry="nb_vectorize.py", refused=r"nbknn: InputError: cannot read .*part-0\.parquet.*corrupt or truncated"),
+    # --- kNN vectors (knn_neighbors) ---
+    "knn/non_finite_and_null_components": Case(
+        "knn", parquet_vectors([*GOOD_VECTORS, [NAN, 0, 0, 0], [INF, 0, 0, 0], [0, -INF, 0, 0], [0, None, 0, 0], None]),
+        format="parquet", accepted=6, rejected={"non_finite_component": 3, "null_component": 1, "missing_vector": 1}),
+    "knn/ragged_dimensions": Case(
+        "knn", parquet_vectors([*GOOD_VECTORS, [1.0, 2.0, 3.0], [1.0] * 5]), format="parquet",
+        accepted=6, rejected={"wrong_dimension": 2}),
+    "knn/non_numeric_components": Case(
+        "knn", lambda f, b: write_lines(f, [*vector_rows(6, 4), '{"id": "n1", "vector": ["a", 1, 2, 3]}',
+                                            '{"id": "n2", "vector": [true, 1, 2, 3]}', '{"id": "n3", "vector": [1e400, 1, 2, 3]}']),
+        accepted=6, rejected={"invalid_vector_type": 2, "non_finite_component": 1}),
+    "knn/k_larger_than_data": Case(
+        "knn", lambda f, b: write_lines(f, vector_rows(5, 4)), options={"k": 10},
+        refused=r"k must be < number of reference vectors in a self-join \(k=10, n=5\)"),
+    "knn/zero_rows": Case(
+        "knn", parquet_vectors([]), format="parquet", refused=r"the input holds no records"),
+}
+
+
+@pytest.fixture(scope="module")
+def nb_model(spark, tmp_path_factory, corpus) -> str:
+    return train_model_in_process(spark, corpus("reuters-r8", "train", 120), tmp_path_factory.mktemp("model"),
+                                  num_shards=2)
+
+
+def run_job(spark, case: Case, input_uri: str, out: Path, nb_model: str) -> tuple[dict, Path]:
+    """Run the case's job; returns (record counts of its summary, rejects folder)."""
+    from nbknn.documents import InputSpec
+    from nbknn.knn_jobs import KnnOptions, run_knn
+    from nbknn.nb_predict_jobs import run_vectorize
+    from nbknn.nb_train_jobs import run_class_prior
+    from nbknn.vectors import VectorSpec
+
+    rejects = out / "rejects"
+    if case.pipeline == "knn":
+        options = {"k": 2, "mode": "broadcast", **case.options}
+        summary = run_knn(spark, VectorSpec(input_uri, format=case.format), (out / "knn").as_uri(), rejects.as_uri(),
+                          KnnOptions(**options), max_reject_fraction=1.0)
+        return summary["records"]["reference"], rejects
+    spec = InputSpec(uri=input_uri, format=case.format, **case.options)
+    if case.pipeline == "train":
+        summary = run_class_prior(spark, spec, (out / "model").as_uri(), rejects.as_uri(), max_reject_fraction=1.0)
+    else:
+        summary = run_vectorize(spark, spec, nb_model, (out / "vectors").as_uri(), rejects.as_uri(), 1.0)
+    return summary["records"], rejects
+
+
+def accepted_downstream(spark, case: Case, out: Path) -> int:
+    """Accepted records found in the job's output (the evidence that none was dropped)."""
+    if case.pipeline == "train":
+        return sum(r["doc_count"] for r in spark.read.parquet((out / "model/_work/class_priors").as_uri()).collect())
+    if case.pipeline == "predict":
+        return spark.read.parquet((out / "vectors").as_uri()).count()
+    return spark.read.parquet((out / "knn/neighbors").as_uri()).count()
+
+
+def entry_argv(case: Case, input_uri: str, out: Path, nb_model: str) -> list[str]:
+    common = ["--input", input_uri, "--format", case.format, "--rejects", (out / "rejects").as_uri()]
+    if case.via_entry == "nb_class_prior.py":
+        return [*common, "--model-dir", (out / "model").as_uri()]
+    return [*common, "--model-dir", nb_model, "--vectors", (out / "vectors").as_uri()]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_quarantined_or_refused(spark, nb_model, big_document, tmp_path, capsys, name):
+    from nbknn.entry import run
+    from nbknn.errors import NOT_RETRYABLE_EXIT_CODE
+
+    case = CASES[name]
+    folder = case.write(tmp_path / "input", big_document)
+    input_uri, out = folder.as_uri(), tmp_path / "out"
+
+    if case.via_entry:
+        # The entry script's main inside the entry frame (nbknn.entry.run), as spark-submit runs it.
+        with pytest.raises(SystemExit) as exit_info:
+            run(lambda argv: run_entry_in_process(spark, case.via_entry, argv), entry_argv(case, input_uri, out, nb_model))
+        message = capsys.readouterr().err.strip()
+        assert exit_info.value.code == NOT_RETRYABLE_EXIT_CODE, message
+        assert re.search(case.refused, message), message
+        assert "\n" not in message and "Traceback" not in message, message
+        RESULTS[name] = {"outcome": "refused", "exit_code": exit_info.value.code, "message": message[:200]}
+        return
+    if case.refused:
+        with pytest.raises(Exception, match=case.refused) as raised:
+            run_job(spark, case, input_uri, out, nb_model)
+        from nbknn.errors import NotRetryableError
+
+        RESULTS[name] = {"outcome": "refused", "error": type(raised.value).__name__,
+                         "not_retryable": isinstance(raised.value, NotRetryableError),
+                         "message": str(raised.value)[:200]}
+        return
+
+    counts, rejects = run_job(spark, case, input_uri, out, nb_model)
+    quarantined = [json.loads(line) for part in sorted(rejects.glob("part-*")) for line in part.read_text(encoding="utf-8").split("\n") if line]
+    by_reason: dict[str, int] = {}
+    for record in quarantined:
+        by_reason[record["reason"]] = by_reason.get(record["reason"], 0) + 1
+        assert record["source"].startswith("file:"), record
+        assert record["raw"] is not None and len(record["raw"]) <= 4096, record["reason"]
+    if case.rejects_from:
+        assert all(record["source"].endswith(case.rejects_from) for record in quarantined)
+        assert counts["rejected"] > 0
+    else:
+        assert by_reason == case.rejected, by_reason
+        assert counts["rejected_by_reason"] == case.rejected
+    assert counts["accepted"] == case.accepted, counts
+    found_downstream = accepted_downstream(spark, case, out)
+    lost = counts["read"] - found_downstream - len(quarantined)
+    assert counts["read"] == counts["accepted"] + counts["rejected"] == found_downstream + len(quarantined), counts
+    assert lost == 0
+    RESULTS[name] = {"outcome": "quarantined", "read": counts["read"], "accepted": counts["accepted"],
+                     "rejected": counts["rejected"], "reasons": by_reason, "records_lost": lost}
+
+
+def test_bad_input_matrix_summary(figures):
+    """One figure for the whole matrix: inputs tried, outcomes, records lost."""
+    if len(RESULTS) < len(CASES):
+        pytest.skip(f"{len(CASES) - len(RESULTS)} case(s) did not run (run the whole module)")
+    quarantined = [r for r in RESULTS.values() if r["outcome"] == "quarantined"]
+    figures.update(
+        inputs_tried=len(RESULTS),
+        kinds_by_pipeline={p: sum(name.startswith(p + "/") for name in RESULTS) for p in ("train", "predict", "knn")},
+        quarantined_cases=len(quarantined),
+        refused_cases=len(RESULTS) - len(quarantined),
+        records_read=sum(r["read"] for r in quarantined),
+        records_quarantined=sum(r["rejected"] for r in quarantined),
+        records_lost=sum(r["records_lost"] for r in quarantined),
+        refused_retryable=sorted(name for name, r in RESULTS.items() if r.get("not_retryable") is False),
+    )
+    assert figures["inputs_tried"] >= 15
+    assert figures["records_lost"] == 0
+    # Per case: outcome and message or reasons (kept in build/reliability/test_bad_input_matrix_summary.json).
+    figures["cases"] = RESULTS
