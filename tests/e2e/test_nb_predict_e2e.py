@@ -20,12 +20,14 @@ NUM_SHARDS = 3
 
 
 def _task_instances(dag_id: str) -> list[tuple]:
-    """(run_id, task_id, map_index, state) of the DAG's task instances in the Airflow DB."""
+    """(run_id, task_id, map_index, state) of the task instances of the DAG's latest run in the Airflow
+    DB (which other test modules of the session share)."""
     db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
     with sqlite3.connect(db) as connection:
         return connection.execute(
-            "select run_id, task_id, map_index, state from task_instance where dag_id = ? order by task_id, map_index",
-            (dag_id,),
+            "select run_id, task_id, map_index, state from task_instance where dag_id = ? and run_id = "
+            "(select run_id from dag_run where dag_id = ? order by id desc limit 1) order by task_id, map_index",
+            (dag_id, dag_id),
         ).fetchall()
 
 

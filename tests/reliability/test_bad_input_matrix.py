@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from helpers import train_model_in_process, write_jsonl
-from reliability_support import big_document_line, run_entry_in_process
+from reliability_support import big_document_line, run_entry_in_process, write_figures
 
 pytestmark = [pytest.mark.reliability, pytest.mark.spark]
 
@@ -321,7 +321,7 @@ def test_bad_input_matrix_summary(figures):
         records_lost=sum(r["records_lost"] for r in quarantined),
         refused_retryable=sorted(name for name, r in RESULTS.items() if r.get("not_retryable") is False),
     )
+    # Per case: the outcome, and the reasons or the message.
+    figures["cases_file"] = str(write_figures("bad_input_cases", RESULTS))
     assert figures["inputs_tried"] >= 15
     assert figures["records_lost"] == 0
-    # Per case: outcome and message or reasons (kept in build/reliability/test_bad_input_matrix_summary.json).
-    figures["cases"] = RESULTS
