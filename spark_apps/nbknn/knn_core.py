@@ -54,6 +54,8 @@ from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.extmath import row_norms
 
+from nbknn.errors import ConfigError
+
 #: Sentinel id of padding entries for integer ids.
 PAD_ID_INT = np.iinfo(np.int64).min
 #: Sentinel id of padding entries for string ids.
@@ -101,20 +103,20 @@ def validate_k(k: int, n_reference: int, self_join: bool) -> int:
     """Check k against the size of the whole reference set; returns k as an int.
 
     k >= 1; in a self-join every query is itself a reference and is excluded, so k < n_reference;
-    otherwise k <= n_reference.
+    otherwise k <= n_reference. A wrong k is the caller's error (ConfigError: exit 65, no retry).
     """
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"k must be an integer (got {type(k).__name__}: {k!r})")
     k = int(k)
     if k < 1:
-        raise ValueError(f"k must be >= 1 (got k={k})")
+        raise ConfigError(f"k must be >= 1 (got k={k})")
     if self_join and k >= n_reference:
-        raise ValueError(
+        raise ConfigError(
             "k must be < number of reference vectors in a self-join "
             f"(k={k}, n={n_reference})"
         )
     if not self_join and k > n_reference:
-        raise ValueError(f"k must be <= number of reference vectors (k={k}, n={n_reference})")
+        raise ConfigError(f"k must be <= number of reference vectors (k={k}, n={n_reference})")
     return k
 
 
