@@ -69,7 +69,7 @@ from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, Struc
 from sklearn.neighbors import NearestNeighbors
 
 from nbknn import fs
-from nbknn.documents import InputError, check_reject_fraction
+from nbknn.documents import InputError, check_reject_fraction, publish_rejects
 from nbknn.knn_core import (
     BYTES_PER_PAIR,
     BlockPlan,
@@ -653,7 +653,7 @@ def run_knn(
         rejects = rejects.unionByName(rejected_vectors(final_q, "queries"))
     any_rejected = any(c.rejected for c in counts.values())
     if any_rejected:
-        rejects.write.mode("overwrite").json(rejects_uri)
+        publish_rejects(rejects, rejects_uri)
     else:
         # A retry over repaired input must not leave the first attempt's rejects behind.
         fs.delete(spark, rejects_uri)

@@ -36,6 +36,7 @@ from nbknn.documents import (
     TooManyRejects,
     accepted_documents,
     check_reject_fraction,
+    publish_rejects,
     read_counts_from_rows,
     read_documents,
     rejected_records,
@@ -271,7 +272,7 @@ def _vectorize_documents(spark, spec, documents, manifest, tokenizer, model_dir,
             .select("duplicate_of").distinct().orderBy("duplicate_of").limit(EXAMPLES).collect()
         ]
     if counts.rejected:
-        rejected_records(documents).write.mode("overwrite").json(rejects_uri)
+        publish_rejects(rejected_records(documents), rejects_uri)
     else:
         # A retry over repaired input must not leave the first attempt's rejects behind.
         fs.delete(spark, rejects_uri)
