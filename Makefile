@@ -78,4 +78,12 @@ bench: install
 	$(BIN)/python bench/bench_scale.py
 	$(BIN)/python bench/bench_knn.py
 	$(BIN)/python bench/profile_knn_kernel.py
+
+# The issue's full sizes, one repetition each (about 15 and 20 min on an idle 2-core machine):
+# 20 Newsgroups resampled 20x, and kNN at n = 200 000 (euclidean; cosine's scikit-learn side alone
+# would take over 20 min there).
+.PHONY: bench-large
+bench-large: install
+	$(BIN)/python bench/bench_nb.py --scales 20 --large-reps 1 --name nb_x20
+	$(BIN)/python bench/bench_knn.py --sizes 200000 --reps 1 --metrics euclidean --name knn_200k
 	$(BIN)/python bench/report.py

@@ -170,6 +170,7 @@ def main(argv=None) -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions at the first size")
     parser.add_argument("--large-reps", type=int, default=1, help="repetitions at the other sizes")
     parser.add_argument("--row-sample", type=int, default=400, help="rows timed for the per-row recipe")
+    parser.add_argument("--metrics", default=",".join(METRICS), help="metrics at the first size")
     parser.add_argument("--large-metrics", default="euclidean", help="metrics at the sizes after the first")
     parser.add_argument("--name", default="knn")
     args = parser.parse_args(argv)
@@ -186,7 +187,7 @@ def main(argv=None) -> None:
         results["sizes"] = []
         for i, n in enumerate(int(s) for s in args.sizes.split(",")):
             reps = args.reps if i == 0 else args.large_reps
-            metrics = METRICS if i == 0 else tuple(args.large_metrics.split(","))
+            metrics = tuple((args.metrics if i == 0 else args.large_metrics).split(","))
             results["sizes"].append(bench_size(spark, n, args.d, args.k, reps, args.row_sample, workdir, metrics))
             common.write_results(args.name, results)
     finally:

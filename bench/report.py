@@ -205,7 +205,7 @@ def vectorize_section(result: dict, goals: list) -> list[str]:
 
 
 SECTIONS = {"naive_bayes_vectorize_profile": vectorize_section, "knn_kernel_profile": knn_profile_section, "naive_bayes_predict_profile": profile_section, "naive_bayes_20newsgroups": nb_section, "naive_bayes_scale": scale_section, "knn_all_points": knn_section}
-ORDER = ("nb", "nb_profile", "nb_profile_vectorize", "nb_scale", "knn", "knn_profile")
+ORDER = ("nb", "nb_x20", "nb_profile", "nb_profile_vectorize", "nb_scale", "knn", "knn_200k", "knn_profile")
 
 
 def main() -> None:

@@ -29,7 +29,11 @@ def airflow_env_base(spark_master: str = "local[2]") -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps({"conn_type": "spark", "host": spark_master})
-    env["NBKNN_SPARK_CONF"] = json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"})
+    spark_conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"}
+    if os.environ.get("SPARK_SUBMIT_OPTS"):
+        # Executors of a standalone cluster are JVMs of their own (conftest.TEST_JVM_OPTIONS).
+        spark_conf["spark.executor.extraJavaOptions"] = os.environ["SPARK_SUBMIT_OPTS"]
+    env["NBKNN_SPARK_CONF"] = json.dumps(spark_conf)
     env["NBKNN_BUILD_DIR"] = str(Path(os.environ["AIRFLOW_HOME"]) / "build")
     return env
 

@@ -311,42 +311,17 @@ def combine_scores(scores: DataFrame, labels: list[str], num_shards: int, top_n:
     (index = class id). The winner is the maximum of (score, -class id) over the shards, so ties
     go to the lower class id; its posterior is exp(best_score - log-sum-exp over all classes), the
     log-sum-exp merged from the shards' own. A document not scored by exactly ``num_shards``
-    shards fails the job: its answer would silently ignore some classes.
+    shards fails the job: its answer would silently ignore some classes. A one-shard model needs
+    no merge: each scores row already is its document's answer (no shuffle).
     """
     nb_scoring._check_top_n(top_n)
-    aggregates = [
-        F.max(F.struct(F.col("best_score").alias("score"), (-F.col("best_class")).alias("neg_class"))).alias("best"),
-        F.max("log_sum_exp").alias("lse_max"),
-        F.collect_list("log_sum_exp").alias("lses"),
-        F.count(F.lit(1)).alias("parts"),
-        F.first("label", ignorenulls=True).alias("true_label"),
-    ]
-    if top_n:
-        candidates = F.transform(
-            F.arrays_zip("top_classes", "top_scores"),
-            # Sorted ascending by (-score, class): descending score, ties to the lower class id.
-            lambda t: F.struct((-t["top_scores"]).alias("neg_score"), t["top_classes"].alias("class_id")),
-        )
-        aggregates.append(F.flatten(F.collect_list(candidates)).alias("candidates"))
-    grouped = scores.groupBy("doc_id").agg(*aggregates)
-
-    log_evidence = _log_sum_exp(F.col("lses"), F.col("lse_max"))
-    class_id = (-F.col("best.neg_class")).cast("int")
+    per_document = _single_shard(scores, top_n) if num_shards == 1 else _merged_shards(scores, num_shards, top_n)
     labels_array = F.lit(labels)
-    complete = F.col("parts") == num_shards
-    probability = F.when(complete, F.exp(F.col("best.score") - F.col("log_evidence"))).otherwise(
-        F.raise_error(
-            F.concat(
-                F.lit("document "), F.col("doc_id"), F.lit(" was scored by "), F.col("parts").cast("string"),
-                F.lit(f" shard(s), expected {num_shards}"),
-            )
-        )
-    )
     columns = [
         "doc_id",
-        class_id.alias("class_id"),
-        F.element_at(labels_array, class_id + 1).alias("label"),
-        probability.alias("probability"),
+        F.col("class_id"),
+        F.element_at(labels_array, F.col("class_id") + 1).alias("label"),
+        F.col("probability"),
     ]
     if top_n:
         top = F.slice(F.array_sort("candidates"), 1, top_n)
@@ -361,11 +336,62 @@ def combine_scores(scores: DataFrame, labels: list[str], num_shards: int, top_n:
             ).alias("top_n")
         )
     columns.append("true_label")
-    return (
-        grouped.withColumn("log_evidence", log_evidence)
-        .select(*columns)
-        .sortWithinPartitions("doc_id")
+    return per_document.select(*columns).sortWithinPartitions("doc_id")
+
+
+def _candidates(classes: Column, scores: Column) -> Column:
+    """A shard's top classes as structs that sort ascending by (-score, class id): descending
+    score, ties to the lower class id."""
+    return F.transform(
+        F.arrays_zip(classes.alias("top_classes"), scores.alias("top_scores")),
+        lambda t: F.struct((-t["top_scores"]).alias("neg_score"), t["top_classes"].alias("class_id")),
     )
+
+
+def _single_shard(scores: DataFrame, top_n: int) -> DataFrame:
+    """combine_scores' per-document columns when the model has one shard."""
+    columns = [
+        "doc_id",
+        F.col("best_class").alias("class_id"),
+        F.exp(F.col("best_score") - F.col("log_sum_exp")).alias("probability"),
+        F.col("log_sum_exp").alias("log_evidence"),
+        F.col("label").alias("true_label"),
+    ]
+    if top_n:
+        columns.append(_candidates(F.col("top_classes"), F.col("top_scores")).alias("candidates"))
+    return scores.select(*columns)
+
+
+def _merged_shards(scores: DataFrame, num_shards: int, top_n: int) -> DataFrame:
+    """combine_scores' per-document columns merged over the shards (one shuffle by doc_id)."""
+    aggregates = [
+        F.max(F.struct(F.col("best_score").alias("score"), (-F.col("best_class")).alias("neg_class"))).alias("best"),
+        F.max("log_sum_exp").alias("lse_max"),
+        F.collect_list("log_sum_exp").alias("lses"),
+        F.count(F.lit(1)).alias("parts"),
+        F.first("label", ignorenulls=True).alias("true_label"),
+    ]
+    if top_n:
+        aggregates.append(
+            F.flatten(F.collect_list(_candidates(F.col("top_classes"), F.col("top_scores")))).alias("candidates")
+        )
+    grouped = scores.groupBy("doc_id").agg(*aggregates).withColumn(
+        "log_evidence", _log_sum_exp(F.col("lses"), F.col("lse_max"))
+    )
+    complete = F.col("parts") == num_shards
+    probability = F.when(complete, F.exp(F.col("best.score") - F.col("log_evidence"))).otherwise(
+        F.raise_error(
+            F.concat(
+                F.lit("document "), F.col("doc_id"), F.lit(" was scored by "), F.col("parts").cast("string"),
+                F.lit(f" shard(s), expected {num_shards}"),
+            )
+        )
+    )
+    columns = ["doc_id", (-F.col("best.neg_class")).cast("int").alias("class_id"), probability.alias("probability"),
+               "log_evidence", "true_label"]
+    if top_n:
+        columns.append("candidates")
+    return grouped.select(*columns)
 
 
 def confusion_counts(predictions: DataFrame) -> DataFrame:

@@ -1,5 +1,6 @@
-"""End to end: ``airflow dags test nb_train`` then ``nb_predict`` with the real SparkSubmitOperator
-(local[2]) on a slice of Reuters R8; predictions, report, and one mapped task instance per shard."""
+"""End to end: ``airflow dags test nb_predict`` with the real SparkSubmitOperator (local[2]) on a slice
+of Reuters R8, with the model the session's ``nb_train`` run published (tests/e2e/conftest.py):
+predictions, report, and one mapped task instance per shard."""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ from helpers import run_dag_test, write_jsonl
 
 pytestmark = pytest.mark.e2e
 
-TRAIN_DOCS = 300
 TEST_DOCS = 120
-NUM_SHARDS = 3
 
 
 def _task_instances(dag_id: str) -> list[tuple]:
@@ -35,22 +34,16 @@ def _tail(result) -> str:
     return (result.stdout[-4000:] + "\n--- stderr ---\n" + result.stderr[-6000:])
 
 
-def test_nb_predict_dag_scores_a_real_corpus_with_one_mapped_pass_per_shard(airflow_db, corpus, tmp_path):
+def test_nb_predict_dag_scores_a_real_corpus_with_one_mapped_pass_per_shard(r8_training_run, corpus):
     import pyarrow.parquet as pq
 
-    root = tmp_path / "data"
-    write_jsonl(root / "input" / "nb_train" / "labelled" / "docs.jsonl", corpus("reuters-r8", "train", TRAIN_DOCS))
+    root, version, num_shards = r8_training_run.root, r8_training_run.version, r8_training_run.num_shards
     test_docs = corpus("reuters-r8", "test", TEST_DOCS)
     # One unlabelled document and one malformed line: labels are optional, bad records are quarantined.
     records = [*test_docs, {"id": "no-label", "text": "oil prices rose sharply"}, '{"id": "broken"']
     write_jsonl(root / "input" / "nb_predict" / "documents" / "docs.jsonl", records)
 
-    train = run_dag_test("nb_train", {"num_shards": NUM_SHARDS}, root.as_uri())
-    assert train.returncode == 0, _tail(train)
-    version = (root / "models" / "naive_bayes" / "LATEST").read_text().strip()
-    manifest = json.loads((root / "models" / "naive_bayes" / version / "manifest.json").read_text())
-    assert manifest["num_shards"] == NUM_SHARDS
-
+    assert (root / "models" / "naive_bayes" / "LATEST").read_text().strip() == version
     predict = run_dag_test("nb_predict", {"top_n": 2, "max_reject_fraction": 0.05}, root.as_uri())
     assert predict.returncode == 0, _tail(predict)
 
@@ -59,7 +52,7 @@ def test_nb_predict_dag_scores_a_real_corpus_with_one_mapped_pass_per_shard(airf
     assert len(predictions) == TEST_DOCS + 1
     by_id = {row["doc_id"]: row for row in predictions}
     assert by_id["no-label"]["true_label"] is None
-    labels = {d["label"] for d in corpus("reuters-r8", "train", TRAIN_DOCS)}
+    labels = {d["label"] for d in r8_training_run.docs}
     for doc in test_docs:
         row = by_id[doc["id"]]
         assert row["true_label"] == doc["label"]
@@ -75,13 +68,13 @@ def test_nb_predict_dag_scores_a_real_corpus_with_one_mapped_pass_per_shard(airf
     assert metrics["documents"] == TEST_DOCS
     correct = sum(by_id[d["id"]]["label"] == d["label"] for d in test_docs)
     assert metrics["accuracy"] == pytest.approx(correct / TEST_DOCS)
-    assert metrics["accuracy"] > 0.7  # a 300-document model on R8 is far better than chance
+    assert metrics["accuracy"] > 0.7  # a 400-document model on R8 is far better than chance
     assert (run_dir / "report" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert (root / "rejects" / "nb_predict" / run_dir.name).is_dir()
 
     instances = _task_instances("nb_predict")
     shard_passes = [(index, state) for _, task_id, index, state in instances if task_id == "predict_shard"]
-    assert shard_passes == [(shard, "success") for shard in range(NUM_SHARDS)]
+    assert num_shards > 1 and shard_passes == [(shard, "success") for shard in range(num_shards)]
     assert {task_id for _, task_id, _, _ in instances} == {
         "plan", "vectorize", "shard_passes", "predict_shard", "combine", "report"
     }

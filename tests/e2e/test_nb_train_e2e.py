@@ -6,36 +6,27 @@ import pytest
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.naive_bayes import MultinomialNB
 
-from helpers import asset_event_extras, latest_run_task_states, run_dag_test, write_jsonl
+from helpers import latest_run_task_states, run_dag_test, write_jsonl
 from nbknn.tokenizer import tokenize
 
 pytestmark = pytest.mark.e2e
 
 
-def test_nb_train_dag_publishes_a_complete_model(airflow_db, corpus, tmp_path):
-    docs = corpus("reuters-r8", "train", 400)
-    bad = ["{not json", '{"id": "no-text", "label": "earn"}']
-    write_jsonl(tmp_path / "input" / "r8" / "part-0.jsonl", [*docs, *bad])
-    conf = {"input_uri": "input/r8", "num_shards": 2, "alpha": 0.5, "max_reject_fraction": 0.05}
-
-    result = run_dag_test("nb_train", conf, tmp_path.as_uri())
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-
-    models = tmp_path / "models" / "naive_bayes"
-    version = (models / "LATEST").read_text().strip()
-    model_dir = models / version
-    manifest = json.loads((model_dir / "manifest.json").read_text())
+def test_nb_train_dag_publishes_a_complete_model(r8_training_run):
+    run = r8_training_run
+    docs, manifest, version, model_dir = run.docs, run.manifest, run.version, run.model_dir
+    models = model_dir.parent
     assert manifest["version"] == version
     assert manifest["model"] == {"type": "multinomial", "alpha": 0.5, "fit_prior": True}
-    assert manifest["records"]["read"] == len(docs) + len(bad)
+    assert manifest["records"]["read"] == len(docs) + len(run.bad_records)
     assert manifest["records"]["accepted"] == len(docs)
     assert manifest["records"]["rejected_by_reason"] == {"malformed_json": 1, "missing_text": 1}
-    assert manifest["num_shards"] == 2
+    assert manifest["num_shards"] == run.num_shards == 2
     assert manifest["lineage"]["run_id"].startswith("manual__")
     assert sorted(p.name for p in (model_dir / "term_counts").glob("shard=*")) == ["shard=0", "shard=1"]
     assert not (models / "_staging" / version).exists()
 
-    rejects = [json.loads(line) for f in tmp_path.glob("rejects/nb_train/*/part-*") for line in open(f)]
+    rejects = [json.loads(line) for f in run.root.glob("rejects/nb_train/*/part-*") for line in open(f)]
     assert sorted(r["reason"] for r in rejects) == ["malformed_json", "missing_text"]
 
     vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
@@ -45,14 +36,14 @@ def test_nb_train_dag_publishes_a_complete_model(airflow_db, corpus, tmp_path):
     assert manifest["counts"]["entries"] == int((nb.feature_count_ > 0).sum())
     assert manifest["counts"]["tokens"] == int(X.sum())
     assert sum(s["entries"] for s in manifest["shards"]) == manifest["counts"]["entries"]
-    states = latest_run_task_states("nb_train")
+    states = dict(run.task_states)
     # A manual run trains in full mode: there is nothing to merge into.
     assert states.pop(("merge", -1)) == "skipped", states
     assert set(states.values()) == {"success"}, states
     assert manifest["lineage"]["mode"] == "full" and manifest["lineage"]["parent_version"] is None
-    assert asset_event_extras("nbknn_naive_bayes_model")[-1] == {
+    assert run.asset_extras[-1] == {
         "version": version,
-        "uri": (models / version).as_uri(),
+        "uri": model_dir.as_uri(),
         "num_shards": 2,
     }
 
