@@ -24,6 +24,9 @@ VECTORS = "input/knn_neighbors/vectors"
 def environment(data_root: Path, airflow_home: Path, port: int | None = None) -> dict[str, str]:
     venv_bin = Path(sys.executable).parent
     env = dict(os.environ)
+    # Spark properties of the caller's NBKNN_SPARK_CONF (e.g. an event log) go on top of these.
+    spark_conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8",
+                  **json.loads(env.get("NBKNN_SPARK_CONF") or "{}")}
     env.update(
         {
             "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
@@ -34,7 +37,7 @@ def environment(data_root: Path, airflow_home: Path, port: int | None = None) ->
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
             "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[*]"}),
             "NBKNN_DATA_ROOT": data_root.as_uri(),
-            "NBKNN_SPARK_CONF": json.dumps({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8"}),
+            "NBKNN_SPARK_CONF": json.dumps(spark_conf),
         }
     )
     if port is not None:
