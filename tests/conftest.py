@@ -18,13 +18,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 for folder in ("spark_apps", "plugins", "scripts", "tests"):
     sys.path.insert(0, str(REPO_ROOT / folder))
 
-# The tests' spark-submits are short jobs: the JIT's optimising tier (C2) costs more CPU than it
-# saves before they end (a small spark-submit took 33-36 s of CPU with it, 20-21 s without, on this
-# 2-core machine). Every spark-submit the tests start inherits this variable (DAG runs, the demo,
-# the reliability tests); the long-lived in-process session does not (see `spark`), and
-# production submits keep the JVM's defaults.
-TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
-os.environ.setdefault("SPARK_SUBMIT_OPTS", TEST_JVM_OPTIONS)
+# Every spark-submit the tests start (DAG runs, the demo, the reliability tests) inherits
+# SPARK_SUBMIT_OPTS: JVM options for short jobs (tests/submit_jvm.py). The long-lived in-process
+# session does not get them (see `spark`); production submits keep the JVM's defaults.
+from submit_jvm import QUICK_JIT, spark_class_archive, submit_options  # noqa: E402
+
+os.environ.setdefault("SPARK_SUBMIT_OPTS", QUICK_JIT)
 
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="nbknn-airflow-home-"))
 os.environ.update(
@@ -39,16 +38,31 @@ os.environ.update(
 )
 
 
+SUBMITTING_MARKERS = ("e2e", "cluster", "services", "reliability")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def spark_submit_class_archive(request):
+    """Builds (once per machine) the JVM class archive of tests/submit_jvm.py when the session has
+    tests that run spark-submit, and hands it to them through SPARK_SUBMIT_OPTS."""
+    if os.environ.get("SPARK_SUBMIT_OPTS") != QUICK_JIT:
+        return  # set by the caller: left alone
+    if not any(item.get_closest_marker(m) for item in request.session.items for m in SUBMITTING_MARKERS):
+        return
+    archive = spark_class_archive(REPO_ROOT / "build" / "jvm", Path(sys.executable).parent)
+    os.environ["SPARK_SUBMIT_OPTS"] = submit_options(archive)
+
+
 @pytest.fixture(scope="session")
 def spark():
     """The one SparkSession of the Spark tests (starting one costs ~15 s)."""
     # The in-process SparkContext starts its Python workers with $PYSPARK_PYTHON (else `python3`,
     # which lacks the virtualenv's pyarrow and numpy).
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    # This JVM runs for the whole session: it keeps the optimising JIT (TEST_JVM_OPTIONS is for the
-    # short spark-submits).
+    # This JVM runs for the whole session: it keeps the optimising JIT (the test options are for
+    # the short spark-submits).
     submit_opts = None
-    if os.environ.get("SPARK_SUBMIT_OPTS") == TEST_JVM_OPTIONS:
+    if os.environ.get("SPARK_SUBMIT_OPTS", "").startswith(QUICK_JIT):
         submit_opts = os.environ.pop("SPARK_SUBMIT_OPTS")
     try:
         session = _start_session()

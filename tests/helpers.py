@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from submit_jvm import QUICK_JIT
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -30,9 +32,10 @@ def airflow_env_base(spark_master: str = "local[2]") -> dict[str, str]:
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps({"conn_type": "spark", "host": spark_master})
     spark_conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"}
-    if os.environ.get("SPARK_SUBMIT_OPTS"):
-        # Executors of a standalone cluster are JVMs of their own (conftest.TEST_JVM_OPTIONS).
-        spark_conf["spark.executor.extraJavaOptions"] = os.environ["SPARK_SUBMIT_OPTS"]
+    if os.environ.get("SPARK_SUBMIT_OPTS", "").startswith(QUICK_JIT):
+        # Executors of a standalone cluster are JVMs of their own, with another class path than the
+        # class archive's: the quick JIT only (tests/submit_jvm.py).
+        spark_conf["spark.executor.extraJavaOptions"] = QUICK_JIT
     env["NBKNN_SPARK_CONF"] = json.dumps(spark_conf)
     env["NBKNN_BUILD_DIR"] = str(Path(os.environ["AIRFLOW_HOME"]) / "build")
     return env
