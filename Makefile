@@ -81,7 +81,7 @@ bench: install
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/report.py
 
-# The issue's full sizes, one repetition each (about 15 and 20 min on an idle 2-core machine):
+# The issue's full sizes, one repetition each (about 14 and 13 min on an idle 2-core machine):
 # 20 Newsgroups resampled 20x, and kNN at n = 200 000 (euclidean; cosine's scikit-learn side alone
 # would take over 20 min there).
 .PHONY: bench-large

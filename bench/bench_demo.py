@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -157,7 +158,7 @@ def main(argv=None) -> None:
     event_dir = workdir / "spark-events"
     event_dir.mkdir()
     try:
-        env = dict(__import__("os").environ)
+        env = dict(os.environ)
         # local_env merges these into the demo's Spark properties.
         env["NBKNN_SPARK_CONF"] = json.dumps({
             "spark.eventLog.enabled": "true", "spark.eventLog.dir": event_dir.as_uri(),

@@ -37,13 +37,14 @@ def _s(x) -> str:
     return "n/a" if x is None else f"{x:.2f}"
 
 
-def _machine(result: dict) -> str:
+def _machine(result: dict, startup: str | None = None) -> str:
+    """Where and when; ``startup`` replaces the note on the session's excluded Spark start-up."""
     m = result["machine"]
+    startup = startup or f"Spark start-up {result.get('spark_startup_s', 'n/a')} s (excluded from every job time)"
     return (f"{m['date_utc']} on {m['host']} ({m['cpu']}, {m['logical_cpus']} logical CPUs, {m['memory_gb']} GB; "
             f"load average at start {m['load_average_at_start']}), Spark {m['versions']['pyspark']} "
             f"{m['spark_master']} (driver {m['spark_driver_memory']}), scikit-learn {m['versions']['sklearn']}, "
-            f"numpy {m['versions']['numpy']}; Spark start-up {result.get('spark_startup_s', 'n/a')} s "
-            "(excluded from every job time)")
+            f"numpy {m['versions']['numpy']}; {startup}")
 
 
 def nb_section(result: dict, goals: list) -> list[str]:
@@ -207,7 +208,7 @@ def vectorize_section(result: dict, goals: list) -> list[str]:
 def demo_section(result: dict, goals: list) -> list[str]:
     docs = result["documents"]
     out = ["## End to end: the demo's DAG runs, Spark start-up vs work per task", "",
-           _machine(result).split("; Spark start-up")[0] + "; every Spark task starts its own JVM (spark-submit)", "",
+           _machine(result, "every Spark task starts its own JVM (spark-submit)"), "",
            f"R52: {docs['train']} training / {docs['test']} test documents, `airflow dags test`, local Spark. "
            "Start-up = task start -> SparkContext up (Airflow task set-up, spark-submit, JVM, Python driver, "
            "SparkContext); work = SparkContext up -> application end, of which `to first job` = up to the first "

@@ -12,6 +12,9 @@ from pathlib import Path
 import corpora
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "plugins"))
+
+from nbknn_airflow.settings import extra_spark_conf  # noqa: E402
 
 CORPUS = "reuters-r52"
 TRAIN_PARTITIONS = ("date=2026-11-19", "date=2026-11-20", "date=2026-11-21")
@@ -25,8 +28,7 @@ def environment(data_root: Path, airflow_home: Path, port: int | None = None) ->
     venv_bin = Path(sys.executable).parent
     env = dict(os.environ)
     # Spark properties of the caller's NBKNN_SPARK_CONF (e.g. an event log) go on top of these.
-    spark_conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8",
-                  **json.loads(env.get("NBKNN_SPARK_CONF") or "{}")}
+    spark_conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8", **extra_spark_conf()}
     env.update(
         {
             "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
