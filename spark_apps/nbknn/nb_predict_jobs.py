@@ -50,6 +50,7 @@ from nbknn.nb_prediction import (
     confusion_counts,
     document_vectors,
     document_vectors_joined,
+    observe_vector_stats,
     shard_scores,
     vector_stats,
     vocabulary_lookup,
@@ -288,17 +289,21 @@ def _vectorize_documents(spark, spec, documents, manifest, tokenizer, model_dir,
     vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(model_layout.vocabulary_uri(model_dir))
     temp_uri = fs.temporary_sibling(vectors_uri)
     accepted = accepted_documents(documents)
+    broadcast = None
     if manifest["counts"]["vocabulary_size"] <= max_lookup_terms:
         # The vocabulary goes to the tasks once (broadcast): every document is counted in its row.
         lookup = vocabulary_lookup(vocabulary.select("term_id", "term").toArrow())
         broadcast = spark.sparkContext.broadcast(lookup)
-        try:
-            document_vectors(accepted, broadcast, tokenizer).write.parquet(temp_uri)
-        finally:
-            broadcast.destroy()
+        vectors = document_vectors(accepted, broadcast, tokenizer)
     else:
-        document_vectors_joined(accepted, vocabulary, tokenizer).write.parquet(temp_uri)
-    stats = vector_stats(spark.read.parquet(temp_uri))
+        vectors = document_vectors_joined(accepted, vocabulary, tokenizer)
+    vectors, observation = observe_vector_stats(vectors)
+    try:
+        vectors.write.parquet(temp_uri)
+    finally:
+        if broadcast is not None:
+            broadcast.destroy()
+    stats = vector_stats(observation)
     if stats["documents"] != counts.accepted:
         raise AssertionError(f"wrote {stats['documents']} vectors for {counts.accepted} accepted records")
     summary = {

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 
 from nbknn import nb_scoring
@@ -208,17 +208,29 @@ def document_vectors_joined(accepted: DataFrame, vocabulary: DataFrame, tokenize
     )
 
 
-def vector_stats(vectors: DataFrame) -> dict:
-    """Totals over a vectors frame: documents, labelled, without known term, tokens, known tokens."""
+def observe_vector_stats(vectors: DataFrame) -> tuple[DataFrame, Observation]:
+    """``vectors`` with its totals observed while an action (the write) runs over it.
+
+    After the action, :func:`vector_stats` reads them: documents, labelled, without known term,
+    tokens, known tokens. Observed in the writing job itself (Spark merges the metrics of
+    successful task attempts only) instead of a second pass that reads the vectors back.
+    """
+    observation = Observation("vectors")
     known = F.aggregate("counts", F.lit(0).cast("long"), lambda acc, x: acc + x)
-    row = vectors.agg(
+    observed = vectors.observe(
+        observation,
         F.count(F.lit(1)).alias("documents"),
         F.count("label").alias("labelled"),
         F.sum(F.when(F.size("term_ids") == 0, 1).otherwise(0)).alias("without_known_term"),
         F.sum("tokens").alias("tokens"),
         F.sum(known).alias("known_tokens"),
-    ).first()
-    return {key: int(row[key] or 0) for key in row.asDict()}
+    )
+    return observed, observation
+
+
+def vector_stats(observation: Observation) -> dict:
+    """The totals :func:`observe_vector_stats` observed (call after the action)."""
+    return {key: int(value or 0) for key, value in observation.get.items()}
 
 
 # --- one shard's prediction pass -------------------------------------------------------------

@@ -240,6 +240,42 @@ def test_empty_unknown_and_unicode_documents_match_sklearn(spark, edge_model, tm
     assert summary["metrics"]["labelled_documents"] == 5
 
 
+@pytest.mark.parametrize("path", ["in_row_lookup", "join_fallback"])
+def test_both_vectorisers_count_each_documents_known_terms(spark, edge_model, tmp_path, path):
+    """The in-row lookup and the join used above max_lookup_terms write the same vectors and totals,
+    and both equal a Counter over the Python tokeniser restricted to the model's vocabulary."""
+    from collections import Counter
+
+    from helpers import write_jsonl
+    from nbknn import model_layout
+    from nbknn.documents import InputSpec
+    from nbknn.nb_predict_jobs import run_vectorize
+    from nbknn.tokenizer import tokenize
+
+    term_id = {r["term"]: r["term_id"] for r in spark.read.parquet(model_layout.vocabulary_uri(edge_model)).collect()}
+    docs = EDGE_TEST + [{"id": "repeats", "text": "café café CAFÉ 東京 café zwei qqq"}]
+    input_path = write_jsonl(tmp_path / "docs.jsonl", docs)
+    vectors_uri = (tmp_path / "vectors").as_uri()
+    summary = run_vectorize(spark, InputSpec(uri=input_path.as_uri()), edge_model, vectors_uri,
+                            (tmp_path / "rejects").as_uri(), 0.0,
+                            max_lookup_terms=len(term_id) if path == "in_row_lookup" else len(term_id) - 1)
+    got = {r["doc_id"]: (r["term_ids"], r["counts"], r["tokens"]) for r in spark.read.parquet(vectors_uri).collect()}
+    expected = {}
+    for doc in docs:
+        tokens = tokenize(doc["text"])
+        known = Counter(term_id[t] for t in tokens if t in term_id)
+        ids = sorted(known)
+        expected[doc["id"]] = (ids, [known[i] for i in ids], len(tokens))
+    assert got == expected
+    assert summary["vectors"] == {
+        "documents": len(docs),
+        "labelled": sum(1 for d in docs if "label" in d),
+        "without_known_term": sum(1 for ids, _, _ in expected.values() if not ids),
+        "tokens": sum(n for _, _, n in expected.values()),
+        "known_tokens": sum(sum(c) for _, c, _ in expected.values()),
+    }
+
+
 def test_single_class_model_matches_sklearn(spark, tmp_path):
     from helpers import train_model_in_process
 
