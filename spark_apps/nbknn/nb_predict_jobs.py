@@ -292,10 +292,12 @@ def _vectorize_documents(spark, spec, documents, manifest, tokenizer, model_dir,
     broadcast = None
     if manifest["counts"]["vocabulary_size"] <= max_lookup_terms:
         # The vocabulary goes to the tasks once (broadcast): every document is counted in its row.
+        vectoriser = "in_row_lookup"
         lookup = vocabulary_lookup(vocabulary.select("term_id", "term").toArrow())
         broadcast = spark.sparkContext.broadcast(lookup)
         vectors = document_vectors(accepted, broadcast, tokenizer)
     else:
+        vectoriser = "join"
         vectors = document_vectors_joined(accepted, vocabulary, tokenizer)
     vectors, observation = observe_vector_stats(vectors)
     try:
@@ -314,6 +316,7 @@ def _vectorize_documents(spark, spec, documents, manifest, tokenizer, model_dir,
         "records": counts.to_dict(),
         "duplicate_ids": duplicates,
         "rejects_uri": rejects_uri if counts.rejected else None,
+        "vectoriser": vectoriser,
         "vectors": stats,
         "code_version": code_version(),
     }

@@ -240,7 +240,7 @@ def test_empty_unknown_and_unicode_documents_match_sklearn(spark, edge_model, tm
     assert summary["metrics"]["labelled_documents"] == 5
 
 
-@pytest.mark.parametrize("path", ["in_row_lookup", "join_fallback"])
+@pytest.mark.parametrize("path", ["in_row_lookup", "join"])
 def test_both_vectorisers_count_each_documents_known_terms(spark, edge_model, tmp_path, path):
     """The in-row lookup and the join used above max_lookup_terms write the same vectors and totals,
     and both equal a Counter over the Python tokeniser restricted to the model's vocabulary."""
@@ -266,6 +266,7 @@ def test_both_vectorisers_count_each_documents_known_terms(spark, edge_model, tm
         known = Counter(term_id[t] for t in tokens if t in term_id)
         ids = sorted(known)
         expected[doc["id"]] = (ids, [known[i] for i in ids], len(tokens))
+    assert summary["vectoriser"] == path
     assert got == expected
     assert summary["vectors"] == {
         "documents": len(docs),
