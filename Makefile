@@ -22,14 +22,18 @@ $(INSTALLED): requirements.txt constraints.txt
 check-java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 is required by Spark: install it (e.g. apt-get install openjdk-17-jre-headless) and retry" >&2; exit 1; }
 
-# The whole suite (what CI runs): unit, Spark, DAG, end-to-end, reliability and deployment tests.
+# The whole suite (what CI runs): unit, Spark, DAG, end-to-end, reliability and deployment tests,
+# on TEST_WORKERS pytest-xdist workers (tests/conftest.py: how the work is split).
+TEST_WORKERS ?= 2
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 test: install chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 
 # The quick loop: everything but the tests that start real engines or kill jobs (markers
 # cluster, services, reliability).
 test-quick: install
-	$(BIN)/python -m pytest -m "not cluster and not services and not reliability"
+	$(BIN)/python -m pytest $(PARALLEL) -m "not cluster and not services and not reliability"
 
 # Unit and DAG tests only: no Spark, no Airflow runs (seconds).
 test-fast: install

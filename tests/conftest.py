@@ -6,6 +6,7 @@ time, before any test module imports Airflow.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +41,69 @@ os.environ.update(
 
 SUBMITTING_MARKERS = ("e2e", "cluster", "services", "reliability")
 
+# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadfile`): a 2-core machine
+# spends much of the suite in one-threaded JVM and Airflow start-ups, which two workers overlap.
+# Each worker has its own Airflow home and SparkSession. A work unit is a test module, so that its
+# module-scoped fixtures (a standalone cluster, Airflow services) start once; the modules that share
+# the nb_train run of tests/e2e/conftest.py form one unit, so that it runs once. The modules that
+# start engines go first, so that the two workers share the long ones and finish on the short ones.
+MODULES_SHARING_A_RUN = {
+    "tests/e2e/test_nb_train_e2e.py": "r8_training_run",
+    "tests/e2e/test_nb_predict_e2e.py": "r8_training_run",
+}
+ENGINE_MARKERS_FIRST = ("cluster", "services", "reliability", "e2e", "spark")
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::")[0]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        return next((i for i, m in enumerate(ENGINE_MARKERS_FIRST) if item.get_closest_marker(m)),
+                    len(ENGINE_MARKERS_FIRST))
+
+    module_rank: dict[str, int] = {}
+    for item in items:
+        module = _module(item.nodeid)
+        module_rank[module] = min(rank(item), module_rank.get(module, len(ENGINE_MARKERS_FIRST)))
+    # Stable: a module's tests stay together and in their order.
+    items.sort(key=lambda item: module_rank[_module(item.nodeid)])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, with the modules of MODULES_SHARING_A_RUN in one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    # Units in the collection's order (engines first), not xdist's default of most tests first.
+    config.option.loadscopereorder = False
+
+    class ModuleScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return MODULES_SHARING_A_RUN.get(_module(nodeid), _module(nodeid))
+
+    return ModuleScheduling(config, log)
+
+
+_RELIABILITY_FIGURES: list[tuple[str, dict]] = []
+
+
+def pytest_runtest_logreport(report):
+    """Collects the figures of the reliability tests (tests/reliability/conftest.py), which reach the
+    report as user properties when the ``figures`` fixture is torn down."""
+    if report.when == "teardown" and report.user_properties and report.nodeid.startswith("tests/reliability/"):
+        _RELIABILITY_FIGURES.append((report.nodeid.split("::")[-1], dict(report.user_properties)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _RELIABILITY_FIGURES:
+        terminalreporter.section("reliability figures")
+        for name, found in _RELIABILITY_FIGURES:
+            terminalreporter.write_line(f"{name}: {json.dumps(found, sort_keys=True, default=str)}")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def spark_submit_class_archive(request):
@@ -55,7 +119,7 @@ def spark_submit_class_archive(request):
 
 @pytest.fixture(scope="session")
 def spark():
-    """The one SparkSession of the Spark tests (starting one costs ~15 s)."""
+    """The one SparkSession of the Spark tests in this process (starting one costs ~15 s)."""
     # The in-process SparkContext starts its Python workers with $PYSPARK_PYTHON (else `python3`,
     # which lacks the virtualenv's pyarrow and numpy).
     os.environ["PYSPARK_PYTHON"] = sys.executable

@@ -12,6 +12,7 @@ class path) prints a warning and loads the classes itself. Production submits ke
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -56,10 +57,19 @@ def spark_class_archive(build_dir: Path, venv_bin: Path) -> Path | None:
     if archive.exists():
         return archive
     build_dir.mkdir(parents=True, exist_ok=True)
+    # The suite's xdist workers all ask at start: one builds, the others wait for its archive.
+    with open(build_dir / ".archive.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if archive.exists():
+            return archive
+        return _build_archive(archive, venv_bin)
+
+
+def _build_archive(archive: Path, venv_bin: Path) -> Path | None:
     with tempfile.TemporaryDirectory(prefix="nbknn-jvm-archive-") as scratch:
         app = Path(scratch, "archive_app.py")
         app.write_text(_ARCHIVE_APP)
-        partial = build_dir / f".{archive.name}.{os.getpid()}.partial"
+        partial = archive.parent / f".{archive.name}.{os.getpid()}.partial"
         env = {
             **os.environ,
             "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -1,6 +1,7 @@
 """Reliability tests: every test of this folder reports its figures (trials, kills, inputs, records
-lost) through the ``figures`` fixture. They are printed, stored as build/reliability/<test>.json,
-attached to the test report (``record_property``) and listed at the end of the pytest run."""
+lost) through the ``figures`` fixture. They are printed, stored as build/reliability/<test>.json and
+attached to the test report (``record_property``), from which tests/conftest.py lists them at the
+end of the pytest run (also from the xdist workers)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import json
 import pytest
 
 from reliability_support import write_figures
-
-_REPORTED: list[tuple[str, dict]] = []
 
 
 class Figures(dict):
@@ -29,12 +28,3 @@ def figures(request, record_property):
     for key, value in found.items():
         record_property(key, value)
     found.show(f"{name} (stored in {path})")
-    _REPORTED.append((name, dict(found)))
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not _REPORTED:
-        return
-    terminalreporter.section("reliability figures")
-    for name, found in _REPORTED:
-        terminalreporter.write_line(f"{name}: {json.dumps(found, sort_keys=True, default=str)}")
