@@ -11,7 +11,8 @@ metrics, 3 repetitions) and 50 000 (euclidean, 1 repetition).
   + ``kneighbors()`` over all points, self excluded), one process, its BLAS on both cores.
 * this pipeline: ``knn_jobs.compute_neighbors`` in ``blocked`` and ``broadcast`` mode on a
   persisted, counted frame read from Parquet (reading and validating are not timed on either
-  side), output written to Parquet; then checked against scikit-learn (same neighbour ids).
+  side), output written to Parquet sorted by id as the application publishes it
+  (``knn_jobs.write_sorted_by_id``); then checked against scikit-learn (same neighbour ids).
 * the classic recipe: a fitted ``NearestNeighbors`` is broadcast and ``kneighbors`` is called once
   per row in an RDD ``map``. Running it over every row would take far too long, so it runs on a
   sample of ``s`` rows, each ``kneighbors`` call timed inside its task; the whole run is estimated
@@ -54,14 +55,14 @@ def write_vectors(X: np.ndarray, path: Path) -> str:
 
 def spark_mode(spark, frame, mode: str, k: int, metric: str, out_uri: str):
     """Run one exact mode to Parquet; returns (neighbour ids (n, k) in id order, details)."""
-    from nbknn.knn_jobs import KnnOptions, compute_neighbors
+    from nbknn.knn_jobs import KnnOptions, compute_neighbors, write_sorted_by_id
 
     result = compute_neighbors(frame, frame, mode, KnnOptions(k=k, metric=metric, mode=mode))
     try:
-        result.frame.write.mode("overwrite").parquet(out_uri)
+        write_sorted_by_id(result.frame, out_uri)
     finally:
         result.release()
-    return result.details
+    return {**result.details, "query_rows_computed": result.rows_computed.value}
 
 
 def read_neighbors(spark, out_uri: str) -> np.ndarray:

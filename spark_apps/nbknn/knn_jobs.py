@@ -62,7 +62,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark import SparkFiles, StorageLevel, TaskContext
+from pyspark import Accumulator, SparkFiles, StorageLevel, TaskContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
@@ -156,10 +156,16 @@ class KnnOptions:
 
 @dataclass
 class KnnResult:
-    """A mode's lazy output frame, what it did, and how to free what it cached once written."""
+    """A mode's lazy output frame, what it did, and how to free what it cached once written.
+
+    ``rows_computed`` counts the output rows the mode's last Python step produced, in every task
+    attempt: once the frame is written it equals the number of queries unless tasks ran again
+    (a retry, a lost executor, or a plan that evaluates the frame twice).
+    """
 
     frame: DataFrame
     details: dict
+    rows_computed: Accumulator
     release: Callable[[], None] = field(default=lambda: None)
 
 
@@ -298,17 +304,20 @@ def neighbors_broadcast(
     _check_queries(queries, id_type)
     model = NearestNeighbors(algorithm="brute", metric=metric).fit(R)
     shared = spark.sparkContext.broadcast((model, ref_ids))
+    rows_computed = spark.sparkContext.accumulator(0)
     d = R.shape[1]
 
     def answer(batches):
         _limit_task_threads()
         fitted, ids = shared.value
         for query_ids, Q in _chunks(batches, d, id_type, query_chunk_rows):
-            yield _result_batch(query_ids, kneighbors_topk(fitted, ids, query_ids, Q, k, metric, exclude_self), id_type)
+            batch = _result_batch(query_ids, kneighbors_topk(fitted, ids, query_ids, Q, k, metric, exclude_self), id_type)
+            rows_computed.add(batch.num_rows)
+            yield batch
 
     frame = queries.select("id", "vector").mapInArrow(answer, output_schema(id_type))
     details = {"reference_vectors": int(ref_ids.shape[0]), "query_chunk_rows": query_chunk_rows}
-    return KnnResult(frame, details, release=lambda: shared.unpersist())
+    return KnnResult(frame, details, rows_computed, release=lambda: shared.unpersist())
 
 
 def _limit_task_threads() -> None:
@@ -465,11 +474,14 @@ def neighbors_blocked(
     def merge(a, b_):
         return a[0], merge_topk(a[1], b_[1], k)
 
+    rows_computed = sc.accumulator(0)
+
     def rows(item):
         _, (query_ids, result) = item
         ids, dist = result
         if ids.shape[1] != k or (ids == pad_id_for(ids)).any():
             raise RuntimeError(f"internal error: a merged row has fewer than k={k} neighbours")
+        rows_computed.add(query_ids.shape[0])
         return zip(query_ids.tolist(), ids.tolist(), dist.tolist())
 
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
@@ -493,7 +505,7 @@ def neighbors_blocked(
         chunks.unpersist()
 
     log.info("blocked kNN: %d blocks of <= %d rows, %d-row query chunks", n_blocks, b, q)
-    return KnnResult(frame, details, release)
+    return KnnResult(frame, details, rows_computed, release)
 
 
 # Annoy indexes opened by this Python worker, by file name (a worker runs many tasks).
@@ -536,12 +548,17 @@ def neighbors_annoy(
     del R
     sc.addFile(path)
     shared_ids = sc.broadcast(ref_ids)
+    rows_computed = sc.accumulator(0)
 
     def answer(batches):
         index = _open_index(name, d, metric_name)
         ids = shared_ids.value
         for query_ids, Q in _chunks(batches, d, id_type, query_chunk_rows):
-            yield _result_batch(query_ids, annoy_topk(index, ids, query_ids, Q, k, metric, exclude_self, search_k), id_type)
+            batch = _result_batch(
+                query_ids, annoy_topk(index, ids, query_ids, Q, k, metric, exclude_self, search_k), id_type
+            )
+            rows_computed.add(batch.num_rows)
+            yield batch
 
     frame = queries.select("id", "vector").mapInArrow(answer, output_schema(id_type))
     details = {
@@ -558,7 +575,7 @@ def neighbors_annoy(
         shared_ids.unpersist()
         shutil.rmtree(local_dir, ignore_errors=True)
 
-    return KnnResult(frame, details, release)
+    return KnnResult(frame, details, rows_computed, release)
 
 
 def measure_recall(
@@ -608,6 +625,20 @@ def compute_neighbors(
 # --------------------------------------------------------------------------------------------
 # The application
 # --------------------------------------------------------------------------------------------
+
+
+def write_sorted_by_id(frame: DataFrame, uri: str) -> None:
+    """Write a mode's output as Parquet sorted by id, computing the neighbours once.
+
+    A global sort first runs a job of its own that reads its whole input to sample the range
+    boundaries, then the job that shuffles it: on the mode's lazy frame that is the kernel twice
+    (measured: every query row went through the kernel twice). The sort reads a persisted copy.
+    """
+    computed = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        computed.orderBy("id").write.mode("overwrite").parquet(uri)
+    finally:
+        computed.unpersist()
 
 
 def neighbors_uri(output_dir: str) -> str:
@@ -679,7 +710,7 @@ def run_knn(
         target = neighbors_uri(output_dir)
         staging = f"{output_dir.rstrip('/')}/_tmp-neighbors-{uuid.uuid4().hex[:12]}"
         try:
-            result.frame.orderBy("id").write.mode("overwrite").parquet(staging)
+            write_sorted_by_id(result.frame, staging)
             fs.publish_dir(spark, staging, target)
         finally:
             fs.delete(spark, staging)
@@ -721,6 +752,7 @@ def run_knn(
         "reference_bytes_estimate": n_ref * dimension * 8,
         "broadcast_max_bytes": options.broadcast_max_bytes,
         "mode_details": result.details,
+        "query_rows_computed": result.rows_computed.value,
         "blocks": result.details if mode == "blocked" else None,
         "annoy": {**result.details, **recall} if mode == "annoy" else None,
         "output": {"uri": target, "rows": rows, "columns": list(OUTPUT_COLUMNS)},

@@ -277,6 +277,7 @@ def test_run_knn_annoy_reports_measured_recall(spark, digits, tmp_path):
     spec = VectorSpec(uri, format="parquet", id_column="item", vector_column="emb")
     summary = run_knn(spark, spec, out, (tmp_path / "rejects").as_uri(), options)
     assert summary["mode"] == "annoy"
+    assert summary["query_rows_computed"] == len(ids)  # each query answered once
     assert summary["annoy"]["sample_queries"] == 300
     assert summary["annoy"]["recall_at_k"] >= 0.9
     written = {r["id"]: r["neighbor_ids"] for r in spark.read.parquet(f"{out}/neighbors").collect()}
@@ -306,6 +307,8 @@ def test_run_knn_parquet_query_set_auto_blocked_and_retry(spark, digits, tmp_pat
     assert summary["blocks"]["n_blocks"] > 1
     assert summary["records"]["reference"] == {"read": 1500, "accepted": 1500, "rejected": 0, "rejected_by_reason": {}}
     assert summary["query_vectors"] == 297 and summary["output"]["rows"] == 297
+    # The sort by id reads a persisted copy: the sort's sampling job does not merge the blocks again.
+    assert summary["query_rows_computed"] == 297
     # float32 vectors as Parquet holds them, compared with sklearn on the same values
     R, Q = X[:1500].astype(np.float32).astype(np.float64), X[1500:].astype(np.float32).astype(np.float64)
     sk_d, sk_idx = NearestNeighbors(n_neighbors=8, algorithm="brute").fit(R).kneighbors(Q)
@@ -369,6 +372,8 @@ def test_bad_vectors_are_quarantined_with_their_reason(spark, tmp_path):
     assert records_summary["read"] == 60 + len(BAD_LINES) + 2 == records_summary["accepted"] + records_summary["rejected"]
     assert summary["dimension"] == 3 and summary["dimension_rule"] == "most_common"
     assert summary["id_type"] == "string"
+    # One kernel pass over the accepted queries, though the output is sorted by id before writing.
+    assert summary["mode"] == "broadcast" and summary["query_rows_computed"] == 60
     quarantined = spark.read.json(rejects).collect()
     assert sorted(r["reason"] for r in quarantined) == sorted(
         r for r, n in expected.items() for _ in range(n)
