@@ -3,16 +3,18 @@
 The vectors are the input of the kNN job: two documents are near when they use the same rare
 words in similar proportions. Tokenisation is the project's tokeniser; the TF-IDF weighting and
 the SVD are Spark's own (``pyspark.ml.feature`` and ``IndexedRowMatrix.computeSVD``), so the
-work stays distributed: the driver only ever holds ``dims`` singular values.
+work stays distributed: the driver holds ARPACK's basis (terms x 2 dims doubles), never the matrix.
 """
 
 from __future__ import annotations
 
+from pyspark import StorageLevel
 from pyspark.ml.feature import IDF, CountVectorizer, Normalizer
 from pyspark.mllib.linalg import Vectors as MLlibVectors
-from pyspark.mllib.linalg.distributed import IndexedRow, IndexedRowMatrix
+from pyspark.mllib.linalg import VectorUDT as MLlibVectorUDT
+from pyspark.mllib.linalg.distributed import IndexedRowMatrix
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
 from nbknn import fs
 from nbknn.documents import (
@@ -31,6 +33,14 @@ from nbknn.tokenizer import TokenizerConfig, tokens_column
 VECTOR_SCHEMA = StructType(
     [StructField("id", StringType(), False), StructField("vector", ArrayType(DoubleType(), False), False)]
 )
+# The SVD's input: a TF-IDF row as an mllib vector, under its row index.
+NUMBERED_SCHEMA = StructType(
+    [
+        StructField("index", LongType(), False),
+        StructField("doc_id", StringType(), False),
+        StructField("vector", MLlibVectorUDT(), False),
+    ]
+)
 
 
 def tfidf_rows(accepted: DataFrame, tokenizer: TokenizerConfig, min_doc_freq: int) -> tuple[DataFrame, int]:
@@ -44,20 +54,33 @@ def tfidf_rows(accepted: DataFrame, tokenizer: TokenizerConfig, min_doc_freq: in
     return normalised.select("doc_id", "tfidf"), len(counts_model.vocabulary)
 
 
-def truncated_svd(spark: SparkSession, rows: DataFrame, dims: int, n_docs: int, n_terms: int) -> tuple[DataFrame, list]:
+def numbered_rows(rows: DataFrame) -> DataFrame:
+    """(index, doc_id, vector): the (doc_id, tfidf) rows numbered 0.. in doc_id order (the same
+    indices every run), the vectors as mllib vectors: the input of :func:`truncated_svd`."""
+    numbered = rows.orderBy("doc_id").rdd.zipWithIndex().map(
+        lambda pair: (pair[1], pair[0]["doc_id"], MLlibVectors.fromML(pair[0]["tfidf"]))
+    )
+    return rows.sparkSession.createDataFrame(numbered, NUMBERED_SCHEMA)
+
+
+def truncated_svd(
+    spark: SparkSession, numbered: DataFrame, dims: int, n_docs: int, n_terms: int
+) -> tuple[DataFrame, list]:
     """(id, vector) with vector = U_i * s, the document's coordinates in the top ``dims`` singular
-    directions (equal to the TF-IDF row times V); also returns the singular values."""
+    directions (equal to the TF-IDF row times V); also returns the singular values.
+
+    ``numbered`` (from :func:`numbered_rows`) should be persisted: the SVD multiplies by the matrix
+    once per ARPACK iteration, one Spark job each (hundreds for 100 dimensions), and builds the
+    matrix's rows from that frame in the JVM every time.
+    """
     if not 1 <= dims < min(n_docs, n_terms):
         raise ConfigError(
             f"dims must be >= 1 and < min(documents, terms) (dims={dims}, documents={n_docs}, terms={n_terms})"
         )
-    # IndexedRowMatrix wants long row indices; sorting by id first makes them the same every run.
-    indexed = rows.orderBy("doc_id").rdd.zipWithIndex()
-    ids = indexed.map(lambda pair: (pair[1], pair[0]["doc_id"]))
-    matrix = IndexedRowMatrix(indexed.map(lambda pair: IndexedRow(pair[1], MLlibVectors.fromML(pair[0]["tfidf"]))))
-    svd = matrix.computeSVD(dims, computeU=True)
+    svd = IndexedRowMatrix(numbered.select("index", "vector")).computeSVD(dims, computeU=True)
     singular_values = svd.s.toArray()
     scaled = svd.U.rows.map(lambda row: (row.index, [float(x) for x in row.vector.toArray() * singular_values]))
+    ids = numbered.select("index", "doc_id").rdd.map(tuple)
     vectors = ids.join(scaled).map(lambda pair: (pair[1][0], pair[1][1]))
     return spark.createDataFrame(vectors, VECTOR_SCHEMA), [float(s) for s in singular_values]
 
@@ -88,8 +111,14 @@ def run_doc_vectors(
         raise InputError(f"document ids must be unique; repeated: {sorted(row['doc_id'] for row in duplicated)}")
 
     rows, n_terms = tfidf_rows(accepted, tokenizer, min_doc_freq)
-    rows = rows.cache()
-    vectors, singular_values = truncated_svd(spark, rows, dims, counts.accepted, n_terms)
+    # Cached while numbering: the sort samples its input in a job of its own before it shuffles.
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    numbered = numbered_rows(rows).persist(StorageLevel.MEMORY_AND_DISK)
+    numbered_count = numbered.count()
+    rows.unpersist()
+    if numbered_count != counts.accepted:
+        raise RuntimeError(f"expected one TF-IDF row per accepted document ({counts.accepted}), got {numbered_count}")
+    vectors, singular_values = truncated_svd(spark, numbered, dims, counts.accepted, n_terms)
     staging = fs.temporary_sibling(output_uri)
     vectors.write.parquet(staging)
     summary = {
@@ -108,5 +137,5 @@ def run_doc_vectors(
     # Hidden from Spark readers of the directory (leading underscore), published with it.
     fs.write_json_atomic(spark, f"{staging}/_summary.json", summary)
     fs.publish_dir(spark, staging, output_uri)
-    rows.unpersist()
+    numbered.unpersist()
     return summary
