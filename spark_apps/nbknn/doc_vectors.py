@@ -22,7 +22,7 @@ from nbknn.documents import (
     InputSpec,
     accepted_documents,
     check_reject_fraction,
-    read_counts_from_rows,
+    read_counts_by_reason,
     read_documents,
     write_rejects,
 )
@@ -97,9 +97,7 @@ def run_doc_vectors(
 ) -> dict:
     """Read documents, quarantine bad ones, publish (id, vector) Parquet at ``output_uri`` whole."""
     documents = read_documents(spark, spec, labelled=False)
-    counts = read_counts_from_rows(
-        (row["reject_reason"], row["count"]) for row in documents.groupBy("reject_reason").count().collect()
-    )
+    counts = read_counts_by_reason(documents)
     if counts.rejected:
         write_rejects(documents, rejects_uri)
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from nbknn import fs
@@ -164,6 +164,34 @@ def read_counts_from_rows(rows) -> ReadCounts:
     if counts.read != counts.accepted + counts.rejected:
         raise AssertionError(f"counts do not reconcile: {counts.to_dict()}")
     return counts
+
+
+def read_counts_by_reason(documents: DataFrame) -> ReadCounts:
+    """Counts of read_documents' records by reject reason (one job)."""
+    rows = documents.groupBy("reject_reason").count().collect()
+    return read_counts_from_rows((row["reject_reason"], row["count"]) for row in rows)
+
+
+def observe_read_totals(documents: DataFrame) -> tuple[DataFrame, Observation]:
+    """``documents`` with its totals (records read, accepted) observed while an action runs over it.
+
+    Lets the job that writes the accepted records count the input too, instead of a pass of its
+    own; :func:`read_totals` reads them after the action. Spark merges the metrics of successful
+    task attempts only, so a retried task is counted once.
+    """
+    observation = Observation("records")
+    observed = documents.observe(
+        observation,
+        F.count(F.lit(1)).alias("read"),
+        F.count_if(F.col("reject_reason").isNull()).alias("accepted"),
+    )
+    return observed, observation
+
+
+def read_totals(observation: Observation) -> tuple[int, int]:
+    """(read, accepted) that :func:`observe_read_totals` observed (call after the action)."""
+    metrics = observation.get
+    return int(metrics["read"] or 0), int(metrics["accepted"] or 0)
 
 
 def check_reject_fraction(counts: ReadCounts, max_reject_fraction: float, rejects_uri: str) -> None:

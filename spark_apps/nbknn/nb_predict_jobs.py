@@ -25,7 +25,6 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
-from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -36,9 +35,12 @@ from nbknn.documents import (
     TooManyRejects,
     accepted_documents,
     check_reject_fraction,
+    observe_read_totals,
     publish_rejects,
+    read_counts_by_reason,
     read_counts_from_rows,
     read_documents,
+    read_totals,
     rejected_records,
 )
 from nbknn.errors import NotRetryableError
@@ -244,51 +246,48 @@ def run_vectorize(
 ) -> dict:
     """Validate the input and write its term-count vectors over the model's vocabulary.
 
+    One pass over clean input: the records are parsed, validated, checked for duplicate ids and
+    vectorised in the job that writes the vectors, which also counts them (read, accepted). Only
+    when some record was rejected is the input read again, to quarantine the rejects and count
+    them by reason; the vectors are published after the reject fraction has been checked, and
+    deleted unpublished when it is exceeded.
+
     Vocabularies of at most ``max_lookup_terms`` terms are shipped to the tasks and looked up
     inside each row (no shuffle); larger ones are joined in Spark (see nb_prediction)."""
     manifest = read_model_manifest(spark, model_dir)
     tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
     documents = with_duplicate_ids_rejected(read_documents(spark, spec, labelled=False))
-    # Parsed, validated and checked for duplicate ids once: the counts, the rejects and the
-    # vectors all read these records (spilled to local disk when they do not fit in memory).
-    documents = documents.persist(StorageLevel.MEMORY_AND_DISK)
+    temp_uri = fs.temporary_sibling(vectors_uri)
     try:
-        summary = _vectorize_documents(spark, spec, documents, manifest, tokenizer, model_dir, vectors_uri,
-                                       rejects_uri, max_reject_fraction, max_lookup_terms)
-    finally:
-        documents.unpersist()
+        vectoriser, stats, totals = _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri,
+                                                   max_lookup_terms)
+        counts, duplicates = _quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction)
+        if stats["documents"] != counts.accepted:
+            raise AssertionError(f"wrote {stats['documents']} vectors for {counts.accepted} accepted records")
+    except Exception:
+        fs.delete(spark, temp_uri)
+        raise
+    summary = {
+        "job": "nb_vectorize",
+        "write_id": uuid.uuid4().hex,
+        "model": _model_summary(model_dir, manifest),
+        "input": {"uri": spec.uri, "format": spec.format},
+        "records": counts.to_dict(),
+        "duplicate_ids": duplicates,
+        "rejects_uri": rejects_uri if counts.rejected else None,
+        "vectoriser": vectoriser,
+        "vectors": stats,
+        "code_version": code_version(),
+    }
+    _publish(spark, temp_uri, vectors_uri, summary)
     return summary
 
 
-def _vectorize_documents(spark, spec, documents, manifest, tokenizer, model_dir, vectors_uri, rejects_uri,
-                         max_reject_fraction, max_lookup_terms) -> dict:
-    """run_vectorize's body over the persisted, validated records."""
-    rows = documents.groupBy("reject_reason").count().collect()
-    counts = read_counts_from_rows((row["reject_reason"], row["count"]) for row in rows)
-    duplicates = []
-    if counts.rejected_by_reason.get(DUPLICATE_ID):
-        duplicates = [
-            row["duplicate_of"]
-            for row in documents.where(F.col("duplicate_of").isNotNull())
-            .select("duplicate_of").distinct().orderBy("duplicate_of").limit(EXAMPLES).collect()
-        ]
-    if counts.rejected:
-        publish_rejects(rejected_records(documents), rejects_uri)
-    else:
-        # A retry over repaired input must not leave the first attempt's rejects behind.
-        fs.delete(spark, rejects_uri)
-    try:
-        check_reject_fraction(counts, max_reject_fraction, rejects_uri)
-    except TooManyRejects as exc:
-        if duplicates:
-            raise TooManyRejects(f"{exc}; duplicated document ids include {duplicates}") from None
-        raise
-    if counts.accepted == 0:
-        raise InputError(f"no record of {spec.uri} was accepted; see the rejects at {rejects_uri}")
-
+def _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri, max_lookup_terms):
+    """Write the accepted records' vectors to ``temp_uri``: (vectoriser, vector stats, read totals)."""
+    observed, totals = observe_read_totals(documents)
+    accepted = accepted_documents(observed)
     vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(model_layout.vocabulary_uri(model_dir))
-    temp_uri = fs.temporary_sibling(vectors_uri)
-    accepted = accepted_documents(documents)
     broadcast = None
     if manifest["counts"]["vocabulary_size"] <= max_lookup_terms:
         # The vocabulary goes to the tasks once (broadcast): every document is counted in its row.
@@ -305,23 +304,46 @@ def _vectorize_documents(spark, spec, documents, manifest, tokenizer, model_dir,
     finally:
         if broadcast is not None:
             broadcast.destroy()
-    stats = vector_stats(observation)
-    if stats["documents"] != counts.accepted:
-        raise AssertionError(f"wrote {stats['documents']} vectors for {counts.accepted} accepted records")
-    summary = {
-        "job": "nb_vectorize",
-        "write_id": uuid.uuid4().hex,
-        "model": _model_summary(model_dir, manifest),
-        "input": {"uri": spec.uri, "format": spec.format},
-        "records": counts.to_dict(),
-        "duplicate_ids": duplicates,
-        "rejects_uri": rejects_uri if counts.rejected else None,
-        "vectoriser": vectoriser,
-        "vectors": stats,
-        "code_version": code_version(),
-    }
-    _publish(spark, temp_uri, vectors_uri, summary)
-    return summary
+    return vectoriser, vector_stats(observation), read_totals(totals)
+
+
+def _quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction):
+    """Publish the rejects (reading the input again only when there are any) and check their
+    fraction: (ReadCounts, examples of duplicated ids)."""
+    read, accepted = totals
+    if read == accepted:
+        # A retry over repaired input must not leave the first attempt's rejects behind.
+        fs.delete(spark, rejects_uri)
+        counts = read_counts_from_rows([(None, accepted)])
+        duplicates = []
+    else:
+        publish_rejects(rejected_records(documents), rejects_uri)
+        counts = read_counts_by_reason(documents)
+        if (counts.read, counts.accepted) != (read, accepted):
+            # Retryable: a second attempt reads the input once more.
+            raise RuntimeError(
+                f"{spec.uri} changed while it was read: {read} records ({accepted} accepted) when "
+                f"vectorised, {counts.read} ({counts.accepted} accepted) when quarantined"
+            )
+        duplicates = _duplicate_examples(documents) if counts.rejected_by_reason.get(DUPLICATE_ID) else []
+    try:
+        check_reject_fraction(counts, max_reject_fraction, rejects_uri)
+    except TooManyRejects as exc:
+        if duplicates:
+            raise TooManyRejects(f"{exc}; duplicated document ids include {duplicates}") from None
+        raise
+    if counts.accepted == 0:
+        raise InputError(f"no record of {spec.uri} was accepted; see the rejects at {rejects_uri}")
+    return counts, duplicates
+
+
+def _duplicate_examples(documents) -> list[str]:
+    """The first few duplicated ids, in order."""
+    return [
+        row["duplicate_of"]
+        for row in documents.where(F.col("duplicate_of").isNotNull())
+        .select("duplicate_of").distinct().orderBy("duplicate_of").limit(EXAMPLES).collect()
+    ]
 
 
 # --- 2. one shard's prediction pass ----------------------------------------------------------

@@ -185,6 +185,9 @@ CASES = {
     "predict/no_data_files": Case(
         "predict", lambda f, b: write_bytes(write_bytes(f, b"", "_SUCCESS"), b"x", ".hidden"),
         refused=r"the input holds no records"),
+    "predict/every_record_rejected": Case(
+        "predict", lambda f, b: write_lines(f, ["garbage", '{"id": "x"}']),
+        refused=r"no record of .* was accepted; see the rejects at"),
     "predict/optional_label_wrong_type": Case(
         "predict", lambda f, b: write_lines(f, [*good_lines(), {"id": "o1", "label": [1, 2], "text": "grain"},
                                                 {"id": "o2", "text": "no label is fine"}, {"id": "o3", "text": None}]),
@@ -277,6 +280,10 @@ def test_bad_input_is_quarantined_or_refused(spark, nb_model, big_document, tmp_
     if case.refused:
         with pytest.raises(Exception, match=case.refused) as raised:
             run_job(spark, case, input_uri, out, nb_model)
+        if case.pipeline == "predict":
+            # Refused vectors are never published, nor left behind half-written.
+            left = sorted(p.name for p in out.glob("*") if p.name != "rejects")
+            assert left == [], left
         from nbknn.errors import NotRetryableError
 
         RESULTS[name] = {"outcome": "refused", "error": type(raised.value).__name__,

@@ -337,6 +337,9 @@ def test_duplicate_ids_and_bad_records_are_quarantined(spark, tie_model, tmp_pat
     assert sorted(r["reason"] for r in rejects) == ["duplicate_id", "duplicate_id", "invalid_text_type", "malformed_json"]
     with pytest.raises(TooManyRejects, match=r"duplicated document ids include \['d1'\]"):
         predict_in_process(spark, tie_model, docs, tmp_path / "strict", max_reject_fraction=0.5)
+    # The vectors were written before the rejects were counted: refused, they are not published,
+    # and no temporary directory is left behind; the rejects are, for a person to look at.
+    assert sorted(p.name for p in (tmp_path / "strict" / "run").iterdir()) == ["rejects"]
 
 
 def test_combiner_refuses_missing_or_stale_shard_scores(spark, tie_model, tmp_path):
