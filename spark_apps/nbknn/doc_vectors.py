@@ -14,6 +14,7 @@ from pyspark.mllib.linalg import Vectors as MLlibVectors
 from pyspark.mllib.linalg import VectorUDT as MLlibVectorUDT
 from pyspark.mllib.linalg.distributed import IndexedRowMatrix
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
 from nbknn import fs
@@ -30,8 +31,9 @@ from nbknn.errors import ConfigError
 from nbknn.provenance import code_version
 from nbknn.tokenizer import TokenizerConfig, tokens_column
 
-VECTOR_SCHEMA = StructType(
-    [StructField("id", StringType(), False), StructField("vector", ArrayType(DoubleType(), False), False)]
+# A row of U scaled by the singular values, under its row index.
+SCALED_SCHEMA = StructType(
+    [StructField("index", LongType(), False), StructField("vector", ArrayType(DoubleType(), False), False)]
 )
 # The SVD's input: a TF-IDF row as an mllib vector, under its row index.
 NUMBERED_SCHEMA = StructType(
@@ -79,10 +81,10 @@ def truncated_svd(
         )
     svd = IndexedRowMatrix(numbered.select("index", "vector")).computeSVD(dims, computeU=True)
     singular_values = svd.s.toArray()
-    scaled = svd.U.rows.map(lambda row: (row.index, [float(x) for x in row.vector.toArray() * singular_values]))
-    ids = numbered.select("index", "doc_id").rdd.map(tuple)
-    vectors = ids.join(scaled).map(lambda pair: (pair[1][0], pair[1][1]))
-    return spark.createDataFrame(vectors, VECTOR_SCHEMA), [float(s) for s in singular_values]
+    scaled = svd.U.rows.map(lambda row: (row.index, (row.vector.toArray() * singular_values).tolist()))
+    # The ids are joined back in the JVM: U's rows pass through Python once, the ids never.
+    vectors = spark.createDataFrame(scaled, SCALED_SCHEMA).join(numbered.select("index", "doc_id"), "index")
+    return vectors.select(F.col("doc_id").alias("id"), "vector"), [float(s) for s in singular_values]
 
 
 def run_doc_vectors(

@@ -33,6 +33,8 @@ MAX_JSON_RECORD_BYTES = 20_000_000
 # The part of a rejected record kept in the rejects output for a person to look at.
 REJECT_RAW_CHARS = 4096
 
+# Fields of a rejects location's JSON Lines records (rejected_records).
+REJECTS_SCHEMA = "reason string, source string, raw string"
 # Columns of the frame returned by read_documents.
 DOCUMENT_COLUMNS = ("doc_id", "label", "text", "reject_reason", "source", "raw")
 
@@ -130,6 +132,12 @@ def publish_rejects(rejected: DataFrame, uri: str) -> None:
     finally:
         # Gone after publishing; left over only when the write itself failed.
         fs.delete(spark, temp_uri)
+
+
+def published_rejects_by_reason(spark: SparkSession, uri: str) -> dict[str, int]:
+    """Records per reason in a published rejects location (a job over the rejects only)."""
+    rows = spark.read.schema(REJECTS_SCHEMA).json(uri).groupBy("reason").count().collect()
+    return {row["reason"]: row["count"] for row in rows}
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,13 @@ from nbknn import fs, model_layout, nb_scoring, schemas
 from nbknn.documents import (
     InputError,
     InputSpec,
+    ReadCounts,
     TooManyRejects,
     accepted_documents,
     check_reject_fraction,
     observe_read_totals,
     publish_rejects,
-    read_counts_by_reason,
-    read_counts_from_rows,
+    published_rejects_by_reason,
     read_documents,
     read_totals,
     rejected_records,
@@ -248,9 +248,9 @@ def run_vectorize(
 
     One pass over clean input: the records are parsed, validated, checked for duplicate ids and
     vectorised in the job that writes the vectors, which also counts them (read, accepted). Only
-    when some record was rejected is the input read again, to quarantine the rejects and count
-    them by reason; the vectors are published after the reject fraction has been checked, and
-    deleted unpublished when it is exceeded.
+    when some record was rejected is the input read again, to quarantine the rejects (then
+    counted by reason from the quarantine); the vectors are published after the reject fraction
+    has been checked, and deleted unpublished when it is exceeded.
 
     Vocabularies of at most ``max_lookup_terms`` terms are shipped to the tasks and looked up
     inside each row (no shuffle); larger ones are joined in Spark (see nb_prediction)."""
@@ -314,16 +314,18 @@ def _quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction
     if read == accepted:
         # A retry over repaired input must not leave the first attempt's rejects behind.
         fs.delete(spark, rejects_uri)
-        counts = read_counts_from_rows([(None, accepted)])
+        counts = ReadCounts(read=read, accepted=accepted, rejected_by_reason={})
         duplicates = []
     else:
         publish_rejects(rejected_records(documents), rejects_uri)
-        counts = read_counts_by_reason(documents)
-        if (counts.read, counts.accepted) != (read, accepted):
+        # Counted from what was quarantined (small), not by reading the whole input once more.
+        counts = ReadCounts(read=read, accepted=accepted,
+                            rejected_by_reason=published_rejects_by_reason(spark, rejects_uri))
+        if counts.rejected != read - accepted:
             # Retryable: a second attempt reads the input once more.
             raise RuntimeError(
-                f"{spec.uri} changed while it was read: {read} records ({accepted} accepted) when "
-                f"vectorised, {counts.read} ({counts.accepted} accepted) when quarantined"
+                f"{spec.uri} changed while it was read: {read - accepted} of {read} records were rejected "
+                f"when vectorised, {counts.rejected} were quarantined"
             )
         duplicates = _duplicate_examples(documents) if counts.rejected_by_reason.get(DUPLICATE_ID) else []
     try:

@@ -57,8 +57,10 @@ def with_duplicate_ids_rejected(documents: DataFrame) -> DataFrame:
     """
     accepted = F.col("reject_reason").isNull()
     copies = F.count(F.lit(1)).over(Window.partitionBy("doc_id"))
-    duplicate = accepted & (copies > 1)
-    return documents.select(
+    # A column of its own: the window is evaluated once, not once per column that uses it.
+    flagged = documents.withColumn("_duplicate", accepted & (copies > 1))
+    duplicate = F.col("_duplicate")
+    return flagged.select(
         F.when(~duplicate, F.col("doc_id")).alias("doc_id"),
         F.when(~duplicate, F.col("label")).alias("label"),
         F.when(~duplicate, F.col("text")).alias("text"),
