@@ -74,38 +74,55 @@ def classification_metrics(rows: Iterable[tuple[str, str, int]]) -> dict:
     }
 
 
-def confusion_png(labels: list[str], matrix, title: str = "Confusion matrix") -> bytes:
-    """A PNG picture of the confusion matrix (rows: true label, columns: predicted)."""
-    import matplotlib
+# Tick labels longer than this are shortened on the picture (the report's table and
+# metrics.json keep them whole): the margins are sized for them, see confusion_png.
+PICTURE_LABEL_CHARS = 40
+_TICK_FONT_PT = 7
 
-    matplotlib.use("Agg")  # no display on a Spark driver
-    from matplotlib import pyplot as plt
+
+def confusion_png(labels: list[str], matrix, title: str = "Confusion matrix") -> bytes:
+    """A PNG picture of the confusion matrix (rows: true label, columns: predicted).
+
+    Drawn on a bare ``Figure`` (no pyplot: no global figure registry on the driver). The margins
+    are computed from the longest tick label instead of by ``tight_layout``, which renders every
+    text once more to measure it. Labels and title are user data, so mathtext parsing is off:
+    a label such as ``$x^$`` must not fail the run, nor ``$5 to $10`` turn into italics.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     matrix = np.asarray(matrix)
     n = len(labels)
-    size = min(4 + 0.35 * n, 30)
-    figure, axes = plt.subplots(figsize=(size, size))
-    try:
-        image = axes.imshow(matrix, cmap="Blues", interpolation="nearest")
-        figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-        if n <= 80:
-            axes.set_xticks(range(n), labels, rotation=90, fontsize=7)
-            axes.set_yticks(range(n), labels, fontsize=7)
-        if n <= 20:
-            threshold = matrix.max() / 2 if matrix.size else 0
-            for i in range(n):
-                for j in range(n):
-                    axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                              color="white" if matrix[i, j] > threshold else "black")
-        axes.set_xlabel("predicted label")
-        axes.set_ylabel("true label")
-        axes.set_title(title)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100)
-        return buffer.getvalue()
-    finally:
-        plt.close(figure)
+    tick_labels = [_shortened(str(label)) for label in labels] if n <= 80 else []
+    longest = max((len(label) for label in tick_labels), default=0)
+    # Inches: the axis title and tick marks, plus ~0.6 em per character of the tick labels.
+    margin = 0.55 + 0.6 * _TICK_FONT_PT / 72 * longest
+    size = min(3 + 0.35 * n, 28) + margin
+    figure = Figure(figsize=(size, size))
+    FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=margin / size, bottom=margin / size, right=1 - 0.9 / size, top=1 - 0.45 / size)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues", interpolation="nearest")
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    if tick_labels:
+        axes.set_xticks(range(n), tick_labels, rotation=90, fontsize=_TICK_FONT_PT, parse_math=False)
+        axes.set_yticks(range(n), tick_labels, fontsize=_TICK_FONT_PT, parse_math=False)
+    if n <= 20:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(n):
+            for j in range(n):
+                axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=_TICK_FONT_PT,
+                          parse_math=False, color="white" if matrix[i, j] > threshold else "black")
+    axes.set_xlabel("predicted label")
+    axes.set_ylabel("true label")
+    axes.set_title(title, parse_math=False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _shortened(label: str) -> str:
+    return label if len(label) <= PICTURE_LABEL_CHARS else label[: PICTURE_LABEL_CHARS - 1] + "…"
 
 
 def report_html(metrics: dict, picture_name: str, title: str) -> str:

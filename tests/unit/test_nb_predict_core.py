@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pyarrow as pa
 import pytest
+from PIL import Image
 
 from nbknn.nb_metrics import classification_metrics, confusion_png
 from nbknn.nb_prediction import csr_from_arrow
@@ -61,3 +64,11 @@ def test_metrics_need_a_labelled_document():
 def test_confusion_picture_is_a_png():
     picture = confusion_png(["a", "b"], [[3, 1], [0, 2]])
     assert picture[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_confusion_picture_draws_any_label_text_as_it_is():
+    # Labels are user data: mathtext in one would fail the report (matplotlib raises on "$\notamacro{$").
+    labels = [r"$\notamacro{$", "cost $5 to $10", "x" * 300]
+    picture = confusion_png(labels, np.eye(3, dtype=int) * 7, title="model $v1$")
+    with Image.open(io.BytesIO(picture)) as image:
+        assert image.format == "PNG" and image.width == image.height > 500
