@@ -85,11 +85,13 @@ bench: install
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/report.py
 
-# The issue's full sizes, one repetition each (about 14 and 13 min on an idle 2-core machine):
-# 20 Newsgroups resampled 20x, and kNN at n = 200 000 (euclidean; cosine's scikit-learn side alone
-# would take over 20 min there).
+# The issue's full sizes (about 14, 13 and 45 min on an idle 2-core machine): 20 Newsgroups
+# resampled 20x, kNN at n = 200 000 euclidean, and cosine at n = 50 000 (two repetitions) and
+# 200 000 (one: each side takes 11-15 min there).
 .PHONY: bench-large
 bench-large: install
 	$(BIN)/python bench/bench_nb.py --scales 20 --large-reps 1 --name nb_x20
 	$(BIN)/python bench/bench_knn.py --sizes 200000 --reps 1 --metrics euclidean --name knn_200k
+	$(BIN)/python bench/bench_knn.py --sizes 50000,200000 --reps 2 --large-reps 1 --metrics cosine \
+		--large-metrics cosine --name knn_cosine
 	$(BIN)/python bench/report.py

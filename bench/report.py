@@ -236,7 +236,7 @@ def demo_section(result: dict, goals: list) -> list[str]:
 
 
 SECTIONS = {"demo_end_to_end": demo_section, "naive_bayes_vectorize_profile": vectorize_section, "knn_kernel_profile": knn_profile_section, "naive_bayes_predict_profile": profile_section, "naive_bayes_20newsgroups": nb_section, "naive_bayes_scale": scale_section, "knn_all_points": knn_section}
-ORDER = ("demo", "nb", "nb_x20", "nb_profile", "nb_profile_vectorize", "nb_scale", "knn", "knn_200k", "knn_profile")
+ORDER = ("demo", "nb", "nb_x20", "nb_profile", "nb_profile_vectorize", "nb_scale", "knn", "knn_200k", "knn_cosine", "knn_profile")
 
 
 def main() -> None:
