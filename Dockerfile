@@ -29,6 +29,16 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" \
         -r /opt/nbknn/requirements.txt -c /opt/nbknn/constraints.txt \
     && pip check
 
+# The project itself, editable, at the paths the stack mounts its folders on: nbknn_airflow imports
+# nbknn.contract, so the Airflow processes need the library importable, and an editable install makes
+# the mounted folders (docker-compose.yml: ./plugins, ./spark_apps) the code that runs.
+COPY --chown=airflow:0 pyproject.toml README.md /opt/airflow/
+COPY --chown=airflow:0 spark_apps /opt/airflow/spark_apps
+COPY --chown=airflow:0 plugins /opt/airflow/plugins
+COPY --chown=airflow:0 scripts /opt/airflow/scripts
+RUN pip install --no-cache-dir --no-deps -e /opt/airflow \
+    && python -c "import nbknn.contract, nbknn_airflow.settings"
+
 # Fail the build, not the first DAG run, when a version drifts.
 RUN java -version \
     && python -c "import sys, pyspark, airflow; \

@@ -12,11 +12,13 @@ INSTALLED := $(VENV)/.installed
 
 install: $(INSTALLED)
 
-$(INSTALLED): requirements.txt constraints.txt
+$(INSTALLED): requirements.txt constraints.txt pyproject.toml
 	@$(MAKE) --no-print-directory check-java
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	# The project itself, editable: nbknn, nbknn_airflow and nbknn_local import from their folders.
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 check-java:
@@ -85,7 +87,7 @@ bench: install
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/report.py
 
-# The issue's full sizes (about 14, 13 and 45 min on an idle 2-core machine): 20 Newsgroups
+# The large sizes (about 14, 13 and 45 min on an idle 2-core machine): 20 Newsgroups
 # resampled 20x, kNN at n = 200 000 euclidean, and cosine at n = 50 000 (two repetitions) and
 # 200 000 (one: each side takes 11-15 min there).
 .PHONY: bench-large

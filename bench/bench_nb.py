@@ -10,18 +10,18 @@ every per-job timing. Per scale and repetition, in this order:
   applied when a shard is loaded, so one training serves multinomial and complement);
   prediction = run_vectorize + run_predict_shard (every shard) + run_combine (incl. its report);
 * Spark MLlib, ``StringIndexer`` + ``CountVectorizer`` + ``NaiveBayes`` (multinomial, complement),
-  fed the *same tokens* as this pipeline (``nbknn.tokenizer.tokens_column``), and once more with
-  MLlib's own whitespace ``Tokenizer`` (multinomial only, first repetition only: the issue's
+  fed the *same tokens* as this pipeline (``nbknn.inputs.tokenizer.tokens_column``), and once more with
+  MLlib's own whitespace ``Tokenizer`` (multinomial only, first repetition only: the full
   literal recipe, for its accuracy and agreement);
   prediction = transform + write of (id, prediction) to Parquet;
-* scikit-learn, single process: ``CountVectorizer(tokenizer=nbknn.tokenizer.tokenize)`` +
+* scikit-learn, single process: ``CountVectorizer(tokenizer=nbknn.inputs.tokenizer.tokenize)`` +
   ``MultinomialNB`` / ``ComplementNB(norm=False)``, alpha = 1.
 
 Both Spark sides read the same JSON Lines files. Accuracy is against the true labels; agreement is
 the share of test documents whose predicted label equals scikit-learn's (the reference of the
 design's equivalence contract). The larger corpus resamples 20 Newsgroups (train and test, with
 replacement, fixed seed) ``scale`` times: more documents, no new terms. Defaults are
-scaled down for a shared 2-core machine (x3 instead of the issue's x20, one repetition there).
+scaled down for a shared 2-core machine (x3 instead of the full x20, one repetition there).
 """
 
 from __future__ import annotations
@@ -66,9 +66,11 @@ def write_jsonl(docs: list[dict], path: Path) -> str:
 
 
 def ours_train(spark, train_uri: str, workdir: Path, num_shards: int, timer: Timer) -> str:
-    from nbknn.documents import InputSpec
-    from nbknn.nb_train_jobs import publish_model, run_class_prior, run_term_counts
-    from nbknn.tokenizer import TokenizerConfig
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.inputs.tokenizer import TokenizerConfig
+    from nbknn.naive_bayes.class_prior import run_class_prior
+    from nbknn.naive_bayes.publish import publish_model
+    from nbknn.naive_bayes.term_counts import run_term_counts
 
     root = workdir.as_uri()
     staging, version_dir = f"{root}/models/_staging/v1", f"{root}/models/v1"
@@ -95,8 +97,11 @@ def model_variant(model_dir: str, target: Path, model_type: str) -> str:
 
 def ours_predict(spark, model_dir: str, test_uri: str, workdir: Path, timer: Timer, tag: str) -> dict:
     """vectorise -> every shard's pass -> combine; returns {doc_id: label} and the combine summary."""
-    from nbknn.documents import InputSpec
-    from nbknn.nb_predict_jobs import run_combine, run_predict_shard, run_vectorize, scores_shard_uri
+    from nbknn.contract import scores_shard_uri
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.naive_bayes.combine import run_combine
+    from nbknn.naive_bayes.shard_pass import run_predict_shard
+    from nbknn.naive_bayes.vectorize import run_vectorize
 
     run = workdir.as_uri()
     manifest = json.loads((Path(model_dir.removeprefix("file://")) / "manifest.json").read_text())
@@ -114,8 +119,9 @@ def ours_predict(spark, model_dir: str, test_uri: str, workdir: Path, timer: Tim
 
 def ours_memory(spark, model_dir: str) -> dict:
     """Bytes of the prediction pass's broadcast models (every shard), as run_predict_shard builds them."""
-    from nbknn import nb_scoring
-    from nbknn.nb_predict_jobs import load_model_shard, model_memory, read_model_manifest
+    from nbknn.naive_bayes import scoring
+    from nbknn.naive_bayes.model_reader import load_model_shard, read_model_manifest
+    from nbknn.naive_bayes.shard_pass import model_memory
 
     manifest = read_model_manifest(spark, model_dir)
     shards, entries, entry_bytes, total = [], 0, 0, 0
@@ -126,7 +132,7 @@ def ours_memory(spark, model_dir: str) -> dict:
         entries += memory["entries"]
         entry_bytes += memory["bytes_entries"]
         total += memory["bytes_total"]
-        assert nb_scoring.entry_count(model) == memory["entries"]
+        assert scoring.entry_count(model) == memory["entries"]
     return {
         "model_type": manifest["model"]["type"],
         "classes": manifest["counts"]["classes"],
@@ -147,7 +153,7 @@ def ours_memory(spark, model_dir: str) -> dict:
 def mllib_frame(spark, uri: str, same_tokens: bool):
     from pyspark.sql import functions as F
 
-    from nbknn.tokenizer import TokenizerConfig, tokens_column
+    from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
 
     frame = spark.read.schema("id string, label string, text string").json(uri)
     if same_tokens:
@@ -199,7 +205,7 @@ def sklearn_run(train: list[dict], test: list[dict], timer: Timer, tag: str) -> 
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
-    from nbknn.tokenizer import tokenize
+    from nbknn.inputs.tokenizer import tokenize
 
     with timer.time(f"{tag}.vectorize_train"):
         vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
@@ -331,7 +337,7 @@ def main(argv=None) -> None:
     parser.add_argument("--name", default="nb")
     args = parser.parse_args(argv)
 
-    import corpora
+    from nbknn_local import corpora
 
     results = {"benchmark": "naive_bayes_20newsgroups", "machine": common.machine(), "alpha": ALPHA,
                "fit_prior": FIT_PRIOR}

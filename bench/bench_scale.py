@@ -127,10 +127,15 @@ def run_cell(side: str, classes: int, log2_vocab: int, test_docs: int, max_entri
             cell["predict_s"] = round(time.perf_counter() - started, 3)
             cell["model_bytes"] = 8 * model.numClasses * model.numFeatures
         else:
-            from nbknn.documents import InputSpec
-            from nbknn.nb_predict_jobs import run_combine, run_predict_shard, run_vectorize, scores_shard_uri
-            from nbknn.nb_train_jobs import publish_model, run_class_prior, run_term_counts
-            from nbknn.tokenizer import TokenizerConfig
+            from nbknn.contract import scores_shard_uri
+            from nbknn.inputs.documents import InputSpec
+            from nbknn.inputs.tokenizer import TokenizerConfig
+            from nbknn.naive_bayes.class_prior import run_class_prior
+            from nbknn.naive_bayes.combine import run_combine
+            from nbknn.naive_bayes.publish import publish_model
+            from nbknn.naive_bayes.shard_pass import run_predict_shard
+            from nbknn.naive_bayes.term_counts import run_term_counts
+            from nbknn.naive_bayes.vectorize import run_vectorize
 
             root = workdir.as_uri()
             staging, model_dir = f"{root}/models/_staging/v1", f"{root}/models/v1"

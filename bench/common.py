@@ -20,9 +20,6 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
-for folder in ("spark_apps", "scripts"):
-    if str(REPO_ROOT / folder) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT / folder))
 
 # One place for the Spark settings of every benchmark: both sides of a comparison run on it.
 MASTER = os.environ.get("BENCH_MASTER", "local[2]")

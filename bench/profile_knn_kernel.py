@@ -2,10 +2,10 @@
 
     python bench/profile_knn_kernel.py [--n 20000] [--d 128] [--k 10] [--metrics euclidean]
 
-For the block plan the blocked mode uses by default (knn_jobs.block_plan with the default
-budget), all (query chunk x block) steps are run in a loop and split into:
-``distances`` (knn_core.block_distances: scikit-learn pairwise_distances, GEMM), ``select``
-(knn_core._select_sorted: partition + exact tie-aware sort) and ``merge`` (knn_core.merge_topk),
+For the block plan the blocked mode uses by default (nbknn.knn.planning.block_plan with the
+default budget), all (query chunk x block) steps are run in a loop and split into:
+``distances`` (topk.block_distances: scikit-learn pairwise_distances, GEMM), ``select``
+(topk._select_sorted: partition + exact tie-aware sort) and ``merge`` (topk.merge_topk),
 with BLAS limited to 1 thread (what each of the two Spark tasks should use on 2 cores) and with
 BLAS on 2 threads (its default here, i.e. 4 threads on 2 cores when two tasks run at once).
 scikit-learn brute force (``kneighbors()``, ArgKmin) over the same data is the anchor. The kernel
@@ -27,15 +27,15 @@ from threadpoolctl import threadpool_limits
 def kernel_seconds(ids, X, k: int, metric: str, plan) -> dict:
     from sklearn.utils.extmath import row_norms
 
-    from nbknn.knn_core import TopK, _select_sorted, block_bounds, block_distances, merge_topk
+    from nbknn.knn.topk import TopK, _select_sorted, block_distances, merge_topk
 
     parts = {"distances": 0.0, "select": 0.0, "merge": 0.0}
-    n = X.shape[0]
-    for q0, q1 in block_bounds(n, plan.query_chunk_rows):
-        Q, qids = X[q0:q1], ids[q0:q1]
+    n, q, b = X.shape[0], plan.query_chunk_rows, plan.block_rows
+    for q0 in range(0, n, q):
+        Q, qids = X[q0 : q0 + q], ids[q0 : q0 + q]
         merged = None
-        for r0, r1 in block_bounds(n, plan.block_rows):
-            R, rids = X[r0:r1], ids[r0:r1]
+        for r0 in range(0, n, b):
+            R, rids = X[r0 : r0 + b], ids[r0 : r0 + b]
             t = time.perf_counter()
             norms = row_norms(R, squared=True) if metric == "euclidean" else None
             D = block_distances(Q, R, metric, norms)
@@ -67,8 +67,10 @@ def main(argv=None) -> None:
     parser.add_argument("--name", default="knn_profile")
     args = parser.parse_args(argv)
 
-    from nbknn.knn_core import brute_force_all_points
-    from nbknn.knn_jobs import DEFAULT_BLOCK_BYTES_BUDGET, block_plan
+    from bench_knn import sklearn_all_points
+
+    from nbknn.contract import DEFAULT_BLOCK_BYTES_BUDGET
+    from nbknn.knn.planning import block_plan
 
     rng = np.random.default_rng(args.n)
     X = rng.standard_normal((args.n, args.d))
@@ -82,7 +84,7 @@ def main(argv=None) -> None:
             with threadpool_limits(threads):
                 log(f"{metric}: sklearn brute, {threads} BLAS thread(s)")
                 started = time.perf_counter()
-                brute_force_all_points(ids, X, args.k, metric)
+                sklearn_all_points(X, args.k, metric)
                 row[f"sklearn_brute_{threads}_threads_s"] = round(time.perf_counter() - started, 3)
                 log(f"{metric}: blocked kernel, {threads} BLAS thread(s)")
                 row[f"blocked_kernel_{threads}_threads"] = kernel_seconds(ids, X, args.k, metric, plan)

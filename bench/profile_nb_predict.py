@@ -34,7 +34,7 @@ def prototype_vectors(accepted, vocabulary, tokenizer):
     total is summed in the same aggregation as the known entries, the vocabulary is broadcast."""
     from pyspark.sql import functions as F
 
-    from nbknn.tokenizer import tokens_column
+    from nbknn.inputs.tokenizer import tokens_column
 
     per_term = (
         accepted.select("doc_id", "label", F.explode_outer(tokens_column(F.col("text"), tokenizer)).alias("term"))
@@ -62,18 +62,20 @@ def main(argv=None) -> None:
     from pyspark.ml.feature import CountVectorizer
     from pyspark.sql import functions as F
 
-    import corpora
-    from nbknn import model_layout, schemas
-    from nbknn.documents import InputSpec, accepted_documents, read_documents
-    from nbknn.nb_metrics import classification_metrics, confusion_png, report_html
+    from nbknn import contract
+    from nbknn.inputs.documents import InputSpec, accepted_documents, read_documents
+    from nbknn.inputs.tokenizer import TokenizerConfig
+    from nbknn.naive_bayes import schemas
+    from nbknn.naive_bayes.class_prior import run_class_prior
+    from nbknn.naive_bayes.metrics import classification_metrics
+    from nbknn.naive_bayes.report import confusion_png, report_html
+    from nbknn.naive_bayes.term_counts import class_term_counts, run_term_counts, tokenized_documents
 
     # The shuffle-based vectoriser this profile measured (the library's large-vocabulary fallback
-    # since issue 8; run_vectorize now counts in-row, see profile_nb_vectorize / NOTES.md).
-    from nbknn.nb_prediction import document_vectors_joined as document_vectors
-    from nbknn.nb_prediction import with_duplicate_ids_rejected
-    from nbknn.nb_train_jobs import run_class_prior, run_term_counts
-    from nbknn.nb_training import class_term_counts, tokenized_documents
-    from nbknn.tokenizer import TokenizerConfig
+    # since then; run_vectorize now counts in-row, see profile_nb_vectorize / NOTES.md).
+    from nbknn.naive_bayes.vectorize import document_vectors_joined as document_vectors
+    from nbknn.naive_bayes.vectorize import with_duplicate_ids_rejected
+    from nbknn_local import corpora
 
     results = {"benchmark": "naive_bayes_predict_profile", "machine": common.machine()}
     spark, startup = common.start_spark("bench-nb-profile")
@@ -87,7 +89,7 @@ def main(argv=None) -> None:
         model_dir = ours_train(spark, train_uri, workdir / "model", 1, timer)
         model_dir_base = (workdir / "model" / "models").as_uri()
         spec, tokenizer = InputSpec(uri=test_uri), TokenizerConfig()
-        vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(model_layout.vocabulary_uri(model_dir))
+        vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
         ours_predict(spark, model_dir, test_uri, workdir / "warm", timer, "warmup")
         for rep in range(args.reps):
             log(f"rep {rep}")

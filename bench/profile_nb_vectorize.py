@@ -30,13 +30,13 @@ def main(argv=None) -> None:
     from pyspark.ml.feature import CountVectorizerModel
     from pyspark.sql import functions as F
 
-    import corpora
-    from nbknn.documents import InputSpec, accepted_documents, read_documents
+    from nbknn.inputs.documents import InputSpec, accepted_documents, read_documents
+    from nbknn.inputs.tokenizer import TokenizerConfig, tokenize, tokens_column
 
-    # The shuffle-based vectoriser this profile measured; since issue 8 the library's default is an
-    # in-row lookup (nb_prediction.document_vectors) and the join is its large-vocabulary fallback.
-    from nbknn.nb_prediction import document_vectors_joined as document_vectors
-    from nbknn.tokenizer import TokenizerConfig, tokenize, tokens_column
+    # The shuffle-based vectoriser this profile measured; since then the library's default is an
+    # in-row lookup (nbknn.naive_bayes.vectorize.document_vectors) and the join is its large-vocabulary fallback.
+    from nbknn.naive_bayes.vectorize import document_vectors_joined as document_vectors
+    from nbknn_local import corpora
 
     results = {"benchmark": "naive_bayes_vectorize_profile", "machine": common.machine()}
     spark, startup = common.start_spark("bench-nb-vectorize")

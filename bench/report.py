@@ -2,7 +2,7 @@
 
     python bench/report.py
 
-Goals checked (issue 8): NB training and prediction each at most MLlib's time (ratio <= 1.0),
+Goals checked: NB training and prediction each at most MLlib's time (ratio <= 1.0),
 agreement with scikit-learn 100 %; <= 12 bytes per model entry in the prediction pass; this
 pipeline completes >= 10x the largest classes x vocabulary product MLlib completes; exact kNN
 >= 0.9x scikit-learn's single-process throughput and >= 20x the per-row recipe.

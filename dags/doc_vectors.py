@@ -63,7 +63,7 @@ PARAMS = {
 def doc_vectors():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
     def plan(params: dict, run_id: str) -> dict:
-        from nbknn_airflow.vectors_plan import plan_doc_vectors
+        from nbknn_airflow.plans.doc_vectors import plan_doc_vectors
 
         return plan_doc_vectors(params, run_id)
 

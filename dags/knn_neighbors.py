@@ -11,13 +11,7 @@ broken by id, under `neighbors/<run-key>/neighbors/` (Parquet: `id, neighbor_ids
 | `knn` | Spark: quarantines bad vectors (`rejects/knn_neighbors/<run-key>/`), computes and publishes the neighbours and `report/summary.json` |
 | `report` | reads the summary and returns its headline numbers |
 
-**Modes**: `broadcast` fits scikit-learn's brute-force `NearestNeighbors` on the reference set and
-broadcasts it; `blocked` splits the reference set into blocks sized by `block_bytes_budget` (exact,
-no limit on the reference size); `auto` picks `broadcast` when the reference matrix
-(`n x dim x 8` bytes) fits `broadcast_max_bytes`, else `blocked`; `annoy` is approximate (an
-Annoy index file shipped to the workers) and reports its measured recall@k.
-The exact modes equal scikit-learn brute force. By default every vector is queried against all
-the others (self-join, the vector itself excluded); set `query_uri` to query a separate set.
+The exact modes (all but `annoy`) give the same neighbours as scikit-learn brute force.
 
 A vector with a null, NaN or infinite component or a dimension other than the data set's is
 quarantined; duplicate ids fail the run; so does a reject fraction above `max_reject_fraction`.
@@ -31,6 +25,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, task
 
+from nbknn import contract
 from nbknn_airflow import param_schemas
 from nbknn_airflow.dag_params import column_param, default_args, max_reject_fraction_param, schema_param, uri_param
 from nbknn_airflow.spark_submit import spark_app
@@ -48,9 +43,9 @@ PARAMS = {
         "Separate query vectors (same format and columns); empty = every input vector is a query.",
     ),
     "dim": schema_param(None, S, "dim", "Dimension of the vectors; empty = the most common length in the input."),
-    "k": schema_param(10, S, "k", "Neighbours per vector."),
+    "k": schema_param(contract.DEFAULT_K, S, "k", "Neighbours per vector."),
     "metric": schema_param(
-        "euclidean",
+        contract.DEFAULT_METRIC,
         S,
         "metric",
         "Distance (as scikit-learn computes it; annoy mode: euclidean, sqeuclidean, cosine, manhattan).",
@@ -59,22 +54,25 @@ PARAMS = {
         "auto",
         S,
         "mode",
-        "auto = broadcast if the reference fits broadcast_max_bytes, else blocked; annoy = approximate.",
+        "broadcast = scikit-learn's brute-force NearestNeighbors fitted on the reference set and broadcast; "
+        "blocked = the reference set in blocks sized by block_bytes_budget (any reference size); "
+        "auto = broadcast if the reference fits broadcast_max_bytes, else blocked; "
+        "annoy = approximate (an Annoy index shipped to the workers), reports its measured recall@k.",
     ),
     "exclude_self": schema_param(True, S, "exclude_self", "Leave out the reference vector with the query's own id."),
     "block_bytes_budget": schema_param(
-        64 * 1024 * 1024,
+        contract.DEFAULT_BLOCK_BYTES_BUDGET,
         S,
         "block_bytes_budget",
         "blocked mode: memory of one (query chunk x reference block) step; sizes the blocks.",
     ),
     "broadcast_max_bytes": schema_param(
-        256 * 1024 * 1024,
+        contract.DEFAULT_BROADCAST_MAX_BYTES,
         S,
         "broadcast_max_bytes",
         "Largest reference matrix (n x dim x 8 bytes) collected on the driver (broadcast, annoy, auto).",
     ),
-    "annoy_trees": schema_param(50, S, "annoy_trees", "annoy mode: trees of the index."),
+    "annoy_trees": schema_param(contract.DEFAULT_ANNOY_TREES, S, "annoy_trees", "annoy mode: trees of the index."),
     "max_reject_fraction": max_reject_fraction_param(),
 }
 
@@ -93,7 +91,7 @@ PARAMS = {
 def knn_neighbors():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
     def plan(params: dict, run_id: str) -> dict:
-        from nbknn_airflow.knn_plan import plan_knn
+        from nbknn_airflow.plans.knn_neighbors import plan_knn
 
         return plan_knn(params, run_id)
 
@@ -101,22 +99,7 @@ def knn_neighbors():
     def report(uris: dict) -> dict:
         from nbknn_airflow import storage
 
-        summary = storage.read_json(uris["summary"])
-        headline = {
-            "neighbors_uri": summary["output"]["uri"],
-            "rows": summary["output"]["rows"],
-            "records": summary["records"],
-            "k": summary["k"],
-            "metric": summary["metric"],
-            "mode": summary["mode"],
-            "mode_reason": summary["mode_reason"],
-            "seconds": summary["timings_seconds"]["total"],
-        }
-        if summary.get("annoy"):
-            headline["recall_at_k"] = summary["annoy"]["recall_at_k"]
-        if summary.get("blocks"):
-            headline["n_blocks"] = summary["blocks"]["n_blocks"]
-        return headline
+        return contract.KnnSummary.from_dict(storage.read_json(uris["summary"])).headline()
 
     run_plan = plan()
     knn = spark_app("knn", "knn_neighbors.py", run_plan["knn_args"])

@@ -7,14 +7,14 @@ Runs every day at 06:00 UTC **and** whenever `nb_train` publishes a new model (t
 
 | task | what it does |
 |---|---|
-| `plan` | resolves the model (`latest` = the model that triggered the run, else `LATEST`; or a given version), checks its manifest and shards, computes every URI (see its XCom) |
+| `plan` | resolves the model version once and pins it for the whole run, checks its manifest and shards, computes every URI (see its XCom) |
 | `vectorize` | Spark: quarantines bad records and duplicated ids (`rejects/nb_predict/<run-key>/`), tokenises with the model's tokeniser, maps terms to the model's term ids → `vectors/` |
 | `shard_passes` | lists the prediction passes, one per shard of the chosen model |
 | `predict_shard` | Spark, **mapped: one task instance per model shard**; scores every document against the shard's classes in batches → `scores/shard=S/` |
 | `combine` | Spark: checks every shard scored the current vectors, picks each document's most probable class → `predictions/`; with labelled input, accuracy, macro-F1, per-class precision/recall and a confusion matrix → `report/metrics.json` + `report/confusion_matrix.png` |
 | `report` | logs and returns the headline numbers (counts read / rejected / predicted, accuracy) |
 
-Labels in the input are optional: when present they are kept as `true_label` and evaluated.
+An input label is kept beside its prediction as `true_label`.
 Every output is published atomically (written beside its place, then renamed in); retrying any
 task replaces only its own run's output. A run fails loudly when more than `max_reject_fraction`
 of the records are rejected, or when a shard's scores are missing.
@@ -28,6 +28,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from nbknn import contract
 from nbknn_airflow import param_schemas
 from nbknn_airflow.assets import NB_MODEL
 from nbknn_airflow.dag_params import (
@@ -79,7 +80,7 @@ PARAMS = {
 def nb_predict():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
     def plan(params: dict, run_id: str, triggering_asset_events=None) -> dict:
-        from nbknn_airflow.predict_plan import plan_prediction, version_from_events
+        from nbknn_airflow.plans.nb_predict import plan_prediction, version_from_events
 
         events = sorted(
             (triggering_asset_events or {}).get(NB_MODEL, []), key=lambda event: event.timestamp
@@ -90,20 +91,8 @@ def nb_predict():
     def report(uris: dict, model: dict) -> dict:
         from nbknn_airflow import storage
 
-        summary = storage.read_json(f"{uris['report']}/summary.json")
-        counts, metrics = summary["counts"], summary["metrics"]
-        headline = {
-            "model_version": model["version"],
-            "num_shards": summary["num_shards"],
-            "read": counts["read"],
-            "rejected": counts["rejected"],
-            "predicted": counts["predicted"],
-            "reconciled": counts["reconciled"],
-            "accuracy": metrics and metrics["accuracy"],
-            "macro_f1": metrics and metrics["macro_f1"],
-            "predictions": uris["predictions"],
-            "report": uris["report"],
-        }
+        summary = storage.read_json(contract.report_summary_uri(uris["report"]))
+        headline = contract.PredictionSummary.from_dict(summary).headline(model["version"], uris)
         log.info("nb_predict summary: %s", headline)
         return headline
 

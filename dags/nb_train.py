@@ -14,12 +14,7 @@ TSV) and publishes a new **model version** under `models/naive_bayes/<version>/`
 | `publish` | Spark: writes `manifest.json`, renames the staging directory into place, points `LATEST` at it |
 | `register` | emits the model asset event (version, URI, shard count) that triggers `nb_predict` |
 
-**Modes** (`mode`): `full` counts all of `input_uri`. `incremental` counts only the partition of
-the run's data interval, `input_uri/<partition_format of the interval start>` (e.g.
-`input/nb_train/labelled/date=2026-03-01` for the interval 2026-03-01 to 2026-03-02), and folds it
-into the base model: `base_version`, else the latest published model; with no model yet it
-trains on the partition alone. `auto` (the default) is incremental for scheduled and backfill
-runs and full for runs triggered by hand. A partition is folded into a model's lineage at most
+**Incremental runs** with no published model yet train on their partition alone. A partition is folded into a model's lineage at most
 once: a run whose partition the base already holds fails at `plan` with the version that folded
 it; clearing and rerunning the same run rebuilds its own version from the same parent. Missed
 days (the DAG does not catch up) are folded in with a backfill, in any order:
@@ -39,6 +34,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
+from nbknn import contract
 from nbknn_airflow import param_schemas
 from nbknn_airflow.assets import NB_MODEL
 from nbknn_airflow.dag_params import (
@@ -70,7 +66,8 @@ PARAMS = {
         S,
         "partition_format",
         "Incremental mode: folder under input_uri holding an interval's documents, as strftime of the "
-        "data interval start (UTC).",
+        "data interval start (UTC); e.g. date=%Y-%m-%d reads input_uri/date=2026-03-01 for the interval "
+        "2026-03-01 to 2026-03-02.",
     ),
     **document_input_params("input/nb_train/labelled", "Labelled documents"),
     "model_type": schema_param(
@@ -87,7 +84,7 @@ PARAMS = {
         "Per-shard budget of (class, term) entries; when set, the shard count follows from it.",
     ),
     "token_pattern": schema_param(
-        r"[\p{L}\p{M}\p{N}]{2,}", S, "token_pattern", "Token regex (common subset of Java and Python `regex` syntax)."
+        contract.DEFAULT_TOKEN_PATTERN, S, "token_pattern", "Token regex (common subset of Java and Python `regex` syntax)."
     ),
     "lowercase": schema_param(True, S, "lowercase", "Lowercase text before tokenising."),
     "max_reject_fraction": max_reject_fraction_param(),
@@ -110,7 +107,7 @@ PARAMS = {
 def nb_train():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
     def plan(params: dict, run_id: str, dag_run=None, data_interval_start=None, data_interval_end=None) -> dict:
-        from nbknn_airflow.plans import plan_training
+        from nbknn_airflow.plans.nb_train import plan_training
 
         run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
         return plan_training(
@@ -126,14 +123,10 @@ def nb_train():
     def register(uris: dict, outlet_events=None) -> dict:
         from nbknn_airflow import storage
 
-        manifest = storage.read_json(uris["manifest"])
-        event = {
-            "version": manifest["version"],
-            "uri": uris["version_dir"],
-            "num_shards": manifest["num_shards"],
-        }
+        model = contract.ModelRegistration.from_manifest(storage.read_json(uris["manifest"]))
+        event = model.asset_event(uris["version_dir"])
         outlet_events[NB_MODEL].extra = event
-        return {**event, "counts": manifest["counts"], "records": manifest["records"]}
+        return {**event, "counts": model.counts, "records": model.records}
 
     run_plan = plan()
     class_prior = spark_app("class_prior", "nb_class_prior.py", run_plan["class_prior_args"])

@@ -15,10 +15,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO_ROOT / "scripts")]
+from nbknn_local.environment import SCORING_INPUT, TRAIN_INPUT, environment, lay_out_corpus
 
-from local_env import SCORING_INPUT, TRAIN_INPUT, environment, lay_out_corpus  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 

@@ -25,12 +25,18 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from nbknn_local import corpora
+from nbknn_local.environment import (
+    CORPUS,
+    SCORING_INPUT,
+    TRAIN_INPUT,
+    TRAIN_PARTITIONS,
+    VECTORS,
+    environment,
+    lay_out_corpus,
+)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO_ROOT / "scripts"), str(REPO_ROOT / "spark_apps")]
-
-from local_env import CORPUS, SCORING_INPUT, TRAIN_INPUT, TRAIN_PARTITIONS, VECTORS, environment, lay_out_corpus  # noqa: E402
-
-import corpora  # noqa: E402
 
 
 def run_dag(dag_id: str, conf: dict, env: dict, log_dir: Path) -> float:
@@ -63,7 +69,7 @@ def sklearn_baseline(train: list, test: list, alpha: float) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.naive_bayes import MultinomialNB
 
-    from nbknn.tokenizer import tokenize
+    from nbknn.inputs.tokenizer import tokenize
 
     vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
     model = MultinomialNB(alpha=alpha).fit(vectorizer.fit_transform([d["text"] for d in train]), [d["label"] for d in train])

@@ -6,13 +6,13 @@ import argparse
 import json
 import logging
 
-from nbknn import cli
-from nbknn.documents import DEFAULT_MAX_RECORD_BYTES
-from nbknn.entry import run
-from nbknn.knn_core import SUPPORTED_METRICS
-from nbknn.knn_jobs import MODES, KnnOptions, run_knn
-from nbknn.session import build_session
-from nbknn.vectors import FORMATS, VectorSpec
+from nbknn.common import cli
+from nbknn.common.entry import run
+from nbknn.common.session import build_session
+from nbknn.contract import DEFAULT_MAX_RECORD_BYTES, KNN_MODES, VECTOR_FORMATS
+from nbknn.inputs.vectors import VectorSpec
+from nbknn.knn.job import KnnOptions, run_knn
+from nbknn.knn.topk import SUPPORTED_METRICS
 
 DEFAULTS = KnnOptions()
 
@@ -22,7 +22,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     group = parser.add_argument_group("input")
     group.add_argument("--input", required=True, help="URI of the reference vectors (a file or a directory)")
     group.add_argument("--queries", default=None, help="URI of separate query vectors (default: self-join)")
-    group.add_argument("--format", default="jsonl", choices=FORMATS, help="format of the input (and queries)")
+    group.add_argument("--format", default="jsonl", choices=VECTOR_FORMATS, help="format of the input (and queries)")
     group.add_argument("--id-column", default="id")
     group.add_argument("--vector-column", default="vector")
     group.add_argument("--max-record-bytes", type=cli.positive_int, default=DEFAULT_MAX_RECORD_BYTES)
@@ -32,7 +32,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     knn = parser.add_argument_group("neighbours")
     knn.add_argument("--k", type=cli.positive_int, default=DEFAULTS.k)
     knn.add_argument("--metric", default=DEFAULTS.metric, choices=sorted(SUPPORTED_METRICS))
-    knn.add_argument("--mode", default=DEFAULTS.mode, choices=MODES)
+    knn.add_argument("--mode", default=DEFAULTS.mode, choices=KNN_MODES)
     knn.add_argument("--exclude-self", default=DEFAULTS.exclude_self, action=argparse.BooleanOptionalAction,
                      help="leave out the reference vector whose id is the query's")
     knn.add_argument("--block-bytes-budget", type=cli.positive_int, default=DEFAULTS.block_bytes_budget)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from nbknn import cli
-from nbknn.doc_vectors import run_doc_vectors
-from nbknn.entry import run
-from nbknn.session import build_session
+from nbknn.common import cli
+from nbknn.common.entry import run
+from nbknn.common.session import build_session
+from nbknn.doc_vectors.job import run_doc_vectors
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from nbknn import cli
-from nbknn.entry import run
-from nbknn.nb_train_jobs import run_merge_model
-from nbknn.session import build_session
+from nbknn.common import cli
+from nbknn.common.entry import run
+from nbknn.common.session import build_session
+from nbknn.naive_bayes.merge import run_merge_model
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from nbknn.entry import run
-from nbknn.nb_train_jobs import MODEL_TYPES, publish_model
-from nbknn.session import build_session
+from nbknn.common.entry import run
+from nbknn.common.session import build_session
+from nbknn.contract import MODEL_TYPES
+from nbknn.naive_bayes.publish import publish_model
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-for folder in ("spark_apps", "plugins", "scripts", "tests"):
-    sys.path.insert(0, str(REPO_ROOT / folder))
 
 # Every spark-submit the tests start (DAG runs, the demo, the reliability tests) inherits
 # SPARK_SUBMIT_OPTS: JVM options for short jobs (tests/submit_jvm.py). The long-lived in-process
@@ -47,6 +45,9 @@ SUBMITTING_MARKERS = ("e2e", "cluster", "services", "reliability")
 # module-scoped fixtures (a standalone cluster, Airflow services) start once; the modules that share
 # the nb_train run of tests/e2e/conftest.py form one unit, so that it runs once. The modules that
 # start engines go first, so that the two workers share the long ones and finish on the short ones.
+# (`--dist loadgroup` with xdist_group marks would express the units without a scheduler of ours,
+# but pytest-xdist 3.8 passes the groups by rewriting node ids, which pytest 9.2 no longer lets a
+# plugin do: the marks are silently ignored and every test becomes its own unit.)
 MODULES_SHARING_A_RUN = {
     "tests/e2e/test_nb_train_e2e.py": "r8_training_run",
     "tests/e2e/test_nb_predict_e2e.py": "r8_training_run",
@@ -58,17 +59,23 @@ def _module(nodeid: str) -> str:
     return nodeid.split("::")[0]
 
 
-def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
-        return next((i for i, m in enumerate(ENGINE_MARKERS_FIRST) if item.get_closest_marker(m)),
-                    len(ENGINE_MARKERS_FIRST))
+def _engine_rank(item) -> int:
+    """Position of the item's first engine marker in ENGINE_MARKERS_FIRST (after them: none)."""
+    return next((i for i, m in enumerate(ENGINE_MARKERS_FIRST) if item.get_closest_marker(m)),
+                len(ENGINE_MARKERS_FIRST))
 
+
+def pytest_collection_modifyitems(items):
     module_rank: dict[str, int] = {}
     for item in items:
         module = _module(item.nodeid)
-        module_rank[module] = min(rank(item), module_rank.get(module, len(ENGINE_MARKERS_FIRST)))
+        module_rank[module] = min(_engine_rank(item), module_rank.get(module, len(ENGINE_MARKERS_FIRST)))
     # Stable: a module's tests stay together and in their order.
     items.sort(key=lambda item: module_rank[_module(item.nodeid)])
+
+
+def _work_unit(nodeid: str) -> str:
+    return MODULES_SHARING_A_RUN.get(_module(nodeid), _module(nodeid))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -83,7 +90,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ModuleScheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return MODULES_SHARING_A_RUN.get(_module(nodeid), _module(nodeid))
+            return _work_unit(nodeid)
 
     return ModuleScheduling(config, log)
 
@@ -159,7 +166,7 @@ def _start_session():
 @pytest.fixture(scope="session")
 def corpus():
     """``corpus(name, split, limit=None)``: documents (id, label, text) of a real corpus."""
-    import corpora
+    from nbknn_local import corpora
 
     cache: dict = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +14,15 @@ from submit_jvm import QUICK_JIT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+
+
+def entry_script(name: str):
+    """An entry script of spark_apps/ loaded as a module (they are run by path, not imported)."""
+    path = Path(__file__).resolve().parents[1] / "spark_apps" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"entry_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_jsonl(path: Path, records: list) -> Path:
@@ -78,9 +88,11 @@ def train_model_in_process(
 ) -> str:
     """Train and publish a model with the library functions the Spark applications call,
     on the shared SparkSession (no spark-submit); returns the published model directory URI."""
-    from nbknn.documents import InputSpec
-    from nbknn.nb_train_jobs import publish_model, run_class_prior, run_term_counts
-    from nbknn.tokenizer import TokenizerConfig
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.inputs.tokenizer import TokenizerConfig
+    from nbknn.naive_bayes.class_prior import run_class_prior
+    from nbknn.naive_bayes.publish import publish_model
+    from nbknn.naive_bayes.term_counts import run_term_counts
 
     input_path = write_jsonl(workdir / "input" / "docs.jsonl", docs)
     root = workdir.as_uri()
@@ -137,9 +149,12 @@ def fold_partition_in_process(
     """One incremental nb_train run, in process, with the library functions its Spark tasks call:
     count ``docs`` written as ``input/labelled/<partition>/``, add them to the model at
     ``base_dir`` (None: train on the partition alone) and publish ``version``; returns its URI."""
-    from nbknn.documents import InputSpec
-    from nbknn.nb_train_jobs import publish_model, run_class_prior, run_merge_model, run_term_counts
-    from nbknn.tokenizer import TokenizerConfig
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.inputs.tokenizer import TokenizerConfig
+    from nbknn.naive_bayes.class_prior import run_class_prior
+    from nbknn.naive_bayes.merge import run_merge_model
+    from nbknn.naive_bayes.publish import publish_model
+    from nbknn.naive_bayes.term_counts import run_term_counts
 
     partition_dir = workdir / "input" / "labelled" / partition
     write_jsonl(partition_dir / "part-0.jsonl", docs)
@@ -165,8 +180,11 @@ def local_path(uri: str) -> Path:
 def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: int = 0, max_reject_fraction=0.0):
     """vectorise -> every shard's pass -> combine, with the library functions the entry scripts call,
     on the shared SparkSession. Returns (predictions by doc id, combine summary, run root URI)."""
-    from nbknn.documents import InputSpec
-    from nbknn.nb_predict_jobs import run_combine, run_predict_shard, run_vectorize, scores_shard_uri
+    from nbknn.contract import scores_shard_uri
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.naive_bayes.combine import run_combine
+    from nbknn.naive_bayes.shard_pass import run_predict_shard
+    from nbknn.naive_bayes.vectorize import run_vectorize
 
     input_path = write_jsonl(workdir / "input" / "docs.jsonl", docs)
     run = (workdir / "run").as_uri()

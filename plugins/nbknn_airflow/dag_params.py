@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param
 
+from nbknn import contract
 from nbknn_airflow import param_schemas
 from nbknn_airflow.param_schemas import COLUMN_NAME
 
@@ -47,7 +48,7 @@ def document_input_params(default_uri: str, what: str, id_note: str = "", label_
 
 def max_reject_fraction_param() -> Param:
     return Param(
-        0.01,
+        contract.DEFAULT_MAX_REJECT_FRACTION,
         **param_schemas.MAX_REJECT_FRACTION,
         description="Fail when a larger fraction of records is rejected.",
     )
@@ -55,7 +56,7 @@ def max_reject_fraction_param() -> Param:
 
 def max_record_bytes_param() -> Param:
     return Param(
-        8 * 1024 * 1024,
+        contract.DEFAULT_MAX_RECORD_BYTES,
         **param_schemas.MAX_RECORD_BYTES,
         description="Quarantine records larger than this.",
     )

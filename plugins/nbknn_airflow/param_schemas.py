@@ -16,6 +16,8 @@ import math
 
 import jsonschema
 
+from nbknn import contract
+
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
 # URIs: a path relative to the data root, or a full URI under an allowed root (checked by paths).
@@ -25,17 +27,21 @@ OPTIONAL_URI = {"type": ["null", "string"], "maxLength": MAX_URI_CHARS}
 # Column names: safe in Spark SQL and JSON paths, and short.
 COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
 VERSION_NAME = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-DOCUMENT_FORMATS = ["jsonl", "parquet", "tsv"]
 MAX_REJECT_FRACTION = {"type": "number", "minimum": 0, "maximum": 1}
 # A record is tokenised whole inside one task: 16 MiB is the largest document measured to count
-# within Spark's default 1 GiB local-mode memory (README, "Resource bounds"); a 50 MB one does not.
+# within Spark's default 1 GiB local-mode memory; a 50 MB one does not.
 MAX_RECORD_BYTES = {"type": "integer", "minimum": KIB, "maximum": 16 * MIB}
+
+
+# nb_train's modes. ``auto``: scheduled and backfill runs fold their data interval's partition into
+# the latest model (incremental); runs triggered by hand retrain on the whole input (full).
+TRAIN_MODES = ("auto", "full", "incremental")
 
 
 def document_inputs() -> dict[str, dict]:
     return {
         "input_uri": URI,
-        "input_format": {"enum": DOCUMENT_FORMATS},
+        "input_format": {"enum": list(contract.DOCUMENT_FORMATS)},
         "id_column": COLUMN_NAME,
         "label_column": COLUMN_NAME,
         "text_column": COLUMN_NAME,
@@ -45,11 +51,11 @@ def document_inputs() -> dict[str, dict]:
 
 
 NB_TRAIN: dict[str, dict] = {
-    "mode": {"enum": ["auto", "full", "incremental"]},
+    "mode": {"enum": list(TRAIN_MODES)},
     "base_version": {"type": ["null", "string"], "pattern": VERSION_NAME},
     "partition_format": {"type": "string", "minLength": 2, "maxLength": 128, "pattern": "%"},
     **document_inputs(),
-    "model_type": {"enum": ["multinomial", "complement"]},
+    "model_type": {"enum": list(contract.MODEL_TYPES)},
     "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6},
     "fit_prior": {"type": "boolean"},
     "min_term_count": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
@@ -74,16 +80,16 @@ DOC_VECTORS: dict[str, dict] = {
 
 KNN_NEIGHBORS: dict[str, dict] = {
     "input_uri": URI,
-    "input_format": {"enum": ["parquet", "jsonl"]},
+    "input_format": {"enum": list(contract.VECTOR_FORMATS)},
     "id_column": COLUMN_NAME,
     "vector_column": COLUMN_NAME,
     "query_uri": OPTIONAL_URI,
     "dim": {"type": ["null", "integer"], "minimum": 1, "maximum": 1_000_000},
     "k": {"type": "integer", "minimum": 1, "maximum": 10_000},
-    "metric": {"enum": ["euclidean", "sqeuclidean", "cosine", "manhattan", "chebyshev", "canberra"]},
-    "mode": {"enum": ["auto", "broadcast", "blocked", "annoy"]},
+    "metric": {"enum": list(contract.KNN_METRICS)},
+    "mode": {"enum": list(contract.KNN_MODES)},
     "exclude_self": {"type": "boolean"},
-    "block_bytes_budget": {"type": "integer", "minimum": MIB, "maximum": 64 * GIB},
+    "block_bytes_budget": {"type": "integer", "minimum": contract.MIN_BLOCK_BYTES_BUDGET, "maximum": 64 * GIB},
     "broadcast_max_bytes": {"type": "integer", "minimum": 1, "maximum": 64 * GIB},
     "annoy_trees": {"type": "integer", "minimum": 1, "maximum": 1000},
     "max_reject_fraction": MAX_REJECT_FRACTION,

@@ -1,6 +1,6 @@
 """Where every output of a run lives, and the rules a path must obey to be valid on HDFS.
 
-Layout under the data root (DESIGN.md section 3):
+Layout under the data root (the tables inside each folder: :mod:`nbknn.contract`):
 
     models/naive_bayes/<version>/          a published model (manifest.json + tables)
     models/naive_bayes/_staging/<version>/ a model being built; renamed into place when complete
@@ -18,11 +18,7 @@ import re
 from datetime import datetime
 from urllib.parse import urlparse
 
-NB_MODELS = "models/naive_bayes"
-LATEST_NAME = "LATEST"
-# Also named in spark_apps/nbknn/model_layout.py: the model directory's manifest is the contract
-# between the Spark side that writes it and the Airflow side that reads it.
-MANIFEST_NAME = "manifest.json"
+from nbknn import contract
 
 ALLOWED_SCHEMES = ("file", "hdfs", "viewfs", "s3a", "gs", "abfs", "abfss")
 # The longest URI a run accepts (the URI Params' maxLength), and HDFS's default longest path
@@ -134,7 +130,7 @@ def resolve_input(uri_or_relative: str, roots: list[str]) -> str:
 
 
 def nb_models_dir(root: str) -> str:
-    return join(root, NB_MODELS)
+    return join(root, contract.NB_MODELS_AREA)
 
 
 def nb_version_dir(root: str, version: str) -> str:
@@ -146,11 +142,11 @@ def nb_staging_dir(root: str, version: str) -> str:
 
 
 def nb_latest_uri(root: str) -> str:
-    return join(nb_models_dir(root), LATEST_NAME)
+    return join(nb_models_dir(root), contract.LATEST_NAME)
 
 
 def nb_manifest_uri(version_dir: str) -> str:
-    return join(version_dir, MANIFEST_NAME)
+    return join(version_dir, contract.MANIFEST_NAME)
 
 
 def rejects_dir(root: str, job: str, key: str) -> str:
@@ -159,7 +155,6 @@ def rejects_dir(root: str, job: str, key: str) -> str:
 
 # --- Naive Bayes prediction ------------------------------------------------------------------
 
-NB_PREDICTIONS = "predictions/naive_bayes"
 # A model version as nb_train names them (model_version) or a person may: a single safe name.
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -173,23 +168,6 @@ def check_version_name(version: str) -> str:
     return version
 
 
-def nb_term_counts_shard_uri(version_dir: str, shard: int) -> str:
-    """Also named in spark_apps/nbknn/model_layout.py (shard_uri)."""
-    return join(version_dir, "term_counts", f"shard={shard}")
-
-
 def nb_prediction_layout(root: str, key: str) -> dict[str, str]:
-    """Outputs of one nb_predict run; ``scores`` holds one ``shard=S`` directory per model shard."""
-    run_dir = join(root, NB_PREDICTIONS, key)
-    return {
-        "run_dir": run_dir,
-        "vectors": join(run_dir, "vectors"),
-        "scores": join(run_dir, "scores"),
-        "predictions": join(run_dir, "predictions"),
-        "report": join(run_dir, "report"),
-    }
-
-
-def nb_scores_shard_uri(scores_dir: str, shard: int) -> str:
-    """Also named in spark_apps/nbknn/nb_predict_jobs.py (scores_shard_uri)."""
-    return join(scores_dir, f"shard={shard}")
+    """Outputs of one nb_predict run (:func:`nbknn.contract.prediction_layout`) below a validated run dir."""
+    return contract.prediction_layout(join(root, contract.NB_PREDICTIONS_AREA, key))

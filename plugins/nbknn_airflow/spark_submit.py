@@ -19,13 +19,18 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from nbknn.contract import NOT_RETRYABLE_EXIT_CODES
 from nbknn_airflow import settings
 
-# Exit codes after which a retry would fail the same way: bad input or bad arguments. 65 is
-# nbknn.errors.NOT_RETRYABLE_EXIT_CODE (the Spark library cannot be imported here); 2 is argparse's.
-NOT_RETRYABLE_EXIT_CODES = (2, 65)
 # A fixed timestamp inside the zip: the same sources always give the same bytes.
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
+# How the provider's SparkSubmitHook.submit reports a failed spark-submit: "Cannot execute: <command>.
+# Error code is: <exit code>.", then, when spark-submit printed anything, a line "Last spark-submit
+# output:" and its last lines. Anchoring on what follows the code keeps a command argument or an
+# output line that happens to contain "Error code is: N." from being taken for it.
+_SUBMIT_FAILURE = re.compile(
+    r"\ACannot execute: .*?\. Error code is: (-?\d+)\.(?:\Z|\nLast spark-submit output:\n)", re.DOTALL
+)
 # Names of Spark/Hadoop properties that hold credentials. The provider's hook masks only
 # "secret" and "password" in the spark-submit command line it logs; this also covers e.g. ABFS's
 # fs.azure.account.key.<account>.dfs.core.windows.net, S3A's fs.s3a.session.token, GCS's
@@ -106,7 +111,7 @@ class LibrarySparkSubmitOperator(SparkSubmitOperator):
         try:
             return super().execute(context)
         except AirflowException as exc:
-            exit_code = self._spark_submit_exit_code()
+            exit_code = spark_submit_exit_code(exc)
             if exit_code in NOT_RETRYABLE_EXIT_CODES:
                 raise AirflowFailException(
                     f"{self.task_id}: the Spark application refused its input or arguments "
@@ -114,9 +119,12 @@ class LibrarySparkSubmitOperator(SparkSubmitOperator):
                 ) from exc
             raise
 
-    def _spark_submit_exit_code(self) -> int | None:
-        process = getattr(self._hook, "_submit_sp", None)
-        return getattr(process, "returncode", None)
+
+def spark_submit_exit_code(failure: AirflowException) -> int | None:
+    """spark-submit's exit code, read from the failure the provider's hook raised (None when the
+    failure is another one, e.g. a driver that could not be tracked: retried as usual)."""
+    found = _SUBMIT_FAILURE.match(str(failure))
+    return int(found.group(1)) if found else None
 
 
 def spark_app(task_id: str, script: str, application_args: Any, **kwargs: Any) -> SparkSubmitOperator:

@@ -57,8 +57,8 @@ def test_runs_daily_and_when_a_model_is_published(dag):
 
 
 def test_params_and_defaults(dag):
-    from nbknn.cli import DEFAULT_MAX_REJECT_FRACTION
-    from nbknn.documents import DEFAULT_MAX_RECORD_BYTES
+    from nbknn.contract import DEFAULT_MAX_REJECT_FRACTION
+    from nbknn.inputs.documents import DEFAULT_MAX_RECORD_BYTES
 
     assert set(dag.params.keys()) == {
         "input_uri", "input_format", "id_column", "label_column", "text_column", "model_version", "top_n",

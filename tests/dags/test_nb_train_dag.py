@@ -62,9 +62,9 @@ def test_schedule_and_register_outlet(dag):
 
 
 def test_params_and_defaults(dag):
-    from nbknn.cli import DEFAULT_MAX_REJECT_FRACTION
-    from nbknn.documents import DEFAULT_MAX_RECORD_BYTES
-    from nbknn.tokenizer import DEFAULT_TOKEN_PATTERN
+    from nbknn.contract import DEFAULT_MAX_REJECT_FRACTION
+    from nbknn.inputs.documents import DEFAULT_MAX_RECORD_BYTES
+    from nbknn.inputs.tokenizer import DEFAULT_TOKEN_PATTERN
 
     assert set(dag.params.keys()) == {
         "input_uri", "input_format", "id_column", "label_column", "text_column", "model_type", "alpha",

@@ -126,7 +126,7 @@ def airflow(tmp_path_factory, corpus):
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-            # Task workers talk to the execution API of THIS api-server (DESIGN.md section 7).
+            # Task workers talk to the execution API of THIS api-server (a non-default port must be given twice).
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",

@@ -183,7 +183,7 @@ def test_every_image_is_pinned():
 
 def test_airflow_spark_and_python_versions_agree_with_requirements_and_dockerfile():
     airflow_version, pyspark_version = REQUIREMENTS["apache-airflow"], REQUIREMENTS["pyspark"]
-    # pyspark-client installs into pyspark's package directory (DESIGN.md section 7).
+    # pyspark-client installs into pyspark's package directory: both must be one version.
     assert REQUIREMENTS["pyspark-client"] == pyspark_version
     assert CONSTRAINTS["apache-airflow"] == airflow_version and CONSTRAINTS["pyspark"] == pyspark_version
 
@@ -196,6 +196,11 @@ def test_airflow_spark_and_python_versions_agree_with_requirements_and_dockerfil
     assert f"airflow.__version__ == '{airflow_version}'" in DOCKERFILE
     assert f"sys.version_info[:2] == ({python_version.replace('.', ', ')})" in DOCKERFILE
     assert "-r /opt/nbknn/requirements.txt -c /opt/nbknn/constraints.txt" in DOCKERFILE
+    # The project is installed editable where the stack mounts its folders (the Airflow side imports
+    # nbknn.contract from the mounted spark_apps/).
+    assert "pip install --no-cache-dir --no-deps -e /opt/airflow" in DOCKERFILE
+    for folder in ("spark_apps", "plugins"):
+        assert f"COPY --chown=airflow:0 {folder} /opt/airflow/{folder}" in DOCKERFILE
     assert "openjdk-17-jre-headless" in DOCKERFILE
 
     # Spark master, workers and every Airflow component (where the drivers run) are one image,
@@ -267,10 +272,10 @@ def test_mounted_folders_and_build_inputs_exist():
     assert mounts["./dags"] == "/opt/airflow/dags"
     assert mounts["./plugins"] == "/opt/airflow/plugins"
     assert mounts["./spark_apps"] == "/opt/airflow/spark_apps"
-    for path in ["Dockerfile", "requirements.txt", "constraints.txt", "scripts/corpora.py"]:
+    for path in ["Dockerfile", "requirements.txt", "constraints.txt", "scripts/nbknn_local/corpora.py"]:
         assert (REPO_ROOT / path).is_file(), path
     corpus_command = command_text("corpus-init")
-    assert "/opt/nbknn/scripts/corpora.py" in corpus_command
+    assert "/opt/nbknn/scripts/nbknn_local/corpora.py" in corpus_command
 
 
 def test_every_dependency_waits_for_a_health_or_completion_condition():

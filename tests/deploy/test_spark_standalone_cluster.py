@@ -115,8 +115,8 @@ KNN_CONF = {"input_uri": "input/digits", "k": 5, "mode": "blocked", "block_bytes
 def _local_mode_references(spark, train: list[dict], test: list[dict], digits_dir: Path, workdir: Path) -> dict:
     """The same three jobs in local mode, with the library functions the applications call, on the
     shared local[2] SparkSession (no spark-submit: local mode's DAG runs are the e2e tests' subject)."""
-    from nbknn.knn_jobs import KnnOptions, run_knn
-    from nbknn.vectors import VectorSpec
+    from nbknn.inputs.vectors import VectorSpec
+    from nbknn.knn.job import KnnOptions, run_knn
 
     model_dir = train_model_in_process(spark, train, workdir / "train", num_shards=NUM_SHARDS)
     predictions, _, _ = predict_in_process(spark, model_dir, test, workdir / "predict", top_n=2)

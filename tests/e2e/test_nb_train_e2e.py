@@ -7,7 +7,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.naive_bayes import MultinomialNB
 
 from helpers import latest_run_task_states, run_dag_test, write_jsonl
-from nbknn.tokenizer import tokenize
+from nbknn.inputs.tokenizer import tokenize
 
 pytestmark = pytest.mark.e2e
 

@@ -33,7 +33,7 @@ SPARK_APPS_DIR = REPO_ROOT / "spark_apps"
 # version (a hash of the library's sources) is the same for both unless the source tree is edited
 # while the tests run; the outputs are compared as data, so it is left out too.
 VOLATILE_KEYS = frozenset({"created_at", "timings_seconds", "seconds", "write_id", "code_version"})
-# Siblings that an interrupted publication leaves behind (nbknn.fs.temporary_sibling).
+# Siblings that an interrupted publication leaves behind (nbknn.common.fs.temporary_sibling).
 LEFTOVER_PREFIXES = ("_tmp-", "_replaced-")
 
 

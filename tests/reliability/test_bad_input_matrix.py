@@ -222,11 +222,11 @@ def nb_model(spark, tmp_path_factory, corpus) -> str:
 
 def run_job(spark, case: Case, input_uri: str, out: Path, nb_model: str) -> tuple[dict, Path]:
     """Run the case's job; returns (record counts of its summary, rejects folder)."""
-    from nbknn.documents import InputSpec
-    from nbknn.knn_jobs import KnnOptions, run_knn
-    from nbknn.nb_predict_jobs import run_vectorize
-    from nbknn.nb_train_jobs import run_class_prior
-    from nbknn.vectors import VectorSpec
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.inputs.vectors import VectorSpec
+    from nbknn.knn.job import KnnOptions, run_knn
+    from nbknn.naive_bayes.class_prior import run_class_prior
+    from nbknn.naive_bayes.vectorize import run_vectorize
 
     rejects = out / "rejects"
     if case.pipeline == "knn":
@@ -260,15 +260,15 @@ def entry_argv(case: Case, input_uri: str, out: Path, nb_model: str) -> list[str
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_quarantined_or_refused(spark, nb_model, big_document, tmp_path, capsys, name):
-    from nbknn.entry import run
-    from nbknn.errors import NOT_RETRYABLE_EXIT_CODE
+    from nbknn.common.entry import run
+    from nbknn.contract import NOT_RETRYABLE_EXIT_CODE
 
     case = CASES[name]
     folder = case.write(tmp_path / "input", big_document)
     input_uri, out = folder.as_uri(), tmp_path / "out"
 
     if case.via_entry:
-        # The entry script's main inside the entry frame (nbknn.entry.run), as spark-submit runs it.
+        # The entry script's main inside the entry frame (nbknn.common.entry.run), as spark-submit runs it.
         with pytest.raises(SystemExit) as exit_info:
             run(lambda argv: run_entry_in_process(spark, case.via_entry, argv), entry_argv(case, input_uri, out, nb_model))
         message = capsys.readouterr().err.strip()
@@ -284,7 +284,7 @@ def test_bad_input_is_quarantined_or_refused(spark, nb_model, big_document, tmp_
             # Refused vectors are never published, nor left behind half-written.
             left = sorted(p.name for p in out.glob("*") if p.name != "rejects")
             assert left == [], left
-        from nbknn.errors import NotRetryableError
+        from nbknn.common.errors import NotRetryableError
 
         RESULTS[name] = {"outcome": "refused", "error": type(raised.value).__name__,
                          "not_retryable": isinstance(raised.value, NotRetryableError),

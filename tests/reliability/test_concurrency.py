@@ -75,7 +75,7 @@ def overlap_seconds(runs) -> float:
 @pytest.fixture(scope="module")
 def setup(spark, corpus, tmp_path_factory):
     """Inputs, both runs' plans, and the solo references (snapshots of the data root)."""
-    from nbknn_airflow.plans import plan_training
+    from nbknn_airflow.plans.nb_train import plan_training
 
     base = tmp_path_factory.mktemp("concurrency")
     root, scratch = base / "data", base / "scratch"

@@ -166,9 +166,9 @@ def vectors(seed: int, n: int, d: int) -> list[dict]:
 def pipeline(spark, corpus, tmp_path_factory):
     """Inputs, the Airflow plans of the three pipelines, and the undisturbed reference: every
     application run once, in order, in process; the data root is snapshotted around each one."""
-    from nbknn_airflow.knn_plan import plan_knn
-    from nbknn_airflow.plans import plan_training
-    from nbknn_airflow.predict_plan import plan_prediction
+    from nbknn_airflow.plans.knn_neighbors import plan_knn
+    from nbknn_airflow.plans.nb_predict import plan_prediction
+    from nbknn_airflow.plans.nb_train import plan_training
 
     base = tmp_path_factory.mktemp("fault")
     root, scratch, snapshots = base / "data", base / "scratch", base / "snapshots"

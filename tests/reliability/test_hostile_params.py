@@ -27,7 +27,7 @@ import pytest
 
 from helpers import VENV_BIN, airflow_env_base, latest_run_task_states
 from nbknn_airflow import param_schemas
-from nbknn_airflow.plans import PlanError
+from nbknn_airflow.plans.base import PlanError
 
 pytestmark = pytest.mark.reliability
 
@@ -99,10 +99,10 @@ def data_root(tmp_path, monkeypatch):
 
 
 def plan(dag_id: str, params: dict, run_id: str = RUN_ID) -> dict:
-    from nbknn_airflow.knn_plan import plan_knn
-    from nbknn_airflow.plans import plan_training
-    from nbknn_airflow.predict_plan import plan_prediction
-    from nbknn_airflow.vectors_plan import plan_doc_vectors
+    from nbknn_airflow.plans.doc_vectors import plan_doc_vectors
+    from nbknn_airflow.plans.knn_neighbors import plan_knn
+    from nbknn_airflow.plans.nb_predict import plan_prediction
+    from nbknn_airflow.plans.nb_train import plan_training
 
     if dag_id == "nb_train":
         # A scheduled run's data interval, so that incremental mode has a partition to read.

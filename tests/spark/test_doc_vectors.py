@@ -8,10 +8,10 @@ from scipy.spatial.distance import pdist
 from sklearn.feature_extraction.text import CountVectorizer
 
 from helpers import write_jsonl
-from nbknn.doc_vectors import run_doc_vectors
-from nbknn.documents import InputError, InputSpec
-from nbknn.errors import ConfigError
-from nbknn.tokenizer import TokenizerConfig, tokenize
+from nbknn.common.errors import ConfigError
+from nbknn.doc_vectors.job import run_doc_vectors
+from nbknn.inputs.documents import InputError, InputSpec
+from nbknn.inputs.tokenizer import TokenizerConfig, tokenize
 
 pytestmark = pytest.mark.spark
 

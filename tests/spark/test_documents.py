@@ -5,7 +5,7 @@ import json
 import pytest
 
 from helpers import write_jsonl
-from nbknn.documents import (
+from nbknn.inputs.documents import (
     InputError,
     InputSpec,
     TooManyRejects,

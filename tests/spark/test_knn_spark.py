@@ -22,16 +22,12 @@ from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
 from helpers import write_jsonl
-from nbknn.documents import InputError, TooManyRejects
-from nbknn.knn_jobs import (
-    KnnOptions,
-    choose_mode,
-    neighbors_annoy,
-    neighbors_blocked,
-    neighbors_broadcast,
-    run_knn,
-)
-from nbknn.vectors import DuplicateIdError, VectorSpec
+from nbknn.inputs.documents import InputError, TooManyRejects
+from nbknn.inputs.vectors import DuplicateIdError, VectorSpec
+from nbknn.knn.annoy import neighbors_annoy
+from nbknn.knn.blocked import neighbors_blocked
+from nbknn.knn.broadcast import neighbors_broadcast
+from nbknn.knn.job import KnnOptions, choose_mode, run_knn
 
 pytestmark = pytest.mark.spark
 

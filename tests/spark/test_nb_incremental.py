@@ -14,9 +14,11 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
 from helpers import fold_partition_in_process, train_model_in_process
-from nbknn import model_layout, nb_scoring, schemas
-from nbknn.nb_merge import AlreadyFoldedError, check_not_folded, folder_uri, merged_priors
-from nbknn.tokenizer import tokenize
+from nb_oracles import combine_shard_results
+from nbknn import contract
+from nbknn.inputs.tokenizer import tokenize
+from nbknn.naive_bayes import schemas, scoring
+from nbknn.naive_bayes.merge import AlreadyFoldedError, check_not_folded, folder_uri, merged_priors
 
 pytestmark = pytest.mark.spark
 
@@ -29,14 +31,14 @@ def partition_of(doc: dict) -> int:
 
 
 def manifest_of(model_dir: str) -> dict:
-    return json.loads(Path(urlparse(model_layout.manifest_uri(model_dir)).path).read_text())
+    return json.loads(Path(urlparse(contract.manifest_uri(model_dir)).path).read_text())
 
 
 def tables(spark, model_dir: str) -> dict:
     """The model's tables keyed by strings: ids may legitimately differ between two models."""
-    classes = spark.read.schema(schemas.CLASSES).parquet(model_layout.classes_uri(model_dir)).collect()
-    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(model_layout.vocabulary_uri(model_dir)).collect()
-    entries = spark.read.parquet(model_layout.term_counts_uri(model_dir)).collect()
+    classes = spark.read.schema(schemas.CLASSES).parquet(contract.classes_uri(model_dir)).collect()
+    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir)).collect()
+    entries = spark.read.parquet(contract.term_counts_uri(model_dir)).collect()
     label = {r["class_id"]: r["label"] for r in classes}
     term = {r["term_id"]: r["term"] for r in vocabulary}
     return {
@@ -172,12 +174,12 @@ def sklearn_and_model_predictions(spark, model_dir, train, test, model_type):
     for shard in np.unique(shard_of):
         class_ids = np.flatnonzero(shard_of == shard)
         mine = np.isin(entries[:, 0], class_ids)
-        model = nb_scoring.load_shard_model(
+        model = scoring.load_shard_model(
             class_ids, doc_count, term_total, entries[mine, 0], entries[mine, 1], entries[mine, 2],
             V, model_type, 1.0, True, term_total_all=term_total_all,
         )
-        results.append(nb_scoring.shard_result(model, X))
-    prediction = nb_scoring.combine_shard_results(results)
+        results.append(scoring.shard_result(model, X))
+    prediction = combine_shard_results(results)
     labels = {class_id: label for label, class_id in t["class_ids"].items()}
     got = np.array([labels[c] for c in prediction.class_id])
     return want, want_proba, got, prediction.probability

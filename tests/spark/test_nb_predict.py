@@ -42,7 +42,7 @@ def sklearn_reference(train: list, test: list, model_type: str, alpha: float, fi
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
-    from nbknn.tokenizer import tokenize
+    from nbknn.inputs.tokenizer import tokenize
 
     vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
     X_train = vectorizer.fit_transform([d["text"] for d in train])
@@ -172,7 +172,8 @@ def test_report_metrics_equal_sklearn_metrics(runs, corpus):
 
 
 def test_compact_model_takes_at_most_12_bytes_per_entry(runs, spark):
-    from nbknn.nb_predict_jobs import load_model_shard, model_memory, read_model_manifest
+    from nbknn.naive_bayes.model_reader import load_model_shard, read_model_manifest
+    from nbknn.naive_bayes.shard_pass import model_memory
 
     _, summary, _, model_dir = runs("r52", 7, "complement", 1.0, True)
     manifest = read_model_manifest(spark, model_dir)
@@ -247,12 +248,12 @@ def test_both_vectorisers_count_each_documents_known_terms(spark, edge_model, tm
     from collections import Counter
 
     from helpers import write_jsonl
-    from nbknn import model_layout
-    from nbknn.documents import InputSpec
-    from nbknn.nb_predict_jobs import run_vectorize
-    from nbknn.tokenizer import tokenize
+    from nbknn import contract
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.inputs.tokenizer import tokenize
+    from nbknn.naive_bayes.vectorize import run_vectorize
 
-    term_id = {r["term"]: r["term_id"] for r in spark.read.parquet(model_layout.vocabulary_uri(edge_model)).collect()}
+    term_id = {r["term"]: r["term_id"] for r in spark.read.parquet(contract.vocabulary_uri(edge_model)).collect()}
     docs = EDGE_TEST + [{"id": "repeats", "text": "café café CAFÉ 東京 café zwei qqq"}]
     input_path = write_jsonl(tmp_path / "docs.jsonl", docs)
     vectors_uri = (tmp_path / "vectors").as_uri()
@@ -319,7 +320,7 @@ def test_ties_go_to_the_lower_class_id_across_shards(spark, tie_model, tmp_path)
 
 
 def test_duplicate_ids_and_bad_records_are_quarantined(spark, tie_model, tmp_path):
-    from nbknn.documents import TooManyRejects
+    from nbknn.inputs.documents import TooManyRejects
 
     docs = [
         {"id": "d1", "text": "red"},
@@ -343,9 +344,12 @@ def test_duplicate_ids_and_bad_records_are_quarantined(spark, tie_model, tmp_pat
 
 
 def test_combiner_refuses_missing_or_stale_shard_scores(spark, tie_model, tmp_path):
-    from nbknn import fs
-    from nbknn.documents import InputSpec
-    from nbknn.nb_predict_jobs import IncompleteScores, run_combine, run_predict_shard, run_vectorize
+    from nbknn.common import fs
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.naive_bayes.combine import run_combine
+    from nbknn.naive_bayes.outputs import IncompleteScores
+    from nbknn.naive_bayes.shard_pass import run_predict_shard
+    from nbknn.naive_bayes.vectorize import run_vectorize
 
     docs = [{"id": "x", "text": "red"}, {"id": "y", "text": "blue"}]
     _, _, run = predict_in_process(spark, tie_model, docs, tmp_path)

@@ -11,10 +11,11 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.naive_bayes import MultinomialNB
 
 from helpers import train_model_in_process
-from nbknn import model_layout, schemas
-from nbknn.nb_training import number_terms
-from nbknn.sharding import imbalance, plan_shards
-from nbknn.tokenizer import tokenize
+from nbknn import contract
+from nbknn.inputs.tokenizer import tokenize
+from nbknn.naive_bayes import schemas
+from nbknn.naive_bayes.sharding import imbalance, plan_shards
+from nbknn.naive_bayes.vocabulary import number_terms
 
 pytestmark = pytest.mark.spark
 
@@ -47,7 +48,7 @@ def r8_sklearn(r8_model):
 def test_class_ids_and_document_counts_equal_sklearn(spark, r8_model, r8_sklearn):
     _, model_dir = r8_model
     _, _, nb = r8_sklearn
-    classes = read_table(spark, model_layout.classes_uri(model_dir), schemas.CLASSES).orderBy("class_id").collect()
+    classes = read_table(spark, contract.classes_uri(model_dir), schemas.CLASSES).orderBy("class_id").collect()
     assert [r["class_id"] for r in classes] == list(range(len(nb.classes_)))
     assert [r["label"] for r in classes] == list(nb.classes_)
     assert [r["doc_count"] for r in classes] == nb.class_count_.astype(int).tolist()
@@ -58,7 +59,7 @@ def test_class_ids_and_document_counts_equal_sklearn(spark, r8_model, r8_sklearn
 def test_vocabulary_ids_and_totals_equal_count_vectorizer(spark, r8_model, r8_sklearn):
     _, model_dir = r8_model
     vectorizer, X, _ = r8_sklearn
-    vocabulary = read_table(spark, model_layout.vocabulary_uri(model_dir), schemas.VOCABULARY).orderBy("term_id").collect()
+    vocabulary = read_table(spark, contract.vocabulary_uri(model_dir), schemas.VOCABULARY).orderBy("term_id").collect()
     assert [r["term_id"] for r in vocabulary] == list(range(X.shape[1]))
     assert [r["term"] for r in vocabulary] == vectorizer.get_feature_names_out().tolist()
     assert [r["total_count"] for r in vocabulary] == np.asarray(X.sum(axis=0)).ravel().tolist()
@@ -68,7 +69,7 @@ def test_vocabulary_ids_and_totals_equal_count_vectorizer(spark, r8_model, r8_sk
 def test_every_class_term_count_equals_feature_count(spark, r8_model, r8_sklearn):
     _, model_dir = r8_model
     _, X, nb = r8_sklearn
-    rows = spark.read.parquet(model_layout.term_counts_uri(model_dir)).collect()
+    rows = spark.read.parquet(contract.term_counts_uri(model_dir)).collect()
     counts = sparse.coo_matrix(
         ([r["count"] for r in rows], ([r["class_id"] for r in rows], [r["term_id"] for r in rows])),
         shape=nb.feature_count_.shape,
@@ -80,26 +81,26 @@ def test_every_class_term_count_equals_feature_count(spark, r8_model, r8_sklearn
 def test_dict2_is_partitioned_by_shard_as_the_manifest_says(spark, r8_model, r8_sklearn):
     _, model_dir = r8_model
     _, _, nb = r8_sklearn
-    manifest = json.loads(Path(urlparse(model_layout.manifest_uri(model_dir)).path).read_text())
+    manifest = json.loads(Path(urlparse(contract.manifest_uri(model_dir)).path).read_text())
     assert manifest["num_shards"] == 3
-    shard_dirs = sorted(p.name for p in Path(urlparse(model_layout.term_counts_uri(model_dir)).path).glob("shard=*"))
+    shard_dirs = sorted(p.name for p in Path(urlparse(contract.term_counts_uri(model_dir)).path).glob("shard=*"))
     assert shard_dirs == ["shard=0", "shard=1", "shard=2"]
     entries_per_class = (nb.feature_count_ > 0).sum(axis=1)
     seen = []
     for shard in manifest["shards"]:
-        stored = spark.read.parquet(model_layout.shard_uri(model_dir, shard["shard"])).collect()
+        stored = spark.read.parquet(contract.term_counts_shard_uri(model_dir, shard["shard"])).collect()
         assert {r["class_id"] for r in stored} == set(shard["class_ids"])
         assert len(stored) == shard["entries"] == sum(entries_per_class[c] for c in shard["class_ids"])
         seen += shard["class_ids"]
     assert sorted(seen) == list(range(len(nb.classes_)))
-    classes = read_table(spark, model_layout.classes_uri(model_dir), schemas.CLASSES).collect()
+    classes = read_table(spark, contract.classes_uri(model_dir), schemas.CLASSES).collect()
     assert {r["class_id"]: r["shard"] for r in classes} == {c: s["shard"] for s in manifest["shards"] for c in s["class_ids"]}
 
 
 def test_manifest_records_what_prediction_and_operators_need(r8_model, r8_sklearn):
     docs, model_dir = r8_model
     _, X, nb = r8_sklearn
-    manifest = json.loads(Path(urlparse(model_layout.manifest_uri(model_dir)).path).read_text())
+    manifest = json.loads(Path(urlparse(contract.manifest_uri(model_dir)).path).read_text())
     assert manifest["model"] == {"type": "multinomial", "alpha": 1.0, "fit_prior": True}
     assert manifest["tokenizer"]["lowercase"] is True
     assert manifest["records"] == {"read": len(docs), "accepted": len(docs), "rejected": 0, "rejected_by_reason": {}}
@@ -118,15 +119,15 @@ def test_min_term_count_drops_rare_terms_like_filtering_sklearn_columns(spark, c
     model_dir = train_model_in_process(spark, docs, tmp_path, num_shards=2, min_term_count=3)
     vectorizer, X, nb = sklearn_counts(docs)
     keep = np.asarray(X.sum(axis=0)).ravel() >= 3
-    vocabulary = read_table(spark, model_layout.vocabulary_uri(model_dir), schemas.VOCABULARY).orderBy("term_id").collect()
+    vocabulary = read_table(spark, contract.vocabulary_uri(model_dir), schemas.VOCABULARY).orderBy("term_id").collect()
     assert [r["term"] for r in vocabulary] == vectorizer.get_feature_names_out()[keep].tolist()
-    rows = spark.read.parquet(model_layout.term_counts_uri(model_dir)).collect()
+    rows = spark.read.parquet(contract.term_counts_uri(model_dir)).collect()
     counts = sparse.coo_matrix(
         ([r["count"] for r in rows], ([r["class_id"] for r in rows], [r["term_id"] for r in rows])),
         shape=(len(nb.classes_), int(keep.sum())),
     ).toarray()
     np.testing.assert_array_equal(counts, nb.feature_count_[:, keep])
-    classes = read_table(spark, model_layout.classes_uri(model_dir), schemas.CLASSES).orderBy("class_id").collect()
+    classes = read_table(spark, contract.classes_uri(model_dir), schemas.CLASSES).orderBy("class_id").collect()
     assert [r["term_total"] for r in classes] == nb.feature_count_[:, keep].sum(axis=1).astype(int).tolist()
 
 

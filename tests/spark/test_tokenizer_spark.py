@@ -2,7 +2,7 @@
 
 import pytest
 
-from nbknn.tokenizer import TokenizerConfig, tokenize, tokens_column
+from nbknn.inputs.tokenizer import TokenizerConfig, tokenize, tokens_column
 
 pytestmark = pytest.mark.spark
 

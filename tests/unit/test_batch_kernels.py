@@ -14,9 +14,9 @@ import pyarrow as pa
 import pytest
 from sklearn.metrics import pairwise_distances
 
-from nbknn.knn_kernels import block_topk
-from nbknn.nb_prediction import count_known_terms, vocabulary_lookup
-from nbknn.nb_training import batch_class_term_counts
+from nbknn.knn.kernels import block_topk
+from nbknn.naive_bayes.term_counts import batch_class_term_counts
+from nbknn.naive_bayes.vectorize import count_known_terms, vocabulary_lookup
 
 TOKENS = [["bb", "aa", "bb", "qq"], [], None, ["zz", "zz", "ünï"], ["x"], ["aa"]]
 
@@ -93,7 +93,7 @@ def test_block_kernel_equals_the_exact_top_k_with_ties_broken_by_id(metric, excl
 
 
 def test_driver_numbering_gives_ranks_in_code_point_order_of_the_kept_terms():
-    from nbknn.nb_training import numbered_vocabulary_table
+    from nbknn.naive_bayes.vocabulary import numbered_vocabulary_table
 
     terms = ["t2", "é", "東", "z", "Z", "a", "t10", "ab"]
     totals = [3, 1, 5, 2, 2, 9, 1, 4]

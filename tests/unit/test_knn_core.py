@@ -12,21 +12,23 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
-from nbknn.knn_core import (
+from knn_oracles import (
+    block_bounds,
+    brute_force_all_points,
+    brute_force_query,
+    empty_topk,
+    merge_topk_rows,
+    topk_to_rows,
+)
+from nbknn.knn.planning import plan_blocks
+from nbknn.knn.topk import (
     BYTES_PER_PAIR,
     PAD_ID_INT,
     PAD_ID_STR,
     SUPPORTED_METRICS,
     TopK,
-    block_bounds,
-    brute_force_all_points,
-    brute_force_query,
-    empty_topk,
     local_topk,
     merge_topk,
-    merge_topk_rows,
-    plan_blocks,
-    topk_to_rows,
     validate_k,
     validate_metric,
 )

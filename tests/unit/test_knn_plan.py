@@ -4,9 +4,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-from nbknn_airflow.knn_plan import plan_knn
 from nbknn_airflow.paths import validate_hdfs_path
-from nbknn_airflow.plans import PlanError
+from nbknn_airflow.plans.base import PlanError
+from nbknn_airflow.plans.knn_neighbors import plan_knn
 
 RUN_ID = "manual__2026-11-22T01:53:18+00:00"
 ROOT = "hdfs://namenode:8020/nbknn"

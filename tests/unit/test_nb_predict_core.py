@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from nbknn.nb_metrics import classification_metrics, confusion_png
-from nbknn.nb_prediction import csr_from_arrow
+from nbknn.naive_bayes.metrics import classification_metrics
+from nbknn.naive_bayes.report import confusion_png
+from nbknn.naive_bayes.shard_pass import csr_from_arrow
 
 
 def test_arrow_lists_become_the_csr_matrix_of_the_rows_even_when_sliced():

@@ -13,18 +13,20 @@ import pytest
 import scipy.sparse as sp
 from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
-from nbknn.nb_scoring import (
+from nb_oracles import (
     combine_shard_results,
-    complement_term_base,
-    entry_count,
     finalize_partial,
-    load_shard_model,
     merge_partials,
     merge_shard_results,
+    to_doc_partials,
+)
+from nbknn.naive_bayes.scoring import (
+    complement_term_base,
+    entry_count,
+    load_shard_model,
     model_nbytes,
     score_batch,
     shard_result,
-    to_doc_partials,
 )
 
 N_TERMS = 2000

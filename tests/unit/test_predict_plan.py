@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nbknn_airflow.plans import PlanError
-from nbknn_airflow.predict_plan import plan_prediction, version_from_events
+from helpers import entry_script
+from nbknn_airflow.plans.base import PlanError
+from nbknn_airflow.plans.nb_predict import plan_prediction, version_from_events
 
 RUN_ID = "manual__2026-03-01T10:20:30.123456+00:00"
 PARAMS = {
@@ -158,10 +159,7 @@ def test_negative_top_n_is_refused(root):
 
 
 def test_every_argument_list_is_accepted_by_its_entry_script(root):
-    import nb_combine
-    import nb_predict_shard
-    import nb_vectorize
-
+    nb_combine, nb_predict_shard, nb_vectorize = map(entry_script, ("nb_combine", "nb_predict_shard", "nb_vectorize"))
     publish_fake_model(root, "v1", num_shards=2)
     plan = plan_prediction(PARAMS, RUN_ID)
     vectorize = nb_vectorize.parse_args(plan["vectorize_args"])

@@ -2,7 +2,8 @@
 
 from html.parser import HTMLParser
 
-from nbknn.nb_metrics import classification_metrics, report_html
+from nbknn.naive_bayes.metrics import classification_metrics
+from nbknn.naive_bayes.report import report_html
 
 
 class _Collector(HTMLParser):

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from nbknn.sharding import imbalance, plan_shards
+from nbknn.naive_bayes.sharding import imbalance, plan_shards
 
 
 def test_every_class_gets_exactly_one_shard_and_entries_add_up():

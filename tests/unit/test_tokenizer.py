@@ -2,7 +2,7 @@
 
 import pytest
 
-from nbknn.tokenizer import DEFAULT_TOKEN_PATTERN, TokenizerConfig, tokenize
+from nbknn.inputs.tokenizer import DEFAULT_TOKEN_PATTERN, TokenizerConfig, tokenize
 
 
 def test_default_tokeniser_lowercases_and_keeps_unicode_words():

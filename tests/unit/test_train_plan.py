@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from nbknn_airflow.plans import PlanError, plan_training
+from nbknn_airflow.plans.base import PlanError
+from nbknn_airflow.plans.nb_train import plan_training
 
 RUN_ID = "manual__2026-11-22T01:53:18+00:00"
 RUN_AFTER = datetime(2026, 11, 22, 1, 53, 18, tzinfo=timezone.utc)

@@ -1,0 +1,1 @@
+"""One module per DAG's ``plan`` step, on the shared base (:mod:`.base`)."""

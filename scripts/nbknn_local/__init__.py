@@ -1,0 +1,1 @@
+"""The embedded local environment of ``make demo`` and ``make airflow``, and the real corpora."""

@@ -1,0 +1,60 @@
+"""The embedded local environment shared by ``make demo`` and ``make airflow``: an Airflow home
+with a SQLite DB, local Spark, a file:// data root, and the demo corpus laid out where the DAGs'
+Param defaults look (so a trigger from the UI form needs no typing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from nbknn_airflow.settings import extra_spark_conf
+from nbknn_local import corpora
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+CORPUS = "reuters-r52"
+TRAIN_PARTITIONS = ("date=2026-11-19", "date=2026-11-20", "date=2026-11-21")
+# Where the DAGs' Param defaults look, so that a UI trigger on the demo data needs no typing.
+TRAIN_INPUT = "input/nb_train/labelled"
+SCORING_INPUT = "input/nb_predict/documents"
+VECTORS = "input/knn_neighbors/vectors"
+
+
+def environment(data_root: Path, airflow_home: Path, port: int | None = None) -> dict[str, str]:
+    venv_bin = Path(sys.executable).parent
+    env = dict(os.environ)
+    # Spark properties of the caller's NBKNN_SPARK_CONF (e.g. an event log) go on top of these.
+    spark_conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8", **extra_spark_conf()}
+    env.update(
+        {
+            "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[*]"}),
+            "NBKNN_DATA_ROOT": data_root.as_uri(),
+            "NBKNN_SPARK_CONF": json.dumps(spark_conf),
+        }
+    )
+    if port is not None:
+        # Airflow 3: tasks reach the execution API on the API server's port; a non-default port
+        # must be given to both.
+        env["AIRFLOW__API__PORT"] = str(port)
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
+    return env
+
+
+def lay_out_corpus(data_root: Path, limit_train: int | None, limit_test: int | None) -> tuple[list, list]:
+    """Training split in dated partitions, test split as scoring input; returns both."""
+    train = corpora.documents(CORPUS, "train", limit_train)
+    test = corpora.documents(CORPUS, "test", limit_test)
+    for i, partition in enumerate(TRAIN_PARTITIONS):
+        corpora.write_jsonl(train[i :: len(TRAIN_PARTITIONS)], data_root / TRAIN_INPUT / partition / "part-00000.jsonl")
+    corpora.write_jsonl(test, data_root / SCORING_INPUT / "part-00000.jsonl")
+    return train, test
+
+

@@ -1,0 +1,1 @@
+"""What every application shares: storage, the session, errors, argument parsing, provenance."""

@@ -1,0 +1,75 @@
+"""Command-line arguments shared by the entry scripts (one definition per argument)."""
+
+from __future__ import annotations
+
+import argparse
+
+from nbknn.contract import (
+    DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_MAX_REJECT_FRACTION,
+    DEFAULT_TOKEN_PATTERN,
+    DOCUMENT_FORMATS,
+)
+from nbknn.inputs.documents import InputSpec
+from nbknn.inputs.tokenizer import TokenizerConfig
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1] (got {text})")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
+    return value
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input")
+    group.add_argument("--input", required=True, help="URI of the documents (a file or a directory)")
+    group.add_argument("--format", default="jsonl", choices=DOCUMENT_FORMATS)
+    group.add_argument("--id-column", default="id")
+    group.add_argument("--label-column", default="label")
+    group.add_argument("--text-column", default="text")
+    group.add_argument(
+        "--tsv-columns", default="id,label,text", help="comma-separated field order of headerless TSV"
+    )
+    group.add_argument("--max-record-bytes", type=positive_int, default=DEFAULT_MAX_RECORD_BYTES)
+
+
+def input_spec(args: argparse.Namespace) -> InputSpec:
+    return InputSpec(
+        uri=args.input,
+        format=args.format,
+        id_column=args.id_column,
+        label_column=args.label_column,
+        text_column=args.text_column,
+        tsv_columns=tuple(c.strip() for c in args.tsv_columns.split(",")),
+        max_record_bytes=args.max_record_bytes,
+    )
+
+
+def add_tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tokeniser")
+    group.add_argument("--token-pattern", default=DEFAULT_TOKEN_PATTERN)
+    group.add_argument("--lowercase", default=True, action=argparse.BooleanOptionalAction)
+
+
+def tokenizer_config(args: argparse.Namespace) -> TokenizerConfig:
+    return TokenizerConfig(pattern=args.token_pattern, lowercase=args.lowercase)
+
+
+def add_reject_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rejects", required=True, help="URI where quarantined records are written")
+    parser.add_argument("--max-reject-fraction", type=fraction, default=DEFAULT_MAX_REJECT_FRACTION)

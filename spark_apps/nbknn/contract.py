@@ -1,0 +1,281 @@
+"""The contract between the Airflow side and the Spark applications: one place for each shared fact.
+
+Both sides import this module (the DAGs' plans and report tasks, and the applications), so it
+imports neither pyspark nor Airflow: names of the model types, kNN modes and metrics, the layout of
+every output below the directory a plan chose, the exit code of a refused run, the default memory
+budgets, and the summaries that the applications write and the report tasks read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import regex
+
+# --- exit codes ------------------------------------------------------------------------------
+
+# An application exits with this code when it refuses its input or arguments (sysexits.h's EX_DATAERR):
+# retrying cannot help, so the Airflow task fails at once.
+NOT_RETRYABLE_EXIT_CODE = 65
+# argparse's exit code for bad arguments: not retryable either.
+BAD_ARGUMENTS_EXIT_CODE = 2
+NOT_RETRYABLE_EXIT_CODES = (BAD_ARGUMENTS_EXIT_CODE, NOT_RETRYABLE_EXIT_CODE)
+
+MIB = 1024 * 1024
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """``base/part/...`` with one '/' between parts; the parts are names this module or a plan chose."""
+    return "/".join([base.rstrip("/"), *(part.strip("/") for part in parts)])
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+DOCUMENT_FORMATS = ("jsonl", "parquet", "tsv")
+VECTOR_FORMATS = ("jsonl", "parquet")
+# Records larger than this are quarantined rather than tokenised: one runaway document would
+# otherwise have to fit into a single task's memory several times over.
+DEFAULT_MAX_RECORD_BYTES = 8 * MIB
+DEFAULT_MAX_REJECT_FRACTION = 0.01
+
+
+# --- tokenisation --------------------------------------------------------------------------------
+
+# Runs of two or more letters, marks or digits (single characters are dropped, as scikit-learn's
+# default pattern does); apostrophes and other punctuation split tokens.
+DEFAULT_TOKEN_PATTERN = r"[\p{L}\p{M}\p{N}]{2,}"
+
+
+def token_pattern_problem(pattern, name: str = "token pattern") -> str | None:
+    """Why ``pattern`` cannot tokenise (not a string, empty, does not compile, matches ''), or None."""
+    if not isinstance(pattern, str):
+        return f"{name} must be a string (got {pattern!r})"
+    if not pattern:
+        return f"{name} must not be empty"
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as exc:
+        return f"{name} does not compile: {pattern!r} ({exc})"
+    if compiled.fullmatch(""):
+        return f"{name} must not match the empty string (got {pattern!r})"
+    return None
+
+
+# --- Naive Bayes models ------------------------------------------------------------------------
+
+MODEL_TYPES = ("multinomial", "complement")
+NB_MODELS_AREA = "models/naive_bayes"
+LATEST_NAME = "LATEST"
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT_VERSION = 1
+CLASSES_TABLE = "classes"
+VOCABULARY_TABLE = "vocabulary"
+TERM_COUNTS_TABLE = "term_counts"
+# Each application's record of what it wrote, next to its output (a leading '_': Spark and Hadoop
+# readers skip it).
+SUMMARY_NAME = "_summary.json"
+
+
+def shard_dir_name(shard: int) -> str:
+    return f"shard={shard}"
+
+
+def classes_uri(model_dir: str) -> str:
+    return join_uri(model_dir, CLASSES_TABLE)
+
+
+def vocabulary_uri(model_dir: str) -> str:
+    return join_uri(model_dir, VOCABULARY_TABLE)
+
+
+def term_counts_uri(model_dir: str) -> str:
+    return join_uri(model_dir, TERM_COUNTS_TABLE)
+
+
+def term_counts_shard_uri(model_dir: str, shard: int) -> str:
+    return join_uri(term_counts_uri(model_dir), shard_dir_name(shard))
+
+
+def manifest_uri(model_dir: str) -> str:
+    return join_uri(model_dir, MANIFEST_NAME)
+
+
+def work_uri(model_dir: str, name: str) -> str:
+    """Scratch space of the training jobs; removed before the model is published."""
+    return join_uri(model_dir, "_work", name)
+
+
+# --- Naive Bayes prediction runs ---------------------------------------------------------------
+
+NB_PREDICTIONS_AREA = "predictions/naive_bayes"
+PREDICTION_OUTPUTS = ("vectors", "scores", "predictions", "report")
+METRICS_NAME = "metrics.json"
+CONFUSION_PNG_NAME = "confusion_matrix.png"
+REPORT_HTML_NAME = "report.html"
+REPORT_SUMMARY_NAME = "summary.json"
+
+
+def prediction_layout(run_dir: str) -> dict[str, str]:
+    """The outputs of one nb_predict run; ``scores`` holds one ``shard=S`` directory per model shard."""
+    return {"run_dir": run_dir, **{name: join_uri(run_dir, name) for name in PREDICTION_OUTPUTS}}
+
+
+def scores_shard_uri(scores_dir: str, shard: int) -> str:
+    return join_uri(scores_dir, shard_dir_name(shard))
+
+
+def report_summary_uri(report_dir: str) -> str:
+    return join_uri(report_dir, REPORT_SUMMARY_NAME)
+
+
+# --- document vectors ------------------------------------------------------------------------------
+
+DOC_VECTORS_JOB = "doc_vectors"
+
+
+# --- k nearest neighbours ----------------------------------------------------------------------
+
+KNN_JOB = "knn_neighbors"
+NEIGHBORS_AREA = "neighbors"
+KNN_MODES = ("auto", "broadcast", "blocked", "annoy")
+# Exact modes: scikit-learn's names.
+KNN_METRICS = ("euclidean", "sqeuclidean", "cosine", "manhattan", "chebyshev", "canberra")
+# annoy mode: our metric -> Annoy's. Annoy's "angular" distance is sqrt(2 - 2 cos) = sqrt(2 * cosine
+# distance) for non-zero vectors; "euclidean" is the plain L2 distance.
+ANNOY_METRICS = {"euclidean": "euclidean", "sqeuclidean": "euclidean", "cosine": "angular", "manhattan": "manhattan"}
+DEFAULT_K = 10
+DEFAULT_METRIC = "euclidean"
+# blocked mode: memory of one (query chunk x reference block) step, which sizes the blocks.
+DEFAULT_BLOCK_BYTES_BUDGET = 64 * MIB
+# Smallest block budget worth running: below it a block holds a handful of rows.
+MIN_BLOCK_BYTES_BUDGET = 1 * MIB
+# Largest reference matrix (n x dim x 8 bytes) collected on the driver (broadcast, annoy, auto).
+DEFAULT_BROADCAST_MAX_BYTES = 256 * MIB
+DEFAULT_ANNOY_TREES = 50
+NEIGHBOR_COLUMNS = ("id", "neighbor_ids", "distances")
+
+# Areas of the data root that the pipeline's outputs own (vectors must not be published into one).
+RESERVED_AREAS = (NB_MODELS_AREA.split("/")[0], NB_PREDICTIONS_AREA.split("/")[0], NEIGHBORS_AREA, "rejects")
+
+
+def neighbors_uri(run_dir: str) -> str:
+    return join_uri(run_dir, "neighbors")
+
+
+def knn_summary_uri(run_dir: str) -> str:
+    return report_summary_uri(join_uri(run_dir, "report"))
+
+
+# --- summaries: written by the applications, read by the DAGs' report tasks -------------------
+
+
+class _Summary:
+    """A dataclass written as a JSON object; unknown keys of an older or newer writer are ignored."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: dict):
+        names = {field.name for field in fields(cls)}
+        return cls(**{key: value for key, value in document.items() if key in names})
+
+
+@dataclass(frozen=True)
+class KnnSummary(_Summary):
+    """``report/summary.json`` of a knn_neighbors run."""
+
+    job: str
+    input: dict
+    queries_input: dict | None
+    self_join: bool
+    records: dict
+    rejects_uri: str | None
+    dimension: int
+    dimension_rule: str
+    id_type: str
+    k: int
+    metric: str
+    exclude_self: bool
+    reference_vectors: int
+    query_vectors: int
+    mode_requested: str
+    mode: str
+    mode_reason: str
+    reference_bytes_estimate: int
+    broadcast_max_bytes: int
+    mode_details: dict
+    query_rows_computed: int
+    blocks: dict | None
+    annoy: dict | None
+    output: dict
+    timings_seconds: dict
+    code_version: str
+
+    def headline(self) -> dict:
+        """What the DAG's report task returns (its XCom)."""
+        headline = {
+            "neighbors_uri": self.output["uri"],
+            "rows": self.output["rows"],
+            "records": self.records,
+            "k": self.k,
+            "metric": self.metric,
+            "mode": self.mode,
+            "mode_reason": self.mode_reason,
+            "seconds": self.timings_seconds["total"],
+        }
+        if self.annoy:
+            headline["recall_at_k"] = self.annoy["recall_at_k"]
+        if self.blocks:
+            headline["n_blocks"] = self.blocks["n_blocks"]
+        return headline
+
+
+@dataclass(frozen=True)
+class PredictionSummary(_Summary):
+    """``report/summary.json`` of an nb_predict run (written by the combiner)."""
+
+    job: str
+    model: dict
+    num_shards: int
+    top_n: int
+    counts: dict
+    vectors: dict
+    rejects_uri: str | None
+    predictions_uri: str
+    predicted_by_label: dict
+    shard_memory: list
+    code_version: str
+    metrics: dict | None = None
+
+    def headline(self, model_version: str, uris: dict) -> dict:
+        """What the DAG's report task returns (its XCom)."""
+        return {
+            "model_version": model_version,
+            "num_shards": self.num_shards,
+            "read": self.counts["read"],
+            "rejected": self.counts["rejected"],
+            "predicted": self.counts["predicted"],
+            "reconciled": self.counts["reconciled"],
+            "accuracy": self.metrics and self.metrics["accuracy"],
+            "macro_f1": self.metrics and self.metrics["macro_f1"],
+            "predictions": uris["predictions"],
+            "report": uris["report"],
+        }
+
+
+@dataclass(frozen=True)
+class ModelRegistration(_Summary):
+    """What nb_train's register task reads of a published manifest, and the model Asset event."""
+
+    version: str
+    num_shards: int
+    counts: dict
+    records: dict
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> ModelRegistration:
+        return cls.from_dict(manifest)
+
+    def asset_event(self, version_dir: str) -> dict:
+        return {"version": self.version, "uri": version_dir, "num_shards": self.num_shards}

@@ -1,0 +1,1 @@
+"""Reading inputs: labelled documents, vectors, the tokeniser, and the quarantine of bad records."""

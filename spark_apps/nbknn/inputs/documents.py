@@ -1,0 +1,407 @@
+"""Reading (id, label, text) documents in JSON Lines, Parquet or TSV, with a quarantine for bad records.
+
+Every input record ends in exactly one of two places: the accepted frame (``reject_reason`` null)
+or the rejects location with a reason, so that ``read = accepted + rejected`` always holds.
+Whole-input problems (a missing path, no records at all, a Parquet schema without the configured
+columns) are refused with an :class:`InputError` instead, since no record of them could be used.
+
+The parsing runs in the JVM: JSON through ``try_parse_json`` (a VARIANT, whose
+``schema_of_variant`` tells a string from a number or an object), TSV through ``split``, UTF-8
+validity through ``is_valid_utf8`` on the raw line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from nbknn.common import fs
+from nbknn.common.errors import NotRetryableError
+from nbknn.contract import DEFAULT_MAX_RECORD_BYTES, DOCUMENT_FORMATS
+
+# The longest JSON line that is parsed, whatever max_record_bytes says: Spark's JSON parser
+# (Jackson) refuses string values longer than 20,000,000 characters, and a line of at most that
+# many bytes cannot hold one. A longer line is ``record_too_large``, not ``malformed_json``.
+MAX_JSON_RECORD_BYTES = 20_000_000
+# The part of a rejected record kept in the rejects output for a person to look at.
+REJECT_RAW_CHARS = 4096
+
+# Fields of a rejects location's JSON Lines records (rejected_records).
+REJECTS_SCHEMA = "reason string, source string, raw string"
+# Columns of the frame returned by read_documents.
+DOCUMENT_COLUMNS = ("doc_id", "label", "text", "reject_reason", "source", "raw")
+
+
+class InputError(NotRetryableError, ValueError):
+    """The input as a whole cannot be read (as opposed to a single bad record)."""
+
+
+class TooManyRejects(NotRetryableError):
+    """More records were rejected than max_reject_fraction allows."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Where the documents are and how their fields are named."""
+
+    uri: str
+    format: str = "jsonl"
+    id_column: str = "id"
+    label_column: str = "label"
+    text_column: str = "text"
+    # TSV files have no header line: the fields are, in order, these columns.
+    tsv_columns: tuple[str, ...] = ("id", "label", "text")
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+
+    def __post_init__(self) -> None:
+        if self.format not in DOCUMENT_FORMATS:
+            raise InputError(f"input format must be one of {DOCUMENT_FORMATS} (got {self.format!r})")
+        if self.format == "tsv":
+            missing = [c for c in self.required_columns(True) if c not in self.tsv_columns]
+            if missing:
+                raise InputError(
+                    f"tsv_columns {list(self.tsv_columns)} lack the configured column(s) {missing}"
+                )
+        if self.max_record_bytes < 1:
+            raise InputError(f"max_record_bytes must be >= 1 (got {self.max_record_bytes})")
+
+    def required_columns(self, labelled: bool) -> list[str]:
+        columns = [self.id_column, self.text_column]
+        return columns + [self.label_column] if labelled else columns
+
+
+def read_documents(spark: SparkSession, spec: InputSpec, labelled: bool = True) -> DataFrame:
+    """All records of the input, each with its ``reject_reason`` (null when accepted).
+
+    Columns: doc_id, label, text (null for rejected records), reject_reason, source (the file),
+    raw (a readable excerpt of the record, kept for rejects). With ``labelled=False`` a label is
+    optional: it is kept when the record has a usable one, and null otherwise.
+    """
+    readers = {"jsonl": _read_jsonl, "parquet": _read_parquet, "tsv": _read_tsv}
+    try:
+        frame = readers[spec.format](spark, spec, labelled)
+    except AnalysisException as exc:
+        raise InputError(f"cannot read {spec.format} input at {spec.uri}: {exc.getMessage()}") from None
+    # A rejected record keeps no fields: nothing downstream may use half of a bad record.
+    accepted = F.col("reject_reason").isNull()
+    return frame.select(
+        F.when(accepted, F.col("doc_id")).alias("doc_id"),
+        F.when(accepted, F.col("label")).alias("label"),
+        F.when(accepted, F.col("text")).alias("text"),
+        "reject_reason",
+        "source",
+        "raw",
+    )
+
+
+def accepted_documents(documents: DataFrame) -> DataFrame:
+    """The accepted records: doc_id, label, text."""
+    return documents.where(F.col("reject_reason").isNull()).select("doc_id", "label", "text")
+
+
+def rejected_records(documents: DataFrame) -> DataFrame:
+    """The quarantined records: reason, source, raw."""
+    return documents.where(F.col("reject_reason").isNotNull()).select(
+        F.col("reject_reason").alias("reason"), "source", "raw"
+    )
+
+
+def write_rejects(documents: DataFrame, uri: str) -> None:
+    """Publish the quarantined records (reason, source, raw) as JSON Lines at ``uri``."""
+    publish_rejects(rejected_records(documents), uri)
+
+
+def publish_rejects(rejected: DataFrame, uri: str) -> None:
+    """Write rejected records as JSON Lines beside ``uri``, then rename them into place.
+
+    A reader of the rejects (a person, or a job reprocessing them) sees the previous complete set or
+    the new complete set, never a half-written one; a retry replaces its own run's rejects whole.
+    """
+    spark = rejected.sparkSession
+    temp_uri = fs.temporary_sibling(uri)
+    try:
+        rejected.write.json(temp_uri)
+        fs.publish_dir(spark, temp_uri, uri)
+    finally:
+        # Gone after publishing; left over only when the write itself failed.
+        fs.delete(spark, temp_uri)
+
+
+def published_rejects_by_reason(spark: SparkSession, uri: str) -> dict[str, int]:
+    """Records per reason in a published rejects location (a job over the rejects only)."""
+    rows = spark.read.schema(REJECTS_SCHEMA).json(uri).groupBy("reason").count().collect()
+    return {row["reason"]: row["count"] for row in rows}
+
+
+@dataclass(frozen=True)
+class ReadCounts:
+    read: int
+    accepted: int
+    rejected_by_reason: dict[str, int]
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "read": self.read,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+        }
+
+
+def read_counts_from_rows(rows) -> ReadCounts:
+    """Counts from rows of (reject_reason, count); reconciles by construction and checks it."""
+    by_reason: dict[str, int] = {}
+    accepted = 0
+    for reason, count in rows:
+        if reason is None:
+            accepted += count
+        else:
+            by_reason[reason] = by_reason.get(reason, 0) + count
+    counts = ReadCounts(read=accepted + sum(by_reason.values()), accepted=accepted, rejected_by_reason=by_reason)
+    if counts.read != counts.accepted + counts.rejected:
+        raise AssertionError(f"counts do not reconcile: {counts.to_dict()}")
+    return counts
+
+
+def read_counts_by_reason(documents: DataFrame) -> ReadCounts:
+    """Counts of read_documents' records by reject reason (one job)."""
+    rows = documents.groupBy("reject_reason").count().collect()
+    return read_counts_from_rows((row["reject_reason"], row["count"]) for row in rows)
+
+
+def observe_read_totals(documents: DataFrame) -> tuple[DataFrame, Observation]:
+    """``documents`` with its totals (records read, accepted) observed while an action runs over it.
+
+    Lets the job that writes the accepted records count the input too, instead of a pass of its
+    own; :func:`read_totals` reads them after the action. Spark merges the metrics of successful
+    task attempts only, so a retried task is counted once.
+    """
+    observation = Observation("records")
+    observed = documents.observe(
+        observation,
+        F.count(F.lit(1)).alias("read"),
+        F.count_if(F.col("reject_reason").isNull()).alias("accepted"),
+    )
+    return observed, observation
+
+
+def read_totals(observation: Observation) -> tuple[int, int]:
+    """(read, accepted) that :func:`observe_read_totals` observed (call after the action)."""
+    metrics = observation.get
+    return int(metrics["read"] or 0), int(metrics["accepted"] or 0)
+
+
+def check_reject_fraction(counts: ReadCounts, max_reject_fraction: float, rejects_uri: str) -> None:
+    """Fail loudly when the input is empty or too much of it was rejected."""
+    if counts.read == 0:
+        raise InputError("the input holds no records (no data files, or only empty files)")
+    fraction = counts.rejected / counts.read
+    if fraction > max_reject_fraction:
+        reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(counts.rejected_by_reason.items()))
+        raise TooManyRejects(
+            f"rejected {counts.rejected} of {counts.read} records ({fraction:.2%}), more than "
+            f"max_reject_fraction {max_reject_fraction:.2%}; reasons: {reasons}; "
+            f"the rejected records are at {rejects_uri}"
+        )
+
+
+# --- JSON Lines --------------------------------------------------------------------------------
+
+
+def json_path(field: str) -> str:
+    escaped = field.replace("\\", "\\\\").replace("'", "\\'")
+    return f"$['{escaped}']"
+
+
+def variant_field_type(variant: Column, field: str) -> Column:
+    """Type name of a field of a parsed JSON object: STRING, BIGINT, OBJECT<...>, VOID (null), or null when absent."""
+    return F.schema_of_variant(F.variant_get(variant, json_path(field), "variant"))
+
+
+def variant_string(variant: Column, field: str) -> Column:
+    return F.try_variant_get(variant, json_path(field), "string")
+
+
+def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFrame:
+    lines = read_lines(spark, spec)
+    valid_utf8 = F.is_valid_utf8("value")
+    fits = F.octet_length("value") <= json_record_limit(spec.max_record_bytes)
+    parsed = lines.withColumn("_json", F.when(valid_utf8 & fits, F.try_parse_json("value")))
+    j = F.col("_json")
+
+    def field_type(name: str) -> Column:
+        return variant_field_type(j, name)
+
+    id_type, label_type, text_type = (
+        field_type(spec.id_column),
+        field_type(spec.label_column),
+        field_type(spec.text_column),
+    )
+    id_value = variant_string(j, spec.id_column)
+    label_value = variant_string(j, spec.label_column)
+    text_value = variant_string(j, spec.text_column)
+    reason = first_reason(
+        [
+            (~valid_utf8, "invalid_utf8"),
+            (~fits, "record_too_large"),
+            (j.isNull(), "malformed_json"),
+            (~F.schema_of_variant(j).startswith("OBJECT"), "not_a_json_object"),
+            *_field_checks(
+                "id", id_type, id_value, _is_string_or_integer(id_type), required=True
+            ),
+            *_field_checks(
+                "label", label_type, label_value, _is_string_or_integer(label_type), required=labelled
+            ),
+            *_field_checks(
+                "text", text_type, text_value, text_type == "STRING", required=True, allow_empty=True
+            ),
+        ]
+    )
+    usable_label = _is_string_or_integer(label_type) & (F.trim(label_value) != "")
+    return parsed.select(
+        F.trim(id_value).alias("doc_id"),
+        F.when(usable_label, label_value).alias("label"),
+        text_value.alias("text"),
+        reason.alias("reject_reason"),
+        F.col("_metadata.file_path").alias("source"),
+        raw_excerpt(F.col("value")).alias("raw"),
+    )
+
+
+def json_record_limit(max_record_bytes: int) -> int:
+    """The longest JSON line accepted: ``max_record_bytes``, capped at what the parser can read."""
+    return min(max_record_bytes, MAX_JSON_RECORD_BYTES)
+
+
+def _is_string_or_integer(type_name: Column) -> Column:
+    return (type_name == "STRING") | type_name.isin("BIGINT", "INT", "SMALLINT", "TINYINT")
+
+
+def _field_checks(
+    name: str, type_name: Column, value: Column, type_ok: Column, required: bool, allow_empty: bool = False
+) -> list[tuple[Column, str]]:
+    """(condition, reason) pairs for one field: missing, wrong type, empty (in that order)."""
+    missing = type_name.isNull() | (type_name == "VOID")
+    if not required:
+        # An optional field may be absent or null, but a present one must still be well typed.
+        return [(~missing & ~type_ok, f"invalid_{name}_type")]
+    checks = [(missing, f"missing_{name}"), (~type_ok, f"invalid_{name}_type")]
+    if not allow_empty:
+        checks.append((F.trim(value) == "", f"empty_{name}"))
+    return checks
+
+
+# --- TSV -------------------------------------------------------------------------------------
+
+
+def _read_tsv(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFrame:
+    lines = read_lines(spark, spec)
+    fields = F.split(F.col("value"), "\t", -1)
+    expected = len(spec.tsv_columns)
+
+    def field(name: str) -> Column:
+        return F.element_at(fields, spec.tsv_columns.index(name) + 1)
+
+    id_value, text_value = field(spec.id_column), field(spec.text_column)
+    label_value = field(spec.label_column) if spec.label_column in spec.tsv_columns else F.lit(None).cast("string")
+    checks = [
+        (~F.is_valid_utf8("value"), "invalid_utf8"),
+        (F.octet_length("value") > spec.max_record_bytes, "record_too_large"),
+        (F.size(fields) != expected, "wrong_field_count"),
+        (F.trim(id_value) == "", "empty_id"),
+    ]
+    if labelled:
+        checks.append((F.trim(label_value) == "", "empty_label"))
+    return lines.select(
+        F.trim(id_value).alias("doc_id"),
+        F.when(F.trim(label_value) != "", label_value).alias("label"),
+        text_value.alias("text"),
+        first_reason(checks).alias("reject_reason"),
+        F.col("_metadata.file_path").alias("source"),
+        raw_excerpt(F.col("value")).alias("raw"),
+    )
+
+
+# --- Parquet ---------------------------------------------------------------------------------
+
+_INTEGER_TYPES = ("bigint", "int", "smallint", "tinyint")
+
+
+def _read_parquet(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFrame:
+    frame = spark.read.parquet(spec.uri)
+    types = dict(frame.dtypes)
+    _check_parquet_schema(spec, types, labelled)
+    has_label = spec.label_column in types
+
+    def as_string(name: str) -> Column:
+        return F.col(f"`{name}`").cast("string")
+
+    id_value, text_value = as_string(spec.id_column), F.col(f"`{spec.text_column}`")
+    label_value = as_string(spec.label_column) if has_label else F.lit(None).cast("string")
+    record_bytes = F.octet_length(text_value)
+    checks = [
+        (F.col(f"`{spec.id_column}`").isNull(), "missing_id"),
+        (F.trim(id_value) == "", "empty_id"),
+        (text_value.isNull(), "missing_text"),
+        (~F.is_valid_utf8(text_value), "invalid_utf8"),
+        (record_bytes > spec.max_record_bytes, "record_too_large"),
+    ]
+    if labelled:
+        checks += [(label_value.isNull(), "missing_label"), (F.trim(label_value) == "", "empty_label")]
+    row_json = F.to_json(F.struct(*[F.col(f"`{c}`") for c in frame.columns]))
+    return frame.select(
+        F.trim(id_value).alias("doc_id"),
+        F.when(F.trim(label_value) != "", label_value).alias("label"),
+        text_value.alias("text"),
+        first_reason(checks).alias("reject_reason"),
+        F.col("_metadata.file_path").alias("source"),
+        raw_excerpt(row_json).alias("raw"),
+    )
+
+
+def _check_parquet_schema(spec: InputSpec, types: dict[str, str], labelled: bool) -> None:
+    """A Parquet file either has usable columns for every record or for none: refuse it whole."""
+    expected = {spec.id_column: "string or integer", spec.text_column: "string"}
+    if labelled or spec.label_column in types:
+        expected[spec.label_column] = "string or integer"
+    problems = []
+    for name, wanted in expected.items():
+        got = types.get(name)
+        ok = got == "string" or (wanted == "string or integer" and got in _INTEGER_TYPES)
+        if not ok:
+            problems.append(f"{name!r}: expected {wanted}, got {got or 'no such column'}")
+    if problems:
+        raise InputError(
+            f"Parquet input at {spec.uri} does not have the configured columns ({'; '.join(problems)}); "
+            f"its columns are {sorted(types)}"
+        )
+
+
+# --- shared ----------------------------------------------------------------------------------
+
+
+def read_lines(spark: SparkSession, spec: InputSpec) -> DataFrame:
+    """Non-blank lines of the input files, as raw (possibly invalid) UTF-8 strings."""
+    lines = spark.read.text(spec.uri).select("value", "_metadata")
+    # Blank lines separate nothing and hold no record; JSON Lines readers skip them too.
+    return lines.where(F.trim(F.col("value")) != "")
+
+
+def first_reason(checks: list[tuple[Column, str]]) -> Column:
+    """The reason of the first failing check, or null when all pass."""
+    expression = F.when(checks[0][0], F.lit(checks[0][1]))
+    for condition, reason in checks[1:]:
+        expression = expression.when(condition, F.lit(reason))
+    return expression.otherwise(F.lit(None).cast("string"))
+
+
+def raw_excerpt(raw: Column) -> Column:
+    """A readable prefix of the record: invalid bytes replaced, long records cut."""
+    return F.substring(F.make_valid_utf8(raw), 1, REJECT_RAW_CHARS)

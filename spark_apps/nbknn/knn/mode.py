@@ -1,0 +1,40 @@
+"""What the Spark kNN modes (broadcast, blocked, annoy) share: the result they return and the
+thread cap their Python tasks set before running a kernel."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pyspark import Accumulator, TaskContext
+from pyspark.sql import DataFrame
+
+from nbknn.knn.kernels import limit_threads
+
+
+@dataclass
+class KnnResult:
+    """A mode's lazy output frame, what it did, and how to free what it cached once written.
+
+    ``rows_computed`` counts the output rows the mode's last Python step produced, in every task
+    attempt: once the frame is written it equals the number of queries unless tasks ran again
+    (a retry, a lost executor, or a plan that evaluates the frame twice).
+    """
+
+    frame: DataFrame
+    details: dict
+    rows_computed: Accumulator
+    release: Callable[[], None] = field(default=lambda: None)
+
+
+def limit_task_threads() -> None:
+    """Inside a task: BLAS / OpenMP threads = the task's cores (spark.task.cpus, default 1)."""
+    context = TaskContext.get()
+    limit_threads(context.cpus() if context is not None else 1)
+
+
+def task_function(function: Callable, /, **arguments) -> Callable:
+    """``function`` with ``arguments`` bound, to hand to a Spark operation: a picklable partial
+    that keeps the function's name (Spark names a Python UDF after its function in plans)."""
+    return functools.update_wrapper(functools.partial(function, **arguments), function)

@@ -1,0 +1,253 @@
+"""Combining every shard's scores into the predictions and the report: the last step of prediction.
+
+``run_combine`` checks that every shard of the model scored the current vectors, picks each
+document's best class over the shards (:func:`combine_scores`: the maximum over the shards, the
+log-sum-exp merged from the shards' own, the top-n), publishes the predictions and then the report
+(metrics, picture and page when the input has labels; always the counts). Its summary is a
+:class:`nbknn.contract.PredictionSummary`.
+
+Completeness. The vectors summary carries a random ``write_id``; each shard's summary records the
+``write_id`` it scored, the model version, its class ids and its document count. The combiner
+refuses to run unless every shard of the manifest has a summary that matches the current vectors
+and the manifest; and in the data, a document not scored by exactly ``num_shards`` shards fails
+the job (``combine_scores``).
+
+Frame written:
+
+    predictions  doc_id, class_id, label (predicted), probability[, top_n][, true_label]
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from nbknn import contract
+from nbknn.common import fs
+from nbknn.common.provenance import code_version
+from nbknn.contract import REPORT_SUMMARY_NAME, join_uri, scores_shard_uri
+from nbknn.naive_bayes.model_reader import class_labels, model_summary, read_model_manifest
+from nbknn.naive_bayes.outputs import IncompleteScores, publish_output, read_output_summary, summary_uri
+from nbknn.naive_bayes.report import metrics_summary, write_report_files
+from nbknn.naive_bayes.scoring_checks import check_top_n
+
+
+def _log_sum_exp(values: Column, maximum: Column) -> Column:
+    """log(sum(exp(values))) of an array column, shifted by its maximum (as scipy's logsumexp)."""
+    shifted_sum = F.aggregate(values, F.lit(0.0), lambda acc, x: acc + F.exp(x - maximum))
+    # All -inf (no class with a finite score): the shift would be nan; the sum is exp(-inf) = 0.
+    return F.when(maximum == float("-inf"), F.lit(float("-inf"))).otherwise(maximum + F.log(shifted_sum))
+
+
+def combine_scores(scores: DataFrame, labels: list[str], num_shards: int, top_n: int) -> DataFrame:
+    """Per document: the best class over all shards, its posterior, optional top-n.
+
+    ``scores``: the union of every shard's scores frame. ``labels``: label of each class id
+    (index = class id). The winner is the maximum of (score, -class id) over the shards, so ties
+    go to the lower class id; its posterior is exp(best_score - log-sum-exp over all classes), the
+    log-sum-exp merged from the shards' own. A document not scored by exactly ``num_shards``
+    shards fails the job: its answer would silently ignore some classes. A one-shard model needs
+    no merge: each scores row already is its document's answer (no shuffle).
+    """
+    check_top_n(top_n)
+    per_document = _single_shard(scores, top_n) if num_shards == 1 else _merged_shards(scores, num_shards, top_n)
+    labels_array = F.lit(labels)
+    columns = [
+        "doc_id",
+        F.col("class_id"),
+        F.element_at(labels_array, F.col("class_id") + 1).alias("label"),
+        F.col("probability"),
+    ]
+    if top_n:
+        top = F.slice(F.array_sort("candidates"), 1, top_n)
+        columns.append(F.transform(top, lambda c: _top_n_entry(c, labels_array)).alias("top_n"))
+    columns.append("true_label")
+    return per_document.select(*columns).sortWithinPartitions("doc_id")
+
+
+def _top_n_entry(candidate: Column, labels_array: Column) -> Column:
+    """One entry of the top-n list: class id, its label and its posterior."""
+    return F.struct(
+        candidate["class_id"].alias("class_id"),
+        F.element_at(labels_array, candidate["class_id"] + 1).alias("label"),
+        F.exp(-candidate["neg_score"] - F.col("log_evidence")).alias("probability"),
+    )
+
+
+def _candidates(classes: Column, scores: Column) -> Column:
+    """A shard's top classes as structs that sort ascending by (-score, class id): descending
+    score, ties to the lower class id."""
+    return F.transform(
+        F.arrays_zip(classes.alias("top_classes"), scores.alias("top_scores")),
+        lambda t: F.struct((-t["top_scores"]).alias("neg_score"), t["top_classes"].alias("class_id")),
+    )
+
+
+def _single_shard(scores: DataFrame, top_n: int) -> DataFrame:
+    """combine_scores' per-document columns when the model has one shard."""
+    columns = [
+        "doc_id",
+        F.col("best_class").alias("class_id"),
+        F.exp(F.col("best_score") - F.col("log_sum_exp")).alias("probability"),
+        F.col("log_sum_exp").alias("log_evidence"),
+        F.col("label").alias("true_label"),
+    ]
+    if top_n:
+        columns.append(_candidates(F.col("top_classes"), F.col("top_scores")).alias("candidates"))
+    return scores.select(*columns)
+
+
+def _merged_shards(scores: DataFrame, num_shards: int, top_n: int) -> DataFrame:
+    """combine_scores' per-document columns merged over the shards (one shuffle by doc_id)."""
+    aggregates = [
+        F.max(F.struct(F.col("best_score").alias("score"), (-F.col("best_class")).alias("neg_class"))).alias("best"),
+        F.max("log_sum_exp").alias("lse_max"),
+        F.collect_list("log_sum_exp").alias("lses"),
+        F.count(F.lit(1)).alias("parts"),
+        F.first("label", ignorenulls=True).alias("true_label"),
+    ]
+    if top_n:
+        aggregates.append(
+            F.flatten(F.collect_list(_candidates(F.col("top_classes"), F.col("top_scores")))).alias("candidates")
+        )
+    grouped = scores.groupBy("doc_id").agg(*aggregates).withColumn(
+        "log_evidence", _log_sum_exp(F.col("lses"), F.col("lse_max"))
+    )
+    complete = F.col("parts") == num_shards
+    probability = F.when(complete, F.exp(F.col("best.score") - F.col("log_evidence"))).otherwise(
+        F.raise_error(
+            F.concat(
+                F.lit("document "), F.col("doc_id"), F.lit(" was scored by "), F.col("parts").cast("string"),
+                F.lit(f" shard(s), expected {num_shards}"),
+            )
+        )
+    )
+    columns = ["doc_id", (-F.col("best.neg_class")).cast("int").alias("class_id"), probability.alias("probability"),
+               "log_evidence", "true_label"]
+    if top_n:
+        columns.append("candidates")
+    return grouped.select(*columns)
+
+
+def confusion_counts(predictions: DataFrame) -> DataFrame:
+    """(true_label, label, count) over all predictions; true_label is null for unlabelled ones."""
+    return predictions.groupBy("true_label", "label").count()
+
+
+def check_scores_complete(
+    spark: SparkSession, manifest: dict, vectors_summary: dict, scores_dir: str, top_n: int
+) -> list[dict]:
+    """Every shard of the model scored these vectors with this model (else IncompleteScores)."""
+    problems, summaries = [], []
+    for entry in manifest["shards"]:
+        shard = entry["shard"]
+        uri = summary_uri(scores_shard_uri(scores_dir, shard))
+        if not fs.exists(spark, uri):
+            problems.append(f"shard {shard}: no published scores")
+            continue
+        summary = fs.read_json(spark, uri)
+        summaries.append(summary)
+        if summary["model"]["version"] != manifest["version"]:
+            problems.append(f"shard {shard}: scored with model {summary['model']['version']}")
+        if summary["vectors_write_id"] != vectors_summary["write_id"]:
+            problems.append(f"shard {shard}: scored an older version of the vectors")
+        if summary["class_ids"] != sorted(entry["class_ids"]):
+            problems.append(f"shard {shard}: scored classes {summary['class_ids'][:10]}, not the manifest's")
+        if summary["documents"] != vectors_summary["vectors"]["documents"]:
+            problems.append(
+                f"shard {shard}: scored {summary['documents']} of {vectors_summary['vectors']['documents']} documents"
+            )
+        if summary["top_n"] < top_n:
+            problems.append(f"shard {shard}: kept top {summary['top_n']} classes, {top_n} asked")
+    if problems:
+        raise IncompleteScores(
+            f"the scores under {scores_dir} do not cover model {manifest['version']} "
+            f"({manifest['num_shards']} shards) for the current vectors: " + "; ".join(problems)
+        )
+    return summaries
+
+
+def run_combine(
+    spark: SparkSession,
+    model_dir: str,
+    vectors_uri: str,
+    scores_dir: str,
+    predictions_uri: str,
+    report_uri: str,
+    top_n: int = 0,
+) -> dict:
+    """Combine the shard scores into predictions; write the report; returns the run summary."""
+    manifest = read_model_manifest(spark, model_dir)
+    vectors_summary = read_output_summary(spark, vectors_uri, "the vectors")
+    shard_summaries = check_scores_complete(spark, manifest, vectors_summary, scores_dir, top_n)
+    labels = class_labels(spark, model_dir, manifest)
+    predictions = combine_scores(_all_scores(spark, manifest, scores_dir), labels, manifest["num_shards"], top_n)
+    labelled = vectors_summary["vectors"]["labelled"] > 0
+    if not labelled:
+        predictions = predictions.drop("true_label")
+
+    temp_uri = fs.temporary_sibling(predictions_uri)
+    predictions.write.parquet(temp_uri)
+    confusion = _confusion(spark.read.parquet(temp_uri), labelled)
+    counts = _reconciled_counts(vectors_summary["records"], confusion)
+    summary = {
+        "job": "nb_combine",
+        "model": model_summary(model_dir, manifest),
+        "num_shards": manifest["num_shards"],
+        "top_n": top_n,
+        "counts": counts,
+        "vectors": vectors_summary["vectors"],
+        "rejects_uri": vectors_summary["rejects_uri"],
+        "predictions_uri": predictions_uri,
+        "predicted_by_label": _predicted_by_label(confusion),
+        "shard_memory": [{"shard": s["shard"], **s["memory"]} for s in shard_summaries],
+        "code_version": code_version(),
+    }
+    publish_output(spark, temp_uri, predictions_uri, summary)
+
+    report_temp = fs.temporary_sibling(report_uri)
+    fs.mkdirs(spark, report_temp)
+    metrics = write_report_files(spark, report_temp, confusion, counts["predicted"], labels, manifest["version"])
+    summary["metrics"] = metrics_summary(metrics, report_uri)
+    summary = contract.PredictionSummary(**summary).to_dict()
+    fs.write_json_atomic(spark, join_uri(report_temp, REPORT_SUMMARY_NAME), summary)
+    publish_output(spark, report_temp, report_uri, summary)
+    return summary
+
+
+def _all_scores(spark: SparkSession, manifest: dict, scores_dir: str) -> DataFrame:
+    """The union of every shard's scores, in shard order."""
+    scores = None
+    for entry in manifest["shards"]:
+        frame = spark.read.parquet(scores_shard_uri(scores_dir, entry["shard"]))
+        scores = frame if scores is None else scores.unionByName(frame)
+    return scores
+
+
+def _confusion(written: DataFrame, labelled: bool) -> list[tuple]:
+    """(true label, predicted label, count) of the written predictions; true label None without labels."""
+    if labelled:
+        return [tuple(row) for row in confusion_counts(written).collect()]
+    return [(None, row["label"], row["count"]) for row in written.groupBy("label").count().collect()]
+
+
+def _reconciled_counts(records: dict, confusion: list[tuple]) -> dict:
+    """The run's record counts; every accepted record must have been predicted."""
+    predicted = sum(count for _, _, count in confusion)
+    if predicted != records["accepted"]:
+        raise AssertionError(f"predicted {predicted} documents, {records['accepted']} were accepted")
+    return {
+        "read": records["read"],
+        "rejected": records["rejected"],
+        "rejected_by_reason": records["rejected_by_reason"],
+        "accepted": records["accepted"],
+        "predicted": predicted,
+        "reconciled": records["read"] == records["rejected"] + predicted,
+    }
+
+
+def _predicted_by_label(confusion) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for _, predicted, count in confusion:
+        totals[predicted] = totals.get(predicted, 0) + count
+    return dict(sorted(totals.items()))

@@ -1,0 +1,139 @@
+"""The report of a labelled prediction run: metrics.json, the confusion matrix as a PNG and a small
+HTML page, written into the report directory, and the part of the run summary that points at them."""
+
+from __future__ import annotations
+
+import html
+import io
+
+import numpy as np
+from pyspark.sql import SparkSession
+
+from nbknn.common import fs
+from nbknn.contract import CONFUSION_PNG_NAME, METRICS_NAME, REPORT_HTML_NAME, join_uri
+from nbknn.naive_bayes.metrics import classification_metrics
+
+# Tick labels longer than this are shortened on the picture (the report's table and
+# metrics.json keep them whole): the margins are sized for them, see confusion_png.
+PICTURE_LABEL_CHARS = 40
+_TICK_FONT_PT = 7
+
+
+def confusion_png(labels: list[str], matrix, title: str = "Confusion matrix") -> bytes:
+    """A PNG picture of the confusion matrix (rows: true label, columns: predicted).
+
+    Drawn on a bare ``Figure`` (no pyplot: no global figure registry on the driver). The margins
+    are computed from the longest tick label instead of by ``tight_layout``, which renders every
+    text once more to measure it. Labels and title are user data, so mathtext parsing is off:
+    a label such as ``$x^$`` must not fail the run, nor ``$5 to $10`` turn into italics.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(matrix)
+    n = len(labels)
+    tick_labels = [_shortened(str(label)) for label in labels] if n <= 80 else []
+    longest = max((len(label) for label in tick_labels), default=0)
+    # Inches: the axis title and tick marks, plus ~0.6 em per character of the tick labels.
+    margin = 0.55 + 0.6 * _TICK_FONT_PT / 72 * longest
+    size = min(3 + 0.35 * n, 28) + margin
+    figure = Figure(figsize=(size, size))
+    FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=margin / size, bottom=margin / size, right=1 - 0.9 / size, top=1 - 0.45 / size)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues", interpolation="nearest")
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    if tick_labels:
+        axes.set_xticks(range(n), tick_labels, rotation=90, fontsize=_TICK_FONT_PT, parse_math=False)
+        axes.set_yticks(range(n), tick_labels, fontsize=_TICK_FONT_PT, parse_math=False)
+    if n <= 20:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(n):
+            for j in range(n):
+                axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=_TICK_FONT_PT,
+                          parse_math=False, color="white" if matrix[i, j] > threshold else "black")
+    axes.set_xlabel("predicted label")
+    axes.set_ylabel("true label")
+    axes.set_title(title, parse_math=False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _shortened(label: str) -> str:
+    return label if len(label) <= PICTURE_LABEL_CHARS else label[: PICTURE_LABEL_CHARS - 1] + "…"
+
+
+def report_html(metrics: dict, picture_name: str, title: str) -> str:
+    """A small self-contained HTML page: headline numbers, per-class table, the confusion picture
+    (linked by its file name, which sits beside the page)."""
+    esc = html.escape
+    rows = "\n".join(
+        f"<tr><td>{esc(label)}</td><td>{m['precision']:.4f}</td><td>{m['recall']:.4f}</td>"
+        f"<td>{m['f1']:.4f}</td><td>{m['support']}</td></tr>"
+        for label, m in metrics["per_class"].items()
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }} .headline td {{ font-size: 1.2em; }}
+</style></head><body>
+<h1>{esc(title)}</h1>
+<table class="headline">
+<tr><th>labelled documents</th><th>accuracy</th><th>macro-F1</th><th>macro precision</th><th>macro recall</th></tr>
+<tr><td>{metrics['documents']}</td><td>{metrics['accuracy']:.4f}</td><td>{metrics['macro_f1']:.4f}</td>
+<td>{metrics['macro_precision']:.4f}</td><td>{metrics['macro_recall']:.4f}</td></tr>
+</table>
+<h2>Per class</h2>
+<table>
+<tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+{rows}
+</table>
+<h2>Confusion matrix</h2>
+<p>Rows: true label; columns: predicted label.</p>
+<img src="{esc(picture_name)}" alt="confusion matrix">
+</body></html>
+"""
+
+
+def write_report_files(
+    spark: SparkSession, report_dir: str, confusion: list[tuple], predicted: int, labels: list[str], model_version
+) -> dict | None:
+    """Write metrics.json, the confusion picture and the HTML page into ``report_dir`` from the
+    (true label, predicted label, count) rows; returns the metrics, None when no row has a true label."""
+    labelled_rows = [(t, p, n) for t, p, n in confusion if t is not None]
+    if not labelled_rows:
+        return None
+    metrics = classification_metrics(labelled_rows)
+    metrics["unlabelled_documents"] = predicted - metrics["documents"]
+    metrics["true_labels_unknown_to_model"] = sorted({t for t, _, _ in labelled_rows} - set(labels))
+    metrics["model_version"] = model_version
+    fs.write_json_atomic(spark, join_uri(report_dir, METRICS_NAME), metrics)
+    title = f"nb_predict, model {model_version}: accuracy {metrics['accuracy']:.4f}"
+    fs.write_bytes(
+        spark,
+        join_uri(report_dir, CONFUSION_PNG_NAME),
+        confusion_png(metrics["labels"], metrics["confusion_matrix"], title),
+    )
+    fs.write_bytes(
+        spark,
+        join_uri(report_dir, REPORT_HTML_NAME),
+        report_html(metrics, CONFUSION_PNG_NAME, title).encode("utf-8"),
+    )
+    return metrics
+
+
+def metrics_summary(metrics: dict | None, report_uri: str) -> dict | None:
+    """Where the published report's files are and its headline numbers (None without metrics)."""
+    if metrics is None:
+        return None
+    return {
+        "uri": join_uri(report_uri, METRICS_NAME),
+        "picture_uri": join_uri(report_uri, CONFUSION_PNG_NAME),
+        "html_uri": join_uri(report_uri, REPORT_HTML_NAME),
+        "labelled_documents": metrics["documents"],
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+    }

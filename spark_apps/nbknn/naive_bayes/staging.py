@@ -1,0 +1,36 @@
+"""The staging model directory between the training jobs: what each job leaves there for the next.
+
+The class prior job's priors and every job's summary live in the staging directory's scratch
+space (removed when the model is published); the manifest is built from the summaries.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from nbknn import contract
+from nbknn.common import fs
+from nbknn.inputs.documents import InputSpec
+
+
+def class_priors_uri(model_dir: str) -> str:
+    return contract.work_uri(model_dir, "class_priors")
+
+
+def summary_uri(model_dir: str, job: str) -> str:
+    return contract.work_uri(model_dir, f"summaries/{job}.json")
+
+
+def forget_staged_manifest(spark: SparkSession, model_dir: str) -> None:
+    """Delete a manifest left in a staging directory by a publish attempt that was stopped before
+    its rename: the tables are being counted again, and publishing must describe the new ones."""
+    fs.delete(spark, contract.manifest_uri(model_dir))
+
+
+def input_summary(spec: InputSpec) -> dict:
+    """The ``input`` entry of a job summary: where the documents came from and which columns."""
+    return {
+        "uri": spec.uri,
+        "format": spec.format,
+        "columns": {"id": spec.id_column, "label": spec.label_column, "text": spec.text_column},
+    }

@@ -1,0 +1,280 @@
+"""The term counts job (dict2): count (class, term) pairs, number the vocabulary, plan the shards
+and write the model tables (classes/, vocabulary/, term_counts/shard=S/). The vocabulary is
+numbered by :mod:`nbknn.naive_bayes.vocabulary`, the shards planned by :mod:`nbknn.naive_bayes.sharding`.
+
+The model is counts only. Probabilities are derived when a shard is loaded for prediction, which
+keeps models additive: counts of new labelled data can be folded into an existing model.
+Tokenising happens in the JVM; the per-document counting runs in Arrow batches
+(``mapInArrow``, vectorised in pyarrow, no per-token Python code).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from nbknn import contract
+from nbknn.common import fs
+from nbknn.common.errors import ConfigError
+from nbknn.common.provenance import code_version
+from nbknn.inputs.documents import InputError, InputSpec, accepted_documents, read_documents
+from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
+from nbknn.naive_bayes import schemas
+from nbknn.naive_bayes.sharding import ShardPlan, imbalance, plan_shards
+from nbknn.naive_bayes.staging import class_priors_uri, forget_staged_manifest, input_summary, summary_uri
+from nbknn.naive_bayes.vocabulary import DEFAULT_MAX_DRIVER_TERMS, write_vocabulary
+
+# --- counting ---------------------------------------------------------------------------------
+
+
+def tokenized_documents(accepted: DataFrame, tokenizer: TokenizerConfig) -> DataFrame:
+    """(label, doc_row, tokens): doc_row tells documents apart even when their ids repeat."""
+    return accepted.select(
+        "label",
+        F.monotonically_increasing_id().alias("doc_row"),
+        tokens_column(F.col("text"), tokenizer).alias("tokens"),
+    )
+
+
+CLASS_TERMS_SCHEMA = "label string, term string, count long, doc_freq long"
+
+
+def batch_class_term_counts(labels: pa.Array, tokens: pa.Array) -> pa.RecordBatch:
+    """(label, term, count, doc_freq) of one Arrow batch of documents, aggregated in the batch.
+
+    labels: string array (n,); tokens: list<string> array (n,), one document per row (a null
+    list counts as empty). ``count`` is the term's occurrences in the batch's documents of the
+    label, ``doc_freq`` the number of those documents that contain it: both add up over batches.
+    """
+    n = len(tokens)
+    lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(tokens)
+    rows = pa.array(np.repeat(np.arange(n, dtype=np.int64), lengths))
+    # use_threads=False: the task already has its core; Arrow's own pool would oversubscribe it.
+    per_document = pa.table({"row": rows, "term": flat}).group_by(["row", "term"], use_threads=False).aggregate(
+        [([], "count_all")]
+    )
+    per_document = per_document.append_column("label", labels.take(per_document.column("row")))
+    per_class = per_document.group_by(["label", "term"], use_threads=False).aggregate(
+        [("count_all", "sum"), ([], "count_all")]
+    )
+    return pa.RecordBatch.from_arrays(
+        [
+            per_class.column("label").combine_chunks().cast(pa.string()),
+            per_class.column("term").combine_chunks().cast(pa.string()),
+            per_class.column("count_all_sum").combine_chunks().cast(pa.int64()),
+            per_class.column("count_all").combine_chunks().cast(pa.int64()),
+        ],
+        names=["label", "term", "count", "doc_freq"],
+    )
+
+
+def count_class_terms_of_batches(batches):
+    """The ``mapInArrow`` function of :func:`class_term_counts`: one partial count per batch."""
+    for batch in batches:
+        yield batch_class_term_counts(batch.column("label"), batch.column("tokens"))
+
+
+def class_term_counts(tokenized: DataFrame) -> DataFrame:
+    """(label, term, count, doc_freq): occurrences of the term in the class, and its documents.
+
+    Each Arrow batch of documents is counted per (document, term) and then per (label, term)
+    inside its Python task (:func:`batch_class_term_counts`); the partial counts of the batches
+    meet in one shuffle by (label, term). ``tokenized``: label, tokens (array<string>).
+    """
+    return (
+        tokenized.select("label", "tokens")
+        .mapInArrow(count_class_terms_of_batches, CLASS_TERMS_SCHEMA)
+        .groupBy("label", "term")
+        .agg(F.sum("count").alias("count"), F.sum("doc_freq").alias("doc_freq"))
+    )
+
+
+def term_count_entries(class_terms: DataFrame, classes: DataFrame, vocabulary: DataFrame) -> DataFrame:
+    """dict2: (class_id, term_id, count) over the kept vocabulary."""
+    return (
+        class_terms.join(F.broadcast(classes.select("label", "class_id")), "label")
+        .join(vocabulary.select("term", "term_id"), "term")
+        .select("class_id", "term_id", F.col("count").cast("long"))
+    )
+
+
+def class_term_stats(entries: DataFrame) -> DataFrame:
+    """(class_id, entries, term_total) per class present in dict2."""
+    return entries.groupBy("class_id").agg(
+        F.count(F.lit(1)).alias("entries"), F.sum("count").alias("term_total")
+    )
+
+
+def classes_table(
+    spark: SparkSession,
+    priors: list[tuple[int, str, int]],
+    stats: dict[int, tuple[int, int]],
+    plan: ShardPlan,
+) -> DataFrame:
+    """dict1 of the model: priors with term totals, entries and shard; a class whose documents
+    have no kept term has zero entries and still gets a shard (it can still win on its prior)."""
+    rows = []
+    for class_id, label, doc_count in priors:
+        entries, term_total = stats.get(class_id, (0, 0))
+        rows.append((class_id, label, doc_count, term_total, entries, plan.shard_of[class_id]))
+    return spark.createDataFrame(rows, schemas.CLASSES)
+
+
+def with_shard(entries: DataFrame, spark: SparkSession, plan: ShardPlan) -> DataFrame:
+    """dict2 with its shard column, one partition per shard, sorted for compact loading."""
+    shard_map = spark.createDataFrame(sorted(plan.shard_of.items()), "class_id int, shard int")
+    return (
+        entries.join(F.broadcast(shard_map), "class_id")
+        .repartition(plan.num_shards, "shard")
+        .sortWithinPartitions("shard", "class_id", "term_id")
+        .select("class_id", "term_id", "count", "shard")
+    )
+
+
+# --- the job ---------------------------------------------------------------------------------
+
+
+def run_term_counts(
+    spark: SparkSession,
+    spec: InputSpec,
+    model_dir: str,
+    tokenizer: TokenizerConfig,
+    min_term_count: int = 1,
+    num_shards: int | None = None,
+    max_entries_per_shard: int | None = None,
+    max_driver_terms: int = DEFAULT_MAX_DRIVER_TERMS,
+) -> dict:
+    """Count every (class, term) pair and write classes/, vocabulary/ and term_counts/shard=S/.
+
+    Vocabularies of at most ``max_driver_terms`` terms are numbered on the driver, larger ones
+    in Spark (same term ids either way)."""
+    if min_term_count < 1:
+        raise ConfigError(f"min_term_count must be >= 1 (got {min_term_count})")
+    forget_staged_manifest(spark, model_dir)
+    priors_frame = spark.read.schema(schemas.CLASS_PRIORS).parquet(class_priors_uri(model_dir))
+    priors = sorted(tuple(row) for row in priors_frame.collect())
+    accepted = accepted_documents(read_documents(spark, spec, labelled=True))
+
+    class_terms = write_class_terms(spark, accepted, tokenizer, model_dir)
+    label_stats = label_term_stats(class_terms)
+    _check_labels_known(set(label_stats), priors)
+    vocabulary, terms_seen, vocabulary_size = write_vocabulary(
+        spark, class_terms, model_dir, min_term_count, max_driver_terms
+    )
+
+    entries = term_count_entries(class_terms, priors_frame, vocabulary)
+    known_stats = None
+    if min_term_count == 1:
+        class_id_of = {label: class_id for class_id, label, _ in priors}
+        known_stats = {class_id_of[label]: stats for label, stats in label_stats.items()}
+    stats, plan = write_sharded_tables(
+        spark, model_dir, priors, entries, num_shards, max_entries_per_shard, known_stats
+    )
+    summary = term_counts_summary(
+        input_summary(spec),
+        tokenizer.to_dict(),
+        min_term_count,
+        vocabulary_size,
+        terms_seen - vocabulary_size,
+        priors,
+        stats,
+        plan,
+    )
+    fs.write_json_atomic(spark, summary_uri(model_dir, "term_counts"), summary)
+    return summary
+
+
+def write_class_terms(
+    spark: SparkSession, accepted: DataFrame, tokenizer: TokenizerConfig, model_dir: str
+) -> DataFrame:
+    """(label, term, count, doc_freq) of the accepted documents, written to the scratch space and
+    read back: materialised once, since the vocabulary and dict2 are both built from it."""
+    class_terms_uri = contract.work_uri(model_dir, "class_terms")
+    class_term_counts(tokenized_documents(accepted, tokenizer)).write.mode("overwrite").parquet(class_terms_uri)
+    return spark.read.parquet(class_terms_uri)
+
+
+def label_term_stats(class_terms: DataFrame) -> dict[str, tuple[int, int]]:
+    """``{label: (entries, term_total)}`` in one small job over the (label, term) table: the labels
+    seen and, when every term is kept, each class's entries and term total (then equal to dict2's,
+    without joining it first)."""
+    return {
+        row["label"]: (row["entries"], row["term_total"])
+        for row in class_terms.groupBy("label")
+        .agg(F.count(F.lit(1)).alias("entries"), F.sum("count").alias("term_total"))
+        .collect()
+    }
+
+
+def _check_labels_known(seen: set[str], priors: list[tuple[int, str, int]]) -> None:
+    """Every label seen now must have been counted by the class prior job over the same input."""
+    known = {label for _, label, _ in priors}
+    unknown = sorted(seen - known)
+    if unknown:
+        raise InputError(
+            f"labels {unknown[:5]} were not counted by the class prior job: the input changed "
+            "between the two jobs; rerun the training from the start"
+        )
+
+
+def write_sharded_tables(
+    spark: SparkSession,
+    model_dir: str,
+    priors: list[tuple[int, str, int]],
+    entries: DataFrame,
+    num_shards: int | None,
+    max_entries_per_shard: int | None,
+    stats: dict[int, tuple[int, int]] | None = None,
+) -> tuple[dict[int, tuple[int, int]], ShardPlan]:
+    """Plan the shards from the entries per class; write term_counts/shard=S/ and classes/.
+
+    ``stats``: (entries, term_total) per class id when the caller knows them already; else they
+    are counted from ``entries``. Returns the stats and the shard plan."""
+    if stats is None:
+        stats = {row["class_id"]: (row["entries"], row["term_total"]) for row in class_term_stats(entries).collect()}
+    plan = plan_shards(
+        {class_id: stats.get(class_id, (0, 0))[0] for class_id, _, _ in priors},
+        num_shards=num_shards,
+        max_entries_per_shard=max_entries_per_shard,
+    )
+    (
+        with_shard(entries, spark, plan)
+        .write.mode("overwrite")
+        .partitionBy("shard")
+        .parquet(contract.term_counts_uri(model_dir))
+    )
+    classes_table(spark, priors, stats, plan).coalesce(1).write.mode("overwrite").parquet(
+        contract.classes_uri(model_dir)
+    )
+    return stats, plan
+
+
+def term_counts_summary(
+    input_: dict,
+    tokenizer: dict,
+    min_term_count: int,
+    vocabulary_size: int,
+    terms_below_min_count: int,
+    priors: list[tuple[int, str, int]],
+    stats: dict[int, tuple[int, int]],
+    plan: ShardPlan,
+) -> dict:
+    """The term counts job's summary (the model's tables in numbers), from which the manifest is built."""
+    return {
+        "job": "term_counts",
+        "input": input_,
+        "tokenizer": tokenizer,
+        "min_term_count": min_term_count,
+        "vocabulary_size": vocabulary_size,
+        "terms_below_min_count": terms_below_min_count,
+        "entries": sum(entries for entries, _ in stats.values()),
+        "tokens": sum(total for _, total in stats.values()),
+        "documents": sum(doc_count for _, _, doc_count in priors),
+        "shards": plan.to_list(),
+        "shard_imbalance": round(imbalance(plan), 6),
+        "code_version": code_version(),
+    }

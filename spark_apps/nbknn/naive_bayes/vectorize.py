@@ -1,0 +1,353 @@
+"""Vectorising documents against a model's vocabulary: the first step of prediction.
+
+``run_vectorize`` reads and validates the input (rejects, max_reject_fraction, duplicate ids),
+tokenises with the model's tokeniser, maps terms to the model's term ids and publishes the
+vectors (:mod:`nbknn.naive_bayes.outputs`); their summary carries a random ``write_id`` that every
+shard pass records, so the combiner can tell that all shards scored the same vectors.
+
+Frame written (the shard passes' input):
+
+    vectors  doc_id string, label string (null: unlabelled), term_ids array<int> (ascending
+             model term ids), counts array<int> (occurrences, aligned with term_ids), tokens int
+             (all tokens of the document, known or not)
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, Observation, SparkSession, Window
+from pyspark.sql import functions as F
+
+from nbknn import contract
+from nbknn.common import fs
+from nbknn.common.provenance import code_version
+from nbknn.inputs.documents import (
+    InputError,
+    InputSpec,
+    ReadCounts,
+    TooManyRejects,
+    accepted_documents,
+    check_reject_fraction,
+    observe_read_totals,
+    publish_rejects,
+    published_rejects_by_reason,
+    read_documents,
+    read_totals,
+    rejected_records,
+)
+from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
+from nbknn.naive_bayes import schemas
+from nbknn.naive_bayes.model_reader import model_summary, read_model_manifest
+from nbknn.naive_bayes.outputs import publish_output
+
+DUPLICATE_ID = "duplicate_id"
+# How many duplicated ids a summary or an error message names.
+EXAMPLES = 5
+
+
+def with_duplicate_ids_rejected(documents: DataFrame) -> DataFrame:
+    """Quarantine every record whose id is shared by another accepted record.
+
+    Predictions are keyed by document id; silently keeping one of several records (or merging
+    them) would answer for a document nobody can identify. All copies go to the rejects with
+    reason ``duplicate_id`` and count against max_reject_fraction; ``duplicate_of`` keeps the id
+    (the other fields of a rejected record are cleared, as read_documents does).
+    """
+    accepted = F.col("reject_reason").isNull()
+    copies = F.count(F.lit(1)).over(Window.partitionBy("doc_id"))
+    # A column of its own: the window is evaluated once, not once per column that uses it.
+    flagged = documents.withColumn("_duplicate", accepted & (copies > 1))
+    duplicate = F.col("_duplicate")
+    return flagged.select(
+        F.when(~duplicate, F.col("doc_id")).alias("doc_id"),
+        F.when(~duplicate, F.col("label")).alias("label"),
+        F.when(~duplicate, F.col("text")).alias("text"),
+        F.when(duplicate, F.lit(DUPLICATE_ID)).otherwise(F.col("reject_reason")).alias("reject_reason"),
+        "source",
+        "raw",
+        F.when(duplicate, F.col("doc_id")).alias("duplicate_of"),
+    )
+
+
+#: Largest vocabulary that prediction ships to the tasks for an in-row lookup (terms); above it
+#: the vectoriser falls back to a join in Spark (two shuffles, but the vocabulary is never
+#: collected). 5 M terms are a few hundred MB as an Arrow string array on the driver and in
+#: every Python worker, still far below a dense model of the same vocabulary.
+DEFAULT_MAX_LOOKUP_TERMS = 5_000_000
+
+VECTORS_SCHEMA = "doc_id string, label string, term_ids array<int>, counts array<int>, tokens int"
+
+
+class VocabularyLookup:
+    """The model's vocabulary as a lookup table for :func:`count_known_terms`.
+
+    terms: Arrow string array; ``term_ids[i]`` is the id of ``terms[i]`` (``None``: the ids are
+    the positions, the usual dense case 0..V-1); ``vocabulary_size`` bounds every id.
+    """
+
+    def __init__(self, terms: pa.Array, term_ids: np.ndarray | None, vocabulary_size: int) -> None:
+        self.terms = terms
+        self.term_ids = term_ids
+        self.vocabulary_size = int(vocabulary_size)
+        self._by_type: dict = {}
+
+    def value_set(self, arrow_type: pa.DataType) -> pa.Array:
+        """The terms cast to the type of the tokens (string or large_string), cast once."""
+        if arrow_type not in self._by_type:
+            self._by_type[arrow_type] = self.terms if self.terms.type == arrow_type else self.terms.cast(arrow_type)
+        return self._by_type[arrow_type]
+
+    def __getstate__(self):
+        return {"terms": self.terms, "term_ids": self.term_ids, "vocabulary_size": self.vocabulary_size}
+
+    def __setstate__(self, state):
+        self.__init__(state["terms"], state["term_ids"], state["vocabulary_size"])
+
+
+def vocabulary_lookup(vocabulary: pa.Table) -> VocabularyLookup:
+    """Lookup table from an Arrow table (term_id, term) of the model's vocabulary (any row order)."""
+    ids = np.asarray(vocabulary.column("term_id").to_numpy(), dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    terms = vocabulary.column("term").combine_chunks().take(pa.array(order))
+    if ids.size and (ids[0] < 0 or np.any(np.diff(ids) <= 0)):
+        raise ValueError("vocabulary term ids must be unique and >= 0")
+    dense = bool(ids.size == 0 or ids[-1] == ids.size - 1)
+    size = int(ids[-1]) + 1 if ids.size else 0
+    return VocabularyLookup(terms, None if dense else ids, size)
+
+
+def count_known_terms(tokens: pa.Array, lookup: VocabularyLookup):
+    """Per row of a list<string> column: (term_ids, counts, tokens) without a row loop.
+
+    term_ids: list<int32> of the row's known terms, ascending; counts: list<int32> aligned with
+    them; tokens: int32 number of tokens of the row (known or not). A null list counts as empty.
+    """
+    n = len(tokens)
+    lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(tokens)
+    V = max(lookup.vocabulary_size, 1)
+    if len(flat):
+        position = pc.fill_null(pc.index_in(flat, value_set=lookup.value_set(flat.type)), -1)
+        position = position.to_numpy(zero_copy_only=False).astype(np.int64)
+        row = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        known = position >= 0
+        term = position[known] if lookup.term_ids is None else lookup.term_ids[position[known]]
+        # One sort of (row, term) keys counts every (document, term) pair of the batch at once.
+        keys, counts = np.unique(row[known] * V + term, return_counts=True)
+        rows_of_keys = keys // V
+        term_ids = (keys - rows_of_keys * V).astype(np.int32)
+        per_row = np.bincount(rows_of_keys, minlength=n)
+    else:
+        term_ids = np.empty(0, dtype=np.int32)
+        counts = np.empty(0, dtype=np.int64)
+        per_row = np.zeros(n, dtype=np.int64)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32))
+    return (
+        pa.ListArray.from_arrays(offsets, pa.array(term_ids, type=pa.int32())),
+        pa.ListArray.from_arrays(offsets, pa.array(counts.astype(np.int32), type=pa.int32())),
+        pa.array(lengths.astype(np.int32), type=pa.int32()),
+    )
+
+
+def document_vectors(accepted: DataFrame, lookup_broadcast, tokenizer: TokenizerConfig) -> DataFrame:
+    """Sparse term-count vectors of the accepted documents over the model's vocabulary.
+
+    ``accepted``: doc_id, label, text (ids unique). ``lookup_broadcast``: a broadcast
+    :class:`VocabularyLookup` of the model's vocabulary. The text is tokenised in the JVM (the
+    project's one tokeniser); each Arrow batch of token lists is then mapped to term ids and
+    counted inside its rows (:func:`count_known_terms`), with no shuffle. Unknown terms are
+    dropped; a document without any known term keeps empty arrays (prior-only prediction).
+    """
+    tokenized = accepted.select("doc_id", "label", tokens_column(F.col("text"), tokenizer).alias("tokens"))
+    vectorise = partial(_vectorise_batches, lookup_broadcast=lookup_broadcast)
+    return tokenized.mapInArrow(vectorise, VECTORS_SCHEMA).sortWithinPartitions("doc_id")
+
+
+def _vectorise_batches(batches, lookup_broadcast):
+    """mapInArrow body: each Arrow batch of token lists as a batch of vectors."""
+    lookup = lookup_broadcast.value
+    for batch in batches:
+        term_ids, counts, tokens = count_known_terms(batch.column("tokens"), lookup)
+        yield pa.RecordBatch.from_arrays(
+            [batch.column("doc_id"), batch.column("label"), term_ids, counts, tokens],
+            names=["doc_id", "label", "term_ids", "counts", "tokens"],
+        )
+
+
+def document_vectors_joined(accepted: DataFrame, vocabulary: DataFrame, tokenizer: TokenizerConfig) -> DataFrame:
+    """As :func:`document_vectors`, for a vocabulary too large to ship to the tasks.
+
+    ``vocabulary``: term, term_id (the model's). Terms are mapped to ids by a join in Spark (the
+    vocabulary is never collected), at the price of two shuffles of one row per (document,
+    distinct term).
+    """
+    tokenized = accepted.select("doc_id", "label", tokens_column(F.col("text"), tokenizer).alias("tokens"))
+    # Count per (document, term) before the join: the join then sees each distinct term of a
+    # document once instead of every occurrence.
+    term_counts = (
+        tokenized.select("doc_id", F.explode("tokens").alias("term"))
+        .groupBy("doc_id", "term")
+        .agg(F.count(F.lit(1)).cast("int").alias("count"))
+    )
+    known = term_counts.join(vocabulary.select("term", "term_id"), "term")
+    per_document = known.groupBy("doc_id").agg(
+        # Sorting structs sorts by their first field: ascending term ids, unique per document.
+        F.array_sort(F.collect_list(F.struct("term_id", "count"))).alias("entries")
+    )
+    empty = F.array().cast("array<int>")
+    return (
+        tokenized.select("doc_id", "label", F.size("tokens").cast("int").alias("tokens"))
+        .join(per_document, "doc_id", "left")
+        .select(
+            "doc_id",
+            "label",
+            F.coalesce(F.col("entries.term_id"), empty).alias("term_ids"),
+            F.coalesce(F.col("entries.count"), empty).alias("counts"),
+            "tokens",
+        )
+        .sortWithinPartitions("doc_id")
+    )
+
+
+def observe_vector_stats(vectors: DataFrame) -> tuple[DataFrame, Observation]:
+    """``vectors`` with its totals observed while an action (the write) runs over it.
+
+    After the action, :func:`vector_stats` reads them: documents, labelled, without known term,
+    tokens, known tokens. Observed in the writing job itself (Spark merges the metrics of
+    successful task attempts only) instead of a second pass that reads the vectors back.
+    """
+    observation = Observation("vectors")
+    known = F.aggregate("counts", F.lit(0).cast("long"), lambda acc, x: acc + x)
+    observed = vectors.observe(
+        observation,
+        F.count(F.lit(1)).alias("documents"),
+        F.count("label").alias("labelled"),
+        F.sum(F.when(F.size("term_ids") == 0, 1).otherwise(0)).alias("without_known_term"),
+        F.sum("tokens").alias("tokens"),
+        F.sum(known).alias("known_tokens"),
+    )
+    return observed, observation
+
+
+def vector_stats(observation: Observation) -> dict:
+    """The totals :func:`observe_vector_stats` observed (call after the action)."""
+    return {key: int(value or 0) for key, value in observation.get.items()}
+
+
+def run_vectorize(
+    spark: SparkSession,
+    spec: InputSpec,
+    model_dir: str,
+    vectors_uri: str,
+    rejects_uri: str,
+    max_reject_fraction: float,
+    max_lookup_terms: int = DEFAULT_MAX_LOOKUP_TERMS,
+) -> dict:
+    """Validate the input and write its term-count vectors over the model's vocabulary.
+
+    One pass over clean input: the records are parsed, validated, checked for duplicate ids and
+    vectorised in the job that writes the vectors, which also counts them (read, accepted). Only
+    when some record was rejected is the input read again, to quarantine the rejects (then
+    counted by reason from the quarantine); the vectors are published after the reject fraction
+    has been checked, and deleted unpublished when it is exceeded.
+
+    Vocabularies of at most ``max_lookup_terms`` terms are shipped to the tasks and looked up
+    inside each row (no shuffle); larger ones are joined in Spark (:func:`document_vectors_joined`)."""
+    manifest = read_model_manifest(spark, model_dir)
+    tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
+    documents = with_duplicate_ids_rejected(read_documents(spark, spec, labelled=False))
+    temp_uri = fs.temporary_sibling(vectors_uri)
+    try:
+        vectoriser, stats, totals = _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri,
+                                                   max_lookup_terms)
+        counts, duplicates = _quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction)
+        if stats["documents"] != counts.accepted:
+            raise AssertionError(f"wrote {stats['documents']} vectors for {counts.accepted} accepted records")
+    except Exception:
+        fs.delete(spark, temp_uri)
+        raise
+    summary = {
+        "job": "nb_vectorize",
+        "write_id": uuid.uuid4().hex,
+        "model": model_summary(model_dir, manifest),
+        "input": {"uri": spec.uri, "format": spec.format},
+        "records": counts.to_dict(),
+        "duplicate_ids": duplicates,
+        "rejects_uri": rejects_uri if counts.rejected else None,
+        "vectoriser": vectoriser,
+        "vectors": stats,
+        "code_version": code_version(),
+    }
+    publish_output(spark, temp_uri, vectors_uri, summary)
+    return summary
+
+
+def _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri, max_lookup_terms):
+    """Write the accepted records' vectors to ``temp_uri``: (vectoriser, vector stats, read totals)."""
+    observed, totals = observe_read_totals(documents)
+    accepted = accepted_documents(observed)
+    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
+    broadcast = None
+    if manifest["counts"]["vocabulary_size"] <= max_lookup_terms:
+        # The vocabulary goes to the tasks once (broadcast): every document is counted in its row.
+        vectoriser = "in_row_lookup"
+        lookup = vocabulary_lookup(vocabulary.select("term_id", "term").toArrow())
+        broadcast = spark.sparkContext.broadcast(lookup)
+        vectors = document_vectors(accepted, broadcast, tokenizer)
+    else:
+        vectoriser = "join"
+        vectors = document_vectors_joined(accepted, vocabulary, tokenizer)
+    vectors, observation = observe_vector_stats(vectors)
+    try:
+        vectors.write.parquet(temp_uri)
+    finally:
+        if broadcast is not None:
+            broadcast.destroy()
+    return vectoriser, vector_stats(observation), read_totals(totals)
+
+
+def _quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction):
+    """Publish the rejects (reading the input again only when there are any) and check their
+    fraction: (ReadCounts, examples of duplicated ids)."""
+    read, accepted = totals
+    if read == accepted:
+        # A retry over repaired input must not leave the first attempt's rejects behind.
+        fs.delete(spark, rejects_uri)
+        counts = ReadCounts(read=read, accepted=accepted, rejected_by_reason={})
+        duplicates = []
+    else:
+        publish_rejects(rejected_records(documents), rejects_uri)
+        # Counted from what was quarantined (small), not by reading the whole input once more.
+        counts = ReadCounts(read=read, accepted=accepted,
+                            rejected_by_reason=published_rejects_by_reason(spark, rejects_uri))
+        if counts.rejected != read - accepted:
+            # Retryable: a second attempt reads the input once more.
+            raise RuntimeError(
+                f"{spec.uri} changed while it was read: {read - accepted} of {read} records were rejected "
+                f"when vectorised, {counts.rejected} were quarantined"
+            )
+        duplicates = _duplicate_examples(documents) if counts.rejected_by_reason.get(DUPLICATE_ID) else []
+    try:
+        check_reject_fraction(counts, max_reject_fraction, rejects_uri)
+    except TooManyRejects as exc:
+        if duplicates:
+            raise TooManyRejects(f"{exc}; duplicated document ids include {duplicates}") from None
+        raise
+    if counts.accepted == 0:
+        raise InputError(f"no record of {spec.uri} was accepted; see the rejects at {rejects_uri}")
+    return counts, duplicates
+
+
+def _duplicate_examples(documents) -> list[str]:
+    """The first few duplicated ids, in order."""
+    return [
+        row["duplicate_of"]
+        for row in documents.where(F.col("duplicate_of").isNotNull())
+        .select("duplicate_of").distinct().orderBy("duplicate_of").limit(EXAMPLES).collect()
+    ]
