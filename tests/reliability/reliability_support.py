@@ -6,7 +6,6 @@ Imported by the test modules of this folder (pytest puts the folder on ``sys.pat
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO_ROOT, VENV_BIN
+from helpers import REPO_ROOT, VENV_BIN, entry_script
 from processes import log_tail, start
 
 FIGURES_DIR = REPO_ROOT / "build" / "reliability"
@@ -178,7 +177,7 @@ def run_entry_in_process(spark, script: str, argv: list[str]) -> None:
     session) and without a spark-submit JVM start."""
     from pyspark.sql import SparkSession
 
-    module = importlib.import_module(script.removesuffix(".py"))
+    module = entry_script(script.removesuffix(".py"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SparkSession, "stop", lambda self: None)
         try:
