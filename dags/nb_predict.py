@@ -1,5 +1,5 @@
 """
-### nb_predict: classify documents with a published Naive Bayes model, one Spark pass per model shard
+### nb_predict: classify documents with a published Naive Bayes model
 
 Runs every day at 06:00 UTC **and** whenever `nb_train` publishes a new model (the
 `nbknn_naive_bayes_model` asset). Reads documents `(id, text[, label])` and writes, under
@@ -7,12 +7,17 @@ Runs every day at 06:00 UTC **and** whenever `nb_train` publishes a new model (t
 
 | task | what it does |
 |---|---|
-| `plan` | resolves the model version once and pins it for the whole run, checks its manifest and shards, computes every URI (see its XCom) |
+| `plan` | resolves the model version once and pins it for the whole run, checks its manifest and shards, chooses the path, computes every URI (see its XCom) |
+| `choose_path` | follows the plan's path: `predict` when the whole model fits one broadcast, else the per-shard tasks |
+| `predict` | Spark, single pass: quarantines bad records, vectorises, scores against the whole model and combines → `predictions/` + `report/` |
 | `vectorize` | Spark: quarantines bad records and duplicated ids (`rejects/nb_predict/<run-key>/`), tokenises with the model's tokeniser, maps terms to the model's term ids → `vectors/` |
 | `shard_passes` | lists the prediction passes, one per shard of the chosen model |
 | `predict_shard` | Spark, **mapped: one task instance per model shard**; scores every document against the shard's classes in batches → `scores/shard=S/` |
 | `combine` | Spark: checks every shard scored the current vectors, picks each document's most probable class → `predictions/`; with labelled input, accuracy, macro-F1, per-class precision/recall and a confusion matrix → `report/metrics.json` + `report/confusion_matrix.png` |
-| `report` | logs and returns the headline numbers (counts read / rejected / predicted, accuracy) |
+| `report` | logs and returns the headline numbers (path, counts read / rejected / predicted, accuracy) |
+
+Both paths publish the same predictions and report: a model's answers do not depend on how its
+classes are grouped. The per-shard path is for models too large for one broadcast.
 
 An input label is kept beside its prediction as `true_label`.
 Every output is published atomically (written beside its place, then renamed in); retrying any
@@ -58,6 +63,19 @@ PARAMS = {
     "top_n": schema_param(
         0, param_schemas.NB_PREDICT, "top_n", "Also output each document's N most probable classes (0: off)."
     ),
+    "prediction_path": schema_param(
+        "auto",
+        param_schemas.NB_PREDICT,
+        "prediction_path",
+        "auto = one Spark pass over the whole model when its scoring form fits single_pass_max_bytes, "
+        "else one pass per shard; single_pass / per_shard force either.",
+    ),
+    "single_pass_max_bytes": schema_param(
+        contract.DEFAULT_SINGLE_PASS_MAX_BYTES,
+        param_schemas.NB_PREDICT,
+        "single_pass_max_bytes",
+        "Largest model scoring form (12 bytes per (class, term) entry) broadcast whole for the single pass.",
+    ),
     "max_reject_fraction": max_reject_fraction_param(),
     "max_record_bytes": max_record_bytes_param(),
 }
@@ -87,7 +105,13 @@ def nb_predict():
         )
         return plan_prediction(params, run_id, version_from_events([event.extra for event in events]))
 
-    @task(execution_timeout=timedelta(minutes=10))
+    @task.branch(retries=0, execution_timeout=timedelta(minutes=5))
+    def choose_path(path: dict) -> str:
+        log.info("prediction path %s: %s", path["name"], path["reason"])
+        return "predict" if path["name"] == contract.SINGLE_PASS else "vectorize"
+
+    # Runs after whichever path ran (the other one is skipped).
+    @task(trigger_rule="none_failed_min_one_success", execution_timeout=timedelta(minutes=10))
     def report(uris: dict, model: dict) -> dict:
         from nbknn_airflow import storage
 
@@ -103,12 +127,16 @@ def nb_predict():
         return shard_args
 
     run_plan = plan()
+    path = choose_path(run_plan["path"])
+    predict = spark_app("predict", "nb_predict.py", run_plan["single_pass_args"])
     vectorize = spark_app("vectorize", "nb_vectorize.py", run_plan["vectorize_args"])
     passes = shard_passes(run_plan["model"], run_plan["shard_args"])
     predict_shard = spark_app_mapped("predict_shard", "nb_predict_shard.py", passes)
     combine = spark_app("combine", "nb_combine.py", run_plan["combine_args"])
+    path >> [predict, vectorize]
     vectorize >> passes
-    predict_shard >> combine >> report(run_plan["uris"], run_plan["model"])
+    predict_shard >> combine
+    [predict, combine] >> report(run_plan["uris"], run_plan["model"])
 
 
 nb_predict()

@@ -177,23 +177,30 @@ def local_path(uri: str) -> Path:
     return Path(urlparse(uri).path)
 
 
-def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: int = 0, max_reject_fraction=0.0):
-    """vectorise -> every shard's pass -> combine, with the library functions the entry scripts call,
-    on the shared SparkSession. Returns (predictions by doc id, combine summary, run root URI)."""
+def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: int = 0, max_reject_fraction=0.0,
+                       path: str = "per_shard"):
+    """A prediction run with the library functions the entry scripts call, on the shared SparkSession:
+    ``per_shard`` (vectorise -> every shard's pass -> combine) or ``single_pass``.
+    Returns (predictions by doc id, the run's summary, run root URI)."""
     from nbknn.contract import scores_shard_uri
     from nbknn.inputs.documents import InputSpec
     from nbknn.naive_bayes.combine import run_combine
     from nbknn.naive_bayes.shard_pass import run_predict_shard
+    from nbknn.naive_bayes.single_pass import run_predict_single_pass
     from nbknn.naive_bayes.vectorize import run_vectorize
 
-    input_path = write_jsonl(workdir / "input" / "docs.jsonl", docs)
+    spec = InputSpec(uri=write_jsonl(workdir / "input" / "docs.jsonl", docs).as_uri())
     run = (workdir / "run").as_uri()
-    manifest = json.loads((local_path(model_dir) / "manifest.json").read_text())
-    run_vectorize(spark, InputSpec(uri=input_path.as_uri()), model_dir, f"{run}/vectors", f"{run}/rejects",
-                  max_reject_fraction)
-    for shard in range(manifest["num_shards"]):
-        run_predict_shard(spark, model_dir, f"{run}/vectors", shard, scores_shard_uri(f"{run}/scores", shard), top_n)
-    summary = run_combine(spark, model_dir, f"{run}/vectors", f"{run}/scores", f"{run}/predictions",
-                          f"{run}/report", top_n)
+    if path == "single_pass":
+        summary = run_predict_single_pass(spark, spec, model_dir, f"{run}/predictions", f"{run}/report",
+                                          f"{run}/rejects", max_reject_fraction, top_n)
+    else:
+        manifest = json.loads((local_path(model_dir) / "manifest.json").read_text())
+        run_vectorize(spark, spec, model_dir, f"{run}/vectors", f"{run}/rejects", max_reject_fraction)
+        for shard in range(manifest["num_shards"]):
+            run_predict_shard(spark, model_dir, f"{run}/vectors", shard, scores_shard_uri(f"{run}/scores", shard),
+                              top_n)
+        summary = run_combine(spark, model_dir, f"{run}/vectors", f"{run}/scores", f"{run}/predictions",
+                              f"{run}/report", top_n)
     rows = spark.read.parquet(f"{run}/predictions").collect()
     return {row["doc_id"]: row.asDict(recursive=True) for row in rows}, summary, run

@@ -115,6 +115,41 @@ REPORT_HTML_NAME = "report.html"
 REPORT_SUMMARY_NAME = "summary.json"
 
 
+# How a run predicts. ``single_pass``: one application reads, vectorises, scores against the whole
+# model and combines (no intermediate outputs); ``per_shard``: vectorize, one pass per shard, combine
+# (the design for models too large for one broadcast); ``auto`` picks single_pass when the model's
+# scoring form fits ``single_pass_max_bytes``.
+SINGLE_PASS = "single_pass"
+PER_SHARD = "per_shard"
+PREDICTION_PATHS = ("auto", SINGLE_PASS, PER_SHARD)
+DEFAULT_SINGLE_PASS_MAX_BYTES = 256 * MIB
+# The scoring form (nbknn.naive_bayes.scoring): a float64 weight and an int32 term id per entry, and
+# per class an int64 row pointer, id, log prior and default log-probability.
+SCORING_BYTES_PER_ENTRY = 12
+SCORING_BYTES_PER_CLASS = 32
+
+
+def scoring_bytes(manifest: dict) -> int:
+    """Bytes of the whole model's scoring form, from its manifest (what one broadcast would hold)."""
+    entries = sum(shard["entries"] for shard in manifest["shards"])
+    return SCORING_BYTES_PER_ENTRY * entries + SCORING_BYTES_PER_CLASS * (manifest["counts"]["classes"] + 1)
+
+
+def choose_prediction_path(manifest: dict, requested: str, single_pass_max_bytes: int) -> tuple[str, str]:
+    """(path, why) for a prediction run with this model."""
+    if requested not in PREDICTION_PATHS:
+        raise ValueError(f"prediction_path must be one of {PREDICTION_PATHS} (got {requested!r})")
+    if requested != "auto":
+        return requested, "requested"
+    needed = scoring_bytes(manifest)
+    if needed <= single_pass_max_bytes:
+        return SINGLE_PASS, f"the model's scoring form ({needed} bytes) fits single_pass_max_bytes ({single_pass_max_bytes})"
+    return PER_SHARD, (
+        f"the model's scoring form ({needed} bytes) exceeds single_pass_max_bytes ({single_pass_max_bytes}): "
+        f"one pass per shard ({manifest['num_shards']})"
+    )
+
+
 def prediction_layout(run_dir: str) -> dict[str, str]:
     """The outputs of one nb_predict run; ``scores`` holds one ``shard=S`` directory per model shard."""
     return {"run_dir": run_dir, **{name: join_uri(run_dir, name) for name in PREDICTION_OUTPUTS}}
@@ -247,12 +282,17 @@ class PredictionSummary(_Summary):
     shard_memory: list
     code_version: str
     metrics: dict | None = None
+    path: str = PER_SHARD
+    path_reason: str | None = None
+    vectoriser: str | None = None
+    duplicate_ids: list | None = None
 
     def headline(self, model_version: str, uris: dict) -> dict:
         """What the DAG's report task returns (its XCom)."""
         return {
             "model_version": model_version,
             "num_shards": self.num_shards,
+            "path": self.path,
             "read": self.counts["read"],
             "rejected": self.counts["rejected"],
             "predicted": self.counts["predicted"],

@@ -16,12 +16,16 @@ def test_tasks_and_dependencies(dag):
     upstream = {task_id: sorted(task.upstream_task_ids) for task_id, task in dag.task_dict.items()}
     assert upstream == {
         "plan": [],
-        "vectorize": ["plan"],
+        "choose_path": ["plan"],
+        "predict": ["choose_path", "plan"],
+        "vectorize": ["choose_path", "plan"],
         "shard_passes": ["plan", "vectorize"],
         "predict_shard": ["shard_passes"],
         "combine": ["plan", "predict_shard"],
-        "report": ["combine", "plan"],
+        "report": ["combine", "plan", "predict"],
     }
+    # Whichever path ran, the other is skipped: the report must still run.
+    assert dag.task_dict["report"].trigger_rule == "none_failed_min_one_success"
 
 
 def test_shard_passes_are_mapped_spark_submit_tasks(dag):
@@ -35,12 +39,12 @@ def test_shard_passes_are_mapped_spark_submit_tasks(dag):
     assert list(mapped.expand_input.value) == ["application_args"]
     assert mapped.partial_kwargs["application"] == str(REPO_ROOT / "spark_apps" / "nb_predict_shard.py")
     assert mapped.retries == 2
-    for task_id, script in {"vectorize": "nb_vectorize.py", "combine": "nb_combine.py"}.items():
+    for task_id, script in {"predict": "nb_predict.py", "vectorize": "nb_vectorize.py", "combine": "nb_combine.py"}.items():
         task = dag.task_dict[task_id]
         assert isinstance(task, LibrarySparkSubmitOperator)
         assert task.application == str(REPO_ROOT / "spark_apps" / script)
         assert task.retries == 2
-    for script in ("nb_vectorize.py", "nb_predict_shard.py", "nb_combine.py"):
+    for script in ("nb_predict.py", "nb_vectorize.py", "nb_predict_shard.py", "nb_combine.py"):
         assert (REPO_ROOT / "spark_apps" / script).exists()
 
 
@@ -62,8 +66,9 @@ def test_params_and_defaults(dag):
 
     assert set(dag.params.keys()) == {
         "input_uri", "input_format", "id_column", "label_column", "text_column", "model_version", "top_n",
-        "max_reject_fraction", "max_record_bytes",
+        "max_reject_fraction", "max_record_bytes", "prediction_path", "single_pass_max_bytes",
     }
+    assert dag.params["prediction_path"] == "auto"
     assert dag.params["model_version"] == "latest"
     assert dag.params["top_n"] == 0
     assert dag.params["max_reject_fraction"] == DEFAULT_MAX_REJECT_FRACTION
@@ -73,7 +78,8 @@ def test_params_and_defaults(dag):
 @pytest.mark.parametrize(
     "name, value",
     [("top_n", -1), ("top_n", 101), ("top_n", "3"), ("model_version", "../v1"), ("model_version", "v:1"),
-     ("input_format", "csv"), ("max_reject_fraction", 2), ("input_uri", "")],
+     ("input_format", "csv"), ("max_reject_fraction", 2), ("input_uri", ""), ("prediction_path", "fused"),
+     ("single_pass_max_bytes", -1)],
 )
 def test_invalid_params_are_rejected(dag, name, value):
     from airflow.sdk.exceptions import ParamValidationError

@@ -86,8 +86,8 @@ def runs(spark, corpus, tmp_path_factory):
     base = tmp_path_factory.mktemp("nb_predict_models")
     trained, done = {}, {}
 
-    def get(name: str, shards: int, model_type: str, alpha: float, fit_prior: bool):
-        key = (name, shards, model_type, alpha, fit_prior)
+    def get(name: str, shards: int, model_type: str, alpha: float, fit_prior: bool, path: str = "per_shard"):
+        key = (name, shards, model_type, alpha, fit_prior, path)
         if key not in done:
             if (name, shards) not in trained:
                 trained[(name, shards)] = train_model_in_process(
@@ -96,7 +96,7 @@ def runs(spark, corpus, tmp_path_factory):
             tag = f"{name}-{shards}-{model_type}-{alpha}-{fit_prior}"
             model_dir = model_variant(trained[(name, shards)], base / "variants" / tag, model_type, alpha, fit_prior)
             predictions, summary, run = predict_in_process(
-                spark, model_dir, corpus(CORPORA[name], "test"), base / "runs" / tag, top_n=TOP_N
+                spark, model_dir, corpus(CORPORA[name], "test"), base / "runs" / f"{tag}-{path}", top_n=TOP_N, path=path
             )
             done[key] = (predictions, summary, run, model_dir)
         return done[key]
@@ -112,10 +112,12 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("path", ["per_shard", "single_pass"])
 @pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
-def test_predictions_equal_sklearn_on_reuters(runs, corpus, case):
+def test_predictions_equal_sklearn_on_reuters(runs, corpus, case, path):
     name, shards, model_type, alpha, fit_prior = case
-    predictions, summary, _, _ = runs(*case)
+    predictions, summary, _, _ = runs(*case, path=path)
+    assert summary["path"] == path
     train, test = corpus(CORPORA[name], "train"), corpus(CORPORA[name], "test")
     classes, proba = sklearn_reference(train, test, model_type, alpha, fit_prior)
     assert len(predictions) == len(test)
@@ -189,6 +191,13 @@ def test_compact_model_takes_at_most_12_bytes_per_entry(runs, spark):
     vocabulary_size = manifest["counts"]["vocabulary_size"]
     with_base = model_memory(load_model_shard(spark, model_dir, manifest, 0, include_term_base=True))
     assert with_base["bytes_per_term"] == 8 * vocabulary_size
+    # The plan's estimate of the whole model (which picks the single pass) bounds what it loads.
+    from nbknn.contract import scoring_bytes
+
+    _, single, _, _ = runs("r52", 7, "complement", 1.0, True, path="single_pass")
+    (whole,) = single["shard_memory"]
+    assert (whole["shard"], whole["entries"], whole["classes"]) == ("all", manifest["counts"]["entries"], 52)
+    assert 0.95 * scoring_bytes(manifest) <= whole["bytes_total"] <= scoring_bytes(manifest)
     total_entries = sum(m["bytes_entries"] for m in memory)
     print(
         f"\nR52 compact model: {manifest['counts']['entries']} entries, {total_entries} bytes "
@@ -224,15 +233,17 @@ def edge_model(spark, tmp_path_factory):
     return train_model_in_process(spark, EDGE_TRAIN, tmp_path_factory.mktemp("edge_model"), num_shards=2)
 
 
+@pytest.mark.parametrize("path", ["per_shard", "single_pass"])
 @pytest.mark.parametrize("model_type", ["multinomial", "complement"])
-def test_empty_unknown_and_unicode_documents_match_sklearn(spark, edge_model, tmp_path, model_type):
+def test_empty_unknown_and_unicode_documents_match_sklearn(spark, edge_model, tmp_path, model_type, path):
     model_dir = model_variant(edge_model, tmp_path / "model", model_type, 1.0, True)
-    predictions, summary, run = predict_in_process(spark, model_dir, EDGE_TEST, tmp_path, top_n=3)
+    predictions, summary, run = predict_in_process(spark, model_dir, EDGE_TEST, tmp_path, top_n=3, path=path)
     classes, proba = sklearn_reference(EDGE_TRAIN, EDGE_TEST, model_type, 1.0, True)
     assert_matches_sklearn(predictions, EDGE_TEST, classes, proba, 3)
-    vectors = {r["doc_id"]: r for r in spark.read.parquet(f"{run}/vectors").collect()}
-    for doc_id in ("empty", "unknown", "single-chars"):
-        assert vectors[doc_id]["term_ids"] == [] and vectors[doc_id]["counts"] == []
+    if path == "per_shard":
+        vectors = {r["doc_id"]: r for r in spark.read.parquet(f"{run}/vectors").collect()}
+        for doc_id in ("empty", "unknown", "single-chars"):
+            assert vectors[doc_id]["term_ids"] == [] and vectors[doc_id]["counts"] == []
     assert summary["vectors"]["without_known_term"] == 3
     if model_type == "multinomial":
         # No known term: the prior-only answer; the classes have 2 documents each, so a 3-way tie.
@@ -291,7 +302,7 @@ def test_single_class_model_matches_sklearn(spark, tmp_path):
         assert_matches_sklearn(predictions, test, classes, proba, 2)
         assert {p["label"] for p in predictions.values()} == {"only"}
         assert all(p["probability"] == 1.0 for p in predictions.values())
-        assert summary["metrics"] is None and "true_label" not in predictions["x"]
+        assert summary["metrics"] is None and predictions["x"]["true_label"] is None
 
 
 @pytest.fixture(scope="module")
@@ -304,11 +315,12 @@ def tie_model(spark, tmp_path_factory):
     return train_model_in_process(spark, train, tmp_path_factory.mktemp("tie_model"), num_shards=2)
 
 
-def test_ties_go_to_the_lower_class_id_across_shards(spark, tie_model, tmp_path):
+@pytest.mark.parametrize("path", ["per_shard", "single_pass"])
+def test_ties_go_to_the_lower_class_id_across_shards(spark, tie_model, tmp_path, path):
     manifest = json.loads((local_path(tie_model) / "manifest.json").read_text())
     assert [s["class_ids"] for s in manifest["shards"]] in ([[0], [1]], [[1], [0]])
     test = [{"id": "t1", "text": "green blue"}, {"id": "t2", "text": "unknown"}, {"id": "t3", "text": "RED"}]
-    predictions, _, _ = predict_in_process(spark, tie_model, test, tmp_path, top_n=2)
+    predictions, _, _ = predict_in_process(spark, tie_model, test, tmp_path, top_n=2, path=path)
     classes, proba = sklearn_reference(
         [{"label": "second", "text": "red green blue green"}, {"label": "first", "text": "red green blue green"}],
         test, "multinomial", 1.0, True,
@@ -319,7 +331,8 @@ def test_ties_go_to_the_lower_class_id_across_shards(spark, tie_model, tmp_path)
         assert [t["label"] for t in p["top_n"]] == ["first", "second"]
 
 
-def test_duplicate_ids_and_bad_records_are_quarantined(spark, tie_model, tmp_path):
+@pytest.mark.parametrize("path", ["per_shard", "single_pass"])
+def test_duplicate_ids_and_bad_records_are_quarantined(spark, tie_model, tmp_path, path):
     from nbknn.inputs.documents import TooManyRejects
 
     docs = [
@@ -329,7 +342,8 @@ def test_duplicate_ids_and_bad_records_are_quarantined(spark, tie_model, tmp_pat
         '{"id": "d3", "text": ',  # malformed
         {"id": "d4", "text": 7},  # wrong type
     ]
-    predictions, summary, run = predict_in_process(spark, tie_model, docs, tmp_path / "ok", max_reject_fraction=0.9)
+    predictions, summary, run = predict_in_process(spark, tie_model, docs, tmp_path / "ok", max_reject_fraction=0.9,
+                                                   path=path)
     assert sorted(predictions) == ["d2"]
     assert summary["counts"]["read"] == 5 and summary["counts"]["predicted"] == 1
     assert summary["counts"]["rejected_by_reason"] == {"duplicate_id": 2, "invalid_text_type": 1, "malformed_json": 1}
@@ -337,8 +351,8 @@ def test_duplicate_ids_and_bad_records_are_quarantined(spark, tie_model, tmp_pat
     rejects = spark.read.json(f"{run}/rejects").collect()
     assert sorted(r["reason"] for r in rejects) == ["duplicate_id", "duplicate_id", "invalid_text_type", "malformed_json"]
     with pytest.raises(TooManyRejects, match=r"duplicated document ids include \['d1'\]"):
-        predict_in_process(spark, tie_model, docs, tmp_path / "strict", max_reject_fraction=0.5)
-    # The vectors were written before the rejects were counted: refused, they are not published,
+        predict_in_process(spark, tie_model, docs, tmp_path / "strict", max_reject_fraction=0.5, path=path)
+    # The vectors (or predictions) were written before the rejects were counted: refused, they are not published,
     # and no temporary directory is left behind; the rejects are, for a person to look at.
     assert sorted(p.name for p in (tmp_path / "strict" / "run").iterdir()) == ["rejects"]
 

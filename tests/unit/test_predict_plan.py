@@ -159,7 +159,9 @@ def test_negative_top_n_is_refused(root):
 
 
 def test_every_argument_list_is_accepted_by_its_entry_script(root):
-    nb_combine, nb_predict_shard, nb_vectorize = map(entry_script, ("nb_combine", "nb_predict_shard", "nb_vectorize"))
+    nb_combine, nb_predict, nb_predict_shard, nb_vectorize = map(
+        entry_script, ("nb_combine", "nb_predict", "nb_predict_shard", "nb_vectorize")
+    )
     publish_fake_model(root, "v1", num_shards=2)
     plan = plan_prediction(PARAMS, RUN_ID)
     vectorize = nb_vectorize.parse_args(plan["vectorize_args"])
@@ -167,3 +169,20 @@ def test_every_argument_list_is_accepted_by_its_entry_script(root):
     assert [nb_predict_shard.parse_args(args).shard for args in plan["shard_args"]] == [0, 1]
     combine = nb_combine.parse_args(plan["combine_args"])
     assert (combine.scores, combine.top_n) == (plan["uris"]["scores"], 2)
+    single = nb_predict.parse_args(plan["single_pass_args"])
+    assert (single.model_dir, single.predictions, single.report, single.top_n, single.max_reject_fraction) == (
+        plan["model"]["dir"], plan["uris"]["predictions"], plan["uris"]["report"], 2, 0.05
+    )
+    assert single.path_reason == plan["path"]["reason"]
+
+
+def test_the_path_is_single_pass_while_the_model_fits_the_budget(root):
+    publish_fake_model(root, "v1", num_shards=3)  # 3 shards x 10 entries, 3 classes
+    needed = 12 * 30 + 32 * 4
+    assert plan_prediction({**PARAMS, "single_pass_max_bytes": needed}, RUN_ID)["path"]["name"] == "single_pass"
+    over = plan_prediction({**PARAMS, "single_pass_max_bytes": needed - 1}, RUN_ID)["path"]
+    assert over["name"] == "per_shard" and f"({needed} bytes) exceeds" in over["reason"]
+    forced = plan_prediction({**PARAMS, "prediction_path": "per_shard"}, RUN_ID)["path"]
+    assert forced == {"name": "per_shard", "reason": "requested"}
+    with pytest.raises(PlanError, match="prediction_path"):
+        plan_prediction({**PARAMS, "prediction_path": "fused"}, RUN_ID)

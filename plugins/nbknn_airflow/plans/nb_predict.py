@@ -89,19 +89,28 @@ def load_manifest(version_dir: str) -> dict:
 def plan_prediction(params: dict, run_id: str, triggered_version: str | None = None) -> dict:
     """Everything an ``nb_predict`` run reads and writes, and the arguments of its Spark applications.
 
-    ``shard_args`` holds one argument list per model shard: the DAG maps the prediction pass over it.
+    ``path`` says which way the run predicts (:func:`nbknn.contract.choose_prediction_path`):
+    ``single_pass_args`` are the one application's arguments; otherwise ``vectorize_args``,
+    ``shard_args`` (one argument list per model shard: the DAG maps the prediction pass over it)
+    and ``combine_args``.
     """
     root = settings.data_root()
+    params = {**param_schemas.NB_PREDICT_DEFAULTS, **params}
     input_uri = resolve_input(params["input_uri"], settings.input_roots())
     top_n = _check_prediction_params(params)
     version, chosen_by = resolve_model_version(params["model_version"], root, triggered_version)
     version_dir = paths.nb_version_dir(root, version)
     manifest = load_manifest(version_dir)
 
+    path, path_reason = contract.choose_prediction_path(
+        manifest, params["prediction_path"], params["single_pass_max_bytes"]
+    )
+
     key = paths.run_key(run_id)
     layout = paths.nb_prediction_layout(root, key)
     rejects = paths.rejects_dir(root, "nb_predict", key)
     model_args = ["--model-dir", version_dir, "--vectors", layout["vectors"]]
+    reject_args = ["--rejects", rejects, "--max-reject-fraction", str(params["max_reject_fraction"])]
     return {
         "run_key": key,
         "model": {
@@ -113,13 +122,22 @@ def plan_prediction(params: dict, run_id: str, triggered_version: str | None = N
             "classes": manifest.get("counts", {}).get("classes"),
         },
         "uris": {"input": input_uri, "rejects": rejects, **layout},
+        "path": {"name": path, "reason": path_reason},
         # Flat keys: each is pushed as its own XCom (multiple_outputs) for a Spark task's arguments.
+        "single_pass_args": [
+            *input_args(params, input_uri),
+            "--model-dir", version_dir,
+            "--predictions", layout["predictions"],
+            "--report", layout["report"],
+            *reject_args,
+            "--top-n", str(top_n),
+            "--path-reason", path_reason,
+        ],
         "vectorize_args": [
             *input_args(params, input_uri),
             "--model-dir", version_dir,
             "--vectors", layout["vectors"],
-            "--rejects", rejects,
-            "--max-reject-fraction", str(params["max_reject_fraction"]),
+            *reject_args,
         ],
         "shard_args": _shard_args(model_args, manifest, layout["scores"], top_n),
         "combine_args": [

@@ -182,14 +182,13 @@ def run_combine(
     shard_summaries = check_scores_complete(spark, manifest, vectors_summary, scores_dir, top_n)
     labels = class_labels(spark, model_dir, manifest)
     predictions = combine_scores(_all_scores(spark, manifest, scores_dir), labels, manifest["num_shards"], top_n)
+    # true_label stays in the schema (null when the input has no labels): the predictions' columns
+    # do not depend on the data, nor on the prediction path.
     labelled = vectors_summary["vectors"]["labelled"] > 0
-    if not labelled:
-        predictions = predictions.drop("true_label")
 
     temp_uri = fs.temporary_sibling(predictions_uri)
     predictions.write.parquet(temp_uri)
-    confusion = _confusion(spark.read.parquet(temp_uri), labelled)
-    counts = _reconciled_counts(vectors_summary["records"], confusion)
+    confusion, counts = confusion_and_counts(spark.read.parquet(temp_uri), labelled, vectors_summary["records"])
     summary = {
         "job": "nb_combine",
         "model": model_summary(model_dir, manifest),
@@ -199,7 +198,7 @@ def run_combine(
         "vectors": vectors_summary["vectors"],
         "rejects_uri": vectors_summary["rejects_uri"],
         "predictions_uri": predictions_uri,
-        "predicted_by_label": _predicted_by_label(confusion),
+        "predicted_by_label": predicted_by_label(confusion),
         "shard_memory": [{"shard": s["shard"], **s["memory"]} for s in shard_summaries],
         "code_version": code_version(),
     }
@@ -224,6 +223,12 @@ def _all_scores(spark: SparkSession, manifest: dict, scores_dir: str) -> DataFra
     return scores
 
 
+def confusion_and_counts(written: DataFrame, labelled: bool, records: dict) -> tuple[list[tuple], dict]:
+    """The written predictions' (true label, label, count) rows and the run's reconciled counts."""
+    confusion = _confusion(written, labelled)
+    return confusion, _reconciled_counts(records, confusion)
+
+
 def _confusion(written: DataFrame, labelled: bool) -> list[tuple]:
     """(true label, predicted label, count) of the written predictions; true label None without labels."""
     if labelled:
@@ -246,7 +251,7 @@ def _reconciled_counts(records: dict, confusion: list[tuple]) -> dict:
     }
 
 
-def _predicted_by_label(confusion) -> dict[str, int]:
+def predicted_by_label(confusion) -> dict[str, int]:
     totals: dict[str, int] = {}
     for _, predicted, count in confusion:
         totals[predicted] = totals.get(predicted, 0) + count

@@ -83,7 +83,26 @@ def load_model_shard(
         raise ModelError(f"shard must be in [0, {num_shards}) for model {manifest['version']} (got {shard})")
     _, doc_count, term_total, shard_of = read_classes(spark, model_dir, manifest)
     class_ids = _shard_class_ids(shard_of, shard, manifest, model_dir)
-    entries = _read_shard_entries(spark, model_dir, manifest, shard)
+    entries = _read_entries(spark, contract.term_counts_shard_uri(model_dir, shard),
+                            manifest["shards"][shard]["entries"], f"shard {shard} of {model_dir}")
+    return _scoring_form(spark, model_dir, manifest, class_ids, doc_count, term_total, entries, include_term_base)
+
+
+def load_whole_model(spark: SparkSession, model_dir: str, manifest: dict) -> scoring.ShardModel:
+    """Every class of the model as one shard's scoring form (the single-pass prediction path).
+
+    Scores, winners and posteriors do not depend on how the classes are grouped into shards."""
+    _, doc_count, term_total, shard_of = read_classes(spark, model_dir, manifest)
+    for shard in range(manifest["num_shards"]):
+        _shard_class_ids(shard_of, shard, manifest, model_dir)
+    expected = sum(entry["entries"] for entry in manifest["shards"])
+    entries = _read_entries(spark, contract.term_counts_uri(model_dir), expected, model_dir)
+    class_ids = np.arange(len(doc_count))
+    return _scoring_form(spark, model_dir, manifest, class_ids, doc_count, term_total, entries, False)
+
+
+def _scoring_form(spark, model_dir, manifest, class_ids, doc_count, term_total, entries, include_term_base):
+    """scoring.load_shard_model over the given classes and (class_id, term_id, count) entries."""
     vocabulary_size = manifest["counts"]["vocabulary_size"]
     model = manifest["model"]
     term_total_all = None
@@ -117,18 +136,11 @@ def _shard_class_ids(shard_of: np.ndarray, shard: int, manifest: dict, model_dir
     return class_ids
 
 
-def _read_shard_entries(spark: SparkSession, model_dir: str, manifest: dict, shard: int):
-    """The shard's (class_id, term_id, count) entries as an Arrow table, as many as the manifest says."""
-    entries = (
-        spark.read.schema(schemas.TERM_COUNTS)
-        .parquet(contract.term_counts_shard_uri(model_dir, shard))
-        .toArrow()
-    )
-    expected_entries = manifest["shards"][shard]["entries"]
+def _read_entries(spark: SparkSession, uri: str, expected_entries: int, what: str):
+    """(class_id, term_id, count) entries under ``uri`` as an Arrow table, as many as the manifest says."""
+    entries = spark.read.schema(schemas.TERM_COUNTS).parquet(uri).select("class_id", "term_id", "count").toArrow()
     if entries.num_rows != expected_entries:
-        raise ModelError(
-            f"shard {shard} of {model_dir} holds {entries.num_rows} entries, the manifest says {expected_entries}"
-        )
+        raise ModelError(f"{what} holds {entries.num_rows} entries, the manifest says {expected_entries}")
     return entries
 
 

@@ -266,7 +266,7 @@ def run_vectorize(
     try:
         vectoriser, stats, totals = _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri,
                                                    max_lookup_terms)
-        counts, duplicates = _quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction)
+        counts, duplicates = quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction)
         if stats["documents"] != counts.accepted:
             raise AssertionError(f"wrote {stats['documents']} vectors for {counts.accepted} accepted records")
     except Exception:
@@ -288,21 +288,25 @@ def run_vectorize(
     return summary
 
 
+def vector_frame(spark, accepted: DataFrame, manifest: dict, tokenizer, model_dir: str, max_lookup_terms: int):
+    """(vectoriser, lazy vectors frame, the lookup's broadcast or None) of the accepted documents.
+
+    Vocabularies of at most ``max_lookup_terms`` terms go to the tasks once (broadcast) and every
+    document is counted in its row; larger ones are joined in Spark. The caller destroys the broadcast
+    after the action."""
+    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
+    if manifest["counts"]["vocabulary_size"] <= max_lookup_terms:
+        lookup = vocabulary_lookup(vocabulary.select("term_id", "term").toArrow())
+        broadcast = spark.sparkContext.broadcast(lookup)
+        return "in_row_lookup", document_vectors(accepted, broadcast, tokenizer), broadcast
+    return "join", document_vectors_joined(accepted, vocabulary, tokenizer), None
+
+
 def _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri, max_lookup_terms):
     """Write the accepted records' vectors to ``temp_uri``: (vectoriser, vector stats, read totals)."""
     observed, totals = observe_read_totals(documents)
-    accepted = accepted_documents(observed)
-    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
-    broadcast = None
-    if manifest["counts"]["vocabulary_size"] <= max_lookup_terms:
-        # The vocabulary goes to the tasks once (broadcast): every document is counted in its row.
-        vectoriser = "in_row_lookup"
-        lookup = vocabulary_lookup(vocabulary.select("term_id", "term").toArrow())
-        broadcast = spark.sparkContext.broadcast(lookup)
-        vectors = document_vectors(accepted, broadcast, tokenizer)
-    else:
-        vectoriser = "join"
-        vectors = document_vectors_joined(accepted, vocabulary, tokenizer)
+    vectoriser, vectors, broadcast = vector_frame(spark, accepted_documents(observed), manifest, tokenizer,
+                                                  model_dir, max_lookup_terms)
     vectors, observation = observe_vector_stats(vectors)
     try:
         vectors.write.parquet(temp_uri)
@@ -312,7 +316,7 @@ def _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri, m
     return vectoriser, vector_stats(observation), read_totals(totals)
 
 
-def _quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction):
+def quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction):
     """Publish the rejects (reading the input again only when there are any) and check their
     fraction: (ReadCounts, examples of duplicated ids)."""
     read, accepted = totals

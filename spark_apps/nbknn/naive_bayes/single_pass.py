@@ -1,0 +1,118 @@
+"""Prediction in one pass: read, validate, vectorise, score against the whole model, combine, publish.
+
+For a model whose scoring form fits one broadcast (:func:`nbknn.contract.choose_prediction_path`)
+the per-shard path's three applications (vectorize, one pass per shard, combine) and the two
+intermediate outputs (vectors, scores) cost more than the work itself: every application starts
+a JVM and plans its first query. Here the whole model is loaded as one shard, so each document's
+answer comes out of its own row (no shuffle), and the predictions and report are the ones the
+per-shard path publishes: the model's answers do not depend on how its classes are grouped.
+
+Same guarantees as the per-shard path: bad records go to the rejects with their reason, counts
+reconcile (read = rejected + predicted), nothing is published when the reject fraction is
+exceeded, and the predictions and the report are each published by one rename.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from nbknn import contract
+from nbknn.common import fs
+from nbknn.common.provenance import code_version
+from nbknn.contract import REPORT_SUMMARY_NAME, join_uri
+from nbknn.inputs.documents import InputSpec, accepted_documents, observe_read_totals, read_documents, read_totals
+from nbknn.inputs.tokenizer import TokenizerConfig
+from nbknn.naive_bayes.combine import combine_scores, confusion_and_counts, predicted_by_label
+from nbknn.naive_bayes.model_reader import class_labels, load_whole_model, model_summary, read_model_manifest
+from nbknn.naive_bayes.outputs import publish_output
+from nbknn.naive_bayes.report import metrics_summary, write_report_files
+from nbknn.naive_bayes.shard_pass import model_memory, shard_scores
+from nbknn.naive_bayes.vectorize import (
+    DEFAULT_MAX_LOOKUP_TERMS,
+    observe_vector_stats,
+    quarantine,
+    vector_frame,
+    vector_stats,
+    with_duplicate_ids_rejected,
+)
+
+
+def run_predict_single_pass(
+    spark: SparkSession,
+    spec: InputSpec,
+    model_dir: str,
+    predictions_uri: str,
+    report_uri: str,
+    rejects_uri: str,
+    max_reject_fraction: float,
+    top_n: int = 0,
+    path_reason: str = "",
+    max_lookup_terms: int = DEFAULT_MAX_LOOKUP_TERMS,
+) -> dict:
+    """Predict every accepted document of ``spec`` with the whole model; returns the run summary."""
+    manifest = read_model_manifest(spark, model_dir)
+    tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
+    model = load_whole_model(spark, model_dir, manifest)
+    labels = class_labels(spark, model_dir, manifest)
+    documents = with_duplicate_ids_rejected(read_documents(spark, spec, labelled=False))
+    temp_uri = fs.temporary_sibling(predictions_uri)
+    try:
+        written = _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, labels, top_n,
+                                     temp_uri, max_lookup_terms)
+        records, duplicates = quarantine(spark, spec, documents, written["totals"], rejects_uri, max_reject_fraction)
+        confusion, counts = confusion_and_counts(spark.read.parquet(temp_uri), written["labelled"],
+                                                 records.to_dict())
+    except Exception:
+        fs.delete(spark, temp_uri)
+        raise
+    summary = {
+        "job": "nb_predict",
+        "model": model_summary(model_dir, manifest),
+        "num_shards": manifest["num_shards"],
+        "top_n": top_n,
+        "counts": counts,
+        "vectors": written["vector_stats"],
+        "rejects_uri": rejects_uri if records.rejected else None,
+        "predictions_uri": predictions_uri,
+        "predicted_by_label": predicted_by_label(confusion),
+        "shard_memory": [{"shard": "all", **model_memory(model)}],
+        "code_version": code_version(),
+        "path": contract.SINGLE_PASS,
+        "path_reason": path_reason,
+        "vectoriser": written["vectoriser"],
+        "duplicate_ids": duplicates,
+    }
+    publish_output(spark, temp_uri, predictions_uri, summary)
+    return _publish_report(spark, summary, confusion, labels, manifest["version"], report_uri)
+
+
+def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, labels, top_n, temp_uri,
+                       max_lookup_terms) -> dict:
+    """Vectorise, score and combine in the job that writes the predictions to ``temp_uri``."""
+    observed, totals = observe_read_totals(documents)
+    vectoriser, vectors, lookup = vector_frame(spark, accepted_documents(observed), manifest, tokenizer, model_dir,
+                                               max_lookup_terms)
+    vectors, observation = observe_vector_stats(vectors)
+    broadcast = spark.sparkContext.broadcast(model)
+    try:
+        # One shard holding every class: each scores row already is its document's answer.
+        combine_scores(shard_scores(vectors, broadcast, top_n), labels, 1, top_n).write.parquet(temp_uri)
+    finally:
+        broadcast.destroy()
+        if lookup is not None:
+            lookup.destroy()
+    stats = vector_stats(observation)
+    return {"totals": read_totals(totals), "vector_stats": stats, "vectoriser": vectoriser,
+            "labelled": stats["labelled"] > 0}
+
+
+def _publish_report(spark, summary: dict, confusion, labels, model_version: str, report_uri: str) -> dict:
+    """Write metrics, picture, page and summary beside ``report_uri`` and rename them into place."""
+    report_temp = fs.temporary_sibling(report_uri)
+    fs.mkdirs(spark, report_temp)
+    metrics = write_report_files(spark, report_temp, confusion, summary["counts"]["predicted"], labels, model_version)
+    summary["metrics"] = metrics_summary(metrics, report_uri)
+    summary = contract.PredictionSummary(**summary).to_dict()
+    fs.write_json_atomic(spark, join_uri(report_temp, REPORT_SUMMARY_NAME), summary)
+    publish_output(spark, report_temp, report_uri, summary)
+    return summary
