@@ -1,6 +1,7 @@
 """Naive Bayes on 20 Newsgroups: this pipeline vs Spark MLlib vs scikit-learn, side by side.
 
     python bench/bench_nb.py [--scales 1,3] [--reps 3] [--large-reps 1] [--shards 1]
+    make bench-nb        # x1 and x3 with 3 repetitions, x20 with 2
 
 One SparkSession (local[2]) serves both Spark sides; its start-up is timed once and excluded from
 every per-job timing. Per scale and repetition, in this order:
@@ -8,11 +9,13 @@ every per-job timing. Per scale and repetition, in this order:
 * this pipeline, with the library functions the Spark applications call, in process:
   training = run_class_prior + run_term_counts + publish_model (counts only: the model type is
   applied when a shard is loaded, so one training serves multinomial and complement);
-  prediction = run_vectorize + run_predict_shard (every shard) + run_combine (incl. its report);
+  prediction = the path nb_predict's plan chooses (``contract.choose_prediction_path``): the single
+  pass (run_predict_single_pass) when the model fits one broadcast, else run_vectorize +
+  run_predict_shard (every shard) + run_combine; both include the report;
 * Spark MLlib, ``StringIndexer`` + ``CountVectorizer`` + ``NaiveBayes`` (multinomial, complement),
   fed the *same tokens* as this pipeline (``nbknn.inputs.tokenizer.tokens_column``), and once more with
-  MLlib's own whitespace ``Tokenizer`` (multinomial only, first repetition only: the full
-  literal recipe, for its accuracy and agreement);
+  MLlib's own whitespace ``Tokenizer`` (multinomial, every repetition: the recipe its users
+  would write, and the baseline of the closing ratio lines);
   prediction = transform + write of (id, prediction) to Parquet;
 * scikit-learn, single process: ``CountVectorizer(tokenizer=nbknn.inputs.tokenizer.tokenize)`` +
   ``MultinomialNB`` / ``ComplementNB(norm=False)``, alpha = 1.
@@ -96,15 +99,23 @@ def model_variant(model_dir: str, target: Path, model_type: str) -> str:
 
 
 def ours_predict(spark, model_dir: str, test_uri: str, workdir: Path, timer: Timer, tag: str) -> dict:
-    """vectorise -> every shard's pass -> combine; returns {doc_id: label} and the combine summary."""
-    from nbknn.contract import scores_shard_uri
+    """The prediction path nb_predict's plan would choose; returns {doc_id: label} and the run summary."""
+    from nbknn.contract import DEFAULT_SINGLE_PASS_MAX_BYTES, SINGLE_PASS, choose_prediction_path, scores_shard_uri
     from nbknn.inputs.documents import InputSpec
     from nbknn.naive_bayes.combine import run_combine
     from nbknn.naive_bayes.shard_pass import run_predict_shard
+    from nbknn.naive_bayes.single_pass import run_predict_single_pass
     from nbknn.naive_bayes.vectorize import run_vectorize
 
     run = workdir.as_uri()
     manifest = json.loads((Path(model_dir.removeprefix("file://")) / "manifest.json").read_text())
+    path, reason = choose_prediction_path(manifest, "auto", DEFAULT_SINGLE_PASS_MAX_BYTES)
+    if path == SINGLE_PASS:
+        with timer.time(tag):
+            summary = run_predict_single_pass(spark, InputSpec(uri=test_uri), model_dir, f"{run}/predictions",
+                                              f"{run}/report", f"{run}/rejects", 0.0, path_reason=reason)
+        rows = spark.read.parquet(f"{run}/predictions").select("doc_id", "label").collect()
+        return {"labels": {r["doc_id"]: r["label"] for r in rows}, "summary": summary}
     with timer.time(f"{tag}.vectorize"):
         run_vectorize(spark, InputSpec(uri=test_uri), model_dir, f"{run}/vectors", f"{run}/rejects", 0.0)
     with timer.time(f"{tag}.shards"):
@@ -263,7 +274,7 @@ def bench_scale(spark, base_train, base_test, scale: int, reps: int, num_shards:
         for model_type in MODEL_TYPES:
             last[f"mllib.{model_type}"] = mllib_run(
                 spark, train_uri, test_uri, rep_dir / "mllib", model_type, True, timer, f"mllib.{model_type}")
-        if with_tokenizer_variant and rep == 0:
+        if with_tokenizer_variant:
             last["mllib_tokenizer.multinomial"] = mllib_run(
                 spark, train_uri, test_uri, rep_dir / "mllib", "multinomial", False, timer,
                 "mllib_tokenizer.multinomial")
@@ -297,6 +308,7 @@ def bench_scale(spark, base_train, base_test, scale: int, reps: int, num_shards:
             "agreement_with_sklearn": {"ours": agreement(ours["labels"], reference),
                                        "mllib": agreement(mllib["labels"], reference)},
             "ours_report_accuracy": ours["summary"]["metrics"]["accuracy"],
+            "ours_prediction_path": ours["summary"]["path"],
             "mllib_features": mllib["features"],
             "mllib_dense_model_bytes": mllib["dense_model_bytes"],
         }
@@ -314,6 +326,10 @@ def bench_scale(spark, base_train, base_test, scale: int, reps: int, num_shards:
             "agreement_with_sklearn": agreement(tok["labels"], last["sklearn"]["multinomial"]),
             "features": tok["features"],
         }
+        result["ratio_predict_ours_over_mllib_tokenizer"] = ratio(
+            med("ours.multinomial.predict"), med("mllib_tokenizer.multinomial.predict"))
+        result["ratio_train_ours_over_mllib_tokenizer"] = ratio(
+            med("ours.train"), med("mllib_tokenizer.multinomial.train"))
     if scale == 1:
         result["memory"] = {}
         for model_type in MODEL_TYPES:
@@ -360,13 +376,18 @@ def main(argv=None) -> None:
         mllib_run(spark, train_uri, test_uri, bench_dir, "multinomial", False, warm, "w-mllib-tok")
         sklearn_run(small_train, small_test, warm, "w-sk")
         results["scales"] = []
-        for i, scale in enumerate(int(s) for s in args.scales.split(",")):
+        for scale in (int(s) for s in args.scales.split(",")):
             reps = args.reps if scale == 1 else args.large_reps
             results["scales"].append(
                 bench_scale(spark, base_train, base_test, scale, reps, args.shards, workdir / f"scale{scale}",
-                            with_tokenizer_variant=(i == 0))
+                            with_tokenizer_variant=True)
             )
             common.write_results(args.name, results)
+        # The closing lines: time ratios against MLlib with its own Tokenizer (below 1: ours is faster).
+        for scale in results["scales"]:
+            print(f"nb train x{scale['scale']}: ours/mllib={scale['ratio_train_ours_over_mllib_tokenizer']}")
+        for scale in results["scales"]:
+            print(f"nb predict x{scale['scale']}: ours/mllib={scale['ratio_predict_ours_over_mllib_tokenizer']}")
     finally:
         spark.stop()
         shutil.rmtree(workdir, ignore_errors=True)
