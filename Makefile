@@ -25,9 +25,9 @@ check-java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 is required by Spark: install it (e.g. apt-get install openjdk-17-jre-headless) and retry" >&2; exit 1; }
 
 # The whole suite (what CI runs): unit, Spark, DAG, end-to-end, reliability and deployment tests,
-# on TEST_WORKERS pytest-xdist workers (tests/conftest.py: how the work is split).
+# on TEST_WORKERS pytest-xdist workers, one test module per unit (tests/conftest.py says why).
 TEST_WORKERS ?= 2
-PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: install chromium
 	$(BIN)/python -m pytest $(PARALLEL)

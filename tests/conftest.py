@@ -39,19 +39,14 @@ os.environ.update(
 
 SUBMITTING_MARKERS = ("e2e", "cluster", "services", "reliability")
 
-# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadfile`): a 2-core machine
-# spends much of the suite in one-threaded JVM and Airflow start-ups, which two workers overlap.
-# Each worker has its own Airflow home and SparkSession. A work unit is a test module, so that its
-# module-scoped fixtures (a standalone cluster, Airflow services) start once; the modules that share
-# the nb_train run of tests/e2e/conftest.py form one unit, so that it runs once. The modules that
-# start engines go first, so that the two workers share the long ones and finish on the short ones.
-# (`--dist loadgroup` with xdist_group marks would express the units without a scheduler of ours,
-# but pytest-xdist 3.8 passes the groups by rewriting node ids, which pytest 9.2 no longer lets a
-# plugin do: the marks are silently ignored and every test becomes its own unit.)
-MODULES_SHARING_A_RUN = {
-    "tests/e2e/test_nb_train_e2e.py": "r8_training_run",
-    "tests/e2e/test_nb_predict_e2e.py": "r8_training_run",
-}
+# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadfile
+# --no-loadscope-reorder`): a 2-core machine spends much of the suite in one-threaded JVM and
+# Airflow start-ups, which two workers overlap. Each worker has its own Airflow home and
+# SparkSession. A work unit is a test module, so that its module-scoped fixtures (a standalone
+# cluster, Airflow services) start once; the nb_train run that two e2e modules share is made once
+# per session whichever worker asks first (tests/e2e/conftest.py). The modules that start engines
+# go first (and xdist keeps that order), so that the two workers share the long ones and finish on
+# the short ones.
 ENGINE_MARKERS_FIRST = ("cluster", "services", "reliability", "e2e", "spark")
 
 
@@ -72,27 +67,6 @@ def pytest_collection_modifyitems(items):
         module_rank[module] = min(_engine_rank(item), module_rank.get(module, len(ENGINE_MARKERS_FIRST)))
     # Stable: a module's tests stay together and in their order.
     items.sort(key=lambda item: module_rank[_module(item.nodeid)])
-
-
-def _work_unit(nodeid: str) -> str:
-    return MODULES_SHARING_A_RUN.get(_module(nodeid), _module(nodeid))
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config, log):
-    """--dist loadfile, with the modules of MODULES_SHARING_A_RUN in one unit."""
-    if config.getvalue("dist") != "loadfile":
-        return None
-    from xdist.scheduler import LoadFileScheduling
-
-    # Units in the collection's order (engines first), not xdist's default of most tests first.
-    config.option.loadscopereorder = False
-
-    class ModuleScheduling(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return _work_unit(nodeid)
-
-    return ModuleScheduling(config, log)
 
 
 _RELIABILITY_FIGURES: list[tuple[str, dict]] = []

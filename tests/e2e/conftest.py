@@ -1,12 +1,15 @@
 """One nb_train DAG run shared by the training and the prediction end-to-end tests.
 
 Both need a model trained through Airflow on a slice of Reuters R8; a run costs a minute or more of
-spark-submits, so it is made once and what the tests check about it (task states, asset events)
-is read right after it, before any other run of the session can change "the latest run".
+spark-submits, so it is made once per test session, whichever pytest-xdist worker asks first (the
+others wait on a lock and read its record). What the tests check about the run (task states, asset
+events) is read right after it, before any other run can change "the latest run".
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +39,26 @@ class TrainingRun:
 
 
 @pytest.fixture(scope="session")
-def r8_training_run(airflow_db, corpus, tmp_path_factory) -> TrainingRun:
-    root = tmp_path_factory.mktemp("r8-training-run")
+def r8_training_run(airflow_db, corpus, tmp_path_factory, worker_id) -> TrainingRun:
+    # The session's temporary root, which every xdist worker's own base folder sits in.
+    session_dir = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        session_dir = session_dir.parent
+    record = session_dir / "r8-training-run.json"
+    with open(session_dir / "r8-training-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            run = _train_r8(corpus, session_dir / "r8-training-run")
+            record.write_text(json.dumps({**dataclasses.asdict(run), "root": str(run.root),
+                                          "model_dir": str(run.model_dir),
+                                          "task_states": [[*key, state] for key, state in run.task_states.items()]}))
+    saved = json.loads(record.read_text())
+    return TrainingRun(**{**saved, "root": Path(saved["root"]), "model_dir": Path(saved["model_dir"]),
+                          "task_states": {(task, index): state for task, index, state in saved["task_states"]}})
+
+
+def _train_r8(corpus, root: Path) -> TrainingRun:
+    root.mkdir()
     docs = corpus("reuters-r8", "train", R8_TRAIN_DOCS)
     write_jsonl(root / "input" / "r8" / "part-0.jsonl", [*docs, *R8_BAD_RECORDS])
     result = run_dag_test("nb_train", R8_TRAIN_CONF, root.as_uri())
