@@ -19,7 +19,7 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from nbknn.contract import NOT_RETRYABLE_EXIT_CODES
+from nbknn.contract import ERROR_FILE_ENV, NOT_RETRYABLE_EXIT_CODES
 from nbknn_airflow import settings
 
 # A fixed timestamp inside the zip: the same sources always give the same bytes.
@@ -108,16 +108,33 @@ class LibrarySparkSubmitOperator(SparkSubmitOperator):
         self.py_files = str(build_library_zip())
         self.conf = {**default_spark_conf(), **(self.conf or {})}
         mask_sensitive_conf(self.conf)
+        # The driver runs beside spark-submit (client mode) and writes its refusal here.
+        handle, error_file = tempfile.mkstemp(prefix="nbknn-error-", suffix=".txt")
+        os.close(handle)
+        self.env_vars = {**(self.env_vars or {}), ERROR_FILE_ENV: error_file}
         try:
             return super().execute(context)
         except AirflowException as exc:
             exit_code = spark_submit_exit_code(exc)
             if exit_code in NOT_RETRYABLE_EXIT_CODES:
-                raise AirflowFailException(
+                # The application's own reason first: it says what to fix.
+                lines = [_read_reason(error_file), (
                     f"{self.task_id}: the Spark application refused its input or arguments "
                     f"(exit code {exit_code}); retrying would not help. {exc}"
-                ) from exc
+                )]
+                raise AirflowFailException("\n".join(line for line in lines if line)) from exc
             raise
+        finally:
+            os.unlink(error_file)
+
+
+def _read_reason(error_file: str) -> str:
+    """The application's one-line refusal, when it wrote one."""
+    try:
+        with open(error_file, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
 
 
 def spark_submit_exit_code(failure: AirflowException) -> int | None:

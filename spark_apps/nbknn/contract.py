@@ -20,6 +20,9 @@ NOT_RETRYABLE_EXIT_CODE = 65
 # argparse's exit code for bad arguments: not retryable either.
 BAD_ARGUMENTS_EXIT_CODE = 2
 NOT_RETRYABLE_EXIT_CODES = (BAD_ARGUMENTS_EXIT_CODE, NOT_RETRYABLE_EXIT_CODE)
+# Where an application that refuses its input also writes its one-line reason (``nbknn: <Error>:
+# ...``), so that the Airflow task can fail with that line first instead of a Java stack trace.
+ERROR_FILE_ENV = "NBKNN_ERROR_FILE"
 
 MIB = 1024 * 1024
 

@@ -7,11 +7,12 @@ Through the real operator and the provider's hook, with only ``subprocess.Popen`
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from nbknn.contract import NOT_RETRYABLE_EXIT_CODES
+from nbknn.contract import ERROR_FILE_ENV, NOT_RETRYABLE_EXIT_CODE, NOT_RETRYABLE_EXIT_CODES
 from nbknn_airflow.spark_submit import spark_app, spark_submit_exit_code
 
 
@@ -37,11 +38,20 @@ def submit_exits(tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[2]"}))
     monkeypatch.setenv("NBKNN_BUILD_DIR", str(tmp_path / "build"))
 
-    def run(returncode: int, lines: list[str] = (), args: list[str] = ("--input", "file:///data/in")) -> None:
-        monkeypatch.setattr(
-            hook_module.subprocess, "Popen", lambda *a, **kw: FinishedSubmit(returncode, list(lines))
-        )
+    def run(returncode: int, lines: list[str] = (), args: list[str] = ("--input", "file:///data/in"),
+            reason: str | None = None) -> None:
+        def popen(*_, env=None, **__):
+            if reason is not None:
+                # What the application's entry frame does on its way out (nbknn.common.entry.refuse).
+                Path(env[ERROR_FILE_ENV]).write_text(reason)
+                seen_error_files.append(env[ERROR_FILE_ENV])
+            return FinishedSubmit(returncode, list(lines))
+
+        monkeypatch.setattr(hook_module.subprocess, "Popen", popen)
         spark_app("class_prior", "nb_class_prior.py", list(args)).execute(context={})
+
+    seen_error_files: list[str] = []
+    run.error_files = seen_error_files
 
     return run
 
@@ -74,3 +84,31 @@ def test_a_successful_submit_passes(submit_exits):
 def test_failures_that_are_not_a_submit_exit_have_no_exit_code():
     assert spark_submit_exit_code(AirflowException("No driver id is known")) is None
     assert spark_submit_exit_code(AirflowException("Error code is: 2.")) is None
+
+
+def test_the_applications_own_reason_comes_first_in_the_failure(submit_exits):
+    reason = "nbknn: InputError: cannot read jsonl input at file:///data/in: no such path"
+    with pytest.raises(AirflowFailException) as raised:
+        submit_exits(65, ["...", "py4j.protocol.Py4JJavaError: 20 lines of Java"], reason=reason)
+    assert str(raised.value).splitlines()[0] == reason
+    assert "exit code 65" in str(raised.value).splitlines()[1]
+    # The error file was the task's own, and is gone.
+    (error_file,) = submit_exits.error_files
+    assert not Path(error_file).exists()
+
+
+def test_the_entry_frame_writes_its_refusal_to_the_error_file(tmp_path, monkeypatch, capsys):
+    from nbknn.common.entry import run
+    from nbknn.common.errors import ConfigError
+
+    error_file = tmp_path / "error.txt"
+    monkeypatch.setenv(ERROR_FILE_ENV, str(error_file))
+
+    def main(argv):
+        raise ConfigError(f"k must be at most 7 (got {argv[0]})")
+
+    with pytest.raises(SystemExit) as exited:
+        run(main, ["9"])
+    assert exited.value.code == NOT_RETRYABLE_EXIT_CODE
+    assert error_file.read_text() == "nbknn: ConfigError: k must be at most 7 (got 9)"
+    assert capsys.readouterr().err.strip() == error_file.read_text()
