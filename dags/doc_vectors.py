@@ -10,7 +10,10 @@ projected on the top `dims` singular directions of the corpus (latent semantic a
 | `plan` | validates the parameters, computes every URI of the run (see its XCom) |
 | `vectors` | Spark: quarantines bad records (`rejects/doc_vectors/<run-key>/`), computes the vectors, publishes them at `output_uri` (replacing the previous table whole) with a `_summary.json` |
 
-By default the output is `knn_neighbors`' default input, so the two DAGs chain without typing.
+| `register` | emits the `nbknn_document_vectors` asset event (the table's URI): `knn_neighbors` runs on it |
+
+By default the output is `knn_neighbors`' default input; every published table also triggers a
+`knn_neighbors` run on it.
 Duplicate document ids fail the run (a vector table is keyed by id).
 """
 
@@ -21,7 +24,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, task
 
+from nbknn import contract
 from nbknn_airflow import param_schemas
+from nbknn_airflow.assets import DOC_VECTORS
 from nbknn_airflow.dag_params import (
     default_args,
     document_input_params,
@@ -67,8 +72,17 @@ def doc_vectors():
 
         return plan_doc_vectors(params, run_id)
 
+    @task(outlets=[DOC_VECTORS], execution_timeout=timedelta(minutes=10))
+    def register(uris: dict, outlet_events=None) -> dict:
+        from nbknn_airflow import storage
+
+        summary = storage.read_json(contract.join_uri(uris["output"], contract.SUMMARY_NAME))
+        event = {"uri": uris["output"], "documents": summary["records"]["accepted"], "dims": summary["dims"]}
+        outlet_events[DOC_VECTORS].extra = event
+        return event
+
     run_plan = plan()
-    run_plan >> spark_app("vectors", "make_doc_vectors.py", run_plan["vectors_args"])
+    run_plan >> spark_app("vectors", "make_doc_vectors.py", run_plan["vectors_args"]) >> register(run_plan["uris"])
 
 
 doc_vectors()

@@ -1,7 +1,9 @@
 """
 ### knn_neighbors: the k nearest neighbours of every vector of a data set
 
-Reads `(id, vector)` records (Parquet with an array column, or JSON Lines) from the data root and
+Runs every day at 05:30 UTC (after `doc_vectors`' 04:30) **and** whenever `doc_vectors` publishes a
+table (the `nbknn_document_vectors` asset): a run triggered by that event reads the table the event
+names. Reads `(id, vector)` records (Parquet with an array column, or JSON Lines) from the data root and
 writes, for every vector, its `k` nearest neighbours with their distances, nearest first, ties
 broken by id, under `neighbors/<run-key>/neighbors/` (Parquet: `id, neighbor_ids, distances`).
 
@@ -23,10 +25,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from nbknn import contract
 from nbknn_airflow import param_schemas
+from nbknn_airflow.assets import DOC_VECTORS
 from nbknn_airflow.dag_params import column_param, default_args, max_reject_fraction_param, schema_param, uri_param
 from nbknn_airflow.spark_submit import spark_app
 
@@ -79,7 +82,10 @@ PARAMS = {
 
 @dag(
     dag_id="knn_neighbors",
-    schedule="0 3 * * *",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("30 5 * * *", timezone="UTC"),
+        assets=[DOC_VECTORS],
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -90,10 +96,11 @@ PARAMS = {
 )
 def knn_neighbors():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
-    def plan(params: dict, run_id: str) -> dict:
+    def plan(params: dict, run_id: str, triggering_asset_events=None) -> dict:
         from nbknn_airflow.plans.knn_neighbors import plan_knn
 
-        return plan_knn(params, run_id)
+        events = sorted((triggering_asset_events or {}).get(DOC_VECTORS, []), key=lambda event: event.timestamp)
+        return plan_knn(params, run_id, events[-1].extra.get("uri") if events else None)
 
     @task(execution_timeout=timedelta(minutes=10))
     def report(uris: dict) -> dict:

@@ -97,13 +97,20 @@ PARAMS = {
 )
 def nb_predict():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
-    def plan(params: dict, run_id: str, triggering_asset_events=None) -> dict:
+    def plan(params: dict, run_id: str, dag_run=None, triggering_asset_events=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from nbknn_airflow.plans.base import NothingToDo
         from nbknn_airflow.plans.nb_predict import plan_prediction, version_from_events
 
         events = sorted(
             (triggering_asset_events or {}).get(NB_MODEL, []), key=lambda event: event.timestamp
         )
-        return plan_prediction(params, run_id, version_from_events([event.extra for event in events]))
+        run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+        try:
+            return plan_prediction(params, run_id, version_from_events([event.extra for event in events]), run_type)
+        except NothingToDo as exc:
+            raise AirflowSkipException(str(exc)) from None
 
     @task.branch(retries=0, execution_timeout=timedelta(minutes=5))
     def choose_path(path: dict) -> str:

@@ -14,6 +14,8 @@ TSV) and publishes a new **model version** under `models/naive_bayes/<version>/`
 | `publish` | Spark: writes `manifest.json`, renames the staging directory into place, points `LATEST` at it |
 | `register` | emits the model asset event (version, URI, shard count) that triggers `nb_predict` |
 
+A scheduled or backfill run whose partition holds no data is skipped at `plan`, saying so; a
+run triggered by hand with a missing partition fails there, naming it.
 **Incremental runs** with no published model yet train on their partition alone. A partition is folded into a model's lineage at most
 once: a run whose partition the base already holds fails at `plan` with the version that folded
 it; clearing and rerunning the same run rebuilds its own version from the same parent. Missed
@@ -107,12 +109,18 @@ PARAMS = {
 def nb_train():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
     def plan(params: dict, run_id: str, dag_run=None, data_interval_start=None, data_interval_end=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from nbknn_airflow.plans.base import NothingToDo
         from nbknn_airflow.plans.nb_train import plan_training
 
         run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
-        return plan_training(
-            params, run_id, dag_run.run_after, run_type, (data_interval_start, data_interval_end)
-        )
+        try:
+            return plan_training(
+                params, run_id, dag_run.run_after, run_type, (data_interval_start, data_interval_end)
+            )
+        except NothingToDo as exc:
+            raise AirflowSkipException(str(exc)) from None
 
     # Skips only `merge` (publish still runs) when there is no base model to fold into.
     @task.short_circuit(ignore_downstream_trigger_rules=False, execution_timeout=timedelta(minutes=5))
@@ -132,7 +140,9 @@ def nb_train():
     class_prior = spark_app("class_prior", "nb_class_prior.py", run_plan["class_prior_args"])
     term_counts = spark_app("term_counts", "nb_term_counts.py", run_plan["term_counts_args"])
     merge = spark_app("merge", "nb_merge_model.py", run_plan["merge_args"])
-    publish = spark_app("publish", "nb_publish_model.py", run_plan["publish_args"], trigger_rule="none_failed")
+    # Runs when merge was skipped (no base model), not when plan skipped the whole run.
+    publish = spark_app("publish", "nb_publish_model.py", run_plan["publish_args"],
+                        trigger_rule="none_failed_min_one_success")
     run_plan >> class_prior >> term_counts >> merge_needed(run_plan["merge"]) >> merge >> publish
     publish >> register(run_plan["uris"])
 

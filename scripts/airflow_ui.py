@@ -28,7 +28,7 @@ def wait_until_up(port: int, process: subprocess.Popen, timeout: float = 180.0) 
         if process.poll() is not None:
             sys.exit(f"airflow standalone exited with code {process.returncode}; see the output above")
         try:
-            with urllib.request.urlopen(f"http://localhost:{port}/api/v2/monitor/health", timeout=2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2):
                 return
         except OSError:
             time.sleep(2)
@@ -53,9 +53,9 @@ def main(argv: list[str]) -> None:
         wait_until_up(args.port, process)
         passwords = json.loads((airflow_home / PASSWORD_FILE).read_text())
         print("\n" + "=" * 72)
-        print(f"Airflow UI: http://localhost:{args.port}   user: admin   password: {passwords.get('admin')}")
-        print("Trigger nb_train, then doc_vectors and knn_neighbors: the Param defaults point at the")
-        print("demo data; nb_predict runs by itself when nb_train publishes a model.")
+        print(f"Airflow UI: http://127.0.0.1:{args.port}   user: admin   password: {passwords.get('admin')}")
+        print("The DAGs are live: trigger nb_train (the Param defaults point at the demo data) and")
+        print("nb_predict follows when it publishes a model; doc_vectors is followed by knn_neighbors.")
         print("=" * 72 + "\n", flush=True)
         process.wait()
     except KeyboardInterrupt:

@@ -17,13 +17,21 @@ import math
 import jsonschema
 
 from nbknn import contract
+from nbknn_airflow import paths
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
 # URIs: a path relative to the data root, or a full URI under an allowed root (checked by paths).
 MAX_URI_CHARS = 1024
-URI = {"type": "string", "minLength": 1, "maxLength": MAX_URI_CHARS}
-OPTIONAL_URI = {"type": ["null", "string"], "maxLength": MAX_URI_CHARS}
+# The trigger form refuses what the plan would (paths.resolve_input says why in detail): a scheme
+# other than the allowed ones, a '.' or '..' path segment, whitespace and shell characters.
+URI_PATTERN = (
+    r"^(?!.*(^|/)[.][.]?(/|$))"
+    r"((" + "|".join(paths.ALLOWED_SCHEMES) + r")://|(?![A-Za-z][A-Za-z0-9+.-]*:))"
+    r"[^\s;|&`$<>\\'\"*?#{}\[\]]+$"
+)
+URI = {"type": "string", "minLength": 1, "maxLength": MAX_URI_CHARS, "pattern": URI_PATTERN}
+OPTIONAL_URI = {"type": ["null", "string"], "maxLength": MAX_URI_CHARS, "pattern": URI_PATTERN}
 # Column names: safe in Spark SQL and JSON paths, and short.
 COLUMN_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}
 VERSION_NAME = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"

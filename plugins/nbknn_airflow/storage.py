@@ -42,3 +42,15 @@ def read_json(uri: str) -> dict:
 def exists(uri: str) -> bool:
     filesystem, path = fsspec.core.url_to_fs(_fsspec_url(uri))
     return filesystem.exists(path)
+
+
+def holds_data(uri: str) -> bool:
+    """Whether ``uri`` is a file, or a folder with at least one entry that readers do not skip
+    (Spark and Hadoop skip names starting with '_' or '.')."""
+    filesystem, path = fsspec.core.url_to_fs(_fsspec_url(uri))
+    if not filesystem.exists(path):
+        return False
+    if not filesystem.isdir(path):
+        return True
+    names = (entry.rstrip("/").rsplit("/", 1)[-1] for entry in filesystem.ls(path, detail=False))
+    return any(not name.startswith(("_", ".")) for name in names)

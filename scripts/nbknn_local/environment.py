@@ -41,10 +41,14 @@ def environment(data_root: Path, airflow_home: Path, port: int | None = None) ->
         }
     )
     if port is not None:
-        # Airflow 3: tasks reach the execution API on the API server's port; a non-default port
-        # must be given to both.
+        # `make airflow`. Airflow 3: tasks reach the execution API on the API server's port; a
+        # non-default port must be given to both. The UI listens on this machine only.
         env["AIRFLOW__API__PORT"] = str(port)
-        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
+        env["AIRFLOW__API__HOST"] = "127.0.0.1"
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
+        # The DAGs run on their schedules and assets from the start: nb_predict follows nb_train,
+        # knn_neighbors follows doc_vectors; a scheduled run whose input is missing skips itself.
+        env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
     return env
 
 

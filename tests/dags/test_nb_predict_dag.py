@@ -79,6 +79,7 @@ def test_params_and_defaults(dag):
     "name, value",
     [("top_n", -1), ("top_n", 101), ("top_n", "3"), ("model_version", "../v1"), ("model_version", "v:1"),
      ("input_format", "csv"), ("max_reject_fraction", 2), ("input_uri", ""), ("prediction_path", "fused"),
+     ("input_uri", "../../etc"), ("input_uri", "ftp://host/x"), ("input_uri", "docs;rm -rf x"),
      ("single_pass_max_bytes", -1)],
 )
 def test_invalid_params_are_rejected(dag, name, value):

@@ -28,7 +28,7 @@ def test_tasks_and_dependencies(dag):
 def test_a_skipped_merge_skips_nothing_else(dag):
     """Full runs skip `merge`; `publish` must still run, and must not run after a failure."""
     assert dag.task_dict["merge_needed"].ignore_downstream_trigger_rules is False
-    assert dag.task_dict["publish"].trigger_rule == "none_failed"
+    assert dag.task_dict["publish"].trigger_rule == "none_failed_min_one_success"
 
 
 def test_spark_tasks_are_spark_submit_operators_fed_by_the_plan(dag):

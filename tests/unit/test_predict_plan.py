@@ -186,3 +186,12 @@ def test_the_path_is_single_pass_while_the_model_fits_the_budget(root):
     assert forced == {"name": "per_shard", "reason": "requested"}
     with pytest.raises(PlanError, match="prediction_path"):
         plan_prediction({**PARAMS, "prediction_path": "fused"}, RUN_ID)
+
+
+def test_a_scheduled_run_before_any_model_has_nothing_to_do(root):
+    from nbknn_airflow.plans.base import NothingToDo
+
+    with pytest.raises(NothingToDo, match="no Naive Bayes model has been published yet"):
+        plan_prediction(PARAMS, "scheduled__2026-03-01T06:00:00+00:00", run_type="scheduled")
+    with pytest.raises(PlanError, match="run nb_train first"):
+        plan_prediction(PARAMS, RUN_ID, run_type="manual")

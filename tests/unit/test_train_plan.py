@@ -106,7 +106,30 @@ INCREMENTAL = {**PARAMS, "min_term_count": 1, "mode": "auto", "base_version": No
 @pytest.fixture
 def file_root(tmp_path, monkeypatch):
     monkeypatch.setenv("NBKNN_DATA_ROOT", tmp_path.as_uri())
+    # The partitions of DAY that the incremental runs below read (daily and hourly layouts).
+    for partition in ("date=2026-03-01", "dt=20260301/hour=00"):
+        (tmp_path / "input" / "docs" / partition).mkdir(parents=True)
+        (tmp_path / "input" / "docs" / partition / "part-0.jsonl").write_text('{"id": "d", "label": "l", "text": "t"}\n')
     return tmp_path
+
+
+def test_a_scheduled_run_whose_partition_holds_no_data_has_nothing_to_do(file_root):
+    from nbknn_airflow.plans.base import NothingToDo
+
+    later = (datetime(2026, 3, 5, tzinfo=timezone.utc), datetime(2026, 3, 6, tzinfo=timezone.utc))
+    with pytest.raises(NothingToDo, match=r"no labelled data for date=2026-03-05 at file://.*/input/docs/date=2026-03-05"):
+        plan_training(INCREMENTAL, "scheduled__2026-03-05T00:00:00+00:00", later[1], "scheduled", later)
+    # Only files that readers skip (a _SUCCESS marker, a hidden file): still no data.
+    empty = file_root / "input" / "docs" / "date=2026-03-05"
+    empty.mkdir()
+    (empty / "_SUCCESS").write_text("")
+    (empty / ".part-0.crc").write_text("")
+    with pytest.raises(NothingToDo):
+        plan_training(INCREMENTAL, "backfill__2026-03-05T00:00:00+00:00", later[1], "backfill", later)
+    # By hand, the same run is refused, naming the partition.
+    manual = {**INCREMENTAL, "mode": "incremental"}
+    with pytest.raises(PlanError, match=r"no labelled data for date=2026-03-05 at file://"):
+        plan_training(manual, "manual__2026-03-05T00:00:00+00:00", later[1], "manual", later)
 
 
 def publish_fake(root, version, run_id, parent=None, partitions=(), latest=True, **overrides):
@@ -198,6 +221,8 @@ def test_a_partition_already_folded_in_is_refused_with_the_version_that_folded_i
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(PlanError, match=r"date=2026-03-01 is already part of model v2: .* folded in by model version v1"):
         scheduled_plan()
+    (file_root / "input" / "docs" / "date=2026-03-03").mkdir()
+    (file_root / "input" / "docs" / "date=2026-03-03" / "part-0.jsonl").write_text("{}\n")
     next_day = plan_training(INCREMENTAL, "scheduled__2026-03-03", DAY[1], "scheduled", (datetime(2026, 3, 3), None))
     assert next_day["base_version"] == "v2" and next_day["partition"] == "date=2026-03-03"
 

@@ -17,6 +17,10 @@ class PlanError(ValueError):
     """Parameters that the run refuses before any Spark job starts."""
 
 
+class NothingToDo(Exception):
+    """A scheduled run whose input is not there (yet): the DAG skips it, with this message."""
+
+
 def resolve_input(uri: str, roots: list[str]) -> str:
     """``paths.resolve_input`` (a URI confined to the given roots), refusing as a PlanError."""
     try:

@@ -19,11 +19,14 @@ def neighbors_run_dir(root: str, key: str) -> str:
     return paths.join(root, NEIGHBORS_AREA, key)
 
 
-def plan_knn(params: dict, run_id: str) -> dict:
-    """Everything a ``knn_neighbors`` run reads and writes, and the Spark application's arguments."""
+def plan_knn(params: dict, run_id: str, triggered_uri: str | None = None) -> dict:
+    """Everything a ``knn_neighbors`` run reads and writes, and the Spark application's arguments.
+
+    ``triggered_uri``: the vectors table whose publication (an asset event) triggered the run; it
+    replaces ``input_uri`` and is confined to the allowed roots like any input."""
     root = settings.data_root()
     roots = settings.input_roots()
-    input_uri = resolve_input(params["input_uri"], roots)
+    input_uri = resolve_input(triggered_uri or params["input_uri"], roots)
     query_uri = resolve_input(params["query_uri"], roots) if params.get("query_uri") else None
     _check_knn_params(params, input_uri, query_uri)
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from nbknn import contract
 from nbknn_airflow import param_schemas, paths, settings, storage
-from nbknn_airflow.plans.base import PlanError, check_params, input_args, resolve_input
+from nbknn_airflow.plans.base import NothingToDo, PlanError, check_params, input_args, resolve_input
 
 LATEST = "latest"
 
@@ -25,9 +25,12 @@ def version_from_events(extras: Sequence[dict]) -> str | None:
     return None
 
 
-def resolve_model_version(requested: str, root: str, triggered_version: str | None = None) -> tuple[str, str]:
+def resolve_model_version(
+    requested: str, root: str, triggered_version: str | None = None, run_type: str = "manual"
+) -> tuple[str, str]:
     """(version, how it was chosen). "latest" means the event's model when the run was triggered by
-    a model publication (the model that triggered it, even if a newer one appeared since), else LATEST."""
+    a model publication (the model that triggered it, even if a newer one appeared since), else LATEST.
+    With no model published yet, a scheduled run has nothing to do; any other run is refused."""
     if not isinstance(requested, str):
         raise PlanError(f"model_version must be a string (got {requested!r})")
     requested = requested.strip()
@@ -45,9 +48,10 @@ def resolve_model_version(requested: str, root: str, triggered_version: str | No
     try:
         version = storage.read_text(latest_uri).strip()
     except FileNotFoundError:
-        raise PlanError(
-            f"no Naive Bayes model has been published yet ({latest_uri} does not exist): run nb_train first"
-        ) from None
+        message = f"no Naive Bayes model has been published yet ({latest_uri} does not exist)"
+        if str(run_type).lower() == "scheduled":
+            raise NothingToDo(f"{message}: nothing to score with") from None
+        raise PlanError(f"{message}: run nb_train first") from None
     try:
         return paths.check_version_name(version), "LATEST"
     except paths.PathError as exc:
@@ -86,7 +90,9 @@ def load_manifest(version_dir: str) -> dict:
     return manifest
 
 
-def plan_prediction(params: dict, run_id: str, triggered_version: str | None = None) -> dict:
+def plan_prediction(
+    params: dict, run_id: str, triggered_version: str | None = None, run_type: str = "manual"
+) -> dict:
     """Everything an ``nb_predict`` run reads and writes, and the arguments of its Spark applications.
 
     ``path`` says which way the run predicts (:func:`nbknn.contract.choose_prediction_path`):
@@ -98,7 +104,7 @@ def plan_prediction(params: dict, run_id: str, triggered_version: str | None = N
     params = {**param_schemas.NB_PREDICT_DEFAULTS, **params}
     input_uri = resolve_input(params["input_uri"], settings.input_roots())
     top_n = _check_prediction_params(params)
-    version, chosen_by = resolve_model_version(params["model_version"], root, triggered_version)
+    version, chosen_by = resolve_model_version(params["model_version"], root, triggered_version, run_type)
     version_dir = paths.nb_version_dir(root, version)
     manifest = load_manifest(version_dir)
 

@@ -8,7 +8,14 @@ from urllib.parse import unquote, urlparse
 
 from nbknn_airflow import param_schemas, paths, settings, storage
 from nbknn_airflow.param_schemas import TRAIN_MODES
-from nbknn_airflow.plans.base import PlanError, check_params, check_token_pattern, input_args, resolve_input
+from nbknn_airflow.plans.base import (
+    NothingToDo,
+    PlanError,
+    check_params,
+    check_token_pattern,
+    input_args,
+    resolve_input,
+)
 
 INCREMENTAL_RUN_TYPES = ("scheduled", "backfill")
 
@@ -130,6 +137,7 @@ def plan_training(
     partition = base = None
     if mode == "incremental":
         partition, input_uri, base = _incremental_input(params, root, run_id, input_uri, data_interval[0])
+        _require_partition(input_uri, partition, run_type)
     # After the checks above, whose messages say more than a schema's.
     check_params(params, param_schemas.NB_TRAIN, optional=("mode", "base_version", "partition_format"))
 
@@ -171,6 +179,17 @@ def _incremental_input(
     if base is not None:
         _check_base(base, partition_uri, params)
     return partition, partition_uri, base
+
+
+def _require_partition(partition_uri: str, partition: str, run_type: str) -> None:
+    """An incremental run's partition must hold data: a scheduled or backfill run without it has
+    nothing to count (skipped); one triggered by hand is refused, naming the URI."""
+    if storage.holds_data(partition_uri):
+        return
+    message = f"no labelled data for {partition} at {partition_uri}"
+    if str(run_type).lower() in INCREMENTAL_RUN_TYPES:
+        raise NothingToDo(f"{message}: nothing to train on for this interval")
+    raise PlanError(f"{message} (the partition of this run's data interval)")
 
 
 def _training_uris(root: str, run_id: str, version: str, input_uri: str, base: dict | None) -> dict:
