@@ -138,7 +138,8 @@ def test_dags_on_a_standalone_cluster_equal_local_mode(
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
     master = standalone_cluster["master_url"]
     _run("nb_train", {"num_shards": NUM_SHARDS}, root, master)
-    _run("nb_predict", {"top_n": 2}, root, master)
+    # One mapped pass per shard: the path of models too large for one broadcast, on real executors.
+    _run("nb_predict", {"top_n": 2, "prediction_path": "per_shard"}, root, master)
     _run("knn_neighbors", KNN_CONF, root, master)
 
     # Model: the class and term tables are equal (versions and paths differ, the counts may not).
