@@ -62,9 +62,37 @@ def test_metrics_need_a_labelled_document():
         classification_metrics([])
 
 
-def test_confusion_picture_is_a_png():
-    picture = confusion_png(["a", "b"], [[3, 1], [0, 2]])
-    assert picture[:8] == b"\x89PNG\r\n\x1a\n"
+def test_confusion_layout_orders_by_support_and_shows_shares_of_each_true_class():
+    from nbknn.naive_bayes.report import confusion_layout
+
+    labels, counts, shares = confusion_layout(["small", "big", "never_true"], [[1, 3, 0], [10, 990, 0], [0, 0, 0]])
+    assert labels == ["big", "small", "never_true"]
+    assert counts.tolist() == [[990, 10, 0], [3, 1, 0], [0, 0, 0]]
+    # The small class's errors show as plainly as the big class's successes.
+    np.testing.assert_allclose(shares, [[0.99, 0.01, 0], [0.75, 0.25, 0], [0, 0, 0]])
+
+
+def _matrix_cells(picture: bytes) -> np.ndarray:
+    """(y, x) of the pixels drawn in the dark end of the colour scale (not black text), left of the
+    colour bar (which takes the right quarter of the picture)."""
+    with Image.open(io.BytesIO(picture)) as image:
+        rgb = np.asarray(image.convert("RGB")).astype(int)
+    r, b = rgb[..., 0], rgb[..., 2]
+    dark = (b > 90) & (b > r + 60) & (r < 60)
+    dark[:, int(0.75 * rgb.shape[1]):] = False
+    return np.argwhere(dark)
+
+
+def test_confusion_picture_draws_the_matrix_not_a_blank():
+    labels = ["a", "b", "c", "d"]
+    diagonal = _matrix_cells(confusion_png(labels, np.diag([40, 30, 20, 10])))
+    column = _matrix_cells(confusion_png(labels, [[40, 0, 0, 0], [30, 0, 0, 0], [20, 0, 0, 0], [10, 0, 0, 0]]))
+    assert len(_matrix_cells(confusion_png(labels, np.zeros((4, 4), dtype=int)))) == 0
+    # Four full cells each; perfect predictions make a diagonal (down and to the right), all-'a'
+    # predictions one column on the left.
+    assert len(diagonal) > 4 * 1000 and len(column) > 4 * 1000
+    assert np.corrcoef(diagonal[:, 0], diagonal[:, 1])[0, 1] > 0.9
+    assert np.ptp(column[:, 1]) < np.ptp(column[:, 0]) / 3 and column[:, 1].max() < diagonal[:, 1].mean()
 
 
 def test_confusion_picture_draws_any_label_text_as_it_is():

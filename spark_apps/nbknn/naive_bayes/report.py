@@ -17,10 +17,32 @@ from nbknn.naive_bayes.metrics import classification_metrics
 # metrics.json keep them whole): the margins are sized for them, see confusion_png.
 PICTURE_LABEL_CHARS = 40
 _TICK_FONT_PT = 7
+# Counts are written in the cells up to this many classes (beyond, they would not be legible).
+COUNTS_UP_TO_CLASSES = 60
+# Largest side of the picture: the page shows it whole (it is also scaled to the page's width).
+MAX_PICTURE_INCHES = 16
+
+
+def confusion_layout(labels: list[str], matrix) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(labels by descending support, counts in that order, row-normalised shares).
+
+    Ordered by support so that the large classes sit together at the top left; each row is divided
+    by its class's support, so a class of 5 documents shows its errors as clearly as one of 1 000
+    (a linear scale over raw counts leaves every small class invisible). A row without support
+    (a class only ever predicted) stays 0."""
+    counts = np.asarray(matrix, dtype=np.int64)
+    support = counts.sum(axis=1)
+    order = sorted(range(len(labels)), key=lambda i: (-support[i], str(labels[i])))
+    counts = counts[np.ix_(order, order)]
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    return [labels[i] for i in order], counts, shares
 
 
 def confusion_png(labels: list[str], matrix, title: str = "Confusion matrix") -> bytes:
-    """A PNG picture of the confusion matrix (rows: true label, columns: predicted).
+    """A PNG picture of the confusion matrix (rows: true label with its support, columns: predicted),
+    ordered by support and coloured by the share of each true class (:func:`confusion_layout`), with
+    the counts written in the non-empty cells while they are legible.
 
     Drawn on a bare ``Figure`` (no pyplot: no global figure registry on the driver). The margins
     are computed from the longest tick label instead of by ``tight_layout``, which renders every
@@ -30,34 +52,40 @@ def confusion_png(labels: list[str], matrix, title: str = "Confusion matrix") ->
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    matrix = np.asarray(matrix)
+    labels, counts, shares = confusion_layout(labels, matrix)
     n = len(labels)
-    tick_labels = [_shortened(str(label)) for label in labels] if n <= 80 else []
-    longest = max((len(label) for label in tick_labels), default=0)
+    support = counts.sum(axis=1)
+    row_labels = [f"{_shortened(str(label))} ({support[i]})" for i, label in enumerate(labels)] if n <= 80 else []
+    column_labels = [_shortened(str(label)) for label in labels] if n <= 80 else []
+    longest = max((len(label) for label in row_labels), default=0)
     # Inches: the axis title and tick marks, plus ~0.6 em per character of the tick labels.
     margin = 0.55 + 0.6 * _TICK_FONT_PT / 72 * longest
-    size = min(3 + 0.35 * n, 28) + margin
+    size = min(3 + 0.3 * n, MAX_PICTURE_INCHES - margin) + margin
     figure = Figure(figsize=(size, size))
     FigureCanvasAgg(figure)
     figure.subplots_adjust(left=margin / size, bottom=margin / size, right=1 - 0.9 / size, top=1 - 0.45 / size)
     axes = figure.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues", interpolation="nearest")
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    if tick_labels:
-        axes.set_xticks(range(n), tick_labels, rotation=90, fontsize=_TICK_FONT_PT, parse_math=False)
-        axes.set_yticks(range(n), tick_labels, fontsize=_TICK_FONT_PT, parse_math=False)
-    if n <= 20:
-        threshold = matrix.max() / 2 if matrix.size else 0
-        for i in range(n):
-            for j in range(n):
-                axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=_TICK_FONT_PT,
-                          parse_math=False, color="white" if matrix[i, j] > threshold else "black")
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    colorbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    colorbar.set_label("share of the true class")
+    if row_labels:
+        axes.set_xticks(range(n), column_labels, rotation=90, fontsize=_TICK_FONT_PT, parse_math=False)
+        axes.set_yticks(range(n), row_labels, fontsize=_TICK_FONT_PT, parse_math=False)
+    if n <= COUNTS_UP_TO_CLASSES:
+        _write_counts(axes, counts, shares, fontsize=_TICK_FONT_PT if n <= 20 else 5)
     axes.set_xlabel("predicted label")
-    axes.set_ylabel("true label")
+    axes.set_ylabel("true label (documents)")
     axes.set_title(title, parse_math=False)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
+
+
+def _write_counts(axes, counts: np.ndarray, shares: np.ndarray, fontsize: int) -> None:
+    """The count of every non-empty cell, white on the dark ones."""
+    for i, j in zip(*np.nonzero(counts)):
+        axes.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=fontsize, parse_math=False,
+                  color="white" if shares[i, j] > 0.5 else "black")
 
 
 def _shortened(label: str) -> str:
@@ -92,8 +120,9 @@ td:first-child, th:first-child {{ text-align: left; }} .headline td {{ font-size
 {rows}
 </table>
 <h2>Confusion matrix</h2>
-<p>Rows: true label; columns: predicted label.</p>
-<img src="{esc(picture_name)}" alt="confusion matrix">
+<p>Rows: true label (its number of documents), largest class first; columns: predicted label.
+Colour: the share of the true class's documents; numbers: documents.</p>
+<img src="{esc(picture_name)}" alt="confusion matrix" style="max-width: 100%; height: auto">
 </body></html>
 """
 
