@@ -25,7 +25,9 @@ GOALS = {
 }
 
 
-def _met(ok: bool) -> str:
+def _met(ok: bool | None) -> str:
+    if ok is None:
+        return "not comparable: scikit-learn's slow `metric=\"cosine\"` path, not euclidean on normalised rows"
     return "met" if ok else "**missed**"
 
 
@@ -135,7 +137,10 @@ def knn_section(result: dict, goals: list) -> list[str]:
             for mode in ("blocked", "broadcast"):
                 tag = f"n={size['n']} {metric} {mode}"
                 r = row[f"throughput_ratio_{mode}_over_sklearn"]
-                goals.append((f"kNN >= 0.9x sklearn ({tag})", f"{r}", r >= GOALS["knn_vs_sklearn"]))
+                # These runs timed scikit-learn's metric="cosine", 8x slower than the same neighbours
+                # as euclidean on L2-normalised rows: the ratio flatters ours and is no goal.
+                fair = metric != "cosine"
+                goals.append((f"kNN >= 0.9x sklearn ({tag})", f"{r}", r >= GOALS["knn_vs_sklearn"] if fair else None))
                 r = row[f"speedup_{mode}_over_per_row_recipe"]
                 goals.append((f"kNN >= 20x per-row recipe ({tag})", f"{r}", r >= GOALS["knn_vs_per_row"]))
     out += ["", "Pairs per second:", "", "| n | metric | sklearn | blocked | broadcast | per-row recipe (extrapolated) |",
