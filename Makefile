@@ -99,6 +99,14 @@ bench-nb: install
 	$(BIN)/python bench/report.py
 	@$(BIN)/python -c "import json; [print(f\"nb predict x{s['scale']}: ours/mllib={s['ratio_predict_ours_over_mllib_tokenizer']}\") for n in ('nb', 'nb_x20') for s in json.load(open(f'bench/results/{n}.json'))['scales']]"
 
+# The exact kNN kernel alone (no Spark) against scikit-learn and FAISS flat, each in its own process,
+# n = 50 000, d = 128, k = 10; ends with one `knn kernel ...: ours/faiss=<x> ours/sklearn=<y>` line per
+# metric. FAISS is a benchmark-only dependency, installed here when missing.
+.PHONY: bench-knn-kernel
+bench-knn-kernel: install
+	@$(BIN)/python -c "import faiss" 2>/dev/null || $(BIN)/pip install --quiet faiss-cpu==1.15.1
+	cd bench && ../$(BIN)/python bench_knn_kernel.py --reps 3
+
 .PHONY: bench-large
 bench-large: install
 	$(BIN)/python bench/bench_nb.py --scales 20 --large-reps 1 --name nb_x20
