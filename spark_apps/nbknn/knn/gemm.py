@@ -102,8 +102,9 @@ def _state(m, k, cap):
     )
 
 
-def _default_cap(k, nR):
-    return int(max(4 * k + 64, 2 * k + 2))
+def _default_cap(k):
+    """Candidate buffer per row: room for k and their near-ties before a compaction."""
+    return 4 * k + 64
 
 
 def _finish(Qo, qids, Ro, rids, k, metric, exclude_self, st, tim, pool, nt):
@@ -211,7 +212,7 @@ def exact_topk(Q, q_ids, R, r_ids, k, metric="euclidean", exclude_self=False,
         QL, _, qn, qb = prepare(Qo, metric, mu, sc)
         _, RR, rn, rb = prepare(Ro, metric, mu, sc)
     alpha, beta, kappa = bound_coefficients(metric, d, bound_scale)
-    cap = cap or _default_cap(k, nR)
+    cap = cap or _default_cap(k)
     st = _state(m, k, cap)
     excl = bool(exclude_self)
     tim["prep"] = time.perf_counter() - t
@@ -279,7 +280,7 @@ def self_join_topk(X, ids, k, metric="euclidean", exclude_self=True, block=1024,
         sc = pow2_scale(Xo - mu)
         XL, XR, xn, xb = prepare(Xo, metric, mu, sc)
     alpha, beta, kappa = bound_coefficients(metric, d, bound_scale)
-    cap = cap or _default_cap(k, n)
+    cap = cap or _default_cap(k)
     st = _state(n, k, cap)
     excl = bool(exclude_self)
     tim["prep"] = time.perf_counter() - t

@@ -25,10 +25,10 @@ from pyspark.sql import functions as F
 from nbknn import contract
 from nbknn.common import fs
 from nbknn.common.provenance import code_version
-from nbknn.contract import REPORT_SUMMARY_NAME, join_uri, scores_shard_uri
+from nbknn.contract import scores_shard_uri
 from nbknn.naive_bayes.model_reader import class_labels, model_summary, read_model_manifest
 from nbknn.naive_bayes.outputs import IncompleteScores, publish_output, read_output_summary, summary_uri
-from nbknn.naive_bayes.report import metrics_summary, write_report_files
+from nbknn.naive_bayes.report import publish_report
 from nbknn.naive_bayes.scoring_checks import check_top_n
 
 
@@ -189,29 +189,36 @@ def run_combine(
     temp_uri = fs.temporary_sibling(predictions_uri)
     predictions.write.parquet(temp_uri)
     confusion, counts = confusion_and_counts(spark.read.parquet(temp_uri), labelled, vectors_summary["records"])
-    summary = {
-        "job": "nb_combine",
+    summary = prediction_summary(
+        "nb_combine", model_dir, manifest, top_n, counts, confusion, vectors_summary["vectors"],
+        vectors_summary["rejects_uri"], predictions_uri,
+        [{"shard": s["shard"], **s["memory"]} for s in shard_summaries],
+        path=contract.PER_SHARD, vectoriser=vectors_summary["vectoriser"],
+        duplicate_ids=vectors_summary["duplicate_ids"],
+    )
+    publish_output(spark, temp_uri, predictions_uri, summary)
+    return publish_report(spark, summary, confusion, labels, manifest["version"], report_uri)
+
+
+def prediction_summary(job: str, model_dir: str, manifest: dict, top_n: int, counts: dict, confusion: list[tuple],
+                       vectors: dict, rejects_uri: str | None, predictions_uri: str, shard_memory: list,
+                       **path) -> dict:
+    """The run summary either prediction path writes (contract.PredictionSummary, less its metrics);
+    ``path``: how the run predicted (path, path_reason, vectoriser, duplicate_ids)."""
+    return {
+        "job": job,
         "model": model_summary(model_dir, manifest),
         "num_shards": manifest["num_shards"],
         "top_n": top_n,
         "counts": counts,
-        "vectors": vectors_summary["vectors"],
-        "rejects_uri": vectors_summary["rejects_uri"],
+        "vectors": vectors,
+        "rejects_uri": rejects_uri,
         "predictions_uri": predictions_uri,
         "predicted_by_label": predicted_by_label(confusion),
-        "shard_memory": [{"shard": s["shard"], **s["memory"]} for s in shard_summaries],
+        "shard_memory": shard_memory,
         "code_version": code_version(),
+        **path,
     }
-    publish_output(spark, temp_uri, predictions_uri, summary)
-
-    report_temp = fs.temporary_sibling(report_uri)
-    fs.mkdirs(spark, report_temp)
-    metrics = write_report_files(spark, report_temp, confusion, counts["predicted"], labels, manifest["version"])
-    summary["metrics"] = metrics_summary(metrics, report_uri)
-    summary = contract.PredictionSummary(**summary).to_dict()
-    fs.write_json_atomic(spark, join_uri(report_temp, REPORT_SUMMARY_NAME), summary)
-    publish_output(spark, report_temp, report_uri, summary)
-    return summary
 
 
 def _all_scores(spark: SparkSession, manifest: dict, scores_dir: str) -> DataFrame:

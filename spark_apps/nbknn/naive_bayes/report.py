@@ -9,9 +9,11 @@ import io
 import numpy as np
 from pyspark.sql import SparkSession
 
+from nbknn import contract
 from nbknn.common import fs
-from nbknn.contract import CONFUSION_PNG_NAME, METRICS_NAME, REPORT_HTML_NAME, join_uri
+from nbknn.contract import CONFUSION_PNG_NAME, METRICS_NAME, REPORT_HTML_NAME, REPORT_SUMMARY_NAME, join_uri
 from nbknn.naive_bayes.metrics import classification_metrics
+from nbknn.naive_bayes.outputs import publish_output
 
 # Tick labels longer than this are shortened on the picture (the report's table and
 # metrics.json keep them whole): the margins are sized for them, see confusion_png.
@@ -166,3 +168,16 @@ def metrics_summary(metrics: dict | None, report_uri: str) -> dict | None:
         "accuracy": metrics["accuracy"],
         "macro_f1": metrics["macro_f1"],
     }
+
+
+def publish_report(spark: SparkSession, summary: dict, confusion: list[tuple], labels: list[str],
+                   model_version: str, report_uri: str) -> dict:
+    """Write metrics, picture, page and the run summary beside ``report_uri`` and rename them into
+    place; returns the summary (with its ``metrics`` entry) as the contract writes it."""
+    report_temp = fs.temporary_sibling(report_uri)
+    fs.mkdirs(spark, report_temp)
+    metrics = write_report_files(spark, report_temp, confusion, summary["counts"]["predicted"], labels, model_version)
+    summary = contract.PredictionSummary(**summary, metrics=metrics_summary(metrics, report_uri)).to_dict()
+    fs.write_json_atomic(spark, join_uri(report_temp, REPORT_SUMMARY_NAME), summary)
+    publish_output(spark, report_temp, report_uri, summary)
+    return summary

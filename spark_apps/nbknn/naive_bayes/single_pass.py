@@ -18,14 +18,12 @@ from pyspark.sql import SparkSession
 
 from nbknn import contract
 from nbknn.common import fs
-from nbknn.common.provenance import code_version
-from nbknn.contract import REPORT_SUMMARY_NAME, join_uri
 from nbknn.inputs.documents import InputSpec, accepted_documents, observe_read_totals, read_documents, read_totals
 from nbknn.inputs.tokenizer import TokenizerConfig
-from nbknn.naive_bayes.combine import combine_scores, confusion_and_counts, predicted_by_label
-from nbknn.naive_bayes.model_reader import class_labels, load_whole_model, model_summary, read_model_manifest
+from nbknn.naive_bayes.combine import combine_scores, confusion_and_counts, prediction_summary
+from nbknn.naive_bayes.model_reader import class_labels, load_whole_model, read_model_manifest
 from nbknn.naive_bayes.outputs import publish_output
-from nbknn.naive_bayes.report import metrics_summary, write_report_files
+from nbknn.naive_bayes.report import publish_report
 from nbknn.naive_bayes.shard_pass import model_memory, shard_scores
 from nbknn.naive_bayes.vectorize import (
     DEFAULT_MAX_LOOKUP_TERMS,
@@ -65,25 +63,14 @@ def run_predict_single_pass(
     except Exception:
         fs.delete(spark, temp_uri)
         raise
-    summary = {
-        "job": "nb_predict",
-        "model": model_summary(model_dir, manifest),
-        "num_shards": manifest["num_shards"],
-        "top_n": top_n,
-        "counts": counts,
-        "vectors": written["vector_stats"],
-        "rejects_uri": rejects_uri if records.rejected else None,
-        "predictions_uri": predictions_uri,
-        "predicted_by_label": predicted_by_label(confusion),
-        "shard_memory": [{"shard": "all", **model_memory(model)}],
-        "code_version": code_version(),
-        "path": contract.SINGLE_PASS,
-        "path_reason": path_reason,
-        "vectoriser": written["vectoriser"],
-        "duplicate_ids": duplicates,
-    }
+    summary = prediction_summary(
+        "nb_predict", model_dir, manifest, top_n, counts, confusion, written["vector_stats"],
+        rejects_uri if records.rejected else None, predictions_uri, [{"shard": "all", **model_memory(model)}],
+        path=contract.SINGLE_PASS, path_reason=path_reason, vectoriser=written["vectoriser"],
+        duplicate_ids=duplicates,
+    )
     publish_output(spark, temp_uri, predictions_uri, summary)
-    return _publish_report(spark, summary, confusion, labels, manifest["version"], report_uri)
+    return publish_report(spark, summary, confusion, labels, manifest["version"], report_uri)
 
 
 def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, labels, top_n, temp_uri,
@@ -104,15 +91,3 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
     stats = vector_stats(observation)
     return {"totals": read_totals(totals), "vector_stats": stats, "vectoriser": vectoriser,
             "labelled": stats["labelled"] > 0}
-
-
-def _publish_report(spark, summary: dict, confusion, labels, model_version: str, report_uri: str) -> dict:
-    """Write metrics, picture, page and summary beside ``report_uri`` and rename them into place."""
-    report_temp = fs.temporary_sibling(report_uri)
-    fs.mkdirs(spark, report_temp)
-    metrics = write_report_files(spark, report_temp, confusion, summary["counts"]["predicted"], labels, model_version)
-    summary["metrics"] = metrics_summary(metrics, report_uri)
-    summary = contract.PredictionSummary(**summary).to_dict()
-    fs.write_json_atomic(spark, join_uri(report_temp, REPORT_SUMMARY_NAME), summary)
-    publish_output(spark, report_temp, report_uri, summary)
-    return summary
