@@ -292,43 +292,102 @@ def test_spark_submit_gets_an_argument_list_and_no_shell(tmp_path, monkeypatch):
 
 
 SECRETS = {
-    "spark.hadoop.fs.azure.account.key.acct.dfs.core.windows.net": "azure-account-key-0123456789abcdef",
-    "spark.hadoop.fs.s3a.secret.key": "s3a-secret-key-0123456789abcdef",
-    "spark.hadoop.fs.s3a.session.token": "s3a-session-token-0123456789",
-    "spark.ssl.keyStorePassword": "keystore-password-0123456789",
-    "spark.hadoop.fs.gs.auth.service.account.private.key": "gcs-private-key-0123456789",
+    "spark.hadoop.fs.azure.account.key.acct.dfs.core.windows.net": "azure-account-key",
+    "spark.hadoop.fs.s3a.secret.key": "s3a-secret-key",
+    "spark.hadoop.fs.s3a.session.token": "s3a-session-token",
+    "spark.ssl.keyStorePassword": "keystore-password",
+    "spark.hadoop.fs.gs.auth.service.account.private.key": "gcs-private-key",
 }
+# A spark-submit that fails fast: it prints its arguments (the hook logs every output line) and
+# exits as an application that refused its input would (exit code 65, not retried).
+FAILING_SPARK_SUBMIT = """#!/bin/sh
+printf '%s\\n' "$@" > "$0.argv"
+for arg in "$@"; do echo "spark-submit got: $arg"; done
+exit 65
+"""
 
 
-def test_credentials_in_the_spark_conf_are_masked_in_task_logs(tmp_path, monkeypatch):
-    """The provider logs spark-submit's whole command line (every --conf key=value) and masks only
-    keys holding "secret" or "password"; the operator registers every credential-looking value with
-    Airflow's secrets masker, which the task log applies (``redact``)."""
-    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
-    from airflow.sdk._shared.secrets_masker import redact
+def test_credentials_in_the_spark_conf_are_masked_in_the_task_log(tmp_path, monkeypatch):
+    """Through the operator's own ``execute``: the deployment's Spark conf (NBKNN_SPARK_CONF) holds
+    credentials; ``execute`` -> SparkSubmitHook.submit -> a spark-submit on the PATH that prints its
+    arguments and fails. Everything logged on the way (the hook's "Spark-Submit cmd", each output
+    line, the task's failure) goes through the processor chain the supervisor writes task log files
+    with (``airflow.sdk.log.logging_processors(json_output=True)``, which redacts with Airflow's
+    secrets masker). Each credential must reach spark-submit and show as ``***`` in the log, never
+    in clear; the provider alone masks only keys holding "secret" or "password".
 
-    from nbknn_airflow.spark_submit import mask_sensitive_conf
+    The values are unique to this call: the secrets masker is global to the process, so a value
+    registered by another test could otherwise be masked without the operator doing anything."""
+    import io
+    import logging
+    import uuid
 
+    import structlog
+    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.log import logging_processors
+
+    from nbknn_airflow.spark_submit import spark_app
+
+    secrets = {name: f"{value}-{uuid.uuid4().hex}" for name, value in SECRETS.items()}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    spark_submit = bin_dir / "spark-submit"
+    spark_submit.write_text(FAILING_SPARK_SUBMIT)
+    spark_submit.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[2]"}))
-    conf = {"spark.ui.enabled": "false", **SECRETS}
-    hook = SparkSubmitHook(conf=conf, conn_id="spark_default", name="secrets", application_args=["--x", "1"])
-    # What the hook logs when it submits: "Spark-Submit cmd: %s" % self._mask_cmd(command).
-    logged = f"Spark-Submit cmd: {hook._mask_cmd(hook._build_spark_submit_command('/app.py'))}"
-    leaked_by_provider = sorted(k for k, v in SECRETS.items() if v in redact(logged))
-    assert leaked_by_provider, "the provider alone already masks every credential: this test no longer proves much"
+    monkeypatch.setenv("NBKNN_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("NBKNN_SPARK_CONF", json.dumps({"spark.ui.enabled": "false", **secrets}))
 
-    assert mask_sensitive_conf(conf) == sorted(SECRETS)
-    shown = redact(logged)
-    assert not [k for k, v in SECRETS.items() if v in shown], shown
-    assert "spark.ui.enabled=false" in shown
-    TALLY["secrets_masked"] = len(SECRETS)
-    TALLY["secrets_missed_by_provider"] = len(leaked_by_provider)
+    task_log = io.BytesIO()
+    saved = structlog.get_config()
+    # At INFO, the task log's default level (the tests run Airflow at WARNING).
+    structlog.configure(processors=list(logging_processors(json_output=True)),
+                        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+                        logger_factory=structlog.BytesLoggerFactory(task_log), cache_logger_on_first_use=False)
+    try:
+        operator = spark_app("masked", "nb_class_prior.py", ["--input", "file:///data/in"])
+        with pytest.raises(AirflowFailException, match=r"exit code 65") as failed:
+            operator.execute(context={})
+        # What the task runner does with the failure: it logs it, traceback and message, to the task log.
+        structlog.get_logger(logger_name="task").error("Task failed with exception", exc_info=failed.value)
+    finally:
+        structlog.configure(**saved)
+
+    argv = (tmp_path / "bin" / "spark-submit.argv").read_text().splitlines()
+    for name, value in secrets.items():
+        assert f"{name}={value}" in argv, f"{name} did not reach spark-submit: the test proves nothing"
+    events = [json.loads(line) for line in task_log.getvalue().splitlines()]
+    logged = "\n".join(json.dumps(event) for event in events)
+    command = next(e["event"] for e in events if e["event"].startswith("Spark-Submit cmd:"))
+    output = [e["event"] for e in events if e["event"].startswith("spark-submit got: ")]
+    failure = next(e for e in events if e["event"] == "Task failed with exception")
+    leaked = sorted(name for name, value in secrets.items() if value in logged)
+    assert not leaked, f"credentials in clear in the task log: {leaked}"
+    for name in secrets:
+        assert f"--conf {name}=***" in command, (name, command)
+        assert f"spark-submit got: {name}=***" in output, (name, output)
+        assert f"{name}=***" in json.dumps(failure), name
+    assert "--conf spark.ui.enabled=false" in command
+    # Not vacuous: the provider's own masking lets most of these credentials through.
+    from airflow.providers.apache.spark.hooks.spark_submit import _mask_sensitive_values
+
+    provider_only = _mask_sensitive_values(" ".join(f"--conf {k}={v}" for k, v in secrets.items()))
+    missed_by_provider = sorted(name for name, value in secrets.items() if value in provider_only)
+    assert missed_by_provider, "the provider alone already masks every credential: this test no longer proves much"
+    TALLY["secrets_masked"] = len(secrets)
+    TALLY["secrets_missed_by_provider"] = len(missed_by_provider)
 
 
 def test_a_hostile_param_fails_plan_in_a_real_dag_run_and_no_spark_task_runs(airflow_db, tmp_path, figures):
     """``airflow dags test`` with an input outside the data roots (a path traversal is refused earlier,
     by the Param's pattern when the run is created): the run fails at ``plan`` with the message,
-    every Spark task is left unrun, and no credential of the deployment shows in the output."""
+    every Spark task is left unrun, and nothing of the deployment's credentials is printed.
+
+    This run never reaches spark-submit, so it says nothing about masking the Spark conf: that is
+    proven through the operator by test_credentials_in_the_spark_conf_are_masked_in_the_task_log.
+    (``airflow dags test`` itself prints task logs unmasked: its console logging has no masking
+    processor, unlike the task log files a worker's supervisor writes.)"""
     from cryptography.fernet import Fernet
 
     fernet = Fernet.generate_key().decode()
