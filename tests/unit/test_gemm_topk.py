@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nbknn.knn.gemm import exact_topk, self_join_topk
+from nbknn.knn.gemm import cross_join_topk, exact_topk, self_join_topk
 from nbknn.knn.gemm_bound import bound_coefficients, pow2_scale, prepare
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
@@ -101,16 +101,44 @@ def test_random(metric, k):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_symmetric_vs_full_and_threads(metric):
+def test_threads(metric):
     rng = np.random.default_rng(1)
     X = rng.standard_normal((1500, 16))
     ids = rand_ids(rng, 1500)
     want = ref_topk(X, ids, X, ids, 8, metric, True)
-    for sym in (True, False):
-        for nt in (1, 2, 3):
-            check(self_join_topk(X, ids, 8, metric, block=200, symmetric=sym,
-                                   n_threads=nt), want)
-    check(self_join_topk(X, ids, 8, metric, block=200, fused=False), want)
+    for nt in (1, 2, 3):
+        check(self_join_topk(X, ids, 8, metric, block=200, n_threads=nt), want)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("sizes", [(400, 300), (7, 500), (300, 3)])
+def test_cross_join_both_sides(metric, sizes):
+    """Rows of A among B and rows of B among A; a side smaller than k pads its rows."""
+    rng = np.random.default_rng(sum(sizes))
+    ma, mb = sizes
+    X = rng.standard_normal((ma + mb, 12)) + 5
+    X[ma:ma + 3] = X[:3]                         # twins across the sides, other ids
+    ids = rand_ids(rng, ma + mb)
+    A, B, ia, ib = X[:ma], X[ma:], ids[:ma], ids[ma:]
+    k = 6
+    got_a_ids, got_a_d, got_b_ids, got_b_d, info = cross_join_topk(A, ia, B, ib, k, metric, block=64, n_threads=2)
+    nz = noise_for(metric, 12)
+    check((got_a_ids, got_a_d), ref_topk(A, ia, B, ib, k, metric, True), nz)
+    check((got_b_ids, got_b_d), ref_topk(B, ib, A, ia, k, metric, True), nz)
+    assert info["fallback_rows"] == 0
+
+
+def test_cross_join_fallback_searches_the_other_side_only():
+    rng = np.random.default_rng(21)
+    c = 10 * rng.standard_normal(8)
+    # a near-duplicate cluster far from the mean: its distances are below the bound's resolution
+    X = np.vstack([c + 1e-7 * rng.standard_normal((300, 8)), rng.standard_normal((200, 8))])
+    ids = rand_ids(rng, 500)
+    A, B, ia, ib = X[:250], X[250:], ids[:250], ids[250:]
+    got = cross_join_topk(A, ia, B, ib, 4, "euclidean", block=64, cap=24)
+    assert got[4]["fallback_rows"] > 0
+    check(got[:2], ref_topk(A, ia, B, ib, 4, "euclidean", True))
+    check(got[2:4], ref_topk(B, ib, A, ia, 4, "euclidean", True))
 
 
 @pytest.mark.parametrize("metric", METRICS)

@@ -1,14 +1,21 @@
 """Exact k nearest neighbours at the speed of float32 matrix products (numba + BLAS).
 
-``exact_topk`` answers a query set against a reference set, ``self_join_topk`` every row of a set
-against the others with one product per pair of blocks (the Gram matrix is symmetric: each
-product updates the rows of both blocks, half the flops of a query-against-reference search).
+Three entry points, all returning exact answers (equal to a direct float64 brute force, ties
+broken by id):
+
+* :func:`exact_topk`: a query set against a reference set;
+* :func:`self_join_topk`: every row of a set against the others, one product per pair of blocks
+  (the Gram matrix is symmetric: each product updates the rows of both blocks, half the flops of
+  a query-against-reference search);
+* :func:`cross_join_topk`: the rows of set A against set B *and* the rows of B against A, from
+  one product per pair of blocks: what the Spark modes run on one pair of row groups of an
+  all-points run (their partial results merge into the global top-k).
+
 Candidates come from float32 products; the proven bound of :mod:`nbknn.knn.gemm_bound` decides
 which can still be among the k nearest; those are recomputed exactly in float64 from the
 differences and ordered by (distance, id). Rows whose bound is too wide are recomputed by brute
-force and counted (``info["fallback_rows"]``). The answer equals a direct float64 brute force.
-
-Not yet called by the Spark modes (broadcast, blocked), which use scikit-learn's kernels.
+force and counted (``info["fallback_rows"]``). Ids are int64 (the Spark modes pass ranks); a row
+with fewer than k admissible candidates is padded with id -1 and distance +inf.
 """
 
 from __future__ import annotations
@@ -18,133 +25,89 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from nbknn.knn.gemm_bound import METRICS, bound_coefficients, pow2_scale, prepare, row_norms
-from nbknn.knn.gemm_scan import rerank, scan_both, scan_cols, scan_rows
+from nbknn.knn.gemm_compiled import scan_module
 
-
-@contextmanager
-def _blas_limit(n):
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield
+#: Id of the padding entries of a row with fewer than k admissible candidates.
+PAD = -1
 
 
 def brute_force_rows(Qo, qids, Ro, rids, k, metric, exclude_self, chunk_bytes=1 << 25):
-    """Top-k of each row of Qo by direct float64 brute force (chunked): the fallback rows."""
+    """Top-k of each row of Qo among the rows of Ro by direct float64 brute force (chunked)."""
     m = Qo.shape[0]
     nR, d = Ro.shape
-    out_ids = np.full((m, k), -1, np.int64)
+    out_ids = np.full((m, k), PAD, np.int64)
     out_d = np.full((m, k), np.inf)
-    if metric == "cosine":
-        rn = row_norms(Ro)
-    rows_per = max(1, chunk_bytes // max(1, nR * 8 * max(1, d // 8)))
-    cstep = max(1, chunk_bytes // max(1, 8 * d))
-    for a in range(0, m, rows_per):
-        q = Qo[a:a + rows_per]
-        D = np.empty((q.shape[0], nR))
-        for ii in range(q.shape[0]):
-            for c0 in range(0, nR, cstep):
-                Rc = Ro[c0:c0 + cstep]
-                if metric == "cosine":
-                    qn = math.sqrt(float(q[ii] @ q[ii]))
-                    den = qn * rn[c0:c0 + cstep]
-                    dot = Rc @ q[ii]
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        v = 1.0 - dot / den
-                    v[den == 0] = 1.0
-                else:
-                    diff = Rc - q[ii]
-                    v = np.einsum("ij,ij->i", diff, diff)
-                    if metric == "euclidean":
-                        v = np.sqrt(v)
-                D[ii, c0:c0 + cstep] = v
-        for ii in range(q.shape[0]):
-            v = D[ii]
-            if exclude_self:
-                v = v.copy()
-                v[rids == qids[a + ii]] = np.inf
-                valid = np.count_nonzero(rids != qids[a + ii])
-            else:
-                valid = nR
-            kk = min(k, valid)
-            if kk == 0:
-                continue
-            kth = np.partition(v, kk - 1)[kk - 1]
-            sel = np.flatnonzero(v <= kth)
-            if exclude_self:
-                sel = sel[rids[sel] != qids[a + ii]]
-            o = np.lexsort((rids[sel], v[sel]))[:kk]
-            out_ids[a + ii, :kk] = rids[sel[o]]
-            out_d[a + ii, :kk] = v[sel[o]]
+    rn = row_norms(Ro) if metric == "cosine" else None
+    step = max(1, chunk_bytes // max(1, 8 * d))
+    for i in range(m):
+        v = np.empty(nR)
+        for c0 in range(0, nR, step):
+            v[c0:c0 + step] = exact_distances(Qo[i], Ro[c0:c0 + step], metric, None if rn is None else rn[c0:c0 + step])
+        admissible = rids != qids[i] if exclude_self else np.ones(nR, bool)
+        kk = min(k, int(admissible.sum()))
+        if kk == 0:
+            continue
+        sel = np.flatnonzero(admissible)
+        kth = np.partition(v[sel], kk - 1)[kk - 1]
+        sel = sel[v[sel] <= kth]
+        order = np.lexsort((rids[sel], v[sel]))[:kk]
+        out_ids[i, :kk] = rids[sel[order]]
+        out_d[i, :kk] = v[sel[order]]
     return out_ids, out_d
 
 
-def _check(metric, k):
+def exact_distances(q, R, metric, r_norms=None):
+    """Distances of q (d,) to the rows of R, in float64 from the differences (cosine: 1 - cos)."""
+    if metric == "cosine":
+        den = math.sqrt(float(q @ q)) * (row_norms(R) if r_norms is None else r_norms)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = 1.0 - (R @ q) / den
+        v[den == 0] = 1.0
+        return v
+    diff = R - q
+    v = np.einsum("ij,ij->i", diff, diff)
+    return np.sqrt(v) if metric == "euclidean" else v
+
+
+def check_metric_and_k(metric, k):
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}")
+        raise ValueError(f"metric must be one of {METRICS} (got {metric!r})")
     if k < 1:
-        raise ValueError("k must be >= 1")
+        raise ValueError(f"k must be >= 1 (got {k})")
 
 
-def _state(m, k, cap):
-    return dict(
-        heap=np.empty((m, k)),
-        hcnt=np.zeros(m, np.int64),
-        thr=np.full(m, np.inf),
-        bidx=np.empty((m, cap), np.int64),
-        blo=np.empty((m, cap)),
-        bcnt=np.zeros(m, np.int64),
-        ovf=np.zeros(m, np.bool_),
-    )
+def finite_matrix(X, name):
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D")
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} has a non-finite value")
+    return X
 
 
-def _default_cap(k):
-    """Candidate buffer per row: room for k and their near-ties before a compaction."""
-    return 4 * k + 64
-
-
-def _finish(Qo, qids, Ro, rids, k, metric, exclude_self, st, tim, pool, nt):
-    m = Qo.shape[0]
-    t = time.perf_counter()
-    out_ids = np.empty((m, k), np.int64)
-    out_d = np.empty((m, k))
-    cos = metric == "cosine"
-    qn = row_norms(Qo) if cos else np.zeros(m)
-    rn = row_norms(Ro) if cos else np.zeros(Ro.shape[0])
-    nsurv = np.zeros(m, np.int64)
-    step = -(-m // (4 * nt)) if m else 1
-    futs = [pool.submit(rerank, Qo, Ro, qn, rn, cos, metric == "sqeuclidean",
-                        rids, k, st["thr"], st["bidx"], st["blo"], st["bcnt"],
-                        st["ovf"], out_ids, out_d, nsurv, a, min(a + step, m))
-            for a in range(0, m, step)]
-    for f in futs:
-        f.result()
-    tim["rerank"] = time.perf_counter() - t
-    t = time.perf_counter()
-    bad = np.flatnonzero(st["ovf"])
-    if bad.size:
-        bi, bd = brute_force_rows(Qo[bad], qids[bad], Ro, rids, k, metric, exclude_self)
-        out_ids[bad] = bi
-        out_d[bad] = bd
-    tim["fallback"] = time.perf_counter() - t
-    info = dict(fallback_rows=int(bad.size), timings=tim,
-                mean_survivors=float(nsurv[~st["ovf"]].mean()) if m > bad.size else 0.0,
-                max_survivors=int(nsurv.max()) if m else 0)
-    return out_ids, out_d, info
-
-
-def _as_ids(ids, n):
+def as_ids(ids, n):
     ids = np.asarray(ids)
     if ids.shape != (n,):
         raise ValueError("ids must have one entry per row")
     return ids.astype(np.int64, copy=False)
 
 
-def _round_robin(nb):
+def default_cap(k):
+    """Candidate buffer per row: room for k and their near-ties before a compaction."""
+    return 4 * k + 64
+
+
+def n_threads_of(n_threads):
+    return max(1, int(n_threads or os.cpu_count() or 1))
+
+
+def round_robin(nb):
     """Rounds of block pairs (I, J), I < J, each block at most once per round
     (circle method), followed by one round of the diagonal pairs (I, I)."""
     ids = list(range(nb)) + ([None] if nb % 2 else [])
@@ -162,173 +125,262 @@ def _round_robin(nb):
     return rounds
 
 
-class _Timer:
-    def __init__(self):
+class Candidates:
+    """Per query row: the heap of the k smallest upper bounds and the buffer of candidates."""
+
+    def __init__(self, m, k, cap):
+        self.k = k
+        self.heap = np.empty((m, k))
+        self.hcnt = np.zeros(m, np.int64)
+        self.thr = np.full(m, np.inf)
+        self.bidx = np.empty((m, cap), np.int64)
+        self.blo = np.empty((m, cap))
+        self.bcnt = np.zeros(m, np.int64)
+        self.ovf = np.zeros(m, np.bool_)
+
+    def arrays(self):
+        return self.k, self.heap, self.hcnt, self.thr, self.bidx, self.blo, self.bcnt, self.ovf
+
+
+@dataclass
+class StepTimes:
+    """Seconds per step, summed over the worker threads."""
+
+    gemm: float = 0.0
+    filter: float = 0.0
+
+    def __post_init__(self):
         self.lock = threading.Lock()
-        self.gemm = 0.0
-        self.filter = 0.0
 
-    def add(self, g, f):
+    def add(self, gemm, filter_):
         with self.lock:
-            self.gemm += g
-            self.filter += f
+            self.gemm += gemm
+            self.filter += filter_
 
 
-def _n_threads(n_threads):
-    return max(1, int(n_threads or os.cpu_count() or 1))
+class TileBuffers:
+    """One float32 product tile per worker thread, reused across tiles."""
+
+    def __init__(self, rows, cols):
+        self.shape = (rows, cols)
+        self.local = threading.local()
+
+    def get(self, rows, cols):
+        buf = getattr(self.local, "buf", None)
+        if buf is None:
+            buf = self.local.buf = np.empty(self.shape, np.float32)
+        return buf[:rows, :cols]
+
+
+class QueryScan:
+    """Query blocks against every reference block: the work of :func:`exact_topk`."""
+
+    def __init__(self, QL, RR, qn, qb, rn, rb, qids, rids, bound, exclude_self, cand, block_q, block_r, times):
+        self.QL, self.RR = QL, RR
+        self.qn, self.qb, self.rn, self.rb = qn, qb, rn, rb
+        self.qids, self.rids = qids, rids
+        self.bound, self.excl, self.cand = bound, exclude_self, cand
+        self.block_r, self.times = block_r, times
+        self.tiles = TileBuffers(block_q, block_r)
+        self.block_q = block_q
+
+    def query_block(self, i0):
+        scan = scan_module()
+        Qb = self.QL[i0:i0 + self.block_q]
+        gemm = filt = 0.0
+        for j0 in range(0, self.RR.shape[0], self.block_r):
+            t0 = time.perf_counter()
+            Rb = self.RR[j0:j0 + self.block_r]
+            S = self.tiles.get(Qb.shape[0], Rb.shape[0])
+            np.matmul(Qb, Rb.T, out=S)
+            t1 = time.perf_counter()
+            scan.scan_rows(S, i0, j0, *self.bound, self.qn, self.qb, self.rn, self.rb, self.qids, self.rids,
+                           self.excl, *self.cand.arrays())
+            filt += time.perf_counter() - t1
+            gemm += t1 - t0
+        self.times.add(gemm, filt)
+
+
+class PairScan:
+    """Products of pairs of blocks of one prepared set, each updating the rows of both blocks."""
+
+    def __init__(self, XL, XR, xn, xb, ids, bound, exclude_self, cand, starts, times):
+        self.XL, self.XR, self.xn, self.xb, self.ids = XL, XR, xn, xb, ids
+        self.bound, self.excl, self.cand = bound, exclude_self, cand
+        self.starts, self.times = starts, times
+        width = max(b - a for a, b in zip(starts[:-1], starts[1:]))
+        self.tiles = TileBuffers(width, width)
+
+    def pair(self, I, J):
+        scan = scan_module()
+        i0, i1 = self.starts[I], self.starts[I + 1]
+        j0, j1 = self.starts[J], self.starts[J + 1]
+        t0 = time.perf_counter()
+        S = self.tiles.get(i1 - i0, j1 - j0)
+        np.matmul(self.XL[i0:i1], self.XR[j0:j1].T, out=S)
+        t1 = time.perf_counter()
+        if I != J:
+            scan.scan_both(S, i0, j0, *self.bound, self.xn, self.xb, self.ids, self.excl, *self.cand.arrays())
+        else:
+            scan.scan_rows(S, i0, j0, *self.bound, self.xn, self.xb, self.xn, self.xb, self.ids, self.ids,
+                           self.excl, *self.cand.arrays())
+        self.times.add(t1 - t0, time.perf_counter() - t1)
+
+
+def prepared_pair(Qo, Ro, metric):
+    """Float32 operands of Qo and Ro with one centring and scaling (:mod:`nbknn.knn.gemm_bound`)."""
+    if metric == "cosine":
+        return prepare(Qo, metric), prepare(Ro, metric)
+    mu = Ro.mean(axis=0)
+    scale = pow2_scale(Qo - mu, Ro - mu)
+    return prepare(Qo, metric, mu, scale), prepare(Ro, metric, mu, scale)
+
+
+def prepared_set(Xo, metric):
+    if metric == "cosine":
+        return prepare(Xo, metric)
+    mu = Xo.mean(axis=0)
+    return prepare(Xo, metric, mu, pow2_scale(Xo - mu))
+
+
+def finish(Qo, qids, Ro, rids, k, metric, exclude_self, cand, fallback_ranges, times, pool, nt):
+    """Re-rank the survivors exactly; rows whose buffer overflowed go to the brute force.
+
+    ``fallback_ranges``: (row_lo, row_hi, cand_lo, cand_hi) tuples, the candidate rows of Ro that
+    a query row of each range is searched among."""
+    m = Qo.shape[0]
+    t = time.perf_counter()
+    out_ids = np.empty((m, k), np.int64)
+    out_d = np.empty((m, k))
+    cos = metric == "cosine"
+    qn = row_norms(Qo) if cos else np.zeros(m)
+    rn = row_norms(Ro) if cos else np.zeros(Ro.shape[0])
+    nsurv = np.zeros(m, np.int64)
+    step = -(-m // (4 * nt)) if m else 1
+    rerank = scan_module().rerank
+    futures = [pool.submit(rerank, Qo, Ro, qn, rn, cos, metric == "sqeuclidean", rids, k, cand.thr, cand.bidx,
+                           cand.blo, cand.bcnt, cand.ovf, out_ids, out_d, nsurv, a, min(a + step, m))
+               for a in range(0, m, step)]
+    for f in futures:
+        f.result()
+    timings = {"gemm": times.gemm / nt, "filter": times.filter / nt, "rerank": time.perf_counter() - t}
+    t = time.perf_counter()
+    bad = np.flatnonzero(cand.ovf)
+    for row_lo, row_hi, c_lo, c_hi in fallback_ranges:
+        rows = bad[(bad >= row_lo) & (bad < row_hi)]
+        if rows.size:
+            out_ids[rows], out_d[rows] = brute_force_rows(
+                Qo[rows], qids[rows], Ro[c_lo:c_hi], rids[c_lo:c_hi], k, metric, exclude_self
+            )
+    timings["fallback"] = time.perf_counter() - t
+    kept = ~cand.ovf
+    info = dict(fallback_rows=int(bad.size), timings=timings,
+                mean_survivors=float(nsurv[kept].mean()) if kept.any() else 0.0,
+                max_survivors=int(nsurv.max()) if m else 0)
+    return out_ids, out_d, info
 
 
 def exact_topk(Q, q_ids, R, r_ids, k, metric="euclidean", exclude_self=False,
-               block_q=1024, block_r=2048, cap=None, bound_scale=1.0,
-               n_threads=None):
-    """Exact top-k of each row of Q among the rows of R (see module docstring).
+               block_q=1024, block_r=2048, cap=None, bound_scale=1.0, n_threads=None):
+    """Exact top-k of each row of Q among the rows of R (see the module docstring).
 
-    bound_scale multiplies the error bound (1.0 = proven bound; tests use 0.0 to
-    show that an unsafe bound breaks exactness).  n_threads workers each run a
-    single-threaded sgemm on their own tile followed by the filter (BLAS is
-    limited to 1 thread for the duration of the call)."""
-    _check(metric, k)
-    nt = _n_threads(n_threads)
-    tim = {}
-    t = time.perf_counter()
-    Qo = np.ascontiguousarray(Q, dtype=np.float64)
-    Ro = np.ascontiguousarray(R, dtype=np.float64)
-    if Qo.ndim != 2 or Ro.ndim != 2 or Qo.shape[1] != Ro.shape[1]:
-        raise ValueError("Q and R must be 2-D with the same number of columns")
-    if not (np.isfinite(Qo).all() and np.isfinite(Ro).all()):
-        raise ValueError("non-finite input")
-    m, d = Qo.shape
-    nR = Ro.shape[0]
-    qids = _as_ids(q_ids, m)
-    rids = _as_ids(r_ids, nR)
-    if k > nR:
-        raise ValueError("k larger than the reference set")
-    if metric == "cosine":
-        QL, _, qn, qb = prepare(Qo, metric)
-        _, RR, rn, rb = prepare(Ro, metric)
-    else:
-        mu = Ro.mean(axis=0)
-        sc = pow2_scale(Qo - mu, Ro - mu)
-        QL, _, qn, qb = prepare(Qo, metric, mu, sc)
-        _, RR, rn, rb = prepare(Ro, metric, mu, sc)
-    alpha, beta, kappa = bound_coefficients(metric, d, bound_scale)
-    cap = cap or _default_cap(k)
-    st = _state(m, k, cap)
-    excl = bool(exclude_self)
-    tim["prep"] = time.perf_counter() - t
-    timer = _Timer()
-    local = threading.local()
-
-    def work(i0):
-        buf = getattr(local, "buf", None)
-        if buf is None:
-            buf = local.buf = np.empty((block_q, block_r), np.float32)
-        Qb = QL[i0:i0 + block_q]
-        tg = tf = 0.0
-        for j0 in range(0, nR, block_r):
-            t0 = time.perf_counter()
-            Rb = RR[j0:j0 + block_r]
-            S = buf[:Qb.shape[0], :Rb.shape[0]]
-            np.matmul(Qb, Rb.T, out=S)
-            t1 = time.perf_counter()
-            scan_rows(S, i0, j0, alpha, beta, kappa, qn, qb, rn, rb, qids, rids,
-                       excl, k, st["heap"], st["hcnt"], st["thr"],
-                       st["bidx"], st["blo"], st["bcnt"], st["ovf"])
-            tf += time.perf_counter() - t1
-            tg += t1 - t0
-        timer.add(tg, tf)
-
-    t = time.perf_counter()
-    with _blas_limit(1), ThreadPoolExecutor(nt) as pool:
-        for f in [pool.submit(work, i0) for i0 in range(0, m, block_q)]:
+    ``bound_scale`` multiplies the error bound (1.0 = proven bound; tests use 0.0 to show that an
+    unsafe bound breaks exactness). ``n_threads`` workers each run a single-threaded sgemm on
+    their own tile followed by its filter (BLAS is limited to 1 thread during the call)."""
+    check_metric_and_k(metric, k)
+    nt = n_threads_of(n_threads)
+    started = time.perf_counter()
+    Qo, Ro = finite_matrix(Q, "Q"), finite_matrix(R, "R")
+    if Qo.shape[1] != Ro.shape[1]:
+        raise ValueError("Q and R must have the same number of columns")
+    m, nR = Qo.shape[0], Ro.shape[0]
+    qids, rids = as_ids(q_ids, m), as_ids(r_ids, nR)
+    (QL, _, qn, qb), (_, RR, rn, rb) = prepared_pair(Qo, Ro, metric)
+    cand = Candidates(m, k, cap or default_cap(k))
+    times = StepTimes()
+    work = QueryScan(QL, RR, qn, qb, rn, rb, qids, rids, bound_coefficients(metric, Qo.shape[1], bound_scale),
+                     bool(exclude_self), cand, block_q, block_r, times)
+    prep = time.perf_counter() - started
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(nt) as pool:
+        t = time.perf_counter()
+        for f in [pool.submit(work.query_block, i0) for i0 in range(0, m, block_q)]:
             f.result()
-        tim["wall_gemm_filter"] = time.perf_counter() - t
-        tim["gemm"] = timer.gemm / nt
-        tim["filter"] = timer.filter / nt
-        return _finish(Qo, qids, Ro, rids, k, metric, excl, st, tim, pool, nt)
+        wall = time.perf_counter() - t
+        out = finish(Qo, qids, Ro, rids, k, metric, bool(exclude_self), cand, [(0, m, 0, nR)], times, pool, nt)
+    out[2]["timings"].update(prep=prep, wall_gemm_filter=wall)
+    return out
+
+
+def run_pairs(work, rounds, nt):
+    """The block pairs of ``rounds`` on ``nt`` threads; a round never holds a block twice, so no
+    two threads update the same row."""
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(nt) as pool:
+        for pairs in rounds:
+            for f in [pool.submit(work.pair, I, J) for I, J in pairs]:
+                f.result()
+
+
+def join_blocks(Xo, ids, k, metric, exclude_self, starts, rounds, fallback_ranges, cap, bound_scale, nt):
+    """The pairs of blocks of ``rounds`` over Xo, cut at ``starts``; exact top-k of every row."""
+    started = time.perf_counter()
+    XL, XR, xn, xb = prepared_set(Xo, metric)
+    cand = Candidates(Xo.shape[0], k, cap or default_cap(k))
+    times = StepTimes()
+    work = PairScan(XL, XR, xn, xb, ids, bound_coefficients(metric, Xo.shape[1], bound_scale), bool(exclude_self),
+                    cand, starts, times)
+    prep = time.perf_counter() - started
+    t = time.perf_counter()
+    run_pairs(work, rounds, nt)
+    wall = time.perf_counter() - t
+    with ThreadPoolExecutor(nt) as pool:
+        out = finish(Xo, ids, Xo, ids, k, metric, bool(exclude_self), cand, fallback_ranges, times, pool, nt)
+    out[2]["timings"].update(prep=prep, wall_gemm_filter=wall)
+    return out
+
+
+def block_starts(lo, hi, block):
+    return list(range(lo, hi, block))
 
 
 def self_join_topk(X, ids, k, metric="euclidean", exclude_self=True, block=1024,
-                   cap=None, bound_scale=1.0, symmetric=True, n_threads=None,
-                   fused=True):
-    """Exact top-k of every row of X among the rows of X.
-
-    symmetric=True: one GEMM per block pair I <= J; the tile updates the rows
-    of I (scan of its rows) and the rows of J (scan of its columns).  Block
-    pairs are processed in round-robin rounds in which every block occurs at
-    most once, so the n_threads workers never update the same query row.
-    symmetric=False computes all ordered pairs (for comparison)."""
-    _check(metric, k)
-    nt = _n_threads(n_threads)
-    tim = {}
-    t = time.perf_counter()
-    Xo = np.ascontiguousarray(X, dtype=np.float64)
-    if Xo.ndim != 2:
-        raise ValueError("X must be 2-D")
-    if not np.isfinite(Xo).all():
-        raise ValueError("non-finite input")
-    n, d = Xo.shape
-    ids = _as_ids(ids, n)
+                   cap=None, bound_scale=1.0, n_threads=None):
+    """Exact top-k of every row of X among the rows of X: one product per block pair I <= J, which
+    updates the rows of I (scan of its rows) and of J (scan of its columns)."""
+    check_metric_and_k(metric, k)
+    Xo = finite_matrix(X, "X")
+    n = Xo.shape[0]
+    ids = as_ids(ids, n)
     if np.unique(ids).size != n:
         raise ValueError("self_join_topk needs unique ids")
     if k > n - (1 if exclude_self else 0):
         raise ValueError("k larger than the number of admissible neighbours")
-    if metric == "cosine":
-        XL, XR, xn, xb = prepare(Xo, metric)
-    else:
-        mu = Xo.mean(axis=0)
-        sc = pow2_scale(Xo - mu)
-        XL, XR, xn, xb = prepare(Xo, metric, mu, sc)
-    alpha, beta, kappa = bound_coefficients(metric, d, bound_scale)
-    cap = cap or _default_cap(k)
-    st = _state(n, k, cap)
-    excl = bool(exclude_self)
-    tim["prep"] = time.perf_counter() - t
-    B = min(block, n)
-    nb = -(-n // B)
-    timer = _Timer()
-    local = threading.local()
+    block = max(1, min(block, n))
+    starts = block_starts(0, n, block) + [n]
+    rounds = round_robin(len(starts) - 1)
+    return join_blocks(Xo, ids, k, metric, exclude_self, starts, rounds, [(0, n, 0, n)], cap, bound_scale,
+                       n_threads_of(n_threads))
 
-    def work(I, J, both):
-        buf = getattr(local, "buf", None)
-        if buf is None:
-            buf = local.buf = np.empty((B, B), np.float32)
-        i0, j0 = I * B, J * B
-        t0 = time.perf_counter()
-        Xi = XL[i0:i0 + B]
-        Xj = XR[j0:j0 + B]
-        S = buf[:Xi.shape[0], :Xj.shape[0]]
-        np.matmul(Xi, Xj.T, out=S)
-        t1 = time.perf_counter()
-        if both and fused:
-            scan_both(S, i0, j0, alpha, beta, kappa, xn, xb, ids, excl,
-                       k, st["heap"], st["hcnt"], st["thr"], st["bidx"],
-                       st["blo"], st["bcnt"], st["ovf"])
-        else:
-            scan_rows(S, i0, j0, alpha, beta, kappa, xn, xb, xn, xb, ids, ids,
-                       excl, k, st["heap"], st["hcnt"], st["thr"], st["bidx"],
-                       st["blo"], st["bcnt"], st["ovf"])
-            if both:
-                scan_cols(S, i0, j0, alpha, beta, kappa, xn, xb, ids, excl,
-                           k, st["heap"], st["hcnt"], st["thr"], st["bidx"],
-                           st["blo"], st["bcnt"], st["ovf"])
-        timer.add(t1 - t0, time.perf_counter() - t1)
 
-    t = time.perf_counter()
-    with _blas_limit(1), ThreadPoolExecutor(nt) as pool:
-        if symmetric:
-            for pairs in _round_robin(nb):
-                futs = [pool.submit(work, I, J, I != J) for I, J in pairs]
-                for f in futs:
-                    f.result()
-        else:
-            # rows of block I are only touched by the task of I
-            def row_task(I):
-                for J in range(nb):
-                    work(I, J, False)
-            for f in [pool.submit(row_task, I) for I in range(nb)]:
-                f.result()
-        tim["wall_gemm_filter"] = time.perf_counter() - t
-        tim["gemm"] = timer.gemm / nt
-        tim["filter"] = timer.filter / nt
-        return _finish(Xo, ids, Xo, ids, k, metric, excl, st, tim, pool, nt)
+def cross_join_topk(XA, ids_a, XB, ids_b, k, metric="euclidean", exclude_self=True, block=1024,
+                    cap=None, bound_scale=1.0, n_threads=None):
+    """Exact top-k of every row of A among the rows of B and of every row of B among the rows of A,
+    one product per pair (block of A, block of B).
+
+    Returns (ids_A (mA, k), distances_A, ids_B (mB, k), distances_B, info); a row with fewer
+    than k admissible candidates on the other side is padded with (-1, +inf)."""
+    check_metric_and_k(metric, k)
+    XA, XB = finite_matrix(XA, "XA"), finite_matrix(XB, "XB")
+    if XA.shape[1] != XB.shape[1]:
+        raise ValueError("XA and XB must have the same number of columns")
+    ma, mb = XA.shape[0], XB.shape[0]
+    Xo = np.concatenate([XA, XB])
+    ids = np.concatenate([as_ids(ids_a, ma), as_ids(ids_b, mb)])
+    block = max(1, min(block, max(ma, mb)))
+    starts = block_starts(0, ma, block) + block_starts(ma, ma + mb, block) + [ma + mb]
+    first_b = len(block_starts(0, ma, block))
+    # Every round of the circle method holds a block at most once; keep its A x B pairs.
+    rounds = [[(I, J) for I, J in pairs if I < first_b <= J] for pairs in round_robin(len(starts) - 1)]
+    fallback = [(0, ma, ma, ma + mb), (ma, ma + mb, 0, ma)]
+    out_ids, out_d, info = join_blocks(Xo, ids, k, metric, exclude_self, starts, [r for r in rounds if r],
+                                       fallback, cap, bound_scale, n_threads_of(n_threads))
+    return out_ids[:ma], out_d[:ma], out_ids[ma:], out_d[ma:], info

@@ -36,13 +36,6 @@ def _any_le(row, a, b, T):
     return c
 
 @njit(cache=True, fastmath=True, inline="never")
-def _any_le_vec(row, a, T):
-    c = False
-    for t in range(uint64(0), uint64(T.shape[0])):
-        c |= row[a + t] <= T[t]
-    return c
-
-@njit(cache=True, fastmath=True, inline="never")
 def _any_le2(row, a, b, T, Tc):
     c1 = False
     c2 = False
@@ -155,44 +148,6 @@ def scan_rows(S, r0, c0, alpha, beta, kappa, qn, qb, rn, rb, qid, rid,
             jj = je
 
 @njit(cache=True, nogil=True)
-def scan_cols(S, r0, c0, alpha, beta, kappa, xn, xb, ids, excl,
-               k, heap, hcnt, thr, bidx, blo, bcnt, ovf):
-    """Columns of S are queries c0+., rows candidates r0+. (self-join)."""
-    nr, nc = S.shape
-    bmax = 0.0
-    nmax = 0.0
-    for t in range(nr):
-        bmax = max(bmax, xb[r0 + t])
-        nmax = max(nmax, xn[r0 + t])
-    CW = 128
-    nchunks = (nc + CW - 1) // CW
-    for ch in range(nchunks):
-        ja = ch * CW
-        jb = min(ja + CW, nc)
-        w = jb - ja
-        T = np.empty(w, np.float32)
-        E = np.empty(w)
-        for t in range(w):
-            q = c0 + ja + t
-            E[t] = alpha * xb[q] * bmax + beta * (xn[q] + nmax) + kappa
-            T[t] = _f32_up(thr[q] + E[t])
-        for r in range(nr):
-            if _any_le_vec(S[r], ja, T):
-                cand = r0 + r
-                for t in range(w):
-                    if S[r, ja + t] <= T[t]:
-                        q = c0 + ja + t
-                        s = np.float64(S[r, ja + t])
-                        e = alpha * xb[q] * xb[cand] + beta * (xn[q] + xn[cand]) + kappa
-                        lo = s - e
-                        if lo <= thr[q]:
-                            if excl and ids[q] == ids[cand]:
-                                continue
-                            _push(q, cand, lo, s + e, k, heap, hcnt, thr,
-                                  bidx, blo, bcnt, ovf)
-                            T[t] = _f32_up(thr[q] + E[t])
-
-@njit(cache=True, nogil=True)
 def scan_both(S, r0, c0, alpha, beta, kappa, xn, xb, ids, excl,
                k, heap, hcnt, thr, bidx, blo, bcnt, ovf):
     """Self-join tile: one pass over S updates the queries r0+. (rows,
@@ -300,6 +255,3 @@ def rerank(Qo, Ro, qnorm, rnorm, cosine, sq, rid, k, thr, bidx, blo, bcnt,
         for q in range(kk, k):
             out_ids[i, q] = -1
             out_d[i, q] = np.inf
-
-
-# --------------------------------------------------------------------------
