@@ -1,7 +1,10 @@
 """Naive Bayes on 20 Newsgroups: this pipeline vs Spark MLlib vs scikit-learn, side by side.
 
-    python bench/bench_nb.py [--scales 1,3] [--reps 3] [--large-reps 1] [--shards 1]
+    python bench/bench_nb.py [--scales 1,3] [--reps 3] [--large-reps 1] [--shards 1] [--only train]
     make bench-nb        # x1 and x3 with 3 repetitions, x20 with 2
+
+``--only train`` times training alone (this pipeline, MLlib with its own Tokenizer, MLlib with
+the same tokens), the sides taking turns first from one repetition to the next.
 
 One SparkSession (local[2]) serves both Spark sides; its start-up is timed once and excluded from
 every per-job timing. Per scale and repetition, in this order:
@@ -252,6 +255,57 @@ def agreement(labels: dict, reference: dict) -> float:
     return round(float(np.mean([labels.get(doc_id) == label for doc_id, label in reference.items()])), 6)
 
 
+def ratio_spread(timer: Timer, ours: str, theirs: str) -> dict:
+    """Per-repetition ratios ours/theirs (repetition i against repetition i of the same run):
+    median, min and max, the spread that a ratio of medians hides on a shared machine."""
+    ratios = [a / b for a, b in zip(timer.samples[ours], timer.samples[theirs]) if b]
+    return {"median": ratio(float(np.median(ratios)), 1.0), "min": ratio(min(ratios), 1.0),
+            "max": ratio(max(ratios), 1.0), "samples": [ratio(r, 1.0) for r in ratios]}
+
+
+def bench_train_scale(spark, base_train, scale: int, reps: int, num_shards: int, workdir: Path) -> dict:
+    """Training alone: this pipeline, MLlib with its own Tokenizer and MLlib with the same tokens,
+    interleaved; the side that goes first alternates between repetitions."""
+    train = resampled(base_train, scale, seed=1)
+    train_uri = write_jsonl(train, workdir / "input" / "train.jsonl")
+    log(f"scale {scale}: {len(train)} training documents (training only)")
+    timer = Timer()
+    for rep in range(reps):
+        rep_dir = workdir / f"rep{rep}"
+
+        def ours(rep_dir=rep_dir):
+            ours_train(spark, train_uri, rep_dir / "ours", num_shards, timer)
+
+        def mllib_tokenizer():
+            with timer.time("mllib_tokenizer.multinomial.train"):
+                mllib_pipeline("multinomial", False).fit(mllib_frame(spark, train_uri, False))
+
+        def mllib_same_tokens():
+            with timer.time("mllib.multinomial.train"):
+                mllib_pipeline("multinomial", True).fit(mllib_frame(spark, train_uri, True))
+
+        sides = [ours, mllib_tokenizer, mllib_same_tokens]
+        for side in sides if rep % 2 == 0 else sides[::-1]:
+            log(f"scale {scale} rep {rep}: {side.__name__}")
+            side()
+        shutil.rmtree(rep_dir, ignore_errors=True)
+    med = timer.median
+    return {
+        "scale": scale,
+        "train_documents": len(train),
+        "repetitions": reps,
+        "num_shards": num_shards,
+        "timings": timer.summary(),
+        "train_s": {"ours": round(med("ours.train"), 3),
+                    "mllib_tokenizer": round(med("mllib_tokenizer.multinomial.train"), 3),
+                    "mllib_same_tokens": round(med("mllib.multinomial.train"), 3)},
+        "ratio_train_ours_over_mllib_tokenizer": ratio(med("ours.train"), med("mllib_tokenizer.multinomial.train")),
+        "ratio_train_ours_over_mllib": ratio(med("ours.train"), med("mllib.multinomial.train")),
+        "ratio_train_per_rep_over_mllib_tokenizer": ratio_spread(timer, "ours.train", "mllib_tokenizer.multinomial.train"),
+        "ratio_train_per_rep_over_mllib": ratio_spread(timer, "ours.train", "mllib.multinomial.train"),
+    }
+
+
 def bench_scale(spark, base_train, base_test, scale: int, reps: int, num_shards: int, workdir: Path,
                 with_tokenizer_variant: bool) -> dict:
     train, test = resampled(base_train, scale, seed=1), resampled(base_test, scale, seed=2)
@@ -330,6 +384,10 @@ def bench_scale(spark, base_train, base_test, scale: int, reps: int, num_shards:
             med("ours.multinomial.predict"), med("mllib_tokenizer.multinomial.predict"))
         result["ratio_train_ours_over_mllib_tokenizer"] = ratio(
             med("ours.train"), med("mllib_tokenizer.multinomial.train"))
+        result["ratio_predict_per_rep_over_mllib_tokenizer"] = ratio_spread(
+            timer, "ours.multinomial.predict", "mllib_tokenizer.multinomial.predict")
+        result["ratio_train_per_rep_over_mllib_tokenizer"] = ratio_spread(
+            timer, "ours.train", "mllib_tokenizer.multinomial.train")
     if scale == 1:
         result["memory"] = {}
         for model_type in MODEL_TYPES:
@@ -351,12 +409,14 @@ def main(argv=None) -> None:
     # (bench_scale.py exercises several shards).
     parser.add_argument("--shards", type=int, default=1, help="shards of this pipeline's model")
     parser.add_argument("--name", default="nb")
+    parser.add_argument("--only", choices=("all", "train"), default="all",
+                        help="train: time training alone (no prediction, no scikit-learn)")
     args = parser.parse_args(argv)
 
     from nbknn_local import corpora
 
-    results = {"benchmark": "naive_bayes_20newsgroups", "machine": common.machine(), "alpha": ALPHA,
-               "fit_prior": FIT_PRIOR}
+    benchmark = "naive_bayes_20newsgroups" if args.only == "all" else "naive_bayes_20newsgroups_train"
+    results = {"benchmark": benchmark, "machine": common.machine(), "alpha": ALPHA, "fit_prior": FIT_PRIOR}
     spark, startup = common.start_spark("bench-nb")
     results["spark_startup_s"] = round(startup, 3)
     log(f"Spark started in {startup:.1f} s")
@@ -371,6 +431,20 @@ def main(argv=None) -> None:
         train_uri = write_jsonl(small_train, bench_dir / "train.jsonl")
         test_uri = write_jsonl(small_test, bench_dir / "test.jsonl")
         model_dir = ours_train(spark, train_uri, bench_dir / "ours", args.shards, warm)
+        if args.only == "train":
+            mllib_pipeline("multinomial", False).fit(mllib_frame(spark, train_uri, False))
+            mllib_pipeline("multinomial", True).fit(mllib_frame(spark, train_uri, True))
+            results["scales"] = []
+            for scale in (int(s) for s in args.scales.split(",")):
+                reps = args.reps if scale == 1 else args.large_reps
+                results["scales"].append(bench_train_scale(spark, base_train, scale, reps, args.shards,
+                                                           workdir / f"scale{scale}"))
+                common.write_results(args.name, results)
+            for scale in results["scales"]:
+                spread = scale["ratio_train_per_rep_over_mllib_tokenizer"]
+                print(f"nb train x{scale['scale']}: ours/mllib={scale['ratio_train_ours_over_mllib_tokenizer']} "
+                      f"(per repetition: median {spread['median']}, min {spread['min']}, max {spread['max']})")
+            return
         ours_predict(spark, model_dir, test_uri, bench_dir / "ours-run", warm, "w")
         mllib_run(spark, train_uri, test_uri, bench_dir, "multinomial", True, warm, "w-mllib")
         mllib_run(spark, train_uri, test_uri, bench_dir, "multinomial", False, warm, "w-mllib-tok")
