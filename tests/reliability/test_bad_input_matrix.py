@@ -4,10 +4,15 @@ Bayes prediction documents, kNN vectors), each fed to the job an Airflow task ru
 Every case ends one of two ways:
 
 * **quarantined**: the job completes; each bad record is in the rejects output with its reason
-  (and an excerpt of the raw record), and nothing is lost: records read = accepted + rejected, the
-  rejects on disk are exactly the rejected ones, and the accepted ones all reach the job's output;
-* **refused**: the job stops with a clear message (and, where the entry script's exit code is the
-  point, through the entry script: exit code 65, so that Airflow does not retry).
+  (and an excerpt of the raw record), and nothing is lost. The oracle is the test's own: each case
+  names the ids it expects accepted and the rejects it expects by reason, and the records of the
+  input are counted from the files the test wrote (lines split as Hadoop's line reader splits
+  them, Parquet rows). The ids in the job's output must be exactly the expected ones (training's
+  output holds no ids: there, the accepted ids the job counted, and its per-class document counts
+  equal to a Counter of the expected labels), and the rejects on disk every other record;
+* **refused**: the job stops with a clear message, as an error a retry cannot fix (and, where the
+  entry script's exit code is the point, through the entry script: exit code 65, so that Airflow
+  does not retry).
 
 The reader-level cases of tests/spark/test_documents.py and test_knn_spark.py (each reason on its
 own) are not repeated here; these are whole-job cases, most of them of kinds not covered there.
@@ -19,6 +24,7 @@ import gzip
 import json
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +41,9 @@ GOOD_DOCS = [
     {"id": "g2", "label": "earn", "text": "quarterly profit and dividend"},
     {"id": "g3", "label": "crude", "text": "oil prices fell on supply news"},
 ]
+# The label of every document a case may expect accepted (the training oracle's Counter).
+LABELS = {"g1": "grain", "g2": "earn", "g3": "crude", "c1": "earn"}
+GOOD_IDS = frozenset({"g1", "g2", "g3"})
 RESULTS: dict[str, dict] = {}
 
 
@@ -82,19 +91,45 @@ def big_document(tmp_path_factory) -> Path:
 class Case:
     pipeline: str  # train | predict | knn
     write: object  # (folder, big_document) -> input folder
-    accepted: int | None = None  # quarantine cases: records accepted ...
-    rejected: dict = field(default_factory=dict)  # ... and rejected by reason
+    accepted: frozenset | None = None  # quarantine cases: the ids expected accepted ...
+    rejected: dict = field(default_factory=dict)  # ... and the records expected rejected, by reason
     refused: str | None = None  # refusal cases: the message (regex)
     format: str = "jsonl"
     options: dict = field(default_factory=dict)  # InputSpec / VectorSpec / run_knn options
     via_entry: str | None = None  # refused through this entry script: exit code 65 and the message
     rejects_from: str | None = None  # every reject must come from this input file
+    expect_rejects: object = None  # (input folder) -> the expected rejects by reason (instead of ``rejected``)
 
 
 def binary_file(folder: Path, _big) -> Path:
     write_lines(folder, good_lines(), "part-0.jsonl")
     rng = random.Random(9)
     return write_bytes(folder, bytes(rng.randrange(256) for _ in range(30_000)), "part-1.jsonl")
+
+
+def text_records(data: bytes) -> list[bytes]:
+    """The records of a JSON Lines file as the test expects them read: lines ended by "\\n", "\\r\\n"
+    or "\\r" (Hadoop's line reader), less the lines that hold nothing but spaces."""
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return [line for line in lines if line.strip(b" ")]
+
+
+def expected_reason(record: bytes) -> str:
+    """The reject reason of a record that is no JSON object, decided here without the reader."""
+    try:
+        text = record.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return "malformed_json"
+    return "not_a_json_object" if not isinstance(value, dict) else "(a JSON object)"
+
+
+def binary_file_rejects(folder: Path) -> dict:
+    """Every record of the binary file rejected, each for the reason its bytes call for."""
+    return dict(Counter(expected_reason(record) for record in text_records((folder / "part-1.jsonl").read_bytes())))
 
 
 def truncated_gzip(folder: Path, _big) -> Path:
@@ -130,46 +165,49 @@ CASES = {
     # --- Naive Bayes training documents (nb_class_prior) ---
     "train/truncated_json": Case(
         "train", lambda f, b: write_lines(f, [*good_lines(), '{"id": "t1", "label": "earn", "text": "cut off']),
-        accepted=3, rejected={"malformed_json": 1}),
+        accepted=GOOD_IDS, rejected={"malformed_json": 1}),
     "train/wrong_field_types": Case(
         "train", lambda f, b: write_lines(f, [*good_lines(), {"id": "w1", "label": {"x": 1}, "text": "t"},
                                               {"id": "w2", "label": True, "text": "t"},
                                               {"id": "w3", "label": "earn", "text": 12.5},
                                               {"id": 3.25, "label": "earn", "text": "t"}]),
-        accepted=3, rejected={"invalid_label_type": 2, "invalid_text_type": 1, "invalid_id_type": 1}),
+        accepted=GOOD_IDS, rejected={"invalid_label_type": 2, "invalid_text_type": 1, "invalid_id_type": 1}),
     "train/missing_and_empty_fields": Case(
         "train", lambda f, b: write_lines(f, [*good_lines(), {"label": "earn", "text": "t"},
                                               {"id": "m2", "text": "t"}, {"id": "m3", "label": "earn", "text": None},
                                               {"id": "", "label": "earn", "text": "t"},
                                               {"id": "m5", "label": "   ", "text": "t"}]),
-        accepted=3, rejected={"missing_id": 1, "missing_label": 1, "missing_text": 1, "empty_id": 1, "empty_label": 1}),
+        accepted=GOOD_IDS, rejected={"missing_id": 1, "missing_label": 1, "missing_text": 1, "empty_id": 1, "empty_label": 1}),
     "train/undecodable_bytes": Case(
         "train", lambda f, b: write_bytes(f, ("\n".join(good_lines()) + "\n").encode()
                                           + b'{"id": "u1", "label": "earn", "text": "caf\xe9"}\n'
                                           + b'{"id": "u2", "label": "earn", "text": "\xff\xfe"}\n'
                                           + b'{"id": "u3", "label": "earn", "text": "cut \xe2\x82"}\n'),
-        accepted=3, rejected={"invalid_utf8": 3}),
-    "train/binary_file_among_data": Case("train", binary_file, accepted=3, rejects_from="part-1.jsonl"),
+        accepted=GOOD_IDS, rejected={"invalid_utf8": 3}),
+    "train/binary_file_among_data": Case("train", binary_file, accepted=GOOD_IDS, rejects_from="part-1.jsonl",
+                                         expect_rejects=binary_file_rejects),
     "train/control_characters": Case(
         # Escaped control characters (NUL included) are valid JSON text; a raw one inside a string is not.
         "train", lambda f, b: write_lines(f, [*good_lines(), '{"id": "c1", "label": "earn", "text": "nul \\u0000 bell \\u0007"}',
                                               '{"id": "c2", "label": "earn", "text": "raw \x01 byte"}']),
-        accepted=4, rejected={"malformed_json": 1}),
+        accepted=GOOD_IDS | {"c1"}, rejected={"malformed_json": 1}),
     "train/bom_and_crlf": Case(
         "train", lambda f, b: write_bytes(f, b"\xef\xbb\xbf" + "\r\n".join(good_lines()).encode() + b"\r\n"),
-        accepted=3, rejected={}),
+        accepted=GOOD_IDS, rejected={}),
     "train/duplicate_keys_and_deep_nesting": Case(
         "train", lambda f, b: write_lines(f, [*good_lines(), '{"id": "d1", "id": "d2", "label": "earn", "text": "t"}',
                                               '{"id": "d3", "label": "earn", "text": "t", "x": ' + "[" * 20000 + "]" * 20000 + "}"]),
-        accepted=3, rejected={"malformed_json": 2}),
+        accepted=GOOD_IDS, rejected={"malformed_json": 2}),
     "train/huge_numbers_as_ids": Case(
         "train", lambda f, b: write_lines(f, [*good_lines(), '{"id": 123456789012345678901234567890, "label": "earn", "text": "t"}',
                                               '{"id": 1e400, "label": "earn", "text": "t"}']),
-        accepted=3, rejected={"invalid_id_type": 2}),
-    "train/50MB_document": Case("train", lambda f, b: b, accepted=2, rejected={"record_too_large": 1}),
+        accepted=GOOD_IDS, rejected={"invalid_id_type": 2}),
+    "train/50MB_document": Case("train", lambda f, b: b, accepted=frozenset({"g1", "g2"}),
+                                rejected={"record_too_large": 1}),
     "train/50MB_document_limit_raised": Case(
         # max_record_bytes above the 20,000,000 bytes the JSON parser reads: still record_too_large.
-        "train", lambda f, b: b, accepted=2, rejected={"record_too_large": 1}, options={"max_record_bytes": 64 * MIB}),
+        "train", lambda f, b: b, accepted=frozenset({"g1", "g2"}), rejected={"record_too_large": 1},
+        options={"max_record_bytes": 64 * MIB}),
     "train/empty_file": Case("train", lambda f, b: write_bytes(f, b""), refused=r"the input holds no records"),
     "train/every_record_rejected": Case(
         "train", lambda f, b: write_lines(f, ["garbage", '{"id": "x"}']),
@@ -191,21 +229,23 @@ CASES = {
     "predict/optional_label_wrong_type": Case(
         "predict", lambda f, b: write_lines(f, [*good_lines(), {"id": "o1", "label": [1, 2], "text": "grain"},
                                                 {"id": "o2", "text": "no label is fine"}, {"id": "o3", "text": None}]),
-        accepted=4, rejected={"invalid_label_type": 1, "missing_text": 1}),
+        accepted=GOOD_IDS | {"o2"}, rejected={"invalid_label_type": 1, "missing_text": 1}),
     "predict/corrupt_parquet_file": Case(
         "predict", lambda f, b: write_bytes(f, b"PAR1 this is not parquet", "part-0.parquet"), format="parquet",
         via_entry="nb_vectorize.py", refused=r"nbknn: InputError: cannot read .*part-0\.parquet.*corrupt or truncated"),
     # --- kNN vectors (knn_neighbors) ---
     "knn/non_finite_and_null_components": Case(
         "knn", parquet_vectors([*GOOD_VECTORS, [NAN, 0, 0, 0], [INF, 0, 0, 0], [0, -INF, 0, 0], [0, None, 0, 0], None]),
-        format="parquet", accepted=6, rejected={"non_finite_component": 3, "null_component": 1, "missing_vector": 1}),
+        format="parquet", accepted=frozenset(f"p{i}" for i in range(6)),
+        rejected={"non_finite_component": 3, "null_component": 1, "missing_vector": 1}),
     "knn/ragged_dimensions": Case(
         "knn", parquet_vectors([*GOOD_VECTORS, [1.0, 2.0, 3.0], [1.0] * 5]), format="parquet",
-        accepted=6, rejected={"wrong_dimension": 2}),
+        accepted=frozenset(f"p{i}" for i in range(6)), rejected={"wrong_dimension": 2}),
     "knn/non_numeric_components": Case(
         "knn", lambda f, b: write_lines(f, [*vector_rows(6, 4), '{"id": "n1", "vector": ["a", 1, 2, 3]}',
                                             '{"id": "n2", "vector": [true, 1, 2, 3]}', '{"id": "n3", "vector": [1e400, 1, 2, 3]}']),
-        accepted=6, rejected={"invalid_vector_type": 2, "non_finite_component": 1}),
+        accepted=frozenset(f"v{i}" for i in range(6)),
+        rejected={"invalid_vector_type": 2, "non_finite_component": 1}),
     "knn/k_larger_than_data": Case(
         "knn", lambda f, b: write_lines(f, vector_rows(5, 4)), options={"k": 10},
         refused=r"k must be < number of reference vectors in a self-join \(k=10, n=5\)"),
@@ -242,13 +282,35 @@ def run_job(spark, case: Case, input_uri: str, out: Path, nb_model: str) -> tupl
     return summary["records"], rejects
 
 
-def accepted_downstream(spark, case: Case, out: Path) -> int:
-    """Accepted records found in the job's output (the evidence that none was dropped)."""
+def accepted_ids_downstream(spark, case: Case, input_uri: str, out: Path) -> list[str]:
+    """The ids of the accepted records as the job's output holds them. Training's output holds no
+    ids, only documents per class: its ids are those the job counted (its reader's accepted ones),
+    and the per-class counts it wrote must equal a Counter of the expected documents' labels."""
     if case.pipeline == "train":
-        return sum(r["doc_count"] for r in spark.read.parquet((out / "model/_work/class_priors").as_uri()).collect())
+        from nbknn.inputs.documents import InputSpec, accepted_documents, read_documents
+
+        priors = spark.read.parquet((out / "model/_work/class_priors").as_uri()).collect()
+        assert {r["label"]: r["doc_count"] for r in priors} == Counter(LABELS[i] for i in case.accepted), priors
+        documents = read_documents(spark, InputSpec(uri=input_uri, format=case.format, **case.options))
+        return [row["doc_id"] for row in accepted_documents(documents).select("doc_id").collect()]
     if case.pipeline == "predict":
-        return spark.read.parquet((out / "vectors").as_uri()).count()
-    return spark.read.parquet((out / "knn/neighbors").as_uri()).count()
+        return [row["doc_id"] for row in spark.read.parquet((out / "vectors").as_uri()).select("doc_id").collect()]
+    return [row["id"] for row in spark.read.parquet((out / "knn/neighbors").as_uri()).select("id").collect()]
+
+
+def records_in_input(folder: Path) -> int:
+    """The records of the input the test wrote, counted without the job's reader."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith((".", "_")):
+            continue
+        if path.suffix == ".parquet":
+            total += pq.read_metadata(path).num_rows
+        else:
+            total += len(text_records(path.read_bytes()))
+    return total
 
 
 def entry_argv(case: Case, input_uri: str, out: Path, nb_model: str) -> list[str]:
@@ -289,6 +351,8 @@ def test_bad_input_is_quarantined_or_refused(spark, nb_model, big_document, tmp_
         RESULTS[name] = {"outcome": "refused", "error": type(raised.value).__name__,
                          "not_retryable": isinstance(raised.value, NotRetryableError),
                          "message": str(raised.value)[:200]}
+        # Bad input is refused for good: a retry would read the same input.
+        assert isinstance(raised.value, NotRetryableError), type(raised.value)
         return
 
     counts, rejects = run_job(spark, case, input_uri, out, nb_model)
@@ -298,16 +362,18 @@ def test_bad_input_is_quarantined_or_refused(spark, nb_model, big_document, tmp_
         by_reason[record["reason"]] = by_reason.get(record["reason"], 0) + 1
         assert record["source"].startswith("file:"), record
         assert record["raw"] is not None and len(record["raw"]) <= 4096, record["reason"]
+    expected_rejects = case.expect_rejects(folder) if case.expect_rejects else case.rejected
     if case.rejects_from:
-        assert all(record["source"].endswith(case.rejects_from) for record in quarantined)
-        assert counts["rejected"] > 0
-    else:
-        assert by_reason == case.rejected, by_reason
-        assert counts["rejected_by_reason"] == case.rejected
-    assert counts["accepted"] == case.accepted, counts
-    found_downstream = accepted_downstream(spark, case, out)
-    lost = counts["read"] - found_downstream - len(quarantined)
-    assert counts["read"] == counts["accepted"] + counts["rejected"] == found_downstream + len(quarantined), counts
+        assert sorted({record["source"].rsplit("/", 1)[-1] for record in quarantined}) == [case.rejects_from]
+    assert by_reason == expected_rejects, (by_reason, expected_rejects)
+    assert counts["rejected_by_reason"] == expected_rejects
+    # The oracle: the records the test wrote, and the ids it expects through.
+    written = records_in_input(folder)
+    assert written == len(case.accepted) + sum(expected_rejects.values()), (written, case.accepted, expected_rejects)
+    found = accepted_ids_downstream(spark, case, input_uri, out)
+    assert sorted(found) == sorted(case.accepted), found  # each once: none lost, none duplicated
+    assert counts["accepted"] == len(case.accepted) and counts["read"] == written, counts
+    lost = written - len(set(found) & case.accepted) - len(quarantined)
     assert lost == 0
     RESULTS[name] = {"outcome": "quarantined", "read": counts["read"], "accepted": counts["accepted"],
                      "rejected": counts["rejected"], "reasons": by_reason, "records_lost": lost}
@@ -332,3 +398,4 @@ def test_bad_input_matrix_summary(figures):
     figures["cases_file"] = str(write_figures("bad_input_cases", RESULTS))
     assert figures["inputs_tried"] >= 15
     assert figures["records_lost"] == 0
+    assert figures["refused_retryable"] == []
