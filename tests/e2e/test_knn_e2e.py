@@ -65,8 +65,28 @@ def test_knn_dag_annoy_on_jsonl_quarantines_and_reports_recall(airflow_db, tmp_p
     summary = json.loads((run_dir / "report" / "summary.json").read_text())
     assert summary["mode"] == "annoy" and summary["metric"] == "cosine"
     assert summary["records"]["reference"]["rejected_by_reason"] == {"non_finite_component": 1, "wrong_dimension": 1}
-    assert summary["annoy"]["recall_at_k"] >= 0.9
     rejects = [json.loads(line) for f in tmp_path.glob(f"rejects/knn_neighbors/{run_dir.name}/part-*") for line in open(f)]
     assert sorted(r["reason"] for r in rejects) == ["non_finite_component", "wrong_dimension"]
     rows = pq.read_table(run_dir / "neighbors").to_pylist()
-    assert len(rows) == 400 and all(len(r["neighbor_ids"]) == 10 for r in rows)
+    assert sorted(r["id"] for r in rows) == sorted(f"d{i}" for i in range(400))
+    assert all(len(r["neighbor_ids"]) == 10 and r["id"] not in r["neighbor_ids"] for r in rows)
+
+    # The oracle: exact cosine distances of every pair, numpy float64 brute force, self excluded.
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    exact = 1.0 - unit @ unit.T
+    np.fill_diagonal(exact, np.inf)
+    kth = np.sort(exact, axis=1)[:, 9]
+    hits = 0
+    for row in rows:
+        i = int(row["id"][1:])
+        found = [int(n[1:]) for n in row["neighbor_ids"]]
+        assert len(set(found)) == 10, row
+        # Each reported distance is the true distance of the neighbour it names (Annoy works in float32).
+        np.testing.assert_allclose(row["distances"], exact[i, found], rtol=0, atol=1e-5)
+        assert row["distances"] == sorted(row["distances"]), row
+        # A returned neighbour counts when it is among the true 10 nearest (ties at the 10th included).
+        hits += int(np.sum(exact[i, found] <= kth[i] + 1e-12))
+    recall = hits / (10 * len(rows))
+    assert recall >= 0.9, recall
+    # The report's own figure (a sample of queries) tells the same story.
+    assert abs(summary["annoy"]["recall_at_k"] - recall) <= 0.05, (summary["annoy"], recall)
