@@ -94,3 +94,38 @@ def block_bounds(n_reference: int, block_rows: int) -> list[tuple[int, int]]:
     if block_rows < 1:
         raise ValueError(f"block_rows must be >= 1 (got {block_rows})")
     return [(s, min(s + block_rows, n_reference)) for s in range(0, n_reference, block_rows)]
+
+
+def direct_distances(q, R, metric):
+    """Distances of q to the rows of R in float64 as written: sqrt(sum((x - y)**2)), its square,
+    or 1 - x.y / (|x| |y|) (1 when either vector is zero)."""
+    if metric == "cosine":
+        qn = np.sqrt((q * q).sum())
+        rn = np.sqrt((R * R).sum(axis=1))
+        den = qn * rn
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = 1.0 - (R * q).sum(axis=1) / den
+        v[den == 0] = 1.0
+        return v
+    diff = R - q
+    v = (diff * diff).sum(axis=1)
+    return np.sqrt(v) if metric == "euclidean" else v
+
+
+def direct_topk(Q, query_ids, R, ref_ids, k, metric, exclude_self):
+    """The exact top-k by direct float64 brute force, ordered by (distance, id); a row with fewer
+    than k admissible references is padded with (-1, +inf)."""
+    query_ids, ref_ids = np.asarray(query_ids), np.asarray(ref_ids)
+    m = Q.shape[0]
+    ids = np.full((m, k), -1, ref_ids.dtype) if ref_ids.dtype.kind != "U" else np.full((m, k), "", ref_ids.dtype)
+    dist = np.full((m, k), np.inf)
+    for i in range(m):
+        v = direct_distances(Q[i], R, metric)
+        keep = np.arange(R.shape[0])
+        if exclude_self:
+            keep = keep[ref_ids != query_ids[i]]
+        order = np.lexsort((ref_ids[keep], v[keep]))[:k]
+        ids[i, : len(order)] = ref_ids[keep[order]]
+        dist[i, : len(order)] = v[keep[order]]
+    return ids, dist
+

@@ -22,6 +22,7 @@ from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
 from helpers import write_jsonl
+from knn_oracles import direct_topk
 from nbknn.inputs.documents import InputError, TooManyRejects
 from nbknn.inputs.vectors import DuplicateIdError, VectorSpec
 from nbknn.knn.annoy import neighbors_annoy
@@ -118,13 +119,17 @@ def test_exact_modes_equal_sklearn_on_digits(spark, digits, metric):
     k = 10
     sk_d, sk_idx = sklearn_self_join(X, k, metric)
     for result in (
+        neighbors_broadcast(frame, frame, k, metric, self_join=True),
         neighbors_broadcast(frame, frame, k, metric),
+        # 6 MB per unit of two blocks: several blocks of a few hundred rows.
+        neighbors_blocked(frame, frame, k, metric, block_bytes_budget=6_000_000, self_join=True),
         # 1.5 MB per step: several blocks of a few hundred rows.
         neighbors_blocked(frame, frame, k, metric, block_bytes_budget=1_500_000, query_chunk_rows=512),
     ):
+        assert result.details["kernel"] == "gemm"
         if "n_blocks" in result.details:
             assert result.details["n_blocks"] > 1
-            assert result.details["estimated_task_bytes"] <= 1_500_000
+            assert result.details["estimated_task_bytes"] <= result.details["block_bytes_budget"]
         ours_ids, ours_d = collect_result(result, ids)
         assert_matches_sklearn(ours_ids, ours_d, sk_d, sk_idx, ids, X, X, metric, query_ids=ids)
     frame.unpersist()
@@ -137,8 +142,8 @@ def test_exact_modes_equal_sklearn_on_reuters_document_vectors(spark, reuters_sv
     k = 10
     sk_d, sk_idx = sklearn_self_join(X, k, metric)
     mode_results = {
-        "broadcast": neighbors_broadcast(frame, frame, k, metric),
-        "blocked": neighbors_blocked(frame, frame, k, metric, block_rows=400),
+        "broadcast": neighbors_broadcast(frame, frame, k, metric, self_join=True),
+        "blocked": neighbors_blocked(frame, frame, k, metric, block_rows=400, self_join=True),
     }
     atol = ATOL_FLOAT_EUCLIDEAN if metric == "euclidean" else ATOL
     for result in mode_results.values():
@@ -173,13 +178,41 @@ def test_duplicates_and_ties_break_by_id_in_every_exact_mode(spark):
     np.testing.assert_allclose(truth_d, sk_d, rtol=RTOL, atol=ATOL)  # the oracle agrees with sklearn
     for result in (
         neighbors_broadcast(frame, frame, k),
+        neighbors_broadcast(frame, frame, k, self_join=True),
         neighbors_blocked(frame, frame, k, block_rows=5),  # blocks smaller than k
         neighbors_blocked(frame, frame, k, block_rows=64),
+        neighbors_blocked(frame, frame, k, block_rows=5, self_join=True),  # pairs of blocks smaller than k
+        neighbors_blocked(frame, frame, k, block_rows=64, self_join=True),
     ):
         ours_ids, ours_d = collect_result(result, ids)
         assert_matches_sklearn(ours_ids, ours_d, sk_d, sk_idx, ids, X, X, "euclidean", query_ids=ids)
         np.testing.assert_array_equal(ours_ids, truth_ids)
         np.testing.assert_allclose(ours_d, truth_d, rtol=RTOL, atol=ATOL)
+    frame.unpersist()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+def test_all_points_exact_on_near_duplicates_and_large_offsets_with_string_ids(spark, metric):
+    """Near-duplicate clusters far from the origin (spread 1e-9 of the norm: the expansion
+    |x|^2 + |y|^2 - 2 x.y loses every digit there), twins under other ids, string ids whose order
+    is not the numbers' order: both modes equal the direct float64 brute force, ids and all."""
+    rng = np.random.default_rng(5)
+    centres = 1e6 + 10 * rng.standard_normal((12, 16))
+    X = np.vstack([c + 1e-3 * rng.standard_normal((25, 16)) for c in centres])
+    X[290:] = X[:10]
+    ids = np.array([f"v{i}" for i in rng.permutation(X.shape[0])])
+    frame = make_frame(spark, ids, X)
+    k = 6
+    want_ids, want_d = direct_topk(X, ids, X, ids, k, metric, True)
+    for result in (
+        neighbors_broadcast(frame, frame, k, metric, self_join=True),
+        neighbors_blocked(frame, frame, k, metric, block_rows=40, self_join=True),
+        neighbors_blocked(frame, frame, k, metric, block_rows=40),
+    ):
+        got_ids, got_d = collect_result(result, ids)
+        np.testing.assert_allclose(got_d, want_d, rtol=RTOL, atol=ATOL)
+        if metric != "cosine":  # cosine ties within float64 rounding may order either way
+            np.testing.assert_array_equal(got_ids, want_ids)
     frame.unpersist()
 
 
@@ -210,6 +243,7 @@ def test_separate_query_set_with_string_ids(spark, reuters_svd):
         neighbors_broadcast(queries, reference, k, exclude_self=False),
         neighbors_blocked(queries, reference, k, exclude_self=False, block_rows=128),
     ):
+        assert result.details["kernel"] == "gemm"
         ours_ids, ours_d = collect_result(result, q_ids)
         assert_matches_sklearn(ours_ids, ours_d, sk_d, sk_idx, ref_ids, R, Q, "euclidean", atol=ATOL_FLOAT_EUCLIDEAN)
     reference.unpersist()

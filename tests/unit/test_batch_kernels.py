@@ -65,7 +65,15 @@ def test_batch_class_term_counts_counts_occurrences_and_documents_per_label():
 
 
 def _reference_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self):
-    D = pairwise_distances(Q, R, metric=metric)
+    if metric == "cosine":
+        # 1 - x.y / (|x| |y|) as written (1 for a zero vector): exact on these small integers, so
+        # mathematically tied distances are tied bit for bit (scikit-learn normalises the rows
+        # first, whose rounding splits such ties one way or the other).
+        norms = np.sqrt((Q * Q).sum(axis=1))[:, None] * np.sqrt((R * R).sum(axis=1))[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            D = np.where(norms == 0, 1.0, 1.0 - (Q @ R.T) / norms)
+    else:
+        D = pairwise_distances(Q, R, metric=metric)
     out_ids, out_d = [], []
     for i in range(Q.shape[0]):
         pairs = sorted(
@@ -79,14 +87,18 @@ def _reference_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self):
 @pytest.mark.parametrize("metric", ["euclidean", "cosine", "manhattan"])
 @pytest.mark.parametrize("exclude_self", [True, False])
 @pytest.mark.parametrize("rows", [200, 9])  # the fast path, and a block too small for it (<= k + 2)
-def test_block_kernel_equals_the_exact_top_k_with_ties_broken_by_id(metric, exclude_self, rows):
+@pytest.mark.parametrize("id_kind", ["int", "str"])
+def test_block_kernel_equals_the_exact_top_k_with_ties_broken_by_id(metric, exclude_self, rows, id_kind):
     rng = np.random.default_rng(7)
     # Small integer coordinates: many exactly tied distances, which must be resolved by id.
     R = rng.integers(0, 3, size=(rows, 4)).astype(np.float64)
     ref_ids = rng.permutation(10 * rows)[:rows].astype(np.int64)
+    if id_kind == "str":
+        # "r10" < "r9": string order differs from the numbers' order, and ties must follow it.
+        ref_ids = np.array([f"r{i}" for i in ref_ids])
     query_ids, Q = ref_ids[:60], R[:60]
     k = 8
-    got = block_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, 1 << 20)
+    got, _ = block_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, 1 << 20)
     want_ids, want_d = _reference_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self)
     np.testing.assert_array_equal(got.ids, want_ids)
     np.testing.assert_allclose(got.distances, want_d, rtol=1e-9, atol=1e-7)

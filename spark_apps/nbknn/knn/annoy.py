@@ -25,7 +25,8 @@ from pyspark.sql import functions as F
 
 from nbknn.contract import DEFAULT_ANNOY_TREES, DEFAULT_METRIC
 from nbknn.knn.arrow import check_queries, collect_vectors, id_type_of, numpy_chunks, output_schema, result_batch
-from nbknn.knn.kernels import annoy_metric, annoy_topk, build_annoy_index, recall_at_k
+from nbknn.knn import gemm
+from nbknn.knn.kernels import annoy_metric, annoy_topk, build_annoy_index, gemm_topk, recall_at_k
 from nbknn.knn.mode import KnnResult, task_function
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS
 from nbknn.knn.topk import local_topk, validate_k, validate_metric
@@ -119,11 +120,15 @@ def measure_recall(
     exclude_self: bool, sample_size: int = DEFAULT_RECALL_SAMPLE,
 ) -> dict:
     """recall@k of ``neighbors`` on a deterministic sample of queries (smallest xxhash64 of the id),
-    against their exact neighbours computed by local_topk over the whole reference."""
+    against their exact neighbours over the whole reference (the exact GEMM kernel where it covers
+    the metric, else local_topk)."""
     sample = queries.select("id", "vector").orderBy(F.xxhash64("id"), "id").limit(sample_size)
     query_ids, Q = collect_vectors(sample)
     ref_ids, R = collect_vectors(reference)
-    exact = local_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self)
+    if metric in gemm.METRICS:
+        exact, _ = gemm_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, n_threads=os.cpu_count())
+    else:
+        exact = local_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self)
     found = {
         row["id"]: row["neighbor_ids"]
         for row in neighbors.where(F.col("id").isin(query_ids.tolist())).select("id", "neighbor_ids").collect()

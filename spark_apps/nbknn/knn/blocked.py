@@ -2,23 +2,29 @@
 
 The reference rows are numbered (per-partition offsets + the position inside the partition, i.e.
 ``zipWithIndex`` without leaving the DataFrame) and row i goes to block ``i // block_rows``, so
-every block holds at most ``block_rows`` rows; :func:`~nbknn.knn.planning.block_plan` sizes the
-blocks from ``block_bytes_budget``. The blocks are assembled one per partition (identity
-partitioner) and cached; the queries are cut into chunks of ``query_chunk_rows`` rows and cached.
-A cartesian product of the two RDDs makes one task per (query partition, block partition); each
-pair (query chunk, block) gives a local top-k (:func:`~nbknn.knn.kernels.block_topk`:
-scikit-learn's brute ``kneighbors``, i.e. its fused ``ArgKmin`` reduction for euclidean, with the
-exact (distance, id) repair of tied rows), merged per chunk inside the task; then ``reduceByKey``
-with :func:`~nbknn.knn.topk.merge_topk` merges the chunk's partial results of the block
-partitions, row by row and vectorised, into the global top-k. BLAS and OpenMP run
-``spark.task.cpus`` threads per task (threadpoolctl), so the task slots do not oversubscribe the
-cores.
+every block holds at most ``block_rows`` rows. The blocks are assembled one per partition
+(identity partitioner). Two plans:
 
-Memory of one step of a task: the block (b (8d + 8) bytes), the query chunk (q (8d + 16k)) and
-the distance/selection temporaries (min(q, KERNEL_CHUNK_ROWS) b 32: the kernel holds the
-distances of KERNEL_CHUNK_ROWS query rows at a time), which the plan keeps under the budget;
-Spark's own buffers (the cached blocks, the shuffle of partial results: q k 16 bytes per chunk
-and block partition) come on top and spill to disk.
+* All points (the queries are the reference) with euclidean, sqeuclidean or cosine: the blocks
+  are prepared once for the exact GEMM kernel (one centring and scaling for the whole set, from
+  the same job that numbers the rows) and cached; the cartesian product of the blocks with
+  themselves, kept where a <= b, makes every pair of blocks one unit (:mod:`nbknn.knn.row_groups`):
+  each product is computed once and updates the rows of both blocks; ``reduceByKey`` merges a
+  block's partial results. Memory of one unit: two blocks and their copy in the joined set, the
+  candidate state and one float32 product tile, :func:`~nbknn.knn.planning.pair_block_plan`,
+  which sizes the blocks from ``block_bytes_budget``.
+* Otherwise the queries are cut into chunks of ``query_chunk_rows`` rows and cached; a cartesian
+  product of the chunks and the blocks makes one task per (query partition, block partition);
+  each pair (query chunk, block) gives a local top-k (:func:`~nbknn.knn.kernels.block_topk`: the
+  GEMM kernel, or scikit-learn's brute ``kneighbors`` for the other metrics), merged per chunk
+  inside the task, then across block partitions by ``reduceByKey``
+  (:func:`~nbknn.knn.partials.merge_partials`). Memory of one step: the block (b (8d + 8)
+  bytes), the query chunk (q (8d + 16k)) and the distance temporaries, which
+  :func:`~nbknn.knn.planning.block_plan` keeps under the budget.
+
+BLAS and OpenMP run ``spark.task.cpus`` threads per task (threadpoolctl), so the task slots do not
+oversubscribe the cores. Spark's own buffers (the cached blocks, the shuffle of partial results:
+k 16 bytes per row and unit) come on top and spill to disk.
 """
 
 from __future__ import annotations
@@ -34,11 +40,14 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from nbknn.contract import DEFAULT_BLOCK_BYTES_BUDGET, DEFAULT_METRIC
-from nbknn.knn.arrow import arrow_id_type, check_queries, describe, numpy_chunks, output_schema
+from nbknn.knn.arrow import arrow_id_type, check_queries, describe, numpy_chunks, output_schema, vectors_to_numpy
+from nbknn.knn import gemm
 from nbknn.knn.kernels import block_topk
-from nbknn.knn.mode import KnnResult, limit_task_threads, task_function
-from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, BlockPlan, block_plan
-from nbknn.knn.topk import TopK, merge_topk, pad_id_for, validate_k, validate_metric
+from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
+from nbknn.knn.partials import merge_partials, output_rows
+from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, BlockPlan, block_plan, pair_block_plan
+from nbknn.knn.row_groups import RowGroup, prepare_group, unit_partials
+from nbknn.knn.topk import merge_topk, validate_k, validate_metric
 
 log = logging.getLogger(__name__)
 
@@ -46,39 +55,55 @@ log = logging.getLogger(__name__)
 def neighbors_blocked(
     queries: DataFrame, reference: DataFrame, k: int, metric: str = DEFAULT_METRIC,
     exclude_self: bool = True, block_bytes_budget: int = DEFAULT_BLOCK_BYTES_BUDGET,
-    block_rows: int | None = None, query_chunk_rows: int = DEFAULT_QUERY_CHUNK_ROWS,
+    block_rows: int | None = None, query_chunk_rows: int = DEFAULT_QUERY_CHUNK_ROWS, self_join: bool = False,
 ) -> KnnResult:
-    """Exact top-k from (query chunk x reference block) local top-k's merged per query.
+    """Exact top-k from (query chunk x reference block) local top-k's merged per query, or for an
+    all-points run (``self_join``) with a GEMM metric from pairs of blocks.
 
     ``reference`` must give the same rows in the same partitions every time it is computed (a
     file scan or a persisted frame: the run persists it): its rows are numbered in a first job.
     """
-    spark = reference.sparkSession
-    sc = spark.sparkContext
     metric = validate_metric(metric)
     n, d, id_type = describe(reference)
     k = validate_k(k, n, self_join=exclude_self)
     check_queries(queries, id_type)
+    if self_join and metric in gemm.METRICS:
+        return blocked_pairs(reference, n, d, id_type, k, metric, exclude_self, block_bytes_budget, block_rows)
+    return blocked_chunks(queries, reference, n, d, id_type, k, metric, exclude_self, block_bytes_budget,
+                          block_rows, query_chunk_rows)
+
+
+def blocked_chunks(
+    queries: DataFrame, reference: DataFrame, n: int, d: int, id_type: str, k: int, metric: str,
+    exclude_self: bool, block_bytes_budget: int, block_rows: int | None, query_chunk_rows: int,
+) -> KnnResult:
+    """(query chunk x reference block) pairs: one task per (query partition, block partition)."""
+    spark = reference.sparkSession
+    sc = spark.sparkContext
     plan = block_plan(n, d, k, block_bytes_budget, block_rows, query_chunk_rows)
     # Several blocks may share a partition (a task then streams them one by one): this bounds the
     # number of tasks of the cartesian product, (query partitions) x (block partitions).
     block_partitions = max(1, min(plan.n_blocks, sc.defaultParallelism))
-    blocks = reference_blocks(reference, plan, d, id_type, block_partitions)
+    offsets, _ = partition_profile(reference, d)
+    blocks = reference_blocks(reference, plan, d, id_type, block_partitions, offsets).persist(
+        StorageLevel.MEMORY_AND_DISK)
     chunks = query_chunks(queries, d, id_type, plan.query_chunk_rows)
-    rows_computed = sc.accumulator(0)
+    rows_computed, fallback_rows = sc.accumulator(0), sc.accumulator(0)
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
     merged = (
         chunks.cartesian(blocks)
         .mapPartitions(task_function(
-            task_topk, k=k, metric=metric, exclude_self=exclude_self, max_pair_bytes=plan.max_pair_bytes
+            task_topk, k=k, metric=metric, exclude_self=exclude_self, max_pair_bytes=plan.max_pair_bytes,
+            fallback_rows=fallback_rows,
         ))
-        .reduceByKey(task_function(merge_chunk_results, k=k), partitions)
+        .reduceByKey(task_function(merge_partials, k=k), partitions)
         .flatMap(task_function(output_rows, k=k, rows_computed=rows_computed))
     )
     # The rows are built here from validated arrays of the declared types: checking every value
     # again in Python (verifySchema) cost more than the kernel's merges.
     frame = spark.createDataFrame(merged, output_schema(id_type), verifySchema=False)
     details = {
+        "kernel": "gemm" if metric in gemm.METRICS else "scikit-learn",
         "n_blocks": plan.n_blocks,
         "block_rows": plan.block_rows,
         "query_chunk_rows": plan.query_chunk_rows,
@@ -90,7 +115,64 @@ def neighbors_blocked(
     }
     log.info("blocked kNN: %d blocks of <= %d rows, %d-row query chunks",
              plan.n_blocks, plan.block_rows, plan.query_chunk_rows)
-    return KnnResult(frame, details, rows_computed, functools.partial(unpersist_all, blocks, chunks))
+    return KnnResult(frame, details, rows_computed, functools.partial(unpersist_all, blocks, chunks), fallback_rows)
+
+
+def blocked_pairs(
+    reference: DataFrame, n: int, d: int, id_type: str, k: int, metric: str, exclude_self: bool,
+    block_bytes_budget: int, block_rows: int | None,
+) -> KnnResult:
+    """All points from pairs of blocks (:mod:`nbknn.knn.row_groups`): the blocks, prepared once in
+    one frame, are paired with themselves (``cartesian``, kept where a <= b); each pair is a unit
+    whose partial results are merged per block by ``reduceByKey``."""
+    spark = reference.sparkSession
+    sc = spark.sparkContext
+    plan = pair_block_plan(n, d, k, block_bytes_budget, block_rows)
+    block_partitions = max(1, min(plan.n_blocks, sc.defaultParallelism))
+    offsets, stats = partition_profile(reference, d)
+    frame_ = gemm.frame_from_stats(metric, *stats)
+    blocks = (
+        reference_blocks(reference, plan, d, id_type, block_partitions, offsets)
+        .map(task_function(prepared_block, frame=frame_))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    rows_computed, fallback_rows = sc.accumulator(0), sc.accumulator(0)
+    partitions = min(plan.n_blocks, int(spark.conf.get("spark.sql.shuffle.partitions")))
+    merged = (
+        blocks.cartesian(blocks)
+        .filter(lambda pair: pair[0].number <= pair[1].number)
+        .mapPartitions(task_function(pair_units, k=k, exclude_self=exclude_self, fallback_rows=fallback_rows))
+        .reduceByKey(task_function(merge_partials, k=k), partitions)
+        .flatMap(task_function(output_rows, k=k, rows_computed=rows_computed))
+    )
+    frame = spark.createDataFrame(merged, output_schema(id_type), verifySchema=False)
+    details = {
+        "kernel": "gemm",
+        "n_blocks": plan.n_blocks,
+        "block_rows": plan.block_rows,
+        "units": plan.n_blocks * (plan.n_blocks + 1) // 2,
+        "estimated_task_bytes": plan.estimated_bytes,
+        "block_bytes_budget": block_bytes_budget,
+        "block_rows_override": block_rows,
+        "block_partitions": block_partitions,
+    }
+    log.info("blocked kNN (pairs of blocks): %d blocks of <= %d rows, %d units",
+             plan.n_blocks, plan.block_rows, details["units"])
+    return KnnResult(frame, details, rows_computed, blocks.unpersist, fallback_rows)
+
+
+def prepared_block(item, frame: gemm.Frame) -> RowGroup:
+    block, (ids, X) = item
+    return prepare_group(block, ids, X, frame)
+
+
+def pair_units(pairs, k: int, exclude_self: bool, fallback_rows: Accumulator):
+    """One task: its pairs of blocks -> partial results keyed by block."""
+    limit_task_threads()
+    for a, b in pairs:
+        partials, info = unit_partials(a, b, k, exclude_self, task_threads())
+        fallback_rows.add(info["fallback_rows"])
+        yield from partials
 
 
 def unpersist_all(*rdds: RDD) -> None:
@@ -103,19 +185,53 @@ def unpersist_all(*rdds: RDD) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def partition_offsets(frame: DataFrame) -> dict[int, int]:
-    """Index of the first row of every non-empty partition (rows numbered partition by partition)."""
-    rows = frame.select(F.spark_partition_id().alias("p")).groupBy("p").count().collect()
+def partition_profile(frame: DataFrame, d: int) -> tuple[dict[int, int], tuple]:
+    """One job over the vectors: the index of the first row of every non-empty partition (rows
+    numbered partition by partition) and (count, column sums, minima, maxima) of the whole set."""
+    schema = "p int, count bigint, sums array<double>, mins array<double>, maxs array<double>"
+    rows = frame.select("vector").mapInArrow(task_function(partition_stats, d=d), schema).collect()
     offsets, running = {}, 0
-    for p, count in sorted((row["p"], row["count"]) for row in rows):
-        offsets[p] = running
-        running += count
-    return offsets
+    for row in sorted(rows, key=lambda row: row["p"]):
+        offsets[row["p"]] = running
+        running += row["count"]
+    stats = (
+        running,
+        np.sum([row["sums"] for row in rows], axis=0),
+        np.min([row["mins"] for row in rows], axis=0),
+        np.max([row["maxs"] for row in rows], axis=0),
+    )
+    return offsets, stats
 
 
-def reference_blocks(reference: DataFrame, plan: BlockPlan, d: int, id_type: str, block_partitions: int) -> RDD:
-    """Persisted RDD of (block number, (ids, R)), the blocks of ``plan`` spread over ``block_partitions``."""
-    offsets = partition_offsets(reference.select("id"))
+PROFILE_SCHEMA = pa.schema([
+    ("p", pa.int32()), ("count", pa.int64()),
+    ("sums", pa.list_(pa.float64())), ("mins", pa.list_(pa.float64())), ("maxs", pa.list_(pa.float64())),
+])
+
+
+def partition_stats(batches: Iterator[pa.RecordBatch], d: int) -> Iterator[pa.RecordBatch]:
+    count, sums = 0, np.zeros(d)
+    mins, maxs = np.full(d, np.inf), np.full(d, -np.inf)
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        X = vectors_to_numpy(batch.column("vector"), d)
+        count += X.shape[0]
+        sums += X.sum(axis=0)
+        np.minimum(mins, X.min(axis=0), out=mins)
+        np.maximum(maxs, X.max(axis=0), out=maxs)
+    if count:
+        yield pa.RecordBatch.from_pylist([{
+            "p": TaskContext.get().partitionId(), "count": count,
+            "sums": sums.tolist(), "mins": mins.tolist(), "maxs": maxs.tolist(),
+        }], schema=PROFILE_SCHEMA)
+
+
+def reference_blocks(
+    reference: DataFrame, plan: BlockPlan, d: int, id_type: str, block_partitions: int, offsets: dict[int, int]
+) -> RDD:
+    """RDD of (block number, (ids, R)), the blocks of ``plan`` spread over ``block_partitions``
+    (``offsets``: first row of every partition, from :func:`partition_profile`)."""
     piece_schema = f"block int, start bigint, ids array<{spark_id_type(id_type)}>, data binary"
     return (
         reference.select("id", "vector")
@@ -126,7 +242,6 @@ def reference_blocks(reference: DataFrame, plan: BlockPlan, d: int, id_type: str
         .rdd.map(task_function(to_block_piece, d=d, id_type=id_type))
         .repartitionAndSortWithinPartitions(block_partitions, block_of_piece, keyfunc=lambda key: key)
         .mapPartitions(task_function(assemble_blocks, block_rows=plan.block_rows))
-        .persist(StorageLevel.MEMORY_AND_DISK)
     )
 
 
@@ -238,7 +353,7 @@ def matrix_from_bytes(data: bytes, d: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def task_topk(pairs, k: int, metric: str, exclude_self: bool, max_pair_bytes: int):
+def task_topk(pairs, k: int, metric: str, exclude_self: bool, max_pair_bytes: int, fallback_rows: Accumulator):
     """Every (query chunk, block) pair of one task, merged per chunk inside the task: the
     shuffle then carries one partial result per (chunk, block partition), not per block."""
     limit_task_threads()
@@ -247,23 +362,9 @@ def task_topk(pairs, k: int, metric: str, exclude_self: bool, max_pair_bytes: in
         # The first query id names the chunk: ids are unique, and the chunk's row order is
         # the same in every pair, so partial results of one key line up row by row.
         key = query_ids[0].item()
-        result = block_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, max_pair_bytes)
+        result, fallback = block_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, max_pair_bytes)
+        fallback_rows.add(fallback)
         if key in partial:
             result = merge_topk(partial[key][1], result, k)
         partial[key] = (query_ids, result)
     return iter(partial.items())
-
-
-def merge_chunk_results(a: tuple[np.ndarray, TopK], b: tuple[np.ndarray, TopK], k: int):
-    """Two partial results of one query chunk -> (query ids, merged top-k)."""
-    return a[0], merge_topk(a[1], b[1], k)
-
-
-def output_rows(item, k: int, rows_computed: Accumulator):
-    """A chunk's merged result -> its output rows (id, neighbor_ids, distances)."""
-    _, (query_ids, result) = item
-    ids, dist = result
-    if ids.shape[1] != k or (ids == pad_id_for(ids)).any():
-        raise RuntimeError(f"internal error: a merged row has fewer than k={k} neighbours")
-    rows_computed.add(query_ids.shape[0])
-    return zip(query_ids.tolist(), ids.tolist(), dist.tolist())

@@ -1,49 +1,193 @@
-"""The ``broadcast`` kNN mode: exact top-k from a fitted reference model broadcast to every task.
+"""The ``broadcast`` kNN mode: exact top-k with the reference set broadcast to every task.
 
-The reference set is collected on the driver, a ``NearestNeighbors(algorithm="brute")`` is fitted
-on it and broadcast; every query partition is answered with ``kneighbors`` on batches of up to
-``query_chunk_rows`` rows (``mapInArrow``, :func:`~nbknn.knn.kernels.kneighbors_topk`). Driver
-and every executor hold the reference matrix (n * d * 8 bytes): the application allows it only up
-to ``broadcast_max_bytes``.
+The reference set is collected on the driver and broadcast. For euclidean, sqeuclidean and cosine
+the exact GEMM kernel (:mod:`nbknn.knn.gemm`) answers:
+
+* an all-points run (the queries are the reference) is cut into row groups and runs one task per
+  batch of group pairs (:mod:`nbknn.knn.row_groups`): every product of the n^2 / 2 is computed
+  once and updates both of its rows; the partial results of a group are merged by
+  ``reduceByKey``. A Python worker prepares each group it meets once (float32 operands, about
+  as large again as the group) and keeps it for the application's later tasks;
+* separate queries are answered batch by batch (``mapInArrow``) against the whole reference.
+
+Other metrics use a fitted ``NearestNeighbors(algorithm="brute")`` broadcast instead
+(:func:`~nbknn.knn.kernels.kneighbors_topk`). Driver and every executor hold the reference matrix
+(n * d * 8 bytes): the application allows it only up to ``broadcast_max_bytes``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 from pyspark import Accumulator, Broadcast
 from pyspark.sql import DataFrame
 from sklearn.neighbors import NearestNeighbors
 
-from nbknn.contract import DEFAULT_METRIC
+from nbknn.contract import DEFAULT_BLOCK_BYTES_BUDGET, DEFAULT_METRIC
+from nbknn.knn import gemm
 from nbknn.knn.arrow import check_queries, collect_vectors, id_type_of, numpy_chunks, output_schema, result_batch
 from nbknn.knn.kernels import kneighbors_topk
-from nbknn.knn.mode import KnnResult, limit_task_threads, task_function
-from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS
+from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
+from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, group_rows_for_budget
+from nbknn.knn.row_groups import (
+    RowGroup,
+    group_pairs,
+    group_starts,
+    id_ranks,
+    prepare_group,
+    query_ids_as_ranks,
+    real_topk,
+    unit_partials,
+)
 from nbknn.knn.topk import validate_k, validate_metric
+from nbknn.knn.partials import merge_partials, output_rows, spread_units
 
 
 def neighbors_broadcast(
     queries: DataFrame, reference: DataFrame, k: int, metric: str = DEFAULT_METRIC,
-    exclude_self: bool = True, query_chunk_rows: int = DEFAULT_QUERY_CHUNK_ROWS,
+    exclude_self: bool = True, query_chunk_rows: int = DEFAULT_QUERY_CHUNK_ROWS, self_join: bool = False,
+    block_bytes_budget: int = DEFAULT_BLOCK_BYTES_BUDGET,
 ) -> KnnResult:
-    """Exact top-k with a broadcast, fitted ``NearestNeighbors(algorithm="brute")``."""
-    spark = reference.sparkSession
+    """Exact top-k from the broadcast reference (``self_join``: the queries are the reference)."""
     metric = validate_metric(metric)
     ref_ids, R = collect_vectors(reference)
     k = validate_k(k, ref_ids.shape[0], self_join=exclude_self)
     id_type = id_type_of(reference)
     check_queries(queries, id_type)
+    if metric not in gemm.METRICS:
+        return broadcast_fitted_model(queries, ref_ids, R, k, metric, exclude_self, query_chunk_rows, id_type)
+    if self_join:
+        return broadcast_group_pairs(reference, ref_ids, R, k, metric, exclude_self, id_type, block_bytes_budget)
+    return broadcast_query_batches(queries, ref_ids, R, k, metric, exclude_self, query_chunk_rows, id_type)
+
+
+# --------------------------------------------------------------------------------------------
+# All points: pairs of row groups
+# --------------------------------------------------------------------------------------------
+
+
+def broadcast_group_pairs(
+    reference: DataFrame, ref_ids: np.ndarray, R: np.ndarray, k: int, metric: str, exclude_self: bool,
+    id_type: str, block_bytes_budget: int,
+) -> KnnResult:
+    spark = reference.sparkSession
+    sc = spark.sparkContext
+    n, d = R.shape
+    n_groups = max(groups_for_cores(sc.defaultParallelism), math.ceil(n / group_rows_for_budget(d, k, block_bytes_budget)))
+    n_groups = min(n_groups, n)
+    starts = group_starts(n, n_groups)
+    shared = sc.broadcast((ref_ids, R, gemm.frame_for(metric, R), starts))
+    rows_computed, fallback_rows = sc.accumulator(0), sc.accumulator(0)
+    slices = spread_units(group_pairs(n_groups), 4 * sc.defaultParallelism)
+    partitions = min(n_groups, int(spark.conf.get("spark.sql.shuffle.partitions")))
+    merged = (
+        sc.parallelize(slices, len(slices))
+        .flatMap(task_function(broadcast_units, shared=shared, k=k, exclude_self=exclude_self,
+                               fallback_rows=fallback_rows))
+        .reduceByKey(task_function(merge_partials, k=k), partitions)
+        .flatMap(task_function(output_rows, k=k, rows_computed=rows_computed))
+    )
+    frame = spark.createDataFrame(merged, output_schema(id_type), verifySchema=False)
+    details = {"kernel": "gemm", "reference_vectors": n, "row_groups": n_groups,
+               "group_rows": int(np.diff(starts).max()), "units": n_groups * (n_groups + 1) // 2}
+    return KnnResult(frame, details, rows_computed, release=shared.unpersist, fallback_rows=fallback_rows)
+
+
+def groups_for_cores(parallelism: int) -> int:
+    """Fewest groups whose cross pairs give every core at least two units (balance)."""
+    groups = 2
+    while groups * (groups - 1) // 2 < 2 * parallelism:
+        groups += 1
+    return groups
+
+
+#: The broadcast value a Python worker prepared groups of, and those groups (kept across tasks).
+_prepared: dict = {"value": None, "groups": {}}
+
+
+def prepared_group(shared: Broadcast, number: int) -> RowGroup:
+    value = shared.value
+    if _prepared["value"] is not value:
+        _prepared.update(value=value, groups={})
+    groups = _prepared["groups"]
+    if number not in groups:
+        ids, R, frame, starts = value
+        lo, hi = starts[number], starts[number + 1]
+        groups[number] = prepare_group(number, ids[lo:hi], R[lo:hi], frame)
+    return groups[number]
+
+
+def broadcast_units(units, shared: Broadcast, k: int, exclude_self: bool, fallback_rows: Accumulator):
+    """One task: its units (pairs of group numbers) -> partial results keyed by group."""
+    limit_task_threads()
+    for a, b in units:
+        partials, info = unit_partials(prepared_group(shared, a), prepared_group(shared, b), k, exclude_self,
+                                       task_threads())
+        fallback_rows.add(info["fallback_rows"])
+        yield from partials
+
+
+# --------------------------------------------------------------------------------------------
+# Separate queries: batches against the whole reference
+# --------------------------------------------------------------------------------------------
+
+
+def broadcast_query_batches(
+    queries: DataFrame, ref_ids: np.ndarray, R: np.ndarray, k: int, metric: str, exclude_self: bool,
+    query_chunk_rows: int, id_type: str,
+) -> KnnResult:
+    sc = queries.sparkSession.sparkContext
+    unique, ranks = id_ranks(ref_ids)
+    shared = sc.broadcast((unique, ranks, R))
+    rows_computed, fallback_rows = sc.accumulator(0), sc.accumulator(0)
+    answer = task_function(
+        exact_batches, shared=shared, rows_computed=rows_computed, fallback_rows=fallback_rows, d=R.shape[1],
+        id_type=id_type, k=k, metric=metric, exclude_self=exclude_self, query_chunk_rows=query_chunk_rows,
+    )
+    frame = queries.select("id", "vector").mapInArrow(answer, output_schema(id_type))
+    details = {"kernel": "gemm", "reference_vectors": int(ref_ids.shape[0]), "query_chunk_rows": query_chunk_rows}
+    return KnnResult(frame, details, rows_computed, release=shared.unpersist, fallback_rows=fallback_rows)
+
+
+def exact_batches(
+    batches: Iterator[pa.RecordBatch], shared: Broadcast, rows_computed: Accumulator, fallback_rows: Accumulator,
+    d: int, id_type: str, k: int, metric: str, exclude_self: bool, query_chunk_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    """One task: the exact neighbours of its query batches among the broadcast reference."""
+    limit_task_threads()
+    unique, ranks, R = shared.value
+    for query_ids, Q in numpy_chunks(batches, d, id_type, query_chunk_rows):
+        ids, dist, info = gemm.exact_topk(Q, query_ids_as_ranks(query_ids, unique), R, ranks, k, metric,
+                                          exclude_self, n_threads=task_threads())
+        fallback_rows.add(info["fallback_rows"])
+        batch = result_batch(query_ids, real_topk(ids, dist, unique), id_type)
+        rows_computed.add(batch.num_rows)
+        yield batch
+
+
+# --------------------------------------------------------------------------------------------
+# Other metrics: a fitted scikit-learn model
+# --------------------------------------------------------------------------------------------
+
+
+def broadcast_fitted_model(
+    queries: DataFrame, ref_ids: np.ndarray, R: np.ndarray, k: int, metric: str, exclude_self: bool,
+    query_chunk_rows: int, id_type: str,
+) -> KnnResult:
+    sc = queries.sparkSession.sparkContext
     model = NearestNeighbors(algorithm="brute", metric=metric).fit(R)
-    shared = spark.sparkContext.broadcast((model, ref_ids))
-    rows_computed = spark.sparkContext.accumulator(0)
+    shared = sc.broadcast((model, ref_ids))
+    rows_computed = sc.accumulator(0)
     answer = task_function(
         answer_batches, shared=shared, rows_computed=rows_computed, d=R.shape[1], id_type=id_type, k=k,
         metric=metric, exclude_self=exclude_self, query_chunk_rows=query_chunk_rows,
     )
     frame = queries.select("id", "vector").mapInArrow(answer, output_schema(id_type))
-    details = {"reference_vectors": int(ref_ids.shape[0]), "query_chunk_rows": query_chunk_rows}
+    details = {"kernel": "scikit-learn", "reference_vectors": int(ref_ids.shape[0]),
+               "query_chunk_rows": query_chunk_rows}
     return KnnResult(frame, details, rows_computed, release=shared.unpersist)
 
 

@@ -227,20 +227,71 @@ class PairScan:
         self.times.add(t1 - t0, time.perf_counter() - t1)
 
 
-def prepared_pair(Qo, Ro, metric):
-    """Float32 operands of Qo and Ro with one centring and scaling (:mod:`nbknn.knn.gemm_bound`)."""
-    if metric == "cosine":
-        return prepare(Qo, metric), prepare(Ro, metric)
-    mu = Ro.mean(axis=0)
-    scale = pow2_scale(Qo - mu, Ro - mu)
-    return prepare(Qo, metric, mu, scale), prepare(Ro, metric, mu, scale)
+@dataclass(frozen=True)
+class Frame:
+    """The centring and power-of-two scaling shared by every row of one join (euclidean and
+    sqeuclidean; cosine normalises each row on its own). Any centre is correct (the bound holds
+    for the prepared rows); the mean keeps the bound tight on data far from the origin."""
+
+    metric: str
+    center: np.ndarray | None = None
+    scale: float = 1.0
 
 
-def prepared_set(Xo, metric):
+def frame_for(metric, *matrices):
+    """The frame of the rows of ``matrices`` together: their mean and the scale of their spread."""
     if metric == "cosine":
-        return prepare(Xo, metric)
-    mu = Xo.mean(axis=0)
-    return prepare(Xo, metric, mu, pow2_scale(Xo - mu))
+        return Frame(metric)
+    rows = sum(X.shape[0] for X in matrices)
+    center = sum(X.sum(axis=0) for X in matrices) / rows
+    return Frame(metric, center, pow2_scale(*(X - center for X in matrices)))
+
+
+def frame_from_stats(metric, count, column_sums, column_min, column_max):
+    """The frame of a set known only by its count and its per-column sums, minima and maxima
+    (what a distributed aggregate returns): max|x - mean| per column is exact from them."""
+    if metric == "cosine":
+        return Frame(metric)
+    center = np.asarray(column_sums, dtype=np.float64) / count
+    spread = np.maximum(np.asarray(column_max) - center, center - np.asarray(column_min))
+    return Frame(metric, center, pow2_scale(spread))
+
+
+@dataclass
+class PreparedRows:
+    """Rows ready for the kernel: the float64 originals (for the exact re-rank), the two float32
+    operands of the products, the prepared rows' squared norms and norms, and int64 ids."""
+
+    X: np.ndarray
+    L: np.ndarray
+    R: np.ndarray
+    sq: np.ndarray
+    norm: np.ndarray
+    ids: np.ndarray
+    metric: str
+
+    @property
+    def size(self):
+        return self.X.shape[0]
+
+    def concat(self, other):
+        if other.metric != self.metric:
+            raise ValueError("rows prepared for different metrics")
+        return PreparedRows(*(np.concatenate([a, b]) for a, b in zip(self.fields(), other.fields())), self.metric)
+
+    def rows(self, lo, hi):
+        """Rows lo..hi (views)."""
+        return PreparedRows(*(a[lo:hi] for a in self.fields()), self.metric)
+
+    def fields(self):
+        return self.X, self.L, self.R, self.sq, self.norm, self.ids
+
+
+def prepare_rows(X, ids, frame):
+    """:class:`PreparedRows` of X (validated: 2-D, finite) in ``frame``."""
+    Xo = finite_matrix(X, "X")
+    L, R, sq, norm = prepare(Xo, frame.metric, frame.center, frame.scale)
+    return PreparedRows(Xo, L, R, sq, norm, as_ids(ids, Xo.shape[0]), frame.metric)
 
 
 def finish(Qo, qids, Ro, rids, k, metric, exclude_self, cand, fallback_ranges, times, pool, nt):
@@ -295,10 +346,11 @@ def exact_topk(Q, q_ids, R, r_ids, k, metric="euclidean", exclude_self=False,
         raise ValueError("Q and R must have the same number of columns")
     m, nR = Qo.shape[0], Ro.shape[0]
     qids, rids = as_ids(q_ids, m), as_ids(r_ids, nR)
-    (QL, _, qn, qb), (_, RR, rn, rb) = prepared_pair(Qo, Ro, metric)
+    frame = frame_for(metric, Qo, Ro)
+    Pq, Pr = prepare_rows(Qo, qids, frame), prepare_rows(Ro, rids, frame)
     cand = Candidates(m, k, cap or default_cap(k))
     times = StepTimes()
-    work = QueryScan(QL, RR, qn, qb, rn, rb, qids, rids, bound_coefficients(metric, Qo.shape[1], bound_scale),
+    work = QueryScan(Pq.L, Pr.R, Pq.sq, Pq.norm, Pr.sq, Pr.norm, qids, rids, bound_coefficients(metric, Qo.shape[1], bound_scale),
                      bool(exclude_self), cand, block_q, block_r, times)
     prep = time.perf_counter() - started
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(nt) as pool:
@@ -320,22 +372,27 @@ def run_pairs(work, rounds, nt):
                 f.result()
 
 
-def join_blocks(Xo, ids, k, metric, exclude_self, starts, rounds, fallback_ranges, cap, bound_scale, nt):
-    """The pairs of blocks of ``rounds`` over Xo, cut at ``starts``; exact top-k of every row."""
-    started = time.perf_counter()
-    XL, XR, xn, xb = prepared_set(Xo, metric)
-    cand = Candidates(Xo.shape[0], k, cap or default_cap(k))
+def join_blocks(P, k, exclude_self, starts, rounds, fallback_ranges, cap, bound_scale, nt, prep=0.0):
+    """The pairs of blocks of ``rounds`` over the prepared rows P, cut at ``starts``."""
+    metric = check_prepared(P)
+    cand = Candidates(P.size, k, cap or default_cap(k))
     times = StepTimes()
-    work = PairScan(XL, XR, xn, xb, ids, bound_coefficients(metric, Xo.shape[1], bound_scale), bool(exclude_self),
-                    cand, starts, times)
-    prep = time.perf_counter() - started
+    work = PairScan(P.L, P.R, P.sq, P.norm, P.ids, bound_coefficients(metric, P.X.shape[1], bound_scale),
+                    bool(exclude_self), cand, starts, times)
     t = time.perf_counter()
     run_pairs(work, rounds, nt)
     wall = time.perf_counter() - t
     with ThreadPoolExecutor(nt) as pool:
-        out = finish(Xo, ids, Xo, ids, k, metric, bool(exclude_self), cand, fallback_ranges, times, pool, nt)
+        out = finish(P.X, P.ids, P.X, P.ids, k, metric, bool(exclude_self), cand, fallback_ranges, times, pool, nt)
     out[2]["timings"].update(prep=prep, wall_gemm_filter=wall)
     return out
+
+
+def check_prepared(P):
+    metric = P.metric
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS} (got {metric!r})")
+    return metric
 
 
 def block_starts(lo, hi, block):
@@ -347,6 +404,7 @@ def self_join_topk(X, ids, k, metric="euclidean", exclude_self=True, block=1024,
     """Exact top-k of every row of X among the rows of X: one product per block pair I <= J, which
     updates the rows of I (scan of its rows) and of J (scan of its columns)."""
     check_metric_and_k(metric, k)
+    started = time.perf_counter()
     Xo = finite_matrix(X, "X")
     n = Xo.shape[0]
     ids = as_ids(ids, n)
@@ -354,11 +412,19 @@ def self_join_topk(X, ids, k, metric="euclidean", exclude_self=True, block=1024,
         raise ValueError("self_join_topk needs unique ids")
     if k > n - (1 if exclude_self else 0):
         raise ValueError("k larger than the number of admissible neighbours")
+    P = prepare_rows(Xo, ids, frame_for(metric, Xo))
+    return group_topk(P, k, exclude_self, block, cap, bound_scale, n_threads, time.perf_counter() - started)
+
+
+def group_topk(P, k, exclude_self=True, block=1024, cap=None, bound_scale=1.0, n_threads=None, prep=0.0):
+    """Exact top-k of every prepared row among the others (the rows of one group of an all-points
+    run); a row with fewer than k admissible candidates is padded with (-1, +inf)."""
+    n = P.size
     block = max(1, min(block, n))
     starts = block_starts(0, n, block) + [n]
     rounds = round_robin(len(starts) - 1)
-    return join_blocks(Xo, ids, k, metric, exclude_self, starts, rounds, [(0, n, 0, n)], cap, bound_scale,
-                       n_threads_of(n_threads))
+    return join_blocks(P, k, exclude_self, starts, rounds, [(0, n, 0, n)], cap, bound_scale,
+                       n_threads_of(n_threads), prep)
 
 
 def cross_join_topk(XA, ids_a, XB, ids_b, k, metric="euclidean", exclude_self=True, block=1024,
@@ -369,18 +435,26 @@ def cross_join_topk(XA, ids_a, XB, ids_b, k, metric="euclidean", exclude_self=Tr
     Returns (ids_A (mA, k), distances_A, ids_B (mB, k), distances_B, info); a row with fewer
     than k admissible candidates on the other side is padded with (-1, +inf)."""
     check_metric_and_k(metric, k)
+    started = time.perf_counter()
     XA, XB = finite_matrix(XA, "XA"), finite_matrix(XB, "XB")
     if XA.shape[1] != XB.shape[1]:
         raise ValueError("XA and XB must have the same number of columns")
-    ma, mb = XA.shape[0], XB.shape[0]
-    Xo = np.concatenate([XA, XB])
-    ids = np.concatenate([as_ids(ids_a, ma), as_ids(ids_b, mb)])
+    frame = frame_for(metric, XA, XB)
+    PA = prepare_rows(XA, as_ids(ids_a, XA.shape[0]), frame)
+    PB = prepare_rows(XB, as_ids(ids_b, XB.shape[0]), frame)
+    return cross_topk(PA, PB, k, exclude_self, block, cap, bound_scale, n_threads, time.perf_counter() - started)
+
+
+def cross_topk(PA, PB, k, exclude_self=True, block=1024, cap=None, bound_scale=1.0, n_threads=None, prep=0.0):
+    """:func:`cross_join_topk` on rows prepared in one frame."""
+    ma, mb = PA.size, PB.size
+    P = PA.concat(PB)
     block = max(1, min(block, max(ma, mb)))
     starts = block_starts(0, ma, block) + block_starts(ma, ma + mb, block) + [ma + mb]
     first_b = len(block_starts(0, ma, block))
     # Every round of the circle method holds a block at most once; keep its A x B pairs.
     rounds = [[(I, J) for I, J in pairs if I < first_b <= J] for pairs in round_robin(len(starts) - 1)]
     fallback = [(0, ma, ma, ma + mb), (ma, ma + mb, 0, ma)]
-    out_ids, out_d, info = join_blocks(Xo, ids, k, metric, exclude_self, starts, [r for r in rounds if r],
-                                       fallback, cap, bound_scale, n_threads_of(n_threads))
+    out_ids, out_d, info = join_blocks(P, k, exclude_self, starts, [r for r in rounds if r], fallback, cap,
+                                       bound_scale, n_threads_of(n_threads), prep)
     return out_ids[:ma], out_d[:ma], out_ids[ma:], out_d[ma:], info

@@ -9,11 +9,14 @@ what it cached.
 Modes
 -----
 ``broadcast``
-    Exact; the reference set is collected and a fitted model broadcast
-    (:mod:`nbknn.knn.broadcast`). Allowed only up to ``broadcast_max_bytes``.
+    Exact; the reference set is collected and broadcast (:mod:`nbknn.knn.broadcast`). Allowed
+    only up to ``broadcast_max_bytes``.
 ``blocked``
-    Exact with bounded memory and no collect of the reference set: (query chunk x reference block)
-    top-k's merged per query (:mod:`nbknn.knn.blocked`).
+    Exact with bounded memory and no collect of the reference set (:mod:`nbknn.knn.blocked`).
+
+Both exact modes run the GEMM kernel (:mod:`nbknn.knn.gemm`) for euclidean, sqeuclidean and
+cosine, and an all-points run as pairs of row groups, each product computed once
+(:mod:`nbknn.knn.row_groups`); scikit-learn's brute force answers the other metrics.
 ``auto``
     ``broadcast`` when the reference matrix (n * d * 8 bytes) fits ``broadcast_max_bytes``, else
     ``blocked``; the choice and its reason are logged and go into the summary.
@@ -131,14 +134,20 @@ def choose_mode(requested: str, n_reference: int, d: int, broadcast_max_bytes: i
 def compute_neighbors(
     queries: DataFrame, reference: DataFrame, mode: str, options: KnnOptions
 ) -> KnnResult:
-    """Dispatch to the (resolved, not ``auto``) mode with the options' parameters."""
+    """Dispatch to the (resolved, not ``auto``) mode with the options' parameters.
+
+    ``queries is reference`` is an all-points run: the exact modes then compute each pair of
+    rows once (:mod:`nbknn.knn.row_groups`)."""
+    self_join = queries is reference
     common = dict(k=options.k, metric=options.metric, exclude_self=options.exclude_self,
                   query_chunk_rows=options.query_chunk_rows)
     if mode == "broadcast":
-        return neighbors_broadcast(queries, reference, **common)
+        return neighbors_broadcast(queries, reference, self_join=self_join,
+                                   block_bytes_budget=options.block_bytes_budget, **common)
     if mode == "blocked":
         return neighbors_blocked(
-            queries, reference, block_bytes_budget=options.block_bytes_budget, block_rows=options.block_rows, **common
+            queries, reference, block_bytes_budget=options.block_bytes_budget, block_rows=options.block_rows,
+            self_join=self_join, **common
         )
     if mode == "annoy":
         return neighbors_annoy(
@@ -347,7 +356,7 @@ def knn_summary(
         mode_reason=plan.mode_reason,
         reference_bytes_estimate=plan.n_reference * vectors.dimension * 8,
         broadcast_max_bytes=options.broadcast_max_bytes,
-        mode_details=result.details,
+        mode_details={**result.details, **result.counters()},
         query_rows_computed=result.rows_computed.value,
         blocks=result.details if mode == "blocked" else None,
         annoy={**result.details, **published.recall} if mode == "annoy" else None,

@@ -1,7 +1,8 @@
 """Per-batch kernels of the kNN modes (numpy / scikit-learn / annoy, no pyspark).
 
-What a Spark task runs on one batch of queries: :func:`kneighbors_topk` (broadcast),
-:func:`block_topk` (blocked, whose partial results :func:`~nbknn.knn.topk.merge_topk` merges),
+What a Spark task runs on one batch of queries: :func:`kneighbors_topk` (broadcast, metrics
+the GEMM kernel does not cover), :func:`block_topk` (blocked, whose partial results
+:func:`~nbknn.knn.topk.merge_topk` merges),
 :func:`annoy_topk` (annoy), and the recall measure of the approximate mode. Results use the
 :class:`~nbknn.knn.topk.TopK` conventions of :mod:`nbknn.knn.topk`: rows sorted by
 (distance, id), padding (+inf, sentinel id) on the right.
@@ -14,6 +15,8 @@ from sklearn import config_context
 from sklearn.neighbors import NearestNeighbors
 
 from nbknn.contract import ANNOY_METRICS
+from nbknn.knn import gemm
+from nbknn.knn.row_groups import id_ranks, query_ids_as_ranks, real_topk
 from nbknn.knn.topk import DEFAULT_MAX_PAIR_BYTES, TopK, local_topk, pad_id_for, validate_metric
 
 #: Relative tolerance under which the k-th kept distance counts as tied with the farthest
@@ -84,22 +87,35 @@ def kneighbors_topk(
 def block_topk(
     query_ids: np.ndarray, Q: np.ndarray, ref_ids: np.ndarray, R: np.ndarray, k: int, metric: str,
     exclude_self: bool, max_pair_bytes: int,
-) -> TopK:
-    """Top-k of queries Q (nq, d) among one reference block R (nr, d): the blocked mode's kernel.
+) -> tuple[TopK, int]:
+    """Top-k of queries Q (nq, d) among one reference block R (nr, d): the blocked mode's kernel,
+    and the number of rows the exact kernel recomputed by brute force.
 
     Same contract as :func:`~nbknn.knn.topk.local_topk` (width ``min(k, nr)``, rows sorted by
     (distance, id), padded where a small block lacks usable neighbours). A block with more than
-    ``k + 1 + exclude_self`` rows is answered by scikit-learn's brute ``kneighbors`` through
-    :func:`kneighbors_topk` (its fused GEMM + per-row heap for euclidean: no distance matrix is
-    materialised and no full-matrix selection runs), with the exact (distance, id) repair of tied
-    rows; smaller blocks go to ``local_topk`` directly.
+    ``k + 1 + exclude_self`` rows is answered by the exact GEMM kernel (:func:`gemm_topk`) for
+    euclidean, sqeuclidean and cosine, else by scikit-learn's brute ``kneighbors`` through
+    :func:`kneighbors_topk`; smaller blocks go to ``local_topk`` directly.
     """
     metric = validate_metric(metric)
     nr = R.shape[0]
     if nr <= k + 1 + int(exclude_self):
-        return local_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, max_pair_bytes)
+        return local_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, max_pair_bytes), 0
+    if metric in gemm.METRICS:
+        return gemm_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self)
     model = NearestNeighbors(algorithm="brute", metric=metric).fit(R)
-    return kneighbors_topk(model, ref_ids, query_ids, Q, k, metric, exclude_self, max_pair_bytes)
+    return kneighbors_topk(model, ref_ids, query_ids, Q, k, metric, exclude_self, max_pair_bytes), 0
+
+
+def gemm_topk(
+    query_ids: np.ndarray, Q: np.ndarray, ref_ids: np.ndarray, R: np.ndarray, k: int, metric: str,
+    exclude_self: bool, n_threads: int = 1,
+) -> tuple[TopK, int]:
+    """Exact top-k (k <= nr) from the GEMM kernel, ties broken by the real ids (int or str)."""
+    unique, ranks = id_ranks(ref_ids)
+    ids, dist, info = gemm.exact_topk(Q, query_ids_as_ranks(query_ids, unique), R, ranks, k, metric,
+                                      exclude_self, n_threads=n_threads)
+    return real_topk(ids, dist, unique), info["fallback_rows"]
 
 
 _THREADS_LIMITED: list[int] = []

@@ -26,12 +26,23 @@ class KnnResult:
     details: dict
     rows_computed: Accumulator
     release: Callable[[], None] = field(default=lambda: None)
+    #: Rows the exact kernel recomputed by brute force (its float32 bound was too wide for them).
+    fallback_rows: Accumulator | None = None
+
+    def counters(self) -> dict:
+        """What the tasks counted, once the frame is written."""
+        return {} if self.fallback_rows is None else {"exact_fallback_rows": self.fallback_rows.value}
 
 
 def limit_task_threads() -> None:
     """Inside a task: BLAS / OpenMP threads = the task's cores (spark.task.cpus, default 1)."""
+    limit_threads(task_threads())
+
+
+def task_threads() -> int:
+    """The cores of the running task (spark.task.cpus), 1 outside a task."""
     context = TaskContext.get()
-    limit_threads(context.cpus() if context is not None else 1)
+    return context.cpus() if context is not None else 1
 
 
 def task_function(function: Callable, /, **arguments) -> Callable:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nbknn.knn.gemm import default_cap
 from nbknn.knn.kernels import KERNEL_CHUNK_ROWS
 from nbknn.knn.topk import BYTES_PER_PAIR
 
@@ -116,3 +117,41 @@ def block_plan(
         max_pair_bytes=min(q, KERNEL_CHUNK_ROWS) * b * BYTES_PER_PAIR,
         estimated_bytes=task_bytes(b, q, d, k, KERNEL_CHUNK_ROWS),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Pairs of row groups (the exact GEMM kernel's all-points runs)
+# --------------------------------------------------------------------------------------------
+
+#: The kernel's float32 product tile (1024 x 1024 rows of one block pair) per thread.
+TILE_BYTES = 1024 * 1024 * 4
+
+
+def kernel_row_bytes(d: int, k: int) -> int:
+    """Memory per row of a unit of two groups: the group's float64 rows and prepared float32
+    operands (8 d + 8 (d + 2) + 3 x 8 for norms and ids), their copy in the unit's joined set
+    (as much again), the candidate state (heap 8 k, buffer 16 x cap, counters) and the result
+    (16 k)."""
+    prepared = 8 * d + 8 * (d + 2) + 24
+    return 2 * prepared + 8 * k + 16 * default_cap(k) + 33 + 16 * k
+
+
+def group_rows_for_budget(d: int, k: int, budget: int) -> int:
+    """Most rows per group such that a unit (two groups and one product tile) fits ``budget``."""
+    rows = (budget - TILE_BYTES) // (2 * kernel_row_bytes(d, k))
+    if rows < 1:
+        raise ValueError(
+            f"block_bytes_budget too small: expected >= {TILE_BYTES + 2 * kernel_row_bytes(d, k)} bytes "
+            f"for a unit of two one-row groups (got {budget})"
+        )
+    return int(rows)
+
+
+def pair_block_plan(n: int, d: int, k: int, budget: int, block_rows: int | None = None) -> BlockPlan:
+    """Blocks for the blocked mode's all-points run: one unit (two blocks) within ``budget``."""
+    b = group_rows_for_budget(d, k, budget) if block_rows is None else int(block_rows)
+    b = min(b, n)
+    n_blocks = math.ceil(n / b)
+    b = math.ceil(n / n_blocks)
+    return BlockPlan(n_blocks=n_blocks, block_rows=b, query_chunk_rows=b, max_pair_bytes=0,
+                     estimated_bytes=TILE_BYTES + 2 * b * kernel_row_bytes(d, k))

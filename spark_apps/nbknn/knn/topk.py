@@ -49,10 +49,12 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import pairwise_distances
-from sklearn.utils.extmath import row_norms
 
 from nbknn.common.errors import ConfigError
 from nbknn.contract import KNN_METRICS
+from nbknn.knn.gemm import METRICS as GEMM_METRICS
+from nbknn.knn.gemm import exact_distances
+from nbknn.knn.gemm_bound import row_norms
 
 #: Sentinel id of padding entries for integer ids.
 PAD_ID_INT = np.iinfo(np.int64).min
@@ -175,18 +177,20 @@ def _check_same_id_kind(a: np.ndarray, b: np.ndarray, what: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def block_distances(Q: np.ndarray, R: np.ndarray, metric: str, r_sq_norms=None) -> np.ndarray:
+def block_distances(Q: np.ndarray, R: np.ndarray, metric: str) -> np.ndarray:
     """Distance matrix (nq, nr) between validated float64 blocks Q (nq, d) and R (nr, d).
 
-    ``metric`` is canonical. For the euclidean family ``r_sq_norms`` (nr,) may carry the
-    precomputed squared row norms of R (as ``row_norms(R, squared=True)`` gives them), so a block
-    processed in several query chunks computes them once.
+    ``metric`` is canonical. euclidean, sqeuclidean and cosine are computed directly, row by row,
+    as the exact kernel's brute force does (:func:`~nbknn.knn.gemm.exact_distances`: from the
+    differences, not from |x|^2 + |y|^2 - 2 x.y, which loses every digit on near-duplicates);
+    the other metrics by scikit-learn's ``pairwise_distances``.
     """
-    if metric in ("euclidean", "sqeuclidean"):
-        kw = {"squared": metric == "sqeuclidean"}
-        if r_sq_norms is not None:
-            kw["Y_norm_squared"] = r_sq_norms
-        return pairwise_distances(Q, R, metric="euclidean", **kw)
+    if metric in GEMM_METRICS:
+        r_norms = row_norms(R) if metric == "cosine" else None
+        D = np.empty((Q.shape[0], R.shape[0]))
+        for i in range(Q.shape[0]):
+            D[i] = exact_distances(Q[i], R, metric, r_norms)
+        return D
     return pairwise_distances(Q, R, metric=metric)
 
 
@@ -260,19 +264,18 @@ def local_topk(
     if nq == 0 or w == 0:
         return TopK(out_ids, out_d)
 
-    r_sq_norms = row_norms(R, squared=True) if metric in ("euclidean", "sqeuclidean") else None
     rows = max(1, int(max_pair_bytes) // (nr * BYTES_PER_PAIR))
     for start in range(0, nq, rows):
         stop = min(start + rows, nq)
         out_ids[start:stop], out_d[start:stop] = _chunk_topk(
-            query_ids[start:stop], Q[start:stop], ref_ids, R, w, metric, exclude_self, r_sq_norms
+            query_ids[start:stop], Q[start:stop], ref_ids, R, w, metric, exclude_self
         )
     return TopK(out_ids, out_d)
 
 
-def _chunk_topk(query_ids, Q, ref_ids, R, w: int, metric: str, exclude_self: bool, r_sq_norms):
+def _chunk_topk(query_ids, Q, ref_ids, R, w: int, metric: str, exclude_self: bool):
     """(ids, distances) of width w for one chunk of validated queries; excluded pairs are padding."""
-    D = block_distances(Q, R, metric, r_sq_norms)
+    D = block_distances(Q, R, metric)
     pad = None
     if exclude_self:
         pad = query_ids[:, None] == ref_ids[None, :]

@@ -1,0 +1,58 @@
+"""An all-points run cut into pairs of row groups: merging every unit's partial results gives the
+exact top-k of the whole set (direct float64 brute force, ties by id), for integer and string
+ids, groups smaller than k, and twins under other ids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from knn_oracles import direct_topk
+from nbknn.knn.gemm import frame_for
+from nbknn.knn.partials import spread_units
+from nbknn.knn.row_groups import group_pairs, group_starts, prepare_group, query_ids_as_ranks, unit_partials
+from nbknn.knn.topk import merge_topk, pad_id_for
+
+
+def merged_all_points(ids, X, k, metric, n_groups, exclude_self=True):
+    frame = frame_for(metric, X)
+    starts = group_starts(X.shape[0], n_groups)
+    groups = [prepare_group(g, ids[lo:hi], X[lo:hi], frame) for g, (lo, hi) in enumerate(zip(starts, starts[1:]))]
+    merged = {}
+    for a, b in group_pairs(n_groups):
+        partials, _ = unit_partials(groups[a], groups[b], k, exclude_self)
+        for number, (row_ids, result) in partials:
+            merged[number] = result if number not in merged else merge_topk(merged[number], result, k)
+    return (np.concatenate([merged[g].ids for g in range(n_groups)]),
+            np.concatenate([merged[g].distances for g in range(n_groups)]))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+@pytest.mark.parametrize("id_kind", ["int", "str"])
+@pytest.mark.parametrize("n_groups", [1, 3, 24])  # 24 groups of 5 rows: smaller than k
+def test_merged_units_equal_the_direct_brute_force(metric, id_kind, n_groups):
+    rng = np.random.default_rng(n_groups)
+    X = rng.integers(-2, 3, size=(120, 3)).astype(np.float64)  # many exact ties
+    X[100:] = X[:20]  # twins under other ids
+    ids = rng.permutation(np.arange(-60, 60)).astype(np.int64)  # -1 is a real id here
+    if id_kind == "str":
+        ids = np.array([f"p{i}" for i in ids])
+    k = 8
+    got_ids, got_d = merged_all_points(ids, X, k, metric, n_groups)
+    want_ids, want_d = direct_topk(X, ids, X, ids, k, metric, True)
+    np.testing.assert_allclose(got_d, want_d, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    assert not (got_ids == pad_id_for(got_ids)).any()
+
+
+def test_group_pairs_cover_every_pair_once_largest_first():
+    pairs = group_pairs(5)
+    assert sorted(pairs) == sorted((a, b) for a in range(5) for b in range(a, 5))
+    assert all(a < b for a, b in pairs[:10]) and all(a == b for a, b in pairs[10:])
+    slices = spread_units(pairs, 4)
+    assert sorted(p for s in slices for p in s) == sorted(pairs) and len(slices) == 4
+
+
+def test_query_ids_absent_from_the_reference_match_nothing():
+    unique = np.array(["a", "c", "e"])
+    assert query_ids_as_ranks(np.array(["c", "b", "z", "a"]), unique).tolist() == [1, -2, -2, 0]
