@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -25,7 +26,7 @@ from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
 from nbknn.naive_bayes import schemas
 from nbknn.naive_bayes.sharding import ShardPlan, imbalance, plan_shards
 from nbknn.naive_bayes.staging import class_priors_uri, forget_staged_manifest, input_summary, summary_uri
-from nbknn.naive_bayes.vocabulary import DEFAULT_MAX_DRIVER_TERMS, write_vocabulary
+from nbknn.naive_bayes.vocabulary import DEFAULT_MAX_DRIVER_TERMS, term_and_label_totals, write_vocabulary
 
 # --- counting ---------------------------------------------------------------------------------
 
@@ -94,11 +95,13 @@ def class_term_counts(tokenized: DataFrame) -> DataFrame:
 
 
 def term_count_entries(class_terms: DataFrame, classes: DataFrame, vocabulary: DataFrame) -> DataFrame:
-    """dict2: (class_id, term_id, count) over the kept vocabulary."""
+    """dict2: (class_id, term_id, count) over the kept vocabulary, plus ``shard`` when ``classes``
+    has that column (then the one broadcast of the classes places every entry in its shard too)."""
+    shard = ["shard"] if "shard" in classes.columns else []
     return (
-        class_terms.join(F.broadcast(classes.select("label", "class_id")), "label")
+        class_terms.join(F.broadcast(classes.select("label", "class_id", *shard)), "label")
         .join(vocabulary.select("term", "term_id"), "term")
-        .select("class_id", "term_id", F.col("count").cast("long"))
+        .select("class_id", "term_id", F.col("count").cast("long"), *shard)
     )
 
 
@@ -125,14 +128,9 @@ def classes_table(
 
 
 def with_shard(entries: DataFrame, spark: SparkSession, plan: ShardPlan) -> DataFrame:
-    """dict2 with its shard column, one partition per shard, sorted for compact loading."""
+    """dict2 (class_id, term_id, count) with its shard column."""
     shard_map = spark.createDataFrame(sorted(plan.shard_of.items()), "class_id int, shard int")
-    return (
-        entries.join(F.broadcast(shard_map), "class_id")
-        .repartition(plan.num_shards, "shard")
-        .sortWithinPartitions("shard", "class_id", "term_id")
-        .select("class_id", "term_id", "count", "shard")
-    )
+    return entries.join(F.broadcast(shard_map), "class_id").select("class_id", "term_id", "count", "shard")
 
 
 # --- the job ---------------------------------------------------------------------------------
@@ -159,21 +157,26 @@ def run_term_counts(
     priors = sorted(tuple(row) for row in priors_frame.collect())
     accepted = accepted_documents(read_documents(spark, spec, labelled=True))
 
-    class_terms = write_class_terms(spark, accepted, tokenizer, model_dir)
-    label_stats = label_term_stats(class_terms)
-    _check_labels_known(set(label_stats), priors)
-    vocabulary, terms_seen, vocabulary_size = write_vocabulary(
-        spark, class_terms, model_dir, min_term_count, max_driver_terms
-    )
-
-    entries = term_count_entries(class_terms, priors_frame, vocabulary)
-    known_stats = None
-    if min_term_count == 1:
-        class_id_of = {label: class_id for class_id, label, _ in priors}
-        known_stats = {class_id_of[label]: stats for label, stats in label_stats.items()}
-    stats, plan = write_sharded_tables(
-        spark, model_dir, priors, entries, num_shards, max_entries_per_shard, known_stats
-    )
+    # The (label, term) table feeds both the vocabulary and dict2: it is kept in the executors'
+    # storage (memory, spilling to disk) while this job runs, not written out and read back.
+    class_terms = class_term_counts(tokenized_documents(accepted, tokenizer)).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        # One job: the pass over the documents, then every term's and every label's totals.
+        totals = term_and_label_totals(class_terms, max_driver_terms, len(priors))
+        term_totals, label_stats = totals if totals is not None else (None, label_term_stats(class_terms))
+        _check_labels_known(set(label_stats), priors)
+        vocabulary, terms_seen, vocabulary_size = write_vocabulary(
+            spark, class_terms, model_dir, min_term_count, term_totals
+        )
+        if min_term_count == 1:
+            stats, plan = write_tables_of_known_stats(
+                spark, model_dir, priors, label_stats, class_terms, vocabulary, num_shards, max_entries_per_shard
+            )
+        else:
+            entries = term_count_entries(class_terms, priors_frame, vocabulary)
+            stats, plan = write_sharded_tables(spark, model_dir, priors, entries, num_shards, max_entries_per_shard)
+    finally:
+        class_terms.unpersist()
     summary = term_counts_summary(
         input_summary(spec),
         tokenizer.to_dict(),
@@ -188,20 +191,36 @@ def run_term_counts(
     return summary
 
 
-def write_class_terms(
-    spark: SparkSession, accepted: DataFrame, tokenizer: TokenizerConfig, model_dir: str
-) -> DataFrame:
-    """(label, term, count, doc_freq) of the accepted documents, written to the scratch space and
-    read back: materialised once, since the vocabulary and dict2 are both built from it."""
-    class_terms_uri = contract.work_uri(model_dir, "class_terms")
-    class_term_counts(tokenized_documents(accepted, tokenizer)).write.mode("overwrite").parquet(class_terms_uri)
-    return spark.read.parquet(class_terms_uri)
+def write_tables_of_known_stats(
+    spark: SparkSession,
+    model_dir: str,
+    priors: list[tuple[int, str, int]],
+    label_stats: dict[str, tuple[int, int]],
+    class_terms: DataFrame,
+    vocabulary: DataFrame,
+    num_shards: int | None,
+    max_entries_per_shard: int | None,
+) -> tuple[dict[int, tuple[int, int]], ShardPlan]:
+    """:func:`write_sharded_tables` when every term is kept: each class's entries and term total
+    are then its label's (``label_stats``), known before dict2 is built, so the shards are planned
+    first and dict2 joins one small table that gives both the class id and the shard."""
+    class_id_of = {label: class_id for class_id, label, _ in priors}
+    stats = {class_id_of[label]: label_stat for label, label_stat in label_stats.items()}
+    plan = plan_for(priors, stats, num_shards, max_entries_per_shard)
+    classes = spark.createDataFrame(
+        [(label, class_id, plan.shard_of[class_id]) for class_id, label, _ in priors],
+        "label string, class_id int, shard int",
+    )
+    write_term_count_shards(term_count_entries(class_terms, classes, vocabulary), plan, model_dir)
+    write_classes(spark, model_dir, priors, stats, plan)
+    return stats, plan
 
 
 def label_term_stats(class_terms: DataFrame) -> dict[str, tuple[int, int]]:
-    """``{label: (entries, term_total)}`` in one small job over the (label, term) table: the labels
-    seen and, when every term is kept, each class's entries and term total (then equal to dict2's,
-    without joining it first)."""
+    """``{label: (entries, term_total)}`` in one job over the (label, term) table: the labels seen
+    and, when every term is kept, each class's entries and term total (then equal to dict2's,
+    without joining it first). Needed when the vocabulary is too large for the driver; otherwise
+    :func:`nbknn.naive_bayes.vocabulary.term_and_label_totals` gives them with the term totals."""
     return {
         row["label"]: (row["entries"], row["term_total"])
         for row in class_terms.groupBy("label")
@@ -236,21 +255,50 @@ def write_sharded_tables(
     are counted from ``entries``. Returns the stats and the shard plan."""
     if stats is None:
         stats = {row["class_id"]: (row["entries"], row["term_total"]) for row in class_term_stats(entries).collect()}
-    plan = plan_shards(
+    plan = plan_for(priors, stats, num_shards, max_entries_per_shard)
+    write_term_count_shards(with_shard(entries, spark, plan), plan, model_dir)
+    write_classes(spark, model_dir, priors, stats, plan)
+    return stats, plan
+
+
+def plan_for(
+    priors: list[tuple[int, str, int]],
+    stats: dict[int, tuple[int, int]],
+    num_shards: int | None,
+    max_entries_per_shard: int | None,
+) -> ShardPlan:
+    """The shard plan of every class of ``priors`` by its entries (a class with none has 0)."""
+    return plan_shards(
         {class_id: stats.get(class_id, (0, 0))[0] for class_id, _, _ in priors},
         num_shards=num_shards,
         max_entries_per_shard=max_entries_per_shard,
     )
+
+
+def write_term_count_shards(entries_with_shard: DataFrame, plan: ShardPlan, model_dir: str) -> None:
+    """Write dict2 (class_id, term_id, count, shard) as term_counts/shard=S/: one partition per
+    shard, sorted for compact loading."""
     (
-        with_shard(entries, spark, plan)
+        entries_with_shard.repartition(plan.num_shards, "shard")
+        .sortWithinPartitions("shard", "class_id", "term_id")
+        .select("class_id", "term_id", "count", "shard")
         .write.mode("overwrite")
         .partitionBy("shard")
         .parquet(contract.term_counts_uri(model_dir))
     )
+
+
+def write_classes(
+    spark: SparkSession,
+    model_dir: str,
+    priors: list[tuple[int, str, int]],
+    stats: dict[int, tuple[int, int]],
+    plan: ShardPlan,
+) -> None:
+    """Write classes/ (dict1 of the model) in one file."""
     classes_table(spark, priors, stats, plan).coalesce(1).write.mode("overwrite").parquet(
         contract.classes_uri(model_dir)
     )
-    return stats, plan
 
 
 def term_counts_summary(

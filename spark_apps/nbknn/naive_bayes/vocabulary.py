@@ -82,20 +82,62 @@ def numbered_vocabulary_table(term_totals: pa.Table, min_term_count: int = 1) ->
     )
 
 
+def term_and_label_totals(class_terms: DataFrame, max_terms: int, max_labels: int) -> tuple[pa.Table, dict] | None:
+    """Per-term totals and per-label statistics of the (label, term) table in one job, on the driver.
+
+    Returns ``(term_totals, label_stats)``: term_totals (term, total_count, doc_freq), one row per
+    term seen; label_stats ``{label: (entries, term_total)}``, entries being the label's distinct
+    terms. Both come from one aggregation over two grouping sets (by term, by label), so the
+    table is scanned once for both. Returns None, having fetched at most ``max_terms +
+    max_labels + 1`` rows, when there are more rows than that: the vocabulary is then too large
+    for the driver.
+    """
+    limit = max_terms + max_labels
+    rows = (
+        class_terms.groupingSets([["term"], ["label"]], "term", "label")
+        .agg(
+            F.sum("count").alias("total_count"),
+            F.sum("doc_freq").alias("doc_freq"),
+            F.count(F.lit(1)).alias("entries"),
+            F.grouping("term").alias("by_label"),
+        )
+        .limit(limit + 1)
+        .toArrow()
+    )
+    if rows.num_rows > limit:
+        return None
+    by_label = pc.equal(rows.column("by_label"), 1)
+    labels = rows.filter(by_label)
+    label_stats = {
+        label: (entries, term_total)
+        for label, entries, term_total in zip(
+            labels.column("label").to_pylist(),
+            labels.column("entries").to_pylist(),
+            labels.column("total_count").to_pylist(),
+        )
+    }
+    terms = rows.filter(pc.invert(by_label)).select(["term", "total_count", "doc_freq"])
+    return terms, label_stats
+
+
 def number_vocabulary(
-    spark: SparkSession, class_terms: DataFrame, model_dir: str, min_term_count: int, max_driver_terms: int
+    spark: SparkSession,
+    class_terms: DataFrame,
+    model_dir: str,
+    min_term_count: int,
+    term_totals: pa.Table | None,
 ) -> tuple[DataFrame | None, int, int]:
     """(numbered vocabulary or None when no term is kept, terms seen, terms kept).
 
-    A vocabulary that fits the driver is numbered there (one small collect and one write); a
-    larger one by the distributed range numbering (several jobs over the vocabulary)."""
-    all_terms = vocabulary_counts(class_terms, 1)
-    collected = all_terms.limit(max_driver_terms + 1).toArrow()
-    if collected.num_rows <= max_driver_terms:
-        numbered_table = numbered_vocabulary_table(collected, min_term_count)
-        terms_seen, vocabulary_size = collected.num_rows, numbered_table.num_rows
+    ``term_totals``: every term's totals when they were collected to the driver
+    (:func:`term_and_label_totals`); the vocabulary is then numbered there (one write). None: it
+    is numbered by the distributed range numbering (several jobs over the vocabulary)."""
+    if term_totals is not None:
+        numbered_table = numbered_vocabulary_table(term_totals, min_term_count)
+        terms_seen, vocabulary_size = term_totals.num_rows, numbered_table.num_rows
         numbered = spark.createDataFrame(numbered_table, schemas.VOCABULARY).coalesce(1) if vocabulary_size else None
         return numbered, terms_seen, vocabulary_size
+    all_terms = vocabulary_counts(class_terms, 1)
     # Both sizes in one job (not one count() per frame).
     sizes = all_terms.agg(
         F.count(F.lit(1)).alias("terms"),
@@ -113,13 +155,18 @@ def number_vocabulary(
 
 
 def write_vocabulary(
-    spark: SparkSession, class_terms: DataFrame, model_dir: str, min_term_count: int, max_driver_terms: int
+    spark: SparkSession,
+    class_terms: DataFrame,
+    model_dir: str,
+    min_term_count: int,
+    term_totals: pa.Table | None,
 ) -> tuple[DataFrame, int, int]:
     """Number the terms seen at least ``min_term_count`` times and write vocabulary/.
 
-    Returns the vocabulary as read back, the number of terms seen and the number kept."""
+    ``term_totals``: as for :func:`number_vocabulary`. Returns the vocabulary as read back, the
+    number of terms seen and the number kept."""
     numbered, terms_seen, vocabulary_size = number_vocabulary(
-        spark, class_terms, model_dir, min_term_count, max_driver_terms
+        spark, class_terms, model_dir, min_term_count, term_totals
     )
     if vocabulary_size == 0:
         raise InputError(
