@@ -42,6 +42,17 @@ def output_schema(id_type: str) -> StructType:
     )
 
 
+def output_arrow_schema(id_type: str) -> pa.Schema:
+    """:func:`output_schema` in Arrow, with its non-null list elements (what grouped Arrow UDFs
+    check their results against)."""
+    arrow_id = arrow_id_type(id_type)
+    return pa.schema([
+        pa.field("id", arrow_id, nullable=False),
+        pa.field("neighbor_ids", pa.list_(pa.field("element", arrow_id, nullable=False)), nullable=False),
+        pa.field("distances", pa.list_(pa.field("element", pa.float64(), nullable=False)), nullable=False),
+    ])
+
+
 def arrow_id_type(id_type: str) -> pa.DataType:
     return pa.int64() if id_type == "long" else pa.string()
 

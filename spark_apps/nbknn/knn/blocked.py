@@ -44,7 +44,7 @@ from nbknn.knn.arrow import arrow_id_type, check_queries, describe, numpy_chunks
 from nbknn.knn import gemm
 from nbknn.knn.kernels import block_topk
 from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
-from nbknn.knn.partials import merge_partials, output_rows
+from nbknn.knn.partials import encoded_partial, merge_partials, merged_groups, output_rows
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, BlockPlan, block_plan, pair_block_plan
 from nbknn.knn.row_groups import RowGroup, prepare_group, unit_partials
 from nbknn.knn.topk import merge_topk, validate_k, validate_metric
@@ -137,15 +137,12 @@ def blocked_pairs(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     rows_computed, fallback_rows = sc.accumulator(0), sc.accumulator(0)
-    partitions = min(plan.n_blocks, int(spark.conf.get("spark.sql.shuffle.partitions")))
-    merged = (
+    partials = (
         blocks.cartesian(blocks)
         .filter(lambda pair: pair[0].number <= pair[1].number)
         .mapPartitions(task_function(pair_units, k=k, exclude_self=exclude_self, fallback_rows=fallback_rows))
-        .reduceByKey(task_function(merge_partials, k=k), partitions)
-        .flatMap(task_function(output_rows, k=k, rows_computed=rows_computed))
     )
-    frame = spark.createDataFrame(merged, output_schema(id_type), verifySchema=False)
+    frame = merged_groups(spark, partials, id_type, k, rows_computed)
     details = {
         "kernel": "gemm",
         "n_blocks": plan.n_blocks,
@@ -167,12 +164,13 @@ def prepared_block(item, frame: gemm.Frame) -> RowGroup:
 
 
 def pair_units(pairs, k: int, exclude_self: bool, fallback_rows: Accumulator):
-    """One task: its pairs of blocks -> partial results keyed by block."""
+    """One task: its pairs of blocks -> encoded partial results of their blocks."""
     limit_task_threads()
     for a, b in pairs:
         partials, info = unit_partials(a, b, k, exclude_self, task_threads())
         fallback_rows.add(info["fallback_rows"])
-        yield from partials
+        for block, (row_ids, result) in partials:
+            yield encoded_partial(block, row_ids, result)
 
 
 def unpersist_all(*rdds: RDD) -> None:

@@ -43,7 +43,7 @@ from nbknn.knn.row_groups import (
     unit_partials,
 )
 from nbknn.knn.topk import validate_k, validate_metric
-from nbknn.knn.partials import merge_partials, output_rows, spread_units
+from nbknn.knn.partials import encoded_partial, merged_groups, spread_units
 
 
 def neighbors_broadcast(
@@ -82,15 +82,10 @@ def broadcast_group_pairs(
     shared = sc.broadcast((ref_ids, R, gemm.frame_for(metric, R), starts))
     rows_computed, fallback_rows = sc.accumulator(0), sc.accumulator(0)
     slices = spread_units(group_pairs(n_groups), 4 * sc.defaultParallelism)
-    partitions = min(n_groups, int(spark.conf.get("spark.sql.shuffle.partitions")))
-    merged = (
-        sc.parallelize(slices, len(slices))
-        .flatMap(task_function(broadcast_units, shared=shared, k=k, exclude_self=exclude_self,
-                               fallback_rows=fallback_rows))
-        .reduceByKey(task_function(merge_partials, k=k), partitions)
-        .flatMap(task_function(output_rows, k=k, rows_computed=rows_computed))
+    partials = sc.parallelize(slices, len(slices)).flatMap(
+        task_function(broadcast_units, shared=shared, k=k, exclude_self=exclude_self, fallback_rows=fallback_rows)
     )
-    frame = spark.createDataFrame(merged, output_schema(id_type), verifySchema=False)
+    frame = merged_groups(spark, partials, id_type, k, rows_computed)
     details = {"kernel": "gemm", "reference_vectors": n, "row_groups": n_groups,
                "group_rows": int(np.diff(starts).max()), "units": n_groups * (n_groups + 1) // 2}
     return KnnResult(frame, details, rows_computed, release=shared.unpersist, fallback_rows=fallback_rows)
@@ -121,13 +116,14 @@ def prepared_group(shared: Broadcast, number: int) -> RowGroup:
 
 
 def broadcast_units(units, shared: Broadcast, k: int, exclude_self: bool, fallback_rows: Accumulator):
-    """One task: its units (pairs of group numbers) -> partial results keyed by group."""
+    """One task: its units (pairs of group numbers) -> encoded partial results of their groups."""
     limit_task_threads()
     for a, b in units:
         partials, info = unit_partials(prepared_group(shared, a), prepared_group(shared, b), k, exclude_self,
                                        task_threads())
         fallback_rows.add(info["fallback_rows"])
-        yield from partials
+        for group, (row_ids, result) in partials:
+            yield encoded_partial(group, row_ids, result)
 
 
 # --------------------------------------------------------------------------------------------

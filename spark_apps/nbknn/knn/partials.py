@@ -1,16 +1,28 @@
 """Partial top-k results on Spark: keyed by a row group or a query chunk, merged, written out.
 
 A key's value is (query ids, :class:`~nbknn.knn.topk.TopK`), always with the same rows in the
-same order; ``reduceByKey`` with :func:`merge_partials` merges the partial results row by row,
-:func:`output_rows` turns the merged result into output rows and checks it is complete.
+same order. Query chunks: ``reduceByKey`` with :func:`merge_partials` merges the partial results
+row by row, :func:`output_rows` turns the merged result into output rows. Row groups: every
+partial result travels as one binary value (:func:`encoded_partial`) and a group's partials are
+merged in one Arrow call (:func:`merged_groups`), so no output row passes through Spark's
+row-by-row conversion of Python objects.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from pyspark import Accumulator
+import pickle
 
+import numpy as np
+import pyarrow as pa
+from pyspark import RDD, Accumulator
+from pyspark.sql import DataFrame, SparkSession
+
+from nbknn.knn.arrow import output_arrow_schema, output_schema, result_batch
+from nbknn.knn.mode import task_function
 from nbknn.knn.topk import TopK, merge_topk, pad_id_for
+
+#: One partial result of a row group: its number and (row ids, TopK) pickled.
+PARTIAL_SCHEMA = "group int, partial binary"
 
 
 def merge_partials(a: tuple[np.ndarray, TopK], b: tuple[np.ndarray, TopK], k: int):
@@ -33,3 +45,35 @@ def spread_units(units: list, slices: int) -> list[list]:
     largest first, so every task gets a like share of large and small ones."""
     slices = max(1, min(slices, len(units)))
     return [units[i::slices] for i in range(slices)]
+
+
+def encoded_partial(group: int, row_ids: np.ndarray, result: TopK) -> tuple[int, bytes]:
+    """A row of :data:`PARTIAL_SCHEMA`."""
+    return int(group), pickle.dumps((row_ids, result.ids, result.distances), protocol=5)
+
+
+def merged_groups(
+    spark: SparkSession, partials: RDD, id_type: str, k: int, rows_computed: Accumulator
+) -> DataFrame:
+    """The output frame (id, neighbor_ids, distances) of an RDD of :func:`encoded_partial` rows."""
+    return (
+        spark.createDataFrame(partials, PARTIAL_SCHEMA)
+        .groupBy("group")
+        .applyInArrow(task_function(merge_group, k=k, id_type=id_type, rows_computed=rows_computed),
+                      output_schema(id_type))
+    )
+
+
+def merge_group(table: pa.Table, k: int, id_type: str, rows_computed: Accumulator) -> pa.Table:
+    """All partial results of one group -> its output rows; checks that every row has k neighbours."""
+    decoded = [pickle.loads(value) for value in table.column("partial").to_pylist()]
+    row_ids, ids, distances = decoded[0]
+    merged = TopK(ids, distances)
+    for other_rows, ids, distances in decoded[1:]:
+        if not np.array_equal(other_rows, row_ids):
+            raise RuntimeError("internal error: partial results of a group hold different rows")
+        merged = merge_topk(merged, TopK(ids, distances), k)
+    if merged.ids.shape[1] != k or (merged.ids == pad_id_for(merged.ids)).any():
+        raise RuntimeError(f"internal error: a merged row has fewer than k={k} neighbours")
+    rows_computed.add(int(row_ids.shape[0]))
+    return pa.Table.from_batches([result_batch(row_ids, merged, id_type)]).cast(output_arrow_schema(id_type))
