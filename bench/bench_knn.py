@@ -1,41 +1,49 @@
-"""Exact all-points kNN: this pipeline's blocked and broadcast modes vs scikit-learn brute force
-vs the classic per-row recipe, on the same vectors and the same 2 cores.
+"""Exact all-points kNN on Spark (both exact modes) against the tools a user would pick instead.
 
-    python bench/bench_knn.py [--sizes 20000,50000] [--d 128] [--k 10] [--reps 3] [--large-reps 1]
-                              [--large-metrics euclidean]
+    python bench/bench_knn.py [--sizes 50000,200000] [--d 128] [--k 10] [--reps 3] [--large-reps 1]
+                              [--metrics euclidean,cosine]                                   # make bench-knn
 
-Scaled down for a shared 2-core machine: the target sizes are n = 50 000 and 200 000 (make bench-large); here 20 000 (both
-metrics, 3 repetitions) and 50 000 (euclidean, 1 repetition).
+Gaussian vectors, k nearest neighbours of every vector, the vector itself left out. Every method
+runs in a process of its own (two OpenMP runtimes in one process slow each other), with both
+cores, interleaved, ``--reps`` times at the first size and ``--large-reps`` at the others:
 
-* scikit-learn: :func:`sklearn_all_points` (``NearestNeighbors(algorithm="brute")``, fit
-  + ``kneighbors()`` over all points, self excluded), one process, its BLAS on both cores.
-* this pipeline: ``nbknn.knn.job.compute_neighbors`` in ``blocked`` and ``broadcast`` mode on a
-  persisted, counted frame read from Parquet (reading and validating are not timed on either
-  side), output written to Parquet sorted by id as the application publishes it
-  (``nbknn.knn.job.write_sorted_by_id``); then checked against scikit-learn (same neighbour ids).
-* the classic recipe: a fitted ``NearestNeighbors`` is broadcast and ``kneighbors`` is called once
-  per row in an RDD ``map``. Running it over every row would take far too long, so it runs on a
-  sample of ``s`` rows, each ``kneighbors`` call timed inside its task; the whole run is estimated
-  as ``n * (mean call time) / 2`` (2 cores), leaving out the job's fixed cost and the per-row
-  conversions: a lower bound of the recipe's time, i.e. in the recipe's favour.
+* ``blocked`` and ``broadcast``: this pipeline's modes (``nbknn.knn.job.compute_neighbors`` on a
+  persisted, counted frame read from Parquet, written to Parquet sorted by id as the application
+  publishes it) on ``local[2]``: Spark job time; the JVM's start-up, reading the input and a
+  warm-up run on a small set are not timed;
+* scikit-learn brute force, euclidean in float64 (cosine: euclidean on L2-normalised rows, its
+  fast path to the same neighbours), ``n_jobs=-1``;
+* FAISS ``IndexFlatL2`` (cosine: ``IndexFlatIP`` on normalised rows), float32, 2 threads;
+* the classic per-row recipe (a fitted model broadcast, ``kneighbors`` once per row in an RDD
+  ``map``), timed on ``--row-sample`` rows inside its tasks and extrapolated as
+  ``n * mean call / 2 cores``: a lower bound of its time.
 
-Throughput is in (query, reference) pairs per second: n * (n - 1) pairs for an all-points run.
-Data: Gaussian vectors, float64, fixed seed (no distance ties, so the neighbour ids must match).
+Agreement: on a sample of rows, the share whose neighbour ids equal a direct float64 brute force
+(distances from the differences, ties by id) and, for our modes, whose distances are within 1e-9
+relative. Writes ``bench/results/<name>.json``; the last lines, one per metric at the first size:
+``knn n=.. d=.. k=.. <metric>: ours/faiss=<x> ours/sklearn=<y> agreement=<z>``, throughput ratios
+(above 1 means ours is faster) of the slower of the two exact modes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import common
 import numpy as np
-from common import Timer, log, ratio
+from bench_knn_kernel import exact_sample, make_data, run_faiss, run_sklearn, sample_rows
 
-METRICS = ("euclidean", "cosine")
+MODES = ("blocked", "broadcast")
+METHODS = MODES + ("sklearn", "faiss")
 
 
 def write_vectors(X: np.ndarray, path: Path) -> str:
@@ -46,159 +54,185 @@ def write_vectors(X: np.ndarray, path: Path) -> str:
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(X.reshape(-1)), d).cast(pa.list_(pa.float64()))
     table = pa.table({"id": pa.array(np.arange(n, dtype=np.int64)), "vector": vectors})
     path.mkdir(parents=True, exist_ok=True)
-    # Several files: the frame gets several partitions, as a real input would.
-    rows = -(-n // 8)
+    rows = -(-n // 8)  # several files: the frame gets several partitions, as a real input would
     for i, start in enumerate(range(0, n, rows)):
         pq.write_table(table.slice(start, rows), path / f"part-{i:03d}.parquet")
     return path.as_uri()
 
 
-def sklearn_all_points(X: np.ndarray, k: int, metric: str) -> np.ndarray:
-    """Neighbour row numbers (n, k) of every row of X, itself excluded: scikit-learn brute force."""
-    from sklearn.neighbors import NearestNeighbors
+def spark_run(spark, uri: str, mode: str, k: int, metric: str, out_uri: str) -> dict:
+    """One mode on the vectors at ``uri``: (seconds of compute + write, details)."""
+    from pyspark import StorageLevel
 
-    return NearestNeighbors(n_neighbors=k, algorithm="brute", metric=metric).fit(X).kneighbors()[1]
-
-
-def spark_mode(spark, frame, mode: str, k: int, metric: str, out_uri: str):
-    """Run one exact mode to Parquet; returns (neighbour ids (n, k) in id order, details)."""
     from nbknn.knn.job import KnnOptions, compute_neighbors, write_sorted_by_id
 
+    frame = spark.read.parquet(uri).persist(StorageLevel.MEMORY_AND_DISK)
+    frame.count()
+    started = time.perf_counter()
     result = compute_neighbors(frame, frame, mode, KnnOptions(k=k, metric=metric, mode=mode))
     try:
         write_sorted_by_id(result.frame, out_uri)
     finally:
         result.release()
-    return {**result.details, "query_rows_computed": result.rows_computed.value}
+    seconds = time.perf_counter() - started
+    frame.unpersist()
+    return {"seconds": seconds, "details": {**result.details, **result.counters()}}
 
 
-def read_neighbors(spark, out_uri: str) -> np.ndarray:
-    table = spark.read.parquet(out_uri).select("id", "neighbor_ids").toArrow()
+def run_spark_mode(mode: str, X: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, dict]:
+    spark, startup = common.start_spark(f"bench-knn-{mode}")
+    workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-knn-"))
+    try:
+        # Untimed warm-up: Python workers, imports, the kernel's compiled loops.
+        warm = write_vectors(X[:3000], workdir / "warm")
+        spark_run(spark, warm, mode, k, metric, (workdir / "warm-out").as_uri())
+        uri = write_vectors(X, workdir / "vectors")
+        out = (workdir / "out").as_uri()
+        result = spark_run(spark, uri, mode, k, metric, out)
+        table = spark.read.parquet(out).where(f"id in ({','.join(map(str, sample_rows(X.shape[0])))})").toArrow()
+    finally:
+        spark.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     order = np.argsort(np.asarray(table.column("id")))
-    ids = np.array(table.column("neighbor_ids").to_pylist(), dtype=np.int64)
-    return ids[order]
+    result["sample_distances"] = np.array(table.column("distances").to_pylist())[order].tolist()
+    result["spark_startup_s"] = startup
+    return np.array(table.column("neighbor_ids").to_pylist())[order], result
 
 
-def per_row_recipe(spark, frame, X: np.ndarray, k: int, metric: str, rows: int) -> dict:
-    """The classic recipe over the first ``rows`` rows of the frame (2 partitions): job seconds and
-    the summed seconds of the ``kneighbors`` calls themselves (timed inside the tasks)."""
+def per_row_recipe(X: np.ndarray, k: int, metric: str, rows: int) -> dict:
+    """The classic recipe on ``rows`` rows (2 partitions): seconds of the ``kneighbors`` calls."""
     from sklearn.neighbors import NearestNeighbors
 
-    model = NearestNeighbors(n_neighbors=k + 1, algorithm="brute", metric=metric).fit(X)
-    sample = frame.where(frame.id < rows).select("id", "vector").repartition(2)
-    sample = sample.persist()
-    sample.count()
-    started = time.perf_counter()
-    shared = spark.sparkContext.broadcast(model)
+    spark, _ = common.start_spark("bench-knn-recipe")
+    try:
+        model = NearestNeighbors(n_neighbors=k + 1, algorithm="brute", metric=metric).fit(X)
+        shared = spark.sparkContext.broadcast(model)
 
-    def one_row(row):
-        import time as time_
+        def one_row(i):
+            import time as time_
 
-        import numpy as np_
+            started = time_.perf_counter()
+            shared.value.kneighbors(shared.value._fit_X[i : i + 1])
+            return time_.perf_counter() - started
 
-        t = time_.perf_counter()
-        dist, idx = shared.value.kneighbors(np_.asarray(row["vector"]).reshape(1, -1))
-        return row["id"], idx[0].tolist(), dist[0].tolist(), time_.perf_counter() - t
-
-    out = sample.rdd.map(one_row).collect()
-    seconds = time.perf_counter() - started
-    shared.destroy()
-    sample.unpersist()
-    assert len(out) == rows, (len(out), rows)
-    return {"rows": rows, "job_seconds": seconds, "call_seconds": sum(r[3] for r in out)}
+        calls = spark.sparkContext.parallelize(range(rows), 2).map(one_row).collect()
+    finally:
+        spark.stop()
+    return {"sample_rows": rows, "seconds_per_kneighbors_call": sum(calls) / rows,
+            "estimated_seconds": X.shape[0] * (sum(calls) / rows) / 2,
+            "rule": "n * mean call time / 2 cores (lower bound: no job or conversion cost)"}
 
 
-def bench_size(spark, n: int, d: int, k: int, reps: int, row_sample: int, workdir: Path,
-               metrics: tuple[str, ...] = METRICS) -> dict:
-    from pyspark import StorageLevel
+def worker(method: str, metric: str, n: int, d: int, k: int, row_sample: int) -> None:
+    """One timed run in this process; prints its result and the sample rows' neighbours."""
+    X = make_data(n, d)
+    if method == "recipe":
+        print("RESULT " + json.dumps(per_row_recipe(X, k, metric, row_sample)))
+        return
+    if method in MODES:
+        sample_ids, result = run_spark_mode(method, X, k, metric)
+    else:
+        neighbours, result = {"sklearn": run_sklearn, "faiss": run_faiss}[method](X, k, metric)
+        sample_ids = np.asarray(neighbours)[sample_rows(n)]
+    result["sample_ids"] = np.asarray(sample_ids).astype(int).tolist()
+    print("RESULT " + json.dumps(result))
 
-    rng = np.random.default_rng(n)
-    X = rng.standard_normal((n, d))
-    uri = write_vectors(X, workdir / f"vectors-{n}")
-    frame = spark.read.parquet(uri).persist(StorageLevel.MEMORY_AND_DISK)
-    frame.count()
-    pairs = n * (n - 1)
-    result = {"n": n, "d": d, "k": k, "repetitions": reps, "pairs": pairs, "metrics": {}}
+
+def timed_run(method: str, metric: str, n: int, args, env: dict) -> dict:
+    command = [sys.executable, __file__, "--worker", method, metric, "--sizes", str(n), "--d", str(args.d),
+               "--k", str(args.k), "--row-sample", str(args.row_sample)]
+    process = subprocess.run(command, env=env, capture_output=True, text=True)
+    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+    if process.returncode or not lines:
+        sys.exit(f"{method} {metric} n={n} failed:\n{process.stdout[-2000:]}\n{process.stderr[-4000:]}")
+    return json.loads(lines[0][len("RESULT "):])
+
+
+def exact_sample_distances(X: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """Distances of the sample rows' exact neighbours (direct float64, from the differences)."""
+    norms = np.sqrt((X * X).sum(axis=1))
+    out = []
+    for i, row in zip(sample_rows(X.shape[0]), exact_sample(X, k, metric)):
+        if metric == "cosine":
+            out.append(1.0 - (X[row] @ X[i]) / (norms[row] * norms[i]))
+        else:
+            difference = X[row] - X[i]
+            out.append(np.sqrt((difference * difference).sum(axis=1)))
+    return np.array(out)
+
+
+def summarise(runs: list[dict], exact_ids: np.ndarray, exact_d: np.ndarray, ours: bool) -> dict:
+    seconds = [r["seconds"] for r in runs]
+    row = {"median_s": round(statistics.median(seconds), 3), "min_s": round(min(seconds), 3),
+           "max_s": round(max(seconds), 3), "runs": len(runs)}
+    ids_equal = np.array([(np.array(r["sample_ids"]) == exact_ids).all(axis=1) for r in runs])
+    row["sample_rows_ids_equal_to_exact"] = float(ids_equal.mean())
+    if ours:
+        close = [np.isclose(np.array(r["sample_distances"]), exact_d, rtol=1e-9, atol=0).all(axis=1) for r in runs]
+        row["sample_rows_ids_and_distances_exact"] = float((ids_equal & np.array(close)).mean())
+        row["details"] = runs[-1]["details"]
+        row["exact_fallback_rows"] = max(r["details"].get("exact_fallback_rows", 0) for r in runs)
+    return row
+
+
+def bench_size(n: int, reps: int, metrics: list[str], args, env: dict) -> dict:
+    X = make_data(n, args.d)
+    result = {"n": n, "d": args.d, "k": args.k, "repetitions": reps, "metrics": {}}
     for metric in metrics:
-        timer = Timer()
-        agreement = {}
+        runs: dict = {method: [] for method in METHODS}
         for rep in range(reps):
-            log(f"n={n} {metric} rep {rep}: scikit-learn")
-            with timer.time("sklearn"):
-                # The frame's ids are the row numbers (write_vectors).
-                expected = sklearn_all_points(X, k, metric)
-            for mode in ("blocked", "broadcast"):
-                log(f"n={n} {metric} rep {rep}: {mode}")
-                out = (workdir / f"out-{n}-{metric}-{mode}").as_uri()
-                with timer.time(mode):
-                    details = spark_mode(spark, frame, mode, k, metric, out)
-                if rep == reps - 1:
-                    got = read_neighbors(spark, out)
-                    agreement[mode] = round(float(np.mean(np.all(got == expected, axis=1))), 6)
-                    result.setdefault("mode_details", {})[mode] = details
-        log(f"n={n} {metric}: per-row recipe on {row_sample} rows")
-        recipe = per_row_recipe(spark, frame, X, k, metric, row_sample)
-        per_call = recipe["call_seconds"] / row_sample
-        # n calls spread over the 2 cores; the job's fixed cost and the per-row conversions are left
-        # out, so this is a lower bound of the recipe's time (in the recipe's favour).
-        recipe_estimate = n * per_call / 2
-
-        sklearn_s = timer.median("sklearn")
-        row = {
-            "seconds": {"sklearn": round(sklearn_s, 3), **{m: round(timer.median(m), 3) for m in ("blocked", "broadcast")},
-                        "per_row_recipe_estimated": round(recipe_estimate, 1)},
-            "pairs_per_second": {
-                "sklearn": round(pairs / sklearn_s),
-                "blocked": round(pairs / timer.median("blocked")),
-                "broadcast": round(pairs / timer.median("broadcast")),
-                "per_row_recipe_estimated": round(pairs / recipe_estimate),
-            },
-            "per_row_recipe": {"sample_rows": row_sample, "sample_job_seconds": round(recipe["job_seconds"], 3),
-                               "seconds_per_kneighbors_call": round(per_call, 6), "extrapolated": True,
-                               "rule": "n * mean call time / 2 cores (lower bound: no job or conversion cost)"},
-            "agreement_with_sklearn": agreement,
-            "timings": timer.summary(),
-        }
-        for mode in ("blocked", "broadcast"):
-            row[f"throughput_ratio_{mode}_over_sklearn"] = ratio(sklearn_s, timer.median(mode))
-            row[f"speedup_{mode}_over_per_row_recipe"] = ratio(recipe_estimate, timer.median(mode))
+            shift = rep % len(METHODS)
+            for method in METHODS[shift:] + METHODS[:shift]:  # interleaved
+                runs[method].append(timed_run(method, metric, n, args, env))
+                common.log(f"n={n} {metric} rep {rep} {method}: {runs[method][-1]['seconds']:.2f} s")
+        recipe = timed_run("recipe", metric, n, args, env)
+        exact_ids, exact_d = exact_sample(X, args.k, metric), exact_sample_distances(X, args.k, metric)
+        row = {method: summarise(runs[method], exact_ids, exact_d, method in MODES) for method in METHODS}
+        row["per_row_recipe"] = {key: round(value, 6) if isinstance(value, float) else value
+                                 for key, value in recipe.items()}
+        slower = max(MODES, key=lambda mode: row[mode]["median_s"])
+        row["slower_exact_mode"] = slower
+        for mode in MODES:
+            row[mode]["throughput_over_faiss"] = common.ratio(row["faiss"]["median_s"], row[mode]["median_s"])
+            row[mode]["throughput_over_sklearn"] = common.ratio(row["sklearn"]["median_s"], row[mode]["median_s"])
+            row[mode]["speedup_over_per_row_recipe"] = common.ratio(recipe["estimated_seconds"], row[mode]["median_s"])
         result["metrics"][metric] = row
-        log(f"n={n} {metric}: {row['seconds']}")
-    frame.unpersist()
     return result
+
+
+def closing_line(size: dict, metric: str) -> str:
+    row = size["metrics"][metric]
+    slower = row[row["slower_exact_mode"]]
+    return (f"knn n={size['n']} d={size['d']} k={size['k']} {metric}: ours/faiss={slower['throughput_over_faiss']} "
+            f"ours/sklearn={slower['throughput_over_sklearn']} "
+            f"agreement={slower['sample_rows_ids_and_distances_exact']}")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="20000,50000")
+    parser.add_argument("--sizes", default="50000,200000")
     parser.add_argument("--d", type=int, default=128)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--reps", type=int, default=3, help="repetitions at the first size")
     parser.add_argument("--large-reps", type=int, default=1, help="repetitions at the other sizes")
-    parser.add_argument("--row-sample", type=int, default=400, help="rows timed for the per-row recipe")
-    parser.add_argument("--metrics", default=",".join(METRICS), help="metrics at the first size")
-    parser.add_argument("--large-metrics", default="euclidean", help="metrics at the sizes after the first")
+    parser.add_argument("--row-sample", type=int, default=200, help="rows timed for the per-row recipe")
+    parser.add_argument("--metrics", default="euclidean,cosine")
     parser.add_argument("--name", default="knn")
+    parser.add_argument("--worker", nargs=2)
     args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args.worker[0], args.worker[1], int(args.sizes), args.d, args.k, args.row_sample)
 
-    results = {"benchmark": "knn_all_points", "machine": common.machine()}
-    spark, startup = common.start_spark("bench-knn")
-    results["spark_startup_s"] = round(startup, 3)
-    log(f"Spark started in {startup:.1f} s")
-    workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-knn-"))
-    try:
-        # Warm-up (untimed): Python workers, imports and BLAS of every side on a small set.
-        log("warm-up")
-        bench_size(spark, 1000, args.d, args.k, 1, 20, workdir / "warmup")
-        results["sizes"] = []
-        for i, n in enumerate(int(s) for s in args.sizes.split(",")):
-            reps = args.reps if i == 0 else args.large_reps
-            metrics = tuple((args.metrics if i == 0 else args.large_metrics).split(","))
-            results["sizes"].append(bench_size(spark, n, args.d, args.k, reps, args.row_sample, workdir, metrics))
-            common.write_results(args.name, results)
-    finally:
-        spark.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "2"}
+    # Older OpenBLAS builds need these on some CPUs; they slow a current numpy (benchmarks only).
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        env.pop(name, None)
+    metrics = args.metrics.split(",")
+    results = {"benchmark": "knn_all_points", "machine": common.machine(), "sizes": []}
+    for i, n in enumerate(int(s) for s in args.sizes.split(",")):
+        results["sizes"].append(bench_size(n, args.reps if i == 0 else args.large_reps, metrics, args, env))
+        common.write_results(args.name, results)
+    print("\n".join(closing_line(results["sizes"][0], metric) for metric in metrics))
 
 
 if __name__ == "__main__":
