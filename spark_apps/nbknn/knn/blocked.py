@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Iterator
 
 import numpy as np
@@ -128,7 +129,9 @@ def blocked_pairs(
     spark = reference.sparkSession
     sc = spark.sparkContext
     plan = pair_block_plan(n, d, k, block_bytes_budget, block_rows)
-    block_partitions = max(1, min(plan.n_blocks, sc.defaultParallelism))
+    # The cartesian product has block_partitions^2 tasks of unequal size (a diagonal unit is half
+    # a cross one): twice the cores' partitions let the scheduler even them out.
+    block_partitions = max(1, min(plan.n_blocks, 2 * sc.defaultParallelism))
     offsets, stats = partition_profile(reference, d)
     frame_ = gemm.frame_from_stats(metric, *stats)
     blocks = (
@@ -136,11 +139,12 @@ def blocked_pairs(
         .map(task_function(prepared_block, frame=frame_))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    rows_computed, fallback_rows = sc.accumulator(0), sc.accumulator(0)
+    rows_computed, fallback_rows, kernel_seconds = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0.0)
     partials = (
         blocks.cartesian(blocks)
         .filter(lambda pair: pair[0].number <= pair[1].number)
-        .mapPartitions(task_function(pair_units, k=k, exclude_self=exclude_self, fallback_rows=fallback_rows))
+        .mapPartitions(task_function(pair_units, k=k, exclude_self=exclude_self, fallback_rows=fallback_rows,
+                                     kernel_seconds=kernel_seconds))
     )
     frame = merged_groups(spark, partials, id_type, k, rows_computed)
     details = {
@@ -155,7 +159,7 @@ def blocked_pairs(
     }
     log.info("blocked kNN (pairs of blocks): %d blocks of <= %d rows, %d units",
              plan.n_blocks, plan.block_rows, details["units"])
-    return KnnResult(frame, details, rows_computed, blocks.unpersist, fallback_rows)
+    return KnnResult(frame, details, rows_computed, blocks.unpersist, fallback_rows, kernel_seconds)
 
 
 def prepared_block(item, frame: gemm.Frame) -> RowGroup:
@@ -163,11 +167,13 @@ def prepared_block(item, frame: gemm.Frame) -> RowGroup:
     return prepare_group(block, ids, X, frame)
 
 
-def pair_units(pairs, k: int, exclude_self: bool, fallback_rows: Accumulator):
+def pair_units(pairs, k: int, exclude_self: bool, fallback_rows: Accumulator, kernel_seconds: Accumulator):
     """One task: its pairs of blocks -> encoded partial results of their blocks."""
     limit_task_threads()
     for a, b in pairs:
+        started = time.perf_counter()
         partials, info = unit_partials(a, b, k, exclude_self, task_threads())
+        kernel_seconds.add(time.perf_counter() - started)
         fallback_rows.add(info["fallback_rows"])
         for block, (row_ids, result) in partials:
             yield encoded_partial(block, row_ids, result)

@@ -18,6 +18,7 @@ Other metrics use a fitted ``NearestNeighbors(algorithm="brute")`` broadcast ins
 from __future__ import annotations
 
 import math
+import time
 from typing import Iterator
 
 import numpy as np
@@ -80,15 +81,17 @@ def broadcast_group_pairs(
     n_groups = min(n_groups, n)
     starts = group_starts(n, n_groups)
     shared = sc.broadcast((ref_ids, R, gemm.frame_for(metric, R), starts))
-    rows_computed, fallback_rows = sc.accumulator(0), sc.accumulator(0)
+    rows_computed, fallback_rows, kernel_seconds = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0.0)
     slices = spread_units(group_pairs(n_groups), 4 * sc.defaultParallelism)
     partials = sc.parallelize(slices, len(slices)).flatMap(
-        task_function(broadcast_units, shared=shared, k=k, exclude_self=exclude_self, fallback_rows=fallback_rows)
+        task_function(broadcast_units, shared=shared, k=k, exclude_self=exclude_self, fallback_rows=fallback_rows,
+                      kernel_seconds=kernel_seconds)
     )
     frame = merged_groups(spark, partials, id_type, k, rows_computed)
     details = {"kernel": "gemm", "reference_vectors": n, "row_groups": n_groups,
                "group_rows": int(np.diff(starts).max()), "units": n_groups * (n_groups + 1) // 2}
-    return KnnResult(frame, details, rows_computed, release=shared.unpersist, fallback_rows=fallback_rows)
+    return KnnResult(frame, details, rows_computed, release=shared.unpersist, fallback_rows=fallback_rows,
+                     kernel_seconds=kernel_seconds)
 
 
 def groups_for_cores(parallelism: int) -> int:
@@ -115,12 +118,16 @@ def prepared_group(shared: Broadcast, number: int) -> RowGroup:
     return groups[number]
 
 
-def broadcast_units(units, shared: Broadcast, k: int, exclude_self: bool, fallback_rows: Accumulator):
+def broadcast_units(
+    units, shared: Broadcast, k: int, exclude_self: bool, fallback_rows: Accumulator, kernel_seconds: Accumulator
+):
     """One task: its units (pairs of group numbers) -> encoded partial results of their groups."""
     limit_task_threads()
     for a, b in units:
+        started = time.perf_counter()
         partials, info = unit_partials(prepared_group(shared, a), prepared_group(shared, b), k, exclude_self,
                                        task_threads())
+        kernel_seconds.add(time.perf_counter() - started)
         fallback_rows.add(info["fallback_rows"])
         for group, (row_ids, result) in partials:
             yield encoded_partial(group, row_ids, result)

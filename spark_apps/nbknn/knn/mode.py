@@ -28,10 +28,18 @@ class KnnResult:
     release: Callable[[], None] = field(default=lambda: None)
     #: Rows the exact kernel recomputed by brute force (its float32 bound was too wide for them).
     fallback_rows: Accumulator | None = None
+    #: Seconds the exact kernel ran inside the tasks (preparation, products, filter, re-rank),
+    #: summed over the tasks: beside the job's time, what Spark itself costs.
+    kernel_seconds: Accumulator | None = None
 
     def counters(self) -> dict:
         """What the tasks counted, once the frame is written."""
-        return {} if self.fallback_rows is None else {"exact_fallback_rows": self.fallback_rows.value}
+        counters = {}
+        if self.fallback_rows is not None:
+            counters["exact_fallback_rows"] = self.fallback_rows.value
+        if self.kernel_seconds is not None:
+            counters["kernel_task_seconds"] = round(self.kernel_seconds.value, 3)
+        return counters
 
 
 def limit_task_threads() -> None:
