@@ -172,6 +172,9 @@ def summarise(runs: list[dict], exact_ids: np.ndarray, exact_d: np.ndarray, ours
         row["sample_rows_ids_and_distances_exact"] = float((ids_equal & np.array(close)).mean())
         row["details"] = runs[-1]["details"]
         row["exact_fallback_rows"] = max(r["details"].get("exact_fallback_rows", 0) for r in runs)
+        # The kernel's seconds inside the tasks, per core: the rest of the job's time is Spark's.
+        row["kernel_seconds_per_core"] = round(
+            statistics.median(r["details"].get("kernel_task_seconds", 0.0) for r in runs) / 2, 3)
     return row
 
 

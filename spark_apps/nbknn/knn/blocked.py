@@ -9,8 +9,8 @@ every block holds at most ``block_rows`` rows. The blocks are assembled one per 
   are prepared once for the exact GEMM kernel (one centring and scaling for the whole set, from
   the same job that numbers the rows) and cached; the cartesian product of the blocks with
   themselves, kept where a <= b, makes every pair of blocks one unit (:mod:`nbknn.knn.row_groups`):
-  each product is computed once and updates the rows of both blocks; ``reduceByKey`` merges a
-  block's partial results. Memory of one unit: two blocks and their copy in the joined set, the
+  each product is computed once and updates the rows of both blocks; a block's partial results
+  are merged in one Arrow call (:func:`~nbknn.knn.partials.merged_groups`). Memory of one unit: two blocks and their copy in the joined set, the
   candidate state and one float32 product tile, :func:`~nbknn.knn.planning.pair_block_plan`,
   which sizes the blocks from ``block_bytes_budget``.
 * Otherwise the queries are cut into chunks of ``query_chunk_rows`` rows and cached; a cartesian
@@ -125,7 +125,7 @@ def blocked_pairs(
 ) -> KnnResult:
     """All points from pairs of blocks (:mod:`nbknn.knn.row_groups`): the blocks, prepared once in
     one frame, are paired with themselves (``cartesian``, kept where a <= b); each pair is a unit
-    whose partial results are merged per block by ``reduceByKey``."""
+    whose partial results are merged per block (:func:`~nbknn.knn.partials.merged_groups`)."""
     spark = reference.sparkSession
     sc = spark.sparkContext
     plan = pair_block_plan(n, d, k, block_bytes_budget, block_rows)

@@ -5,8 +5,8 @@ the exact GEMM kernel (:mod:`nbknn.knn.gemm`) answers:
 
 * an all-points run (the queries are the reference) is cut into row groups and runs one task per
   batch of group pairs (:mod:`nbknn.knn.row_groups`): every product of the n^2 / 2 is computed
-  once and updates both of its rows; the partial results of a group are merged by
-  ``reduceByKey``. A Python worker prepares each group it meets once (float32 operands, about
+  once and updates both of its rows; the partial results of a group are merged in one Arrow
+  call (:func:`~nbknn.knn.partials.merged_groups`). A Python worker prepares each group it meets once (float32 operands, about
   as large again as the group) and keeps it for the application's later tasks;
 * separate queries are answered batch by batch (``mapInArrow``) against the whole reference.
 
