@@ -108,12 +108,90 @@ def work_uri(model_dir: str, name: str) -> str:
     return join_uri(model_dir, "_work", name)
 
 
+def job_summary_uri(model_dir: str, job: str) -> str:
+    """A training job's summary in the staging directory: what publishing builds the manifest from."""
+    return work_uri(model_dir, f"summaries/{job}.json")
+
+
+def model_params_problem(model_type: str, alpha: float) -> str | None:
+    """Why a model type or smoothing cannot be applied by prediction, or None when they can."""
+    if model_type not in MODEL_TYPES:
+        return f"model_type must be one of {MODEL_TYPES} (got {model_type!r})"
+    if not alpha > 0:
+        return f"alpha must be > 0 (got {alpha})"
+    return None
+
+
+def model_manifest(
+    prior: dict,
+    terms: dict,
+    merge: dict | None,
+    version: str,
+    model: dict,
+    lineage: dict,
+    created_at: str,
+) -> dict:
+    """A model's manifest.json, from the summaries of the jobs that built it (class prior, term
+    counts, and merge when incremental). Both publishers (the Airflow task and the Spark
+    application) build it here, so they write the same document.
+
+    ``model``: {"type", "alpha", "fit_prior"}; ``lineage``: the run's own record (from its plan)."""
+    return {
+        "format_version": MANIFEST_FORMAT_VERSION,
+        "kind": "naive_bayes",
+        "version": version,
+        "created_at": created_at,
+        "model": model,
+        "tokenizer": terms["tokenizer"],
+        "input": prior["input"],
+        "records": prior["records"],
+        "rejects_uri": prior["rejects_uri"],
+        "counts": {
+            "documents": terms["documents"],
+            "classes": prior["classes"],
+            "vocabulary_size": terms["vocabulary_size"],
+            "entries": terms["entries"],
+            "tokens": terms["tokens"],
+            "terms_below_min_count": terms["terms_below_min_count"],
+        },
+        "min_term_count": terms["min_term_count"],
+        "num_shards": len(terms["shards"]),
+        "shards": terms["shards"],
+        "shard_imbalance": terms["shard_imbalance"],
+        "tables": {
+            "classes": CLASSES_TABLE,
+            "vocabulary": VOCABULARY_TABLE,
+            "term_counts": TERM_COUNTS_TABLE,
+        },
+        "lineage": manifest_lineage(lineage, prior, merge, version),
+        "code_version": terms["code_version"],
+    }
+
+
+def manifest_lineage(run_lineage: dict, prior_summary: dict, merge_summary: dict | None, version: str) -> dict:
+    """The manifest's lineage: the run's own record plus ``parent_version`` and ``partitions``,
+    every input folder whose documents the model counts, across its ancestry, each with the
+    version (and run) that folded it in."""
+    lineage = dict(run_lineage)
+    parent_partitions = merge_summary["parent_partitions"] if merge_summary else []
+    lineage["parent_version"] = merge_summary["parent_version"] if merge_summary else None
+    lineage["partitions"] = [
+        *parent_partitions,
+        *(
+            {"uri": folder, "version": version, "run_id": run_lineage.get("run_id")}
+            for folder in prior_summary.get("partitions", [])
+        ),
+    ]
+    return lineage
+
+
 # --- Naive Bayes prediction runs ---------------------------------------------------------------
 
 NB_PREDICTIONS_AREA = "predictions/naive_bayes"
 PREDICTION_OUTPUTS = ("vectors", "scores", "predictions", "report")
 METRICS_NAME = "metrics.json"
 CONFUSION_PNG_NAME = "confusion_matrix.png"
+CLASS_F1_PNG_NAME = "per_class_f1.png"
 REPORT_HTML_NAME = "report.html"
 REPORT_SUMMARY_NAME = "summary.json"
 

@@ -61,7 +61,9 @@ def test_demo_runs_the_pipeline_and_prints_its_summary(tmp_path):
     page = (report / "report.html").read_text()
     images = _Images()
     images.feed(page)
-    assert images.sources == ["confusion_matrix.png"]
-    assert (report / images.sources[0]).exists()
+    assert images.sources == ["per_class_f1.png", "confusion_matrix.png"]
+    for source in images.sources:
+        with Image.open(report / source) as picture:
+            picture.verify()
     for label in metrics["per_class"]:
         assert label in page

@@ -1,4 +1,4 @@
-"""The HTML report page: self-contained, escapes labels, links the confusion picture beside it."""
+"""The HTML report page: self-contained, escapes labels, links the pictures beside it."""
 
 from html.parser import HTMLParser
 
@@ -28,7 +28,7 @@ def test_page_shows_per_class_numbers_and_links_the_picture():
     page = report_html(metrics, "confusion_matrix.png", "model v1")
     parser = _Collector()
     parser.feed(page)
-    assert parser.images == ["confusion_matrix.png"]
+    assert parser.images == ["per_class_f1.png", "confusion_matrix.png"]
     assert parser.external == []
     assert "a<b" in parser.cells  # the label came through escaped and parses back intact
     assert "<b" not in page.replace("<body", "").replace("<br", "")

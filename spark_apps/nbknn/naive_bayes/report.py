@@ -1,5 +1,5 @@
-"""The report of a labelled prediction run: metrics.json, the confusion matrix as a PNG and a small
-HTML page, written into the report directory, and the part of the run summary that points at them."""
+"""The report of a labelled prediction run: metrics.json, the confusion matrix and the F1 of every
+class as PNG pictures and a small HTML page, written into the report directory, and the part of the run summary that points at them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 
 from nbknn import contract
 from nbknn.common import fs
-from nbknn.contract import CONFUSION_PNG_NAME, METRICS_NAME, REPORT_HTML_NAME, REPORT_SUMMARY_NAME, join_uri
+from nbknn.contract import CLASS_F1_PNG_NAME, CONFUSION_PNG_NAME, METRICS_NAME, REPORT_HTML_NAME, REPORT_SUMMARY_NAME, join_uri
 from nbknn.naive_bayes.metrics import classification_metrics
 from nbknn.naive_bayes.outputs import publish_output
 
@@ -83,6 +83,44 @@ def confusion_png(labels: list[str], matrix, title: str = "Confusion matrix") ->
     return buffer.getvalue()
 
 
+def class_f1_png(per_class: dict, title: str = "F1 per class") -> bytes:
+    """A PNG bar chart of every class's F1 (horizontal bars, 0 to 1), largest class first as in the
+    confusion matrix, each bar labelled with the class's support: which classes the model serves
+    badly, and whether they are the small ones. Classes without support (only ever predicted) are
+    left out: their F1 is 0 by definition and says nothing of the class."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = sorted(((label, m) for label, m in per_class.items() if m["support"] > 0),
+                  key=lambda item: (-item[1]["support"], str(item[0])))
+    n = len(rows)
+    longest = max((len(_shortened(str(label))) for label, _ in rows), default=0)
+    margin = 0.4 + 0.6 * _TICK_FONT_PT / 72 * longest
+    height = min(1.2 + 0.16 * n, MAX_PICTURE_INCHES)
+    width = 7 + margin
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=margin / width, right=1 - 0.9 / width, top=1 - 0.45 / height, bottom=0.55 / height)
+    axes = figure.add_subplot()
+    f1 = [m["f1"] for _, m in rows]
+    axes.barh(range(n), f1, color="#3b75af", height=0.8)
+    axes.set_ylim(n - 0.5, -0.5)
+    axes.set_xlim(0, 1)
+    axes.set_yticks(range(n), [_shortened(str(label)) for label, _ in rows], fontsize=_TICK_FONT_PT,
+                    parse_math=False)
+    for i, (_, m) in enumerate(rows):
+        axes.text(1.01, i, str(m["support"]), va="center", fontsize=_TICK_FONT_PT, transform=axes.get_yaxis_transform(),
+                  parse_math=False)
+    axes.text(1.01, 1.0, "support", fontsize=_TICK_FONT_PT, transform=axes.transAxes, va="bottom")
+    axes.set_xlabel("F1")
+    axes.grid(axis="x", color="#ddd")
+    axes.set_axisbelow(True)
+    axes.set_title(title, parse_math=False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
 def _write_counts(axes, counts: np.ndarray, shares: np.ndarray, fontsize: int) -> None:
     """The count of every non-empty cell, white on the dark ones."""
     for i, j in zip(*np.nonzero(counts)):
@@ -94,9 +132,9 @@ def _shortened(label: str) -> str:
     return label if len(label) <= PICTURE_LABEL_CHARS else label[: PICTURE_LABEL_CHARS - 1] + "…"
 
 
-def report_html(metrics: dict, picture_name: str, title: str) -> str:
-    """A small self-contained HTML page: headline numbers, per-class table, the confusion picture
-    (linked by its file name, which sits beside the page)."""
+def report_html(metrics: dict, picture_name: str, title: str, chart_name: str = CLASS_F1_PNG_NAME) -> str:
+    """A small self-contained HTML page: headline numbers, the F1 chart, per-class table, the
+    confusion picture (both pictures linked by their file names, which sit beside the page)."""
     esc = html.escape
     rows = "\n".join(
         f"<tr><td>{esc(label)}</td><td>{m['precision']:.4f}</td><td>{m['recall']:.4f}</td>"
@@ -117,6 +155,7 @@ td:first-child, th:first-child {{ text-align: left; }} .headline td {{ font-size
 <td>{metrics['macro_precision']:.4f}</td><td>{metrics['macro_recall']:.4f}</td></tr>
 </table>
 <h2>Per class</h2>
+<img src="{esc(chart_name)}" alt="F1 per class" style="max-width: 100%; height: auto">
 <table>
 <tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
 {rows}
@@ -148,6 +187,7 @@ def write_report_files(
         join_uri(report_dir, CONFUSION_PNG_NAME),
         confusion_png(metrics["labels"], metrics["confusion_matrix"], title),
     )
+    fs.write_bytes(spark, join_uri(report_dir, CLASS_F1_PNG_NAME), class_f1_png(metrics["per_class"], title))
     fs.write_bytes(
         spark,
         join_uri(report_dir, REPORT_HTML_NAME),
@@ -163,6 +203,7 @@ def metrics_summary(metrics: dict | None, report_uri: str) -> dict | None:
     return {
         "uri": join_uri(report_uri, METRICS_NAME),
         "picture_uri": join_uri(report_uri, CONFUSION_PNG_NAME),
+        "class_f1_uri": join_uri(report_uri, CLASS_F1_PNG_NAME),
         "html_uri": join_uri(report_uri, REPORT_HTML_NAME),
         "labelled_documents": metrics["documents"],
         "accuracy": metrics["accuracy"],
