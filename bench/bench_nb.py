@@ -37,6 +37,7 @@ import json
 import random
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import common
@@ -71,24 +72,56 @@ def write_jsonl(docs: list[dict], path: Path) -> str:
 # --- this pipeline ---------------------------------------------------------------------------
 
 
-def ours_train(spark, train_uri: str, workdir: Path, num_shards: int, timer: Timer) -> str:
-    from nbknn.inputs.documents import InputSpec
-    from nbknn.inputs.tokenizer import TokenizerConfig
-    from nbknn.naive_bayes.class_prior import run_class_prior
-    from nbknn.naive_bayes.publish import publish_model
-    from nbknn.naive_bayes.term_counts import run_term_counts
+def ours_train(spark, train_uri: str, workdir: Path, num_shards: int, timer: Timer, package: str = "nbknn",
+               tag: str = "ours") -> str:
+    """Training with the library of ``package``: ``nbknn``, or ``nbknn_baseline`` (--baseline)."""
+    import importlib
+
+    def module(name: str):
+        return importlib.import_module(f"{package}.{name}")
+
+    InputSpec = module("inputs.documents").InputSpec
+    TokenizerConfig = module("inputs.tokenizer").TokenizerConfig
+    run_class_prior = module("naive_bayes.class_prior").run_class_prior
+    publish_model = module("naive_bayes.publish").publish_model
+    run_term_counts = module("naive_bayes.term_counts").run_term_counts
 
     root = workdir.as_uri()
     staging, version_dir = f"{root}/models/_staging/v1", f"{root}/models/v1"
     spec = InputSpec(uri=train_uri)
-    with timer.time("ours.train.class_prior"):
+    with timer.time(f"{tag}.train.class_prior"):
         run_class_prior(spark, spec, staging, f"{root}/rejects", max_reject_fraction=0.0)
-    with timer.time("ours.train.term_counts"):
+    with timer.time(f"{tag}.train.term_counts"):
         run_term_counts(spark, spec, staging, TokenizerConfig(), num_shards=num_shards)
-    with timer.time("ours.train.publish"):
+    with timer.time(f"{tag}.train.publish"):
         publish_model(spark, staging, version_dir, f"{root}/models/LATEST", "v1", "multinomial", ALPHA, FIT_PRIOR, {})
-    timer.add("ours.train", sum(timer.samples[f"ours.train.{s}"][-1] for s in ("class_prior", "term_counts", "publish")))
+    timer.add(f"{tag}.train", sum(timer.samples[f"{tag}.train.{s}"][-1] for s in ("class_prior", "term_counts", "publish")))
     return version_dir
+
+
+BASELINE_PACKAGE = "nbknn_baseline"
+
+
+def baseline_package(revision: str, workdir: Path) -> Path:
+    """The library ``spark_apps/nbknn`` of a git revision, as the package ``nbknn_baseline`` in a
+    folder of its own (returned): its imports of ``nbknn`` renamed, so that both versions load in
+    one process and the same Spark session (the folder goes on the executors' PYTHONPATH too)."""
+    import io
+    import re
+    import subprocess
+    import tarfile
+
+    archive = subprocess.run(["git", "-C", str(common.REPO_ROOT), "archive", revision, "spark_apps/nbknn"],
+                             check=True, capture_output=True).stdout
+    folder = workdir / "baseline"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    package = folder / BASELINE_PACKAGE
+    (folder / "spark_apps" / "nbknn").rename(package)
+    own_name = re.compile(r"(?<![\w.])nbknn(?=[.\s]|$)", re.MULTILINE)
+    for source in package.rglob("*.py"):
+        source.write_text(own_name.sub(BASELINE_PACKAGE, source.read_text()))
+    return folder
 
 
 def model_variant(model_dir: str, target: Path, model_type: str) -> str:
@@ -255,6 +288,33 @@ def agreement(labels: dict, reference: dict) -> float:
     return round(float(np.mean([labels.get(doc_id) == label for doc_id, label in reference.items()])), 6)
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and every process under it so far: the Spark JVM
+    and its Python workers, with the workers that ended (counted in their parent's child times)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+@contextmanager
+def cpu_time(timer: Timer, name: str):
+    """Record the CPU seconds the block used, as ``cpu.<name>``: less sensitive than wall time to
+    other work on a shared machine (time waiting for a core is not counted)."""
+    started = cpu_seconds()
+    try:
+        yield
+    finally:
+        timer.add(f"cpu.{name}", cpu_seconds() - started)
+
+
 def ratio_spread(timer: Timer, ours: str, theirs: str) -> dict:
     """Per-repetition ratios ours/theirs (repetition i against repetition i of the same run):
     median, min and max, the spread that a ratio of medians hides on a shared machine."""
@@ -263,8 +323,10 @@ def ratio_spread(timer: Timer, ours: str, theirs: str) -> dict:
             "max": ratio(max(ratios), 1.0), "samples": [ratio(r, 1.0) for r in ratios]}
 
 
-def bench_train_scale(spark, base_train, scale: int, reps: int, num_shards: int, workdir: Path) -> dict:
-    """Training alone: this pipeline, MLlib with its own Tokenizer and MLlib with the same tokens,
+def bench_train_scale(spark, base_train, scale: int, reps: int, num_shards: int, workdir: Path,
+                      baseline: str | None = None) -> dict:
+    """Training alone: this pipeline, MLlib with its own Tokenizer and MLlib with the same tokens
+    (with ``baseline``: this pipeline at that revision instead of MLlib with the same tokens),
     interleaved; the side that goes first alternates between repetitions."""
     train = resampled(base_train, scale, seed=1)
     train_uri = write_jsonl(train, workdir / "input" / "train.jsonl")
@@ -274,22 +336,49 @@ def bench_train_scale(spark, base_train, scale: int, reps: int, num_shards: int,
         rep_dir = workdir / f"rep{rep}"
 
         def ours(rep_dir=rep_dir):
-            ours_train(spark, train_uri, rep_dir / "ours", num_shards, timer)
+            with cpu_time(timer, "ours.train"):
+                ours_train(spark, train_uri, rep_dir / "ours", num_shards, timer)
 
         def mllib_tokenizer():
-            with timer.time("mllib_tokenizer.multinomial.train"):
+            with cpu_time(timer, "mllib_tokenizer.multinomial.train"), timer.time("mllib_tokenizer.multinomial.train"):
                 mllib_pipeline("multinomial", False).fit(mllib_frame(spark, train_uri, False))
 
         def mllib_same_tokens():
-            with timer.time("mllib.multinomial.train"):
+            with cpu_time(timer, "mllib.multinomial.train"), timer.time("mllib.multinomial.train"):
                 mllib_pipeline("multinomial", True).fit(mllib_frame(spark, train_uri, True))
 
-        sides = [ours, mllib_tokenizer, mllib_same_tokens]
+        def baseline_code(rep_dir=rep_dir):
+            with cpu_time(timer, "baseline.train"):
+                ours_train(spark, train_uri, rep_dir / "baseline", num_shards, timer, BASELINE_PACKAGE, "baseline")
+
+        sides = [ours, mllib_tokenizer, baseline_code if baseline else mllib_same_tokens]
         for side in sides if rep % 2 == 0 else sides[::-1]:
             log(f"scale {scale} rep {rep}: {side.__name__}")
             side()
         shutil.rmtree(rep_dir, ignore_errors=True)
     med = timer.median
+    if baseline:
+        return {
+            "scale": scale,
+            "train_documents": len(train),
+            "repetitions": reps,
+            "num_shards": num_shards,
+            "baseline_revision": baseline,
+            "timings": timer.summary(),
+            "train_s": {"ours": round(med("ours.train"), 3), "baseline": round(med("baseline.train"), 3),
+                        "mllib_tokenizer": round(med("mllib_tokenizer.multinomial.train"), 3)},
+            "ratio_train_per_rep_over_mllib_tokenizer": ratio_spread(
+                timer, "ours.train", "mllib_tokenizer.multinomial.train"),
+            "baseline_ratio_train_per_rep_over_mllib_tokenizer": ratio_spread(
+                timer, "baseline.train", "mllib_tokenizer.multinomial.train"),
+            "ratio_train_per_rep_over_baseline": ratio_spread(timer, "ours.train", "baseline.train"),
+            "ratio_term_counts_per_rep_over_baseline": ratio_spread(
+                timer, "ours.train.term_counts", "baseline.train.term_counts"),
+            "cpu_ratio_train_per_rep_over_mllib_tokenizer": ratio_spread(
+                timer, "cpu.ours.train", "cpu.mllib_tokenizer.multinomial.train"),
+            "cpu_ratio_train_per_rep_over_baseline": ratio_spread(timer, "cpu.ours.train", "cpu.baseline.train"),
+            "ratio_train_ours_over_mllib_tokenizer": ratio(med("ours.train"), med("mllib_tokenizer.multinomial.train")),
+        }
     return {
         "scale": scale,
         "train_documents": len(train),
@@ -303,6 +392,11 @@ def bench_train_scale(spark, base_train, scale: int, reps: int, num_shards: int,
         "ratio_train_ours_over_mllib": ratio(med("ours.train"), med("mllib.multinomial.train")),
         "ratio_train_per_rep_over_mllib_tokenizer": ratio_spread(timer, "ours.train", "mllib_tokenizer.multinomial.train"),
         "ratio_train_per_rep_over_mllib": ratio_spread(timer, "ours.train", "mllib.multinomial.train"),
+        "cpu_s": {"ours": round(med("cpu.ours.train"), 3),
+                  "mllib_tokenizer": round(med("cpu.mllib_tokenizer.multinomial.train"), 3),
+                  "mllib_same_tokens": round(med("cpu.mllib.multinomial.train"), 3)},
+        "cpu_ratio_train_per_rep_over_mllib_tokenizer": ratio_spread(
+            timer, "cpu.ours.train", "cpu.mllib_tokenizer.multinomial.train"),
     }
 
 
@@ -411,17 +505,30 @@ def main(argv=None) -> None:
     parser.add_argument("--name", default="nb")
     parser.add_argument("--only", choices=("all", "train"), default="all",
                         help="train: time training alone (no prediction, no scikit-learn)")
+    parser.add_argument("--baseline", metavar="REVISION",
+                        help="with --only train: also train with the library at this git revision, "
+                             "interleaved (instead of MLlib with the same tokens), to measure a change")
     args = parser.parse_args(argv)
+    if args.baseline and args.only != "train":
+        parser.error("--baseline needs --only train")
 
     from nbknn_local import corpora
 
     benchmark = "naive_bayes_20newsgroups" if args.only == "all" else "naive_bayes_20newsgroups_train"
     results = {"benchmark": benchmark, "machine": common.machine(), "alpha": ALPHA, "fit_prior": FIT_PRIOR}
-    spark, startup = common.start_spark("bench-nb")
+    workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-nb-"))
+    extra_conf = {}
+    if args.baseline:
+        import sys
+
+        baseline_dir = baseline_package(args.baseline, workdir)
+        sys.path.insert(0, str(baseline_dir))
+        extra_conf["spark.executorEnv.PYTHONPATH"] = f"{common.REPO_ROOT / 'spark_apps'}:{baseline_dir}"
+        results["baseline_revision"] = args.baseline
+    spark, startup = common.start_spark("bench-nb", extra_conf)
     results["spark_startup_s"] = round(startup, 3)
     log(f"Spark started in {startup:.1f} s")
     base_train, base_test = corpora.documents("20newsgroups", "train"), corpora.documents("20newsgroups", "test")
-    workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-nb-"))
     try:
         # Warm-up (untimed): JIT, Python workers and imports of every side on a small slice.
         warm = Timer()
@@ -432,18 +539,28 @@ def main(argv=None) -> None:
         test_uri = write_jsonl(small_test, bench_dir / "test.jsonl")
         model_dir = ours_train(spark, train_uri, bench_dir / "ours", args.shards, warm)
         if args.only == "train":
+            if args.baseline:
+                ours_train(spark, train_uri, bench_dir / "baseline", args.shards, warm, BASELINE_PACKAGE, "baseline")
             mllib_pipeline("multinomial", False).fit(mllib_frame(spark, train_uri, False))
             mllib_pipeline("multinomial", True).fit(mllib_frame(spark, train_uri, True))
             results["scales"] = []
             for scale in (int(s) for s in args.scales.split(",")):
                 reps = args.reps if scale == 1 else args.large_reps
                 results["scales"].append(bench_train_scale(spark, base_train, scale, reps, args.shards,
-                                                           workdir / f"scale{scale}"))
+                                                           workdir / f"scale{scale}", args.baseline))
                 common.write_results(args.name, results)
             for scale in results["scales"]:
                 spread = scale["ratio_train_per_rep_over_mllib_tokenizer"]
+                cpu = scale["cpu_ratio_train_per_rep_over_mllib_tokenizer"]
                 print(f"nb train x{scale['scale']}: ours/mllib={scale['ratio_train_ours_over_mllib_tokenizer']} "
-                      f"(per repetition: median {spread['median']}, min {spread['min']}, max {spread['max']})")
+                      f"(per repetition: median {spread['median']}, min {spread['min']}, max {spread['max']}; "
+                      f"CPU time: median {cpu['median']}, min {cpu['min']}, max {cpu['max']})")
+                if args.baseline:
+                    old = scale["baseline_ratio_train_per_rep_over_mllib_tokenizer"]
+                    change = scale["ratio_train_per_rep_over_baseline"]
+                    print(f"nb train x{scale['scale']}: {args.baseline}/mllib per repetition: median {old['median']}, "
+                          f"min {old['min']}, max {old['max']}; ours/{args.baseline}: median {change['median']}, "
+                          f"min {change['min']}, max {change['max']}")
             return
         ours_predict(spark, model_dir, test_uri, bench_dir / "ours-run", warm, "w")
         mllib_run(spark, train_uri, test_uri, bench_dir, "multinomial", True, warm, "w-mllib")
