@@ -11,7 +11,7 @@ TSV) and publishes a new **model version** under `models/naive_bayes/<version>/`
 | `term_counts` | Spark: tokenises, counts every (class, term) pair, numbers the vocabulary, splits the model into shards balanced by entries |
 | `merge_needed` | incremental runs with a base model go on to `merge`; otherwise `merge` is skipped |
 | `merge` | Spark: adds the new partition's counts to the base model (new terms get new ids, old ids stay), re-plans the shards |
-| `publish` | Spark: writes `manifest.json`, renames the staging directory into place, points `LATEST` at it |
+| `publish` | no Spark: writes `manifest.json`, renames the staging directory into place, points `LATEST` at it, each one atomic step of the store (file:// or hdfs:// through WebHDFS) |
 | `register` | emits the model asset event (version, URI, shard count) that triggers `nb_predict` |
 
 A scheduled or backfill run whose partition holds no data is skipped at `plan`, saying so; a
@@ -136,15 +136,27 @@ def nb_train():
         outlet_events[NB_MODEL].extra = event
         return {**event, "counts": model.counts, "records": model.records}
 
+    # No Spark: renames and two small files through the Airflow side's storage layer. Runs when
+    # merge was skipped (no base model), not when plan skipped the whole run.
+    @task(trigger_rule="none_failed_min_one_success", execution_timeout=timedelta(minutes=10))
+    def publish(arguments: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from nbknn_airflow.model_publish import PublishRefused, publish_model
+
+        try:
+            manifest = publish_model(**arguments)
+        except PublishRefused as exc:
+            raise AirflowFailException(str(exc)) from None
+        return {"published": arguments["version_dir"], "num_shards": manifest["num_shards"]}
+
     run_plan = plan()
     class_prior = spark_app("class_prior", "nb_class_prior.py", run_plan["class_prior_args"])
     term_counts = spark_app("term_counts", "nb_term_counts.py", run_plan["term_counts_args"])
     merge = spark_app("merge", "nb_merge_model.py", run_plan["merge_args"])
-    # Runs when merge was skipped (no base model), not when plan skipped the whole run.
-    publish = spark_app("publish", "nb_publish_model.py", run_plan["publish_args"],
-                        trigger_rule="none_failed_min_one_success")
-    run_plan >> class_prior >> term_counts >> merge_needed(run_plan["merge"]) >> merge >> publish
-    publish >> register(run_plan["uris"])
+    published = publish(run_plan["publish"])
+    run_plan >> class_prior >> term_counts >> merge_needed(run_plan["merge"]) >> merge >> published
+    published >> register(run_plan["uris"])
 
 
 nb_train()

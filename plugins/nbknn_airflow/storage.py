@@ -1,8 +1,8 @@
 """Airflow-side reads of small metadata (manifests, LATEST) from the data root.
 
-Spark applications do the heavy reading and all publishing; the Airflow side only needs to read a
-few small JSON and text files, through fsspec: file:// directly, hdfs:// through the namenode's
-WebHDFS endpoint (NBKNN_WEBHDFS_PORT).
+Spark applications do the heavy reading and writing; the Airflow side reads a few small JSON and
+text files, and publishes a trained model (renames and small files, ``model_publish``), through
+fsspec: file:// directly, hdfs:// through the namenode's WebHDFS endpoint (NBKNN_WEBHDFS_PORT).
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ def _fsspec_url(uri: str) -> str:
         authority = f"{user}@{parsed.hostname}" if user else parsed.hostname
         return f"webhdfs://{authority}:{settings.webhdfs_port()}{parsed.path}"
     return uri
+
+
+def filesystem(uri: str):
+    """(fsspec filesystem, path) of a data-root URI, for the few writes the Airflow side makes
+    (``nbknn_airflow.model_publish``)."""
+    return fsspec.core.url_to_fs(_fsspec_url(uri))
 
 
 def read_text(uri: str) -> str:

@@ -241,7 +241,8 @@ def _counting_args(params: dict, uris: dict) -> dict[str, list[str]]:
 
 
 def _model_args(params: dict, uris: dict, version: str, lineage: dict) -> dict[str, list[str]]:
-    """Arguments of merge (empty in full mode: the merge task is skipped) and publish."""
+    """Arguments of merge (empty in full mode: the merge task is skipped) and publish (for the
+    Airflow task, and for the Spark application that does the same)."""
     merge_args = []
     if "delta_dir" in uris:
         merge_args = [
@@ -252,6 +253,18 @@ def _model_args(params: dict, uris: dict, version: str, lineage: dict) -> dict[s
         ]
     return {
         "merge_args": merge_args,
+        # The publish task's keyword arguments (nbknn_airflow.model_publish.publish_model, no Spark).
+        "publish": {
+            "staging_dir": uris["staging_dir"],
+            "version_dir": uris["version_dir"],
+            "latest_uri": uris["latest"],
+            "version": version,
+            "model_type": params["model_type"],
+            "alpha": float(params["alpha"]),
+            "fit_prior": bool(params["fit_prior"]),
+            "lineage": lineage,
+        },
+        # The same, as the arguments of the Spark application nb_publish_model.py.
         "publish_args": [
             "--staging-dir", uris["staging_dir"],
             "--version-dir", uris["version_dir"],

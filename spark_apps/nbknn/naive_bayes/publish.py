@@ -1,8 +1,10 @@
 """Publishing a model: write its manifest into the staging directory, move the directory into place
 and point ``LATEST`` at it, each by one atomic rename.
 
-The manifest is built from the training jobs' summaries; its lineage lists every input folder
-whose documents the model counts, across its ancestry.
+The manifest is built from the training jobs' summaries (:func:`nbknn.contract.model_manifest`);
+its lineage lists every input folder whose documents the model counts, across its ancestry.
+nb_train's ``publish`` task does the same without Spark (``nbknn_airflow.model_publish``); this
+application remains for running the pipeline's steps as Spark applications only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from pyspark.sql import SparkSession
 from nbknn import contract
 from nbknn.common import fs
 from nbknn.common.errors import ConfigError
-from nbknn.contract import MODEL_TYPES
 from nbknn.naive_bayes.staging import summary_uri
 
 
@@ -57,10 +58,9 @@ def publish_model(
 
 def validate_model_params(model_type: str, alpha: float) -> None:
     """Refuse (not retryable) a model type or smoothing the prediction could not apply."""
-    if model_type not in MODEL_TYPES:
-        raise ConfigError(f"model_type must be one of {MODEL_TYPES} (got {model_type!r})")
-    if not alpha > 0:
-        raise ConfigError(f"alpha must be > 0 (got {alpha})")
+    problem = contract.model_params_problem(model_type, alpha)
+    if problem:
+        raise ConfigError(problem)
 
 
 def build_manifest(
@@ -72,55 +72,12 @@ def build_manifest(
     fit_prior: bool,
     lineage: dict,
 ) -> dict:
-    """The manifest of the model staged in ``staging_dir``, from the summaries its jobs wrote."""
+    """The manifest of the model staged in ``staging_dir``, from the summaries its jobs wrote
+    (:func:`nbknn.contract.model_manifest`)."""
     prior = fs.read_json(spark, summary_uri(staging_dir, "class_prior"))
     terms = fs.read_json(spark, summary_uri(staging_dir, "term_counts"))
     merge_uri = summary_uri(staging_dir, "merge")
     merge = fs.read_json(spark, merge_uri) if fs.exists(spark, merge_uri) else None
-    return {
-        "format_version": contract.MANIFEST_FORMAT_VERSION,
-        "kind": "naive_bayes",
-        "version": version,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"type": model_type, "alpha": alpha, "fit_prior": fit_prior},
-        "tokenizer": terms["tokenizer"],
-        "input": prior["input"],
-        "records": prior["records"],
-        "rejects_uri": prior["rejects_uri"],
-        "counts": {
-            "documents": terms["documents"],
-            "classes": prior["classes"],
-            "vocabulary_size": terms["vocabulary_size"],
-            "entries": terms["entries"],
-            "tokens": terms["tokens"],
-            "terms_below_min_count": terms["terms_below_min_count"],
-        },
-        "min_term_count": terms["min_term_count"],
-        "num_shards": len(terms["shards"]),
-        "shards": terms["shards"],
-        "shard_imbalance": terms["shard_imbalance"],
-        "tables": {
-            "classes": "classes",
-            "vocabulary": "vocabulary",
-            "term_counts": "term_counts",
-        },
-        "lineage": lineage_of(lineage, prior, merge, version),
-        "code_version": terms["code_version"],
-    }
-
-
-def lineage_of(run_lineage: dict, prior_summary: dict, merge_summary: dict | None, version: str) -> dict:
-    """The manifest's lineage: the run's own record (from the plan) plus ``parent_version`` and
-    ``partitions``, every input folder whose documents the model counts, across its ancestry,
-    each with the version (and run) that folded it in."""
-    lineage = dict(run_lineage)
-    parent_partitions = merge_summary["parent_partitions"] if merge_summary else []
-    lineage["parent_version"] = merge_summary["parent_version"] if merge_summary else None
-    lineage["partitions"] = [
-        *parent_partitions,
-        *(
-            {"uri": folder, "version": version, "run_id": run_lineage.get("run_id")}
-            for folder in prior_summary.get("partitions", [])
-        ),
-    ]
-    return lineage
+    model = {"type": model_type, "alpha": alpha, "fit_prior": fit_prior}
+    created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return contract.model_manifest(prior, terms, merge, version, model, lineage, created_at)

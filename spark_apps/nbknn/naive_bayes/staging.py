@@ -18,7 +18,7 @@ def class_priors_uri(model_dir: str) -> str:
 
 
 def summary_uri(model_dir: str, job: str) -> str:
-    return contract.work_uri(model_dir, f"summaries/{job}.json")
+    return contract.job_summary_uri(model_dir, job)
 
 
 def forget_staged_manifest(spark: SparkSession, model_dir: str) -> None:
