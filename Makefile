@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test test-quick test-fast test-deploy chromium demo airflow lint lock check-java clean
+.PHONY: install test test-quick test-fast test-deploy chromium postgres demo airflow lint lock check-java clean
 
 install: $(INSTALLED)
 
@@ -29,7 +29,7 @@ check-java:
 TEST_WORKERS ?= 2
 PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-test: install chromium
+test: install chromium postgres
 	$(BIN)/python -m pytest $(PARALLEL)
 
 # The quick loop: everything but the tests that start real engines or kill jobs (markers
@@ -48,9 +48,21 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "The browser test needs Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
-# Deployment: the compose stack (static checks), a real Spark standalone cluster on 127.0.0.1, real
-# Airflow services (api-server, scheduler, dag-processor) and the UI in headless Chromium.
-test-deploy: install chromium
+# The compose-stack test runs the stack's metadata DB on Debian's PostgreSQL (server binaries only:
+# no cluster is created or started by the package, the test makes its own): install it when
+# missing (as root; otherwise say how).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    mkdir -p /etc/postgresql-common/createcluster.d \
+	    && echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/nbknn-no-main-cluster.conf \
+	    && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "The compose-stack test needs PostgreSQL: sudo apt-get install postgresql" >&2; exit 1; fi; }
+
+# Deployment: the compose stack (static checks and `docker compose config`), its Airflow and Spark
+# services started as local processes from docker-compose.yml (PostgreSQL, FAB auth), a Spark
+# standalone cluster on 127.0.0.1, the UI in headless Chromium.
+test-deploy: install chromium postgres
 	$(BIN)/python -m pytest tests/deploy
 
 demo: install

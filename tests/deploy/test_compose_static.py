@@ -25,7 +25,6 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-
 from compose_file import COMPOSE_TEXT, ENV_EXAMPLE, REPO_ROOT, SERVICES, VARIABLE, env_example, interpolate
 
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
