@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -498,3 +499,179 @@ def write_figures(name: str, figures: dict) -> Path:
 
 def run_command(command: list[str], env: dict, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+# --- deterministic fault points: every commit step of an application, in process -------------------------
+
+
+class InjectedKill(BaseException):
+    """Raised at a fault point. A BaseException, so that no ``except Exception`` of the code under
+    test can handle it: like a kill, it ends the run there."""
+
+
+# The calls by which an application changes what is on disk: the Hadoop FileSystem operations of
+# nbknn.common.fs (renames, atomic replacements of small files, deletions, directories, raw bytes)
+# and Spark's DataFrameWriter (each staged or scratch table). Reads are not commit steps.
+FS_COMMIT_CALLS = ("mkdirs", "delete", "rename", "_replace", "write_bytes")
+WRITER_COMMIT_CALLS = ("parquet", "json", "text", "csv", "save")
+_RANDOM_PART = re.compile(r"[0-9a-f]{12,32}")
+
+
+@dataclass(frozen=True)
+class CommitStep:
+    operation: str  # "fs.rename", "DataFrameWriter.parquet", ...
+    target: str  # what it changes, relative to the data root, random parts of names as '*'
+
+    def __str__(self) -> str:
+        return f"{self.operation}({self.target})"
+
+
+class FaultPoints:
+    """Records the commit steps of one in-process run of an application. With ``stop_at`` =
+    (step index, "before" | "after"), it copies the data root to ``snapshot`` at that point and
+    raises InjectedKill. The copy is what a SIGKILL at that point leaves: the calls are synchronous,
+    so nothing of the steps before is still in flight and nothing after has started. With
+    ``fingerprints``, it records a fingerprint of the data root at every point (to find the
+    distinct states a kill can leave)."""
+
+    def __init__(self, root: Path, stop_at: tuple[int, str] | None = None, snapshot: Path | None = None,
+                 fingerprints: bool = False):
+        self.root, self.stop_at, self.snapshot, self.fingerprints = root, stop_at, snapshot, fingerprints
+        self.steps: list[CommitStep] = []
+        self.states: list[tuple[tuple[int, str], str]] = []
+        self.steps_at_fault: list[CommitStep] | None = None  # (what cleanup code does after it is not a step)
+
+    def _target(self, operation: str, args: tuple) -> str:
+        uris = [a for a in args if isinstance(a, str) and "://" in a]
+        text = " -> ".join(uris)
+        return _RANDOM_PART.sub("*", text.replace(self.root.as_uri() + "/", ""))
+
+    def _point(self, index: int, when: str) -> None:
+        if self.fingerprints:
+            self.states.append(((index, when), tree_fingerprint(self.root)))
+        if self.stop_at == (index, when):
+            self.steps_at_fault = list(self.steps)
+            copy_tree(self.root, self.snapshot)
+            raise InjectedKill(f"{when} {self.steps[index]}")
+
+    def _wrap(self, operation: str, function: Callable) -> Callable:
+        def wrapped(*args, **kwargs):
+            index = len(self.steps)
+            self.steps.append(CommitStep(operation, self._target(operation, args)))
+            self._point(index, "before")
+            result = function(*args, **kwargs)
+            self._point(index, "after")
+            return result
+
+        return wrapped
+
+    def run(self, spark, script: str, argv: list[str]) -> None:
+        """``run_entry_in_process`` with every commit step counted (and the fault injected)."""
+        from pyspark.sql import DataFrameWriter
+
+        from nbknn.common import fs
+
+        with pytest.MonkeyPatch.context() as patch:
+            for name in FS_COMMIT_CALLS:
+                patch.setattr(fs, name, self._wrap(f"fs.{name}", getattr(fs, name)))
+            for name in WRITER_COMMIT_CALLS:
+                patch.setattr(DataFrameWriter, name, self._wrap(f"DataFrameWriter.{name}", getattr(DataFrameWriter, name)))
+            run_entry_in_process(spark, script, argv)
+
+    def distinct_states(self, exclude: Iterable[str] = ()) -> list[tuple[int, str]]:
+        """The first point of each distinct data-root state seen (fingerprints), less ``exclude``."""
+        seen, points = set(exclude), []
+        for point, fingerprint in self.states:
+            if fingerprint not in seen:
+                seen.add(fingerprint)
+                points.append(point)
+        return points
+
+
+def tree_fingerprint(root: Path) -> str:
+    """A digest of every file under ``root``: relative path and content."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as handle:
+                digest.update(hashlib.sha256(handle.read()).digest())
+        digest.update(("D" + os.path.relpath(dirpath, root) + "\0" + "\0".join(dirnames)).encode())
+    return digest.hexdigest()
+
+
+# --- a SIGKILL while a Spark job runs ------------------------------------------------------------------------
+
+# Logged by the driver when its web UI is up (before the application lowers its log level).
+UI_STARTED = re.compile(rb"Successfully started service 'SparkUI' on port (\d+)")
+
+
+@dataclass
+class JobKill:
+    """A spark-submit killed while its driver reported a running Spark job."""
+
+    returncode: int | None
+    seconds: float
+    job: dict | None  # the running job the status API reported just before the kill
+    reported_to_kill_s: float | None  # from that report to the SIGKILL
+    log: str = ""
+
+
+def kill_during_spark_job(command: list[str], env: dict[str, str], log_path: Path, cwd: Path,
+                          timeout: float = 300) -> JobKill:
+    """Run spark-submit in a process group of its own (the Spark conf must enable the UI) and SIGKILL
+    the whole group as soon as the driver's REST status API
+    (``/api/v1/applications/<id>/jobs?status=running``) reports a job with active tasks. When the
+    application ends without such a report, ``job`` is None."""
+    import urllib.request
+
+    cwd.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    process = start(command, env, log_path, cwd=cwd)
+    ui = app_id = job = None
+    reported_to_kill = None
+
+    def get(url: str):
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.loads(response.read())
+
+    try:
+        while process.poll() is None and time.monotonic() - started < timeout:
+            if ui is None:
+                found = UI_STARTED.search(log_path.read_bytes()) if log_path.exists() else None
+                ui = f"http://127.0.0.1:{int(found.group(1))}" if found else None
+            try:
+                if ui and app_id is None:
+                    app_id = (get(f"{ui}/api/v1/applications") or [{}])[0].get("id")
+                if app_id:
+                    running = get(f"{ui}/api/v1/applications/{app_id}/jobs?status=running")
+                    active = [j for j in running if j.get("numActiveTasks", 0) > 0]
+                    if active:
+                        reported = time.monotonic()
+                        os.killpg(process.pid, signal.SIGKILL)
+                        reported_to_kill = time.monotonic() - reported
+                        job = {key: active[0].get(key) for key in ("jobId", "name", "numTasks", "numActiveTasks",
+                                                                    "numCompletedTasks", "status")}
+                        break
+            except (OSError, ValueError):
+                pass  # the UI is not serving yet (or not the status API yet), or already gone
+            time.sleep(0.01)
+        process.wait(timeout=60)
+        for _ in range(200):
+            survivors = group_members(process.pid)
+            if not survivors:
+                break
+            time.sleep(0.05)
+        else:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise AssertionError(f"processes {survivors} of the killed group {process.pid} survived SIGKILL")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+        process.log_file.close()
+    return JobKill(process.returncode, time.monotonic() - started, job, reported_to_kill, log_tail(process, 6000))
