@@ -118,7 +118,7 @@ def baseline_package(revision: str, workdir: Path) -> Path:
         tar.extractall(folder, filter="data")
     package = folder / BASELINE_PACKAGE
     (folder / "spark_apps" / "nbknn").rename(package)
-    own_name = re.compile(r"(?<![\w.])nbknn(?=[.\s]|$)", re.MULTILINE)
+    own_name = re.compile(r"(?<![\w.])nbknn(?!\w)")
     for source in package.rglob("*.py"):
         source.write_text(own_name.sub(BASELINE_PACKAGE, source.read_text()))
     return folder
