@@ -4,27 +4,43 @@ ids, groups smaller than k, and twins under other ids."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from knn_oracles import direct_topk
 from nbknn.knn.gemm import frame_for
 from nbknn.knn.partials import spread_units
-from nbknn.knn.row_groups import group_pairs, group_starts, prepare_group, query_ids_as_ranks, unit_partials
+from nbknn.knn.row_groups import (
+    cross_pairs,
+    diagonal_unit,
+    group_starts,
+    prepare_group,
+    query_ids_as_ranks,
+    unit_partials,
+)
 from nbknn.knn.topk import merge_topk, pad_id_for
 
 
-def merged_all_points(ids, X, k, metric, n_groups, exclude_self=True):
+def merged_all_points(ids, X, k, metric, n_groups, exclude_self=True, seed_factor=1.0):
+    """The two phases as the Spark modes run them: diagonal units (giving the seeds), then the
+    cross units, every partial result merged per group; also the mean survivors per cross unit."""
     frame = frame_for(metric, X)
     starts = group_starts(X.shape[0], n_groups)
     groups = [prepare_group(g, ids[lo:hi], X[lo:hi], frame) for g, (lo, hi) in enumerate(zip(starts, starts[1:]))]
-    merged = {}
-    for a, b in group_pairs(n_groups):
-        partials, _ = unit_partials(groups[a], groups[b], k, exclude_self)
+    merged, survivors = {}, []
+    for g, group in enumerate(groups):
+        partials, _, seeded = diagonal_unit(group, k, exclude_self)
+        groups[g] = dataclasses.replace(seeded, seed=seeded.seed * seed_factor)
+        merged[g] = partials[0][1][1]
+    for a, b in cross_pairs(n_groups):
+        partials, info = unit_partials(groups[a], groups[b], k, exclude_self)
+        survivors.append(info["mean_survivors"])
         for number, (row_ids, result) in partials:
-            merged[number] = result if number not in merged else merge_topk(merged[number], result, k)
+            merged[number] = merge_topk(merged[number], result, k)
     return (np.concatenate([merged[g].ids for g in range(n_groups)]),
-            np.concatenate([merged[g].distances for g in range(n_groups)]))
+            np.concatenate([merged[g].distances for g in range(n_groups)]), survivors)
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
@@ -38,17 +54,33 @@ def test_merged_units_equal_the_direct_brute_force(metric, id_kind, n_groups):
     if id_kind == "str":
         ids = np.array([f"p{i}" for i in ids])
     k = 8
-    got_ids, got_d = merged_all_points(ids, X, k, metric, n_groups)
+    got_ids, got_d, _ = merged_all_points(ids, X, k, metric, n_groups)
     want_ids, want_d = direct_topk(X, ids, X, ids, k, metric, True)
     np.testing.assert_allclose(got_d, want_d, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(got_ids, want_ids)
     assert not (got_ids == pad_id_for(got_ids)).any()
 
 
-def test_group_pairs_cover_every_pair_once_largest_first():
-    pairs = group_pairs(5)
-    assert sorted(pairs) == sorted((a, b) for a in range(5) for b in range(a, 5))
-    assert all(a < b for a, b in pairs[:10]) and all(a == b for a, b in pairs[10:])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_seeds_cut_the_candidates_and_an_unsafe_seed_breaks_exactness(metric):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1200, 16)) + 4
+    ids = np.arange(1200)
+    want_ids, _ = direct_topk(X, ids, X, ids, 5, metric, True)
+    got_ids, _, seeded = merged_all_points(ids, X, 5, metric, 4)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    _, _, unseeded = merged_all_points(ids, X, 5, metric, 4, seed_factor=np.inf)
+    # Unseeded, a cross unit keeps k candidates of every row; seeded, only those that can still be
+    # among the row's k nearest over the whole set.
+    assert np.mean(unseeded) >= 5 and np.mean(seeded) < np.mean(unseeded) - 0.5
+    # A seed below the true k-th distance drops true neighbours: the seed must be an upper bound.
+    too_small, _, _ = merged_all_points(ids, X, 5, metric, 4, seed_factor=0.5)
+    assert not np.array_equal(too_small, want_ids)
+
+
+def test_cross_pairs_cover_every_pair_once():
+    pairs = cross_pairs(5)
+    assert sorted(pairs) == sorted((a, b) for a in range(5) for b in range(a + 1, 5))
     slices = spread_units(pairs, 4)
     assert sorted(p for s in slices for p in s) == sorted(pairs) and len(slices) == 4
 

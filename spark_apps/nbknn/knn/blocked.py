@@ -47,7 +47,7 @@ from nbknn.knn.kernels import block_topk
 from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
 from nbknn.knn.partials import encoded_partial, merge_partials, merged_groups, output_rows
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, BlockPlan, block_plan, pair_block_plan
-from nbknn.knn.row_groups import RowGroup, prepare_group, unit_partials
+from nbknn.knn.row_groups import diagonal_unit, prepare_group, unit_partials
 from nbknn.knn.topk import merge_topk, validate_k, validate_metric
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,9 @@ def blocked_pairs(
     block_bytes_budget: int, block_rows: int | None,
 ) -> KnnResult:
     """All points from pairs of blocks (:mod:`nbknn.knn.row_groups`): the blocks, prepared once in
-    one frame, are paired with themselves (``cartesian``, kept where a <= b); each pair is a unit
-    whose partial results are merged per block (:func:`~nbknn.knn.partials.merged_groups`)."""
+    one frame, run their diagonal unit and are cached with their rows' seeds; then paired with
+    themselves (``cartesian``, kept where a < b), each pair a cross unit; the partial results are
+    merged per block (:func:`~nbknn.knn.partials.merged_groups`)."""
     spark = reference.sparkSession
     sc = spark.sparkContext
     plan = pair_block_plan(n, d, k, block_bytes_budget, block_rows)
@@ -134,19 +135,22 @@ def blocked_pairs(
     block_partitions = max(1, min(plan.n_blocks, 2 * sc.defaultParallelism))
     offsets, stats = partition_profile(reference, d)
     frame_ = gemm.frame_from_stats(metric, *stats)
-    blocks = (
+    rows_computed, fallback_rows, kernel_seconds = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0.0)
+    counters = dict(k=k, exclude_self=exclude_self, fallback_rows=fallback_rows, kernel_seconds=kernel_seconds)
+    # Each block's diagonal unit runs as the blocks are assembled: the cached blocks carry their
+    # rows' seeds into the cross units.
+    seeded = (
         reference_blocks(reference, plan, d, id_type, block_partitions, offsets)
-        .map(task_function(prepared_block, frame=frame_))
+        .map(task_function(seeded_block, frame=frame_, **counters))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    rows_computed, fallback_rows, kernel_seconds = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0.0)
-    partials = (
+    blocks = seeded.map(lambda item: item[0])
+    cross = (
         blocks.cartesian(blocks)
-        .filter(lambda pair: pair[0].number <= pair[1].number)
-        .mapPartitions(task_function(pair_units, k=k, exclude_self=exclude_self, fallback_rows=fallback_rows,
-                                     kernel_seconds=kernel_seconds))
+        .filter(lambda pair: pair[0].number < pair[1].number)
+        .mapPartitions(task_function(pair_units, **counters))
     )
-    frame = merged_groups(spark, partials, id_type, k, rows_computed)
+    frame = merged_groups(spark, seeded.map(lambda item: item[1]).union(cross), id_type, k, rows_computed)
     details = {
         "kernel": "gemm",
         "n_blocks": plan.n_blocks,
@@ -159,12 +163,21 @@ def blocked_pairs(
     }
     log.info("blocked kNN (pairs of blocks): %d blocks of <= %d rows, %d units",
              plan.n_blocks, plan.block_rows, details["units"])
-    return KnnResult(frame, details, rows_computed, blocks.unpersist, fallback_rows, kernel_seconds)
+    return KnnResult(frame, details, rows_computed, seeded.unpersist, fallback_rows, kernel_seconds)
 
 
-def prepared_block(item, frame: gemm.Frame) -> RowGroup:
+def seeded_block(
+    item, frame: gemm.Frame, k: int, exclude_self: bool, fallback_rows: Accumulator, kernel_seconds: Accumulator
+):
+    """An assembled block -> (the block prepared, with its seeds; its diagonal unit's encoded partial)."""
+    limit_task_threads()
     block, (ids, X) = item
-    return prepare_group(block, ids, X, frame)
+    started = time.perf_counter()
+    partials, info, seeded = diagonal_unit(prepare_group(block, ids, X, frame), k, exclude_self, task_threads())
+    kernel_seconds.add(time.perf_counter() - started)
+    fallback_rows.add(info["fallback_rows"])
+    (_, (row_ids, result)), = partials
+    return seeded, encoded_partial(block, row_ids, result)
 
 
 def pair_units(pairs, k: int, exclude_self: bool, fallback_rows: Accumulator, kernel_seconds: Accumulator):

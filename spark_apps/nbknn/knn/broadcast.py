@@ -3,8 +3,9 @@
 The reference set is collected on the driver and broadcast. For euclidean, sqeuclidean and cosine
 the exact GEMM kernel (:mod:`nbknn.knn.gemm`) answers:
 
-* an all-points run (the queries are the reference) is cut into row groups and runs one task per
-  batch of group pairs (:mod:`nbknn.knn.row_groups`): every product of the n^2 / 2 is computed
+* an all-points run (the queries are the reference) is cut into row groups
+  (:mod:`nbknn.knn.row_groups`): one job runs the diagonal unit of every group and collects its
+  rows' seeds, a second the cross units in batches; every product of the n^2 / 2 is computed
   once and updates both of its rows; the partial results of a group are merged in one Arrow
   call (:func:`~nbknn.knn.partials.merged_groups`). A Python worker prepares each group it meets once (float32 operands, about
   as large again as the group) and keeps it for the application's later tasks;
@@ -17,13 +18,15 @@ Other metrics use a fitted ``NearestNeighbors(algorithm="brute")`` broadcast ins
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-from pyspark import Accumulator, Broadcast
+from pyspark import RDD, Accumulator, Broadcast, StorageLevel
 from pyspark.sql import DataFrame
 from sklearn.neighbors import NearestNeighbors
 
@@ -35,7 +38,8 @@ from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_th
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, group_rows_for_budget
 from nbknn.knn.row_groups import (
     RowGroup,
-    group_pairs,
+    cross_pairs,
+    diagonal_unit,
     group_starts,
     id_ranks,
     prepare_group,
@@ -74,6 +78,8 @@ def broadcast_group_pairs(
     reference: DataFrame, ref_ids: np.ndarray, R: np.ndarray, k: int, metric: str, exclude_self: bool,
     id_type: str, block_bytes_budget: int,
 ) -> KnnResult:
+    """Two jobs: the diagonal units (one task per group), whose k-th distances are collected as the
+    seeds of the cross units; then the cross units, in batches of like total size per task."""
     spark = reference.sparkSession
     sc = spark.sparkContext
     n, d = R.shape
@@ -82,16 +88,28 @@ def broadcast_group_pairs(
     starts = group_starts(n, n_groups)
     shared = sc.broadcast((ref_ids, R, gemm.frame_for(metric, R), starts))
     rows_computed, fallback_rows, kernel_seconds = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0.0)
-    slices = spread_units(group_pairs(n_groups), 4 * sc.defaultParallelism)
-    partials = sc.parallelize(slices, len(slices)).flatMap(
-        task_function(broadcast_units, shared=shared, k=k, exclude_self=exclude_self, fallback_rows=fallback_rows,
-                      kernel_seconds=kernel_seconds)
+    counters = dict(k=k, exclude_self=exclude_self, fallback_rows=fallback_rows, kernel_seconds=kernel_seconds)
+    diagonal = (
+        sc.parallelize(range(n_groups), n_groups)
+        .map(task_function(broadcast_diagonal, shared=shared, **counters))
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    frame = merged_groups(spark, partials, id_type, k, rows_computed)
+    seeds = sc.broadcast(dict(diagonal.map(lambda item: (item[0], item[2])).collect()))
+    slices = spread_units(cross_pairs(n_groups), 4 * sc.defaultParallelism)
+    cross = sc.parallelize(slices, max(1, len(slices))).flatMap(
+        task_function(broadcast_units, shared=shared, seeds=seeds, **counters)
+    )
+    frame = merged_groups(spark, diagonal.map(lambda item: item[1]).union(cross), id_type, k, rows_computed)
     details = {"kernel": "gemm", "reference_vectors": n, "row_groups": n_groups,
                "group_rows": int(np.diff(starts).max()), "units": n_groups * (n_groups + 1) // 2}
-    return KnnResult(frame, details, rows_computed, release=shared.unpersist, fallback_rows=fallback_rows,
-                     kernel_seconds=kernel_seconds)
+    return KnnResult(frame, details, rows_computed, functools.partial(release_all, diagonal, shared, seeds),
+                     fallback_rows=fallback_rows, kernel_seconds=kernel_seconds)
+
+
+def release_all(diagonal: RDD, *shared: Broadcast) -> None:
+    diagonal.unpersist()
+    for value in shared:
+        value.unpersist()
 
 
 def groups_for_cores(parallelism: int) -> int:
@@ -118,15 +136,31 @@ def prepared_group(shared: Broadcast, number: int) -> RowGroup:
     return groups[number]
 
 
-def broadcast_units(
-    units, shared: Broadcast, k: int, exclude_self: bool, fallback_rows: Accumulator, kernel_seconds: Accumulator
+def broadcast_diagonal(
+    number: int, shared: Broadcast, k: int, exclude_self: bool, fallback_rows: Accumulator,
+    kernel_seconds: Accumulator,
 ):
-    """One task: its units (pairs of group numbers) -> encoded partial results of their groups."""
+    """One task: the diagonal unit of a group -> (group, its encoded partial result, its seeds)."""
+    limit_task_threads()
+    started = time.perf_counter()
+    partials, info, seeded = diagonal_unit(prepared_group(shared, number), k, exclude_self, task_threads())
+    kernel_seconds.add(time.perf_counter() - started)
+    fallback_rows.add(info["fallback_rows"])
+    (group, (row_ids, result)), = partials
+    return group, encoded_partial(group, row_ids, result), seeded.seed
+
+
+def broadcast_units(
+    units, shared: Broadcast, seeds: Broadcast, k: int, exclude_self: bool, fallback_rows: Accumulator,
+    kernel_seconds: Accumulator,
+):
+    """One task: its cross units (pairs of group numbers) -> encoded partial results of their groups."""
     limit_task_threads()
     for a, b in units:
+        group_a = dataclasses.replace(prepared_group(shared, a), seed=seeds.value[a])
+        group_b = dataclasses.replace(prepared_group(shared, b), seed=seeds.value[b])
         started = time.perf_counter()
-        partials, info = unit_partials(prepared_group(shared, a), prepared_group(shared, b), k, exclude_self,
-                                       task_threads())
+        partials, info = unit_partials(group_a, group_b, k, exclude_self, task_threads())
         kernel_seconds.add(time.perf_counter() - started)
         fallback_rows.add(info["fallback_rows"])
         for group, (row_ids, result) in partials:

@@ -126,13 +126,18 @@ def round_robin(nb):
 
 
 class Candidates:
-    """Per query row: the heap of the k smallest upper bounds and the buffer of candidates."""
+    """Per query row: the heap of the k smallest upper bounds and the buffer of candidates.
 
-    def __init__(self, m, k, cap):
+    ``seed`` (prepared space, see :func:`seed_thresholds`): an upper bound of each row's k-th
+    smallest distance over the whole set, known beforehand; the row's threshold starts there
+    instead of at +inf, so candidates beyond it are dropped at once (a row may then keep fewer
+    than k: the others are elsewhere)."""
+
+    def __init__(self, m, k, cap, seed=None):
         self.k = k
         self.heap = np.empty((m, k))
         self.hcnt = np.zeros(m, np.int64)
-        self.thr = np.full(m, np.inf)
+        self.thr = np.full(m, np.inf) if seed is None else np.array(seed, dtype=np.float64)
         self.bidx = np.empty((m, cap), np.int64)
         self.blo = np.empty((m, cap))
         self.bcnt = np.zeros(m, np.int64)
@@ -372,10 +377,10 @@ def run_pairs(work, rounds, nt):
                 f.result()
 
 
-def join_blocks(P, k, exclude_self, starts, rounds, fallback_ranges, cap, bound_scale, nt, prep=0.0):
+def join_blocks(P, k, exclude_self, starts, rounds, fallback_ranges, cap, bound_scale, nt, prep=0.0, seed=None):
     """The pairs of blocks of ``rounds`` over the prepared rows P, cut at ``starts``."""
     metric = check_prepared(P)
-    cand = Candidates(P.size, k, cap or default_cap(k))
+    cand = Candidates(P.size, k, cap or default_cap(k), seed)
     times = StepTimes()
     work = PairScan(P.L, P.R, P.sq, P.norm, P.ids, bound_coefficients(metric, P.X.shape[1], bound_scale),
                     bool(exclude_self), cand, starts, times)
@@ -386,6 +391,26 @@ def join_blocks(P, k, exclude_self, starts, rounds, fallback_ranges, cap, bound_
         out = finish(P.X, P.ids, P.X, P.ids, k, metric, bool(exclude_self), cand, fallback_ranges, times, pool, nt)
     out[2]["timings"].update(prep=prep, wall_gemm_filter=wall)
     return out
+
+
+#: Relative margin of a seed over the k-th distance it comes from: far above the float64 rounding
+#: of a distance computed from the differences ((d + 2) 2^-53 relative, for any d < 2^20), so the
+#: true k-th distance lies below the seed and a dropped candidate cannot tie with a kept one.
+SEED_MARGIN = 2.0 ** -30
+
+
+def seed_thresholds(kth_distances, metric, scale=1.0):
+    """Seeds in the kernel's prepared space from exact k-th neighbour distances (of the metric,
+    computed in float64 from the differences) among any subset of the candidates: an upper bound
+    of each row's k-th distance over the whole set. +inf where a row had fewer than k."""
+    d = np.asarray(kth_distances, dtype=np.float64)
+    if metric == "euclidean":
+        value = (d * scale) ** 2
+    elif metric == "sqeuclidean":
+        value = d * (scale * scale)
+    else:
+        value = d + SEED_MARGIN  # 1 - cos: absolute rounding near 0
+    return value * (1.0 + SEED_MARGIN)
 
 
 def check_prepared(P):
@@ -445,8 +470,10 @@ def cross_join_topk(XA, ids_a, XB, ids_b, k, metric="euclidean", exclude_self=Tr
     return cross_topk(PA, PB, k, exclude_self, block, cap, bound_scale, n_threads, time.perf_counter() - started)
 
 
-def cross_topk(PA, PB, k, exclude_self=True, block=1024, cap=None, bound_scale=1.0, n_threads=None, prep=0.0):
-    """:func:`cross_join_topk` on rows prepared in one frame."""
+def cross_topk(PA, PB, k, exclude_self=True, block=1024, cap=None, bound_scale=1.0, n_threads=None, prep=0.0,
+               seed_a=None, seed_b=None):
+    """:func:`cross_join_topk` on rows prepared in one frame; ``seed_a`` / ``seed_b``: optional
+    thresholds of the rows of A and B (:class:`Candidates`)."""
     ma, mb = PA.size, PB.size
     P = PA.concat(PB)
     block = max(1, min(block, max(ma, mb)))
@@ -455,6 +482,10 @@ def cross_topk(PA, PB, k, exclude_self=True, block=1024, cap=None, bound_scale=1
     # Every round of the circle method holds a block at most once; keep its A x B pairs.
     rounds = [[(I, J) for I, J in pairs if I < first_b <= J] for pairs in round_robin(len(starts) - 1)]
     fallback = [(0, ma, ma, ma + mb), (ma, ma + mb, 0, ma)]
+    seed = None
+    if seed_a is not None or seed_b is not None:
+        seed = np.concatenate([np.full(ma, np.inf) if seed_a is None else seed_a,
+                               np.full(mb, np.inf) if seed_b is None else seed_b])
     out_ids, out_d, info = join_blocks(P, k, exclude_self, starts, [r for r in rounds if r], fallback, cap,
-                                       bound_scale, n_threads_of(n_threads), prep)
+                                       bound_scale, n_threads_of(n_threads), prep, seed)
     return out_ids[:ma], out_d[:ma], out_ids[ma:], out_d[ma:], info

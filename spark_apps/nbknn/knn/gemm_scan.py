@@ -2,7 +2,7 @@
 
 Each scan reads one float32 product tile S (S_ij approximates the distance, within the bound e_ij
 of :mod:`nbknn.knn.gemm_bound`), keeps per query row a max-heap of the k smallest upper bounds
-S + e (its k-th is the row's threshold U) and a buffer of candidates whose lower bound S - e does
+S + e (its k-th, or the row's seed when that is smaller, is the row's threshold U) and a buffer of candidates whose lower bound S - e does
 not exceed U; ``rerank`` recomputes the survivors exactly in float64 and orders them by
 (distance, id). A row whose buffer overflows (the bound is too wide for its distances) is marked
 for the brute-force fallback.
@@ -63,7 +63,7 @@ def _push(i, j, lo, hi, k, heap, hcnt, thr, bidx, blo, bcnt, ovf):
                 break
         hcnt[i] = hc + 1
         if hc + 1 == k:
-            thr[i] = heap[i, 0]
+            thr[i] = min(thr[i], heap[i, 0])
     elif hi < heap[i, 0]:
         heap[i, 0] = hi
         p = 0
@@ -82,7 +82,7 @@ def _push(i, j, lo, hi, k, heap, hcnt, thr, bidx, blo, bcnt, ovf):
                 p = m
             else:
                 break
-        thr[i] = heap[i, 0]
+        thr[i] = min(thr[i], heap[i, 0])
     # candidate buffer
     cap = bidx.shape[1]
     bc = bcnt[i]

@@ -8,6 +8,10 @@ top-k among the unit's candidates (:mod:`nbknn.knn.gemm`); a group belongs to ev
 pairs with, and the candidates of those units partition the set, so merging a group's partial
 results (:func:`~nbknn.knn.topk.merge_topk`) gives its exact top-k over the whole set.
 
+The diagonal units run first: a row's k-th distance within its own group bounds its k-th
+distance over the whole set from above, so the cross units start every row's threshold there
+(:func:`~nbknn.knn.gemm.seed_thresholds`) instead of at +inf and drop most candidates at once.
+
 Inside a unit the kernel breaks ties by rank: the ids of the unit's two groups are replaced by
 their ranks in sorted order (so the rank order is the id order, for integer and string ids)
 and mapped back afterwards; padding becomes the id type's sentinel.
@@ -20,22 +24,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nbknn.knn.gemm import PAD, Frame, PreparedRows, cross_topk, group_topk, prepare_rows
+from nbknn.knn.gemm import PAD, Frame, PreparedRows, cross_topk, group_topk, prepare_rows, seed_thresholds
 from nbknn.knn.topk import TopK, pad_id_for
 
 
 @dataclass
 class RowGroup:
-    """One group of rows: its number, its real ids (int64 or str) and its prepared rows."""
+    """One group of rows: its number, its real ids (int64 or str), its prepared rows, the scale of
+    their frame and, once its diagonal unit ran, its rows' seeds (prepared space)."""
 
     number: int
     ids: np.ndarray
     rows: PreparedRows
+    scale: float = 1.0
+    seed: np.ndarray | None = None
 
 
 def prepare_group(number: int, ids: np.ndarray, X: np.ndarray, frame: Frame) -> RowGroup:
     # The kernel's own ids are set per unit (ranks); positions stand in until then.
-    return RowGroup(number, ids, prepare_rows(X, np.arange(ids.shape[0]), frame))
+    return RowGroup(number, ids, prepare_rows(X, np.arange(ids.shape[0]), frame), frame.scale)
+
+
+def diagonal_unit(group: RowGroup, k: int, exclude_self: bool, n_threads: int = 1):
+    """The unit (a, a): its partial results, the kernel's info, and the group with its seeds."""
+    partials, info = unit_partials(group, group, k, exclude_self, n_threads)
+    _, (_, result) = partials[0]
+    kth = result.distances[:, k - 1]  # +inf where the group holds fewer than k candidates
+    seeded = dataclasses.replace(group, seed=seed_thresholds(kth, group.rows.metric, group.scale))
+    return partials, info, seeded
 
 
 def group_starts(n: int, n_groups: int) -> np.ndarray:
@@ -43,11 +59,9 @@ def group_starts(n: int, n_groups: int) -> np.ndarray:
     return np.linspace(0, n, n_groups + 1).round().astype(np.int64)
 
 
-def group_pairs(n_groups: int) -> list[tuple[int, int]]:
-    """Every unit (a, b), a <= b: the cross pairs (twice the products of a diagonal one) first,
-    so that the scheduler starts the longest units first."""
-    cross = [(a, b) for a in range(n_groups) for b in range(a + 1, n_groups)]
-    return cross + [(a, a) for a in range(n_groups)]
+def cross_pairs(n_groups: int) -> list[tuple[int, int]]:
+    """Every cross unit (a, b), a < b (the diagonal ones run first, on their own)."""
+    return [(a, b) for a in range(n_groups) for b in range(a + 1, n_groups)]
 
 
 def unit_partials(a: RowGroup, b: RowGroup, k: int, exclude_self: bool, n_threads: int = 1):
@@ -60,7 +74,8 @@ def unit_partials(a: RowGroup, b: RowGroup, k: int, exclude_self: bool, n_thread
     unique, ranks = id_ranks(np.concatenate([a.ids, b.ids]))
     ma = a.ids.shape[0]
     ids_a, dist_a, ids_b, dist_b, info = cross_topk(
-        with_ids(a.rows, ranks[:ma]), with_ids(b.rows, ranks[ma:]), k, exclude_self, n_threads=n_threads
+        with_ids(a.rows, ranks[:ma]), with_ids(b.rows, ranks[ma:]), k, exclude_self, n_threads=n_threads,
+        seed_a=a.seed, seed_b=b.seed,
     )
     return [(a.number, (a.ids, real_topk(ids_a, dist_a, unique))),
             (b.number, (b.ids, real_topk(ids_b, dist_b, unique)))], info
