@@ -359,7 +359,10 @@ def is_small_file_temp(name: str) -> bool:
                                        "stopped before its rename (LATEST, manifests, summaries)")
 def test_a_small_file_stopped_before_its_rename_leaves_no_temporary_file(spark, pipeline):
     """nb_publish_model stopped just before LATEST is replaced, then run again: the temporary file
-    the stopped run wrote beside LATEST should be gone once the next run has published LATEST."""
+    the stopped run wrote beside LATEST should be gone once the next run has published LATEST.
+
+    When fs.write_text_atomic removes such files, this test passes and (strict) fails the run:
+    remove the xfail mark, and the is_small_file_temp exemption of the commit-point test."""
     step = pipeline.steps["nb_publish_model"]
     root = pipeline.root
     copy_tree(step.after, root)
