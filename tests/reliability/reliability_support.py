@@ -578,6 +578,14 @@ class FaultPoints:
                 patch.setattr(DataFrameWriter, name, self._wrap(f"DataFrameWriter.{name}", getattr(DataFrameWriter, name)))
             run_entry_in_process(spark, script, argv)
 
+    def call(self, function: Callable, kwargs: dict, module, names: Iterable[str]) -> None:
+        """``function(**kwargs)`` with the calls ``module.<name>`` counted as its commit steps."""
+        with pytest.MonkeyPatch.context() as patch:
+            for name in names:
+                patch.setattr(module, name, self._wrap(f"{module.__name__.rsplit('.', 1)[-1]}.{name}",
+                                                       getattr(module, name)))
+            function(**kwargs)
+
     def distinct_states(self, exclude: Iterable[str] = ()) -> list[tuple[int, str]]:
         """The first point of each distinct data-root state seen (fingerprints), less ``exclude``."""
         seen, points = set(exclude), []

@@ -3,7 +3,8 @@ and run again with the same arguments, as an Airflow retry would; and each one t
 is killed for real (SIGKILL to its whole process group, as a lost worker or an OOM-killed container
 would end it) while a job runs.
 
-**Commit points** (in process, deterministic). The application's entry script runs in process
+**Commit points** (in process, deterministic; nb_train's publish task, which runs in the Airflow
+worker without Spark, is stopped the same way at the calls of ``nbknn_airflow.model_publish``). The application's entry script runs in process
 with every call that changes the data root counted: the Hadoop FileSystem operations of
 ``nbknn.common.fs`` (each rename, each atomic replacement of a small file such as a summary, a
 manifest or LATEST, each deletion) and Spark's ``DataFrameWriter`` (each staged or scratch table).
@@ -147,6 +148,7 @@ class Pipeline:
     json_files: list[Path]
     results: dict = field(default_factory=dict)
     kills: dict = field(default_factory=dict)
+    publish_task_kwargs: dict = field(default_factory=dict)  # nb_train's publish task (no Spark)
 
     def visible_problems(self) -> list[str]:
         """What a reader of the data root could see that is not a complete output."""
@@ -250,7 +252,7 @@ def pipeline(spark, corpus, tmp_path_factory):
             Path(root, relative(uri, k["summary"])),
         ]
         print("[reliability] reference runs (s):", {a: round(st.reference_seconds, 1) for a, st in by_app.items()})
-        yield Pipeline(root, uri, scratch, by_app, published, json_files)
+        yield Pipeline(root, uri, scratch, by_app, published, json_files, publish_task_kwargs=train["publish"])
 
 
 def test_a_50MB_document_is_quarantined_by_spark_submit_in_default_memory(pipeline, figures):
@@ -298,11 +300,9 @@ def old_or_new(root: Path, old_root: Path, rel: str, new: dict) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
-@pytest.mark.parametrize("app", APPS)
-def test_a_run_stopped_at_any_commit_step_leaves_old_or_new_and_the_retry_converges(
-        spark, pipeline, app, scenario, figures):
-    step = pipeline.steps[app]
+def stop_at_every_commit_state(pipeline, step: Step, scenario: str, attempt) -> dict:
+    """Stop ``attempt`` (a run of the application with the given FaultPoints installed) at each
+    distinct state of the data root along its commit steps, check what it left, retry; the figures."""
     root = pipeline.root
     start = step.before if scenario == "first" else step.after
     reference = outputs_of(step.after, step.outputs)
@@ -311,7 +311,7 @@ def test_a_run_stopped_at_any_commit_step_leaves_old_or_new_and_the_retry_conver
     # The steps of an undisturbed run, and the distinct states of the data root along it.
     copy_tree(start, root)
     probe = FaultPoints(root, fingerprints=True)
-    probe.run(spark, step.script, step.args)
+    attempt(probe)
     assert compare_all(reference, outputs_of(root, step.outputs)).differences == []
     done = tree_fingerprint(root)
     # Stopped before any step, the data root is the start; after the last, the finished run
@@ -325,8 +325,8 @@ def test_a_run_stopped_at_any_commit_step_leaves_old_or_new_and_the_retry_conver
         copy_tree(start, root)
         stopped = FaultPoints(root, stop_at=(index, when), snapshot=pipeline.scratch / "at-fault")
         with pytest.raises(InjectedKill):
-            stopped.run(spark, step.script, step.args)
-        where = f"{app} stopped {when} step {index} {probe.steps[index]}"
+            attempt(stopped)
+        where = f"{step.app} stopped {when} step {index} {probe.steps[index]}"
         assert stopped.steps_at_fault == probe.steps[:index + 1], f"{where}: the run took another path"
         copy_tree(pipeline.scratch / "at-fault", root)  # exactly what the stopped run left
 
@@ -335,19 +335,45 @@ def test_a_run_stopped_at_any_commit_step_leaves_old_or_new_and_the_retry_conver
             seen = old_or_new(root, start, rel, reference[rel])
             assert seen is not None, f"{where}: {rel} is neither the old output nor the new one"
             found[seen] = found.get(seen, 0) + 1
-        run_entry_in_process(spark, step.script, step.args)  # the retry
+        attempt(FaultPoints(root))  # the retry
         comparison = compare_all(reference, outputs_of(root, step.outputs))
         assert comparison.differences == [], f"{where}: the retry gave {comparison.differences}"
         left = leftovers(root)
-        # Known gap (test_a_small_file_stopped_before_its_rename_leaves_no_temporary_file): a hidden
-        # temporary file of fs.write_text_atomic stopped before its rename is never removed.
+        # Known gap (test_a_small_file_stopped_before_its_rename_leaves_no_temporary_file): the hidden
+        # temporary file of a small-file write (fs.write_text_atomic, model_publish.write_text_atomic)
+        # stopped before its rename is never removed.
         stale_temps += [name for name in left if is_small_file_temp(name)]
         assert [name for name in left if not is_small_file_temp(name)] == [], f"{where}: left after the retry: {left}"
+    return dict(scenario=SCENARIOS[scenario], commit_steps=len(probe.steps), steps=[str(s) for s in probe.steps],
+                states_tried=len(points), published_outputs_seen=found, small_file_temps_left=stale_temps)
 
-    figures.update(app=app, scenario=SCENARIOS[scenario], commit_steps=len(probe.steps),
-                   steps=[str(s) for s in probe.steps], states_tried=len(points), published_outputs_seen=found,
-                   small_file_temps_left=stale_temps)
-    pipeline.results[(app, scenario)] = len(points)
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("app", APPS)
+def test_a_run_stopped_at_any_commit_step_leaves_old_or_new_and_the_retry_converges(
+        spark, pipeline, app, scenario, figures):
+    step = pipeline.steps[app]
+    found = stop_at_every_commit_state(pipeline, step, scenario, lambda faults: faults.run(spark, step.script, step.args))
+    figures.update(app=app, **found)
+    pipeline.results[(app, scenario)] = found["states_tried"]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_the_publish_task_stopped_at_any_commit_step_leaves_old_or_new_and_the_retry_converges(
+        pipeline, scenario, figures):
+    """nb_train's publish task as the DAG runs it, in the Airflow worker without Spark
+    (nbknn_airflow.model_publish), with the plan's arguments: its commit steps are the module's
+    deletions, directory creations and renames (each atomic replacement of a small file included).
+    Its outputs must equal those of the Spark application nb_publish_model.py (the reference)."""
+    from nbknn_airflow import model_publish
+
+    step = pipeline.steps["nb_publish_model"]
+    found = stop_at_every_commit_state(
+        pipeline, step, scenario,
+        lambda faults: faults.call(model_publish.publish_model, pipeline.publish_task_kwargs, model_publish,
+                                   ("delete", "makedirs", "_rename")))
+    figures.update(app="publish task", **found)
+    pipeline.results[("publish task", scenario)] = found["states_tried"]
 
 
 def is_small_file_temp(name: str) -> bool:
@@ -420,7 +446,7 @@ def test_sigkill_during_a_spark_job_keeps_the_old_output_and_the_retry_converges
 def test_fault_injection_totals(pipeline, figures):
     """Every application stopped at each of its commit states in both scenarios, and killed during a
     Spark job (all but nb_publish_model, which runs none)."""
-    expected = {(app, scenario) for app in APPS for scenario in SCENARIOS}
+    expected = {(app, scenario) for app in [*APPS, "publish task"] for scenario in SCENARIOS}
     if set(pipeline.results) != expected or set(pipeline.kills) != set(JOB_APPS):
         pytest.skip("not every test of the module ran (run the whole module)")
     figures.update(
