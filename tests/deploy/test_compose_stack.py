@@ -119,7 +119,9 @@ class Postgres:
         self.process = None
 
     def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
-        result = subprocess.run(args, user=self.run_as, capture_output=True, text=True, timeout=120, **kwargs)
+        # cwd: the server's own folder, which its user can enter wherever the checkout lies.
+        result = subprocess.run(args, user=self.run_as, cwd=self.dir, capture_output=True, text=True, timeout=120,
+                                **kwargs)
         assert result.returncode == 0, f"{args[0]}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
         return result
 
@@ -131,10 +133,12 @@ class Postgres:
         self._run([str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", self.user,
                    f"--pwfile={password_file}", "--auth=scram-sha-256", "--encoding=UTF8"])
         password_file.unlink()
+        self.log_file = open(self.log, "ab")
         self.process = subprocess.Popen(
             [str(self.bin / "postgres"), "-D", str(self.dir / "data"), "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}"],
-            user=self.run_as, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            user=self.run_as, cwd=self.dir, stdout=self.log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         client = {**os.environ, "PGPASSWORD": self.password}
         wait_until(lambda: subprocess.run([str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
@@ -159,6 +163,9 @@ class Postgres:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(timeout=30)
+        if self.process:
+            self.log_file.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
