@@ -68,10 +68,12 @@ test-deploy: install chromium postgres
 demo: install
 	$(BIN)/python scripts/demo.py
 
-# Airflow UI on the embedded defaults (http://localhost:8080; PORT=... to change it).
+# Airflow UI on the embedded defaults (http://127.0.0.1:8080; PORT=... to change it). It listens on
+# this machine only; HOST=0.0.0.0 opens it to the network (plain HTTP: mind who can reach it).
 PORT ?= 8080
+HOST ?= 127.0.0.1
 airflow: install
-	$(BIN)/python scripts/airflow_ui.py --port $(PORT)
+	$(BIN)/python scripts/airflow_ui.py --port $(PORT) --host $(HOST)
 
 # Re-resolve the full lock after changing requirements.txt.
 lock:

@@ -38,6 +38,7 @@ def wait_until_up(port: int, process: subprocess.Popen, timeout: float = 180.0) 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="interface the UI listens on (default: this machine only)")
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "data")
     parser.add_argument("--airflow-home", type=Path, default=REPO_ROOT / "airflow_home")
     args = parser.parse_args(argv)
@@ -45,7 +46,7 @@ def main(argv: list[str]) -> None:
     if not (data_root / TRAIN_INPUT).exists() or not (data_root / SCORING_INPUT).exists():
         print(f"laying out the demo corpus under {data_root.as_uri()} ...", flush=True)
         lay_out_corpus(data_root, None, None)
-    env = environment(data_root, airflow_home, port=args.port)
+    env = environment(data_root, airflow_home, port=args.port, host=args.host)
     # Task logs at INFO, so a failed task's log in the UI says what happened.
     env.pop("AIRFLOW__LOGGING__LOGGING_LEVEL", None)
     process = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"], env=env)

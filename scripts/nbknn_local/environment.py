@@ -22,7 +22,7 @@ SCORING_INPUT = "input/nb_predict/documents"
 VECTORS = "input/knn_neighbors/vectors"
 
 
-def environment(data_root: Path, airflow_home: Path, port: int | None = None) -> dict[str, str]:
+def environment(data_root: Path, airflow_home: Path, port: int | None = None, host: str = "127.0.0.1") -> dict[str, str]:
     venv_bin = Path(sys.executable).parent
     env = dict(os.environ)
     # Spark properties of the caller's NBKNN_SPARK_CONF (e.g. an event log) go on top of these.
@@ -42,9 +42,10 @@ def environment(data_root: Path, airflow_home: Path, port: int | None = None) ->
     )
     if port is not None:
         # `make airflow`. Airflow 3: tasks reach the execution API on the API server's port; a
-        # non-default port must be given to both. The UI listens on this machine only.
+        # non-default port must be given to both. The UI listens on this machine only unless the
+        # caller names another interface (`make airflow HOST=0.0.0.0`).
         env["AIRFLOW__API__PORT"] = str(port)
-        env["AIRFLOW__API__HOST"] = "127.0.0.1"
+        env["AIRFLOW__API__HOST"] = host
         env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
         # The DAGs run on their schedules and assets from the start: nb_predict follows nb_train,
         # knn_neighbors follows doc_vectors; a scheduled run whose input is missing skips itself.
