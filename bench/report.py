@@ -191,8 +191,9 @@ def knn_section(result: dict, goals: list) -> list[str]:
            "seconds as median [min, max]; throughput ratios above 1: ours is faster. Agreement: sample rows whose "
            "ids and distances (1e-9 relative) equal a direct float64 brute force.", "",
            "| n | metric | reps | blocked s | broadcast s | scikit-learn s | FAISS flat s | per-row recipe s (est.) | "
-           "slower mode / FAISS | / scikit-learn | / per-row | agreement (blocked, broadcast) | fallback rows |",
-           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+           "slower mode / FAISS | / scikit-learn | / per-row | agreement (blocked, broadcast) | fallback rows | "
+           "kernel s per core (blocked, broadcast) |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     for size in result["sizes"]:
         for metric, row in size["metrics"].items():
             cell = {m: f"{row[m]['median_s']} [{row[m]['min_s']}, {row[m]['max_s']}]"
@@ -203,7 +204,8 @@ def knn_section(result: dict, goals: list) -> list[str]:
             out.append(f"| {size['n']} | {metric} | {size['repetitions']} | {cell['blocked']} | {cell['broadcast']} | "
                        f"{cell['sklearn']} | {cell['faiss']} | {row['per_row_recipe']['estimated_seconds']:.0f} | "
                        f"{slower['throughput_over_faiss']} | {slower['throughput_over_sklearn']} | "
-                       f"{slower['speedup_over_per_row_recipe']} | {agreement} | {fallback} |")
+                       f"{slower['speedup_over_per_row_recipe']} | {agreement} | {fallback} | "
+                       f"{row['blocked']['kernel_seconds_per_core']}, {row['broadcast']['kernel_seconds_per_core']} |")
             tag = f"n={size['n']} {metric}, slower mode"
             goals.append((f"exact kNN >= 1.0x FAISS flat ({tag})", f"{slower['throughput_over_faiss']}",
                           slower["throughput_over_faiss"] >= 1.0))
