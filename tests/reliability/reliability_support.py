@@ -33,6 +33,7 @@ SPARK_APPS_DIR = REPO_ROOT / "spark_apps"
 # version (a hash of the library's sources) is the same for both unless the source tree is edited
 # while the tests run; the outputs are compared as data, so it is left out too.
 VOLATILE_KEYS = frozenset({"created_at", "timings_seconds", "seconds", "write_id", "code_version"})
+VOLATILE_SUFFIX = "_seconds"  # any measured duration (e.g. a kNN summary's kernel_task_seconds)
 # Siblings that an interrupted publication leaves behind (nbknn.common.fs.temporary_sibling).
 LEFTOVER_PREFIXES = ("_tmp-", "_replaced-")
 
@@ -342,7 +343,8 @@ def _canonical_value(value):
     if isinstance(value, float):
         return value if not math.isfinite(value) else float(f"{value:.10g}")
     if isinstance(value, dict):
-        return {k: _canonical_value(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+        return {k: _canonical_value(v) for k, v in value.items()
+                if k not in VOLATILE_KEYS and not str(k).endswith(VOLATILE_SUFFIX)}
     if isinstance(value, (list, tuple)):
         return [_canonical_value(v) for v in value]
     if isinstance(value, bytes):
@@ -597,12 +599,17 @@ class FaultPoints:
 
 
 def tree_fingerprint(root: Path) -> str:
-    """A digest of every file under ``root``: relative path and content."""
+    """A digest of every file under ``root``: relative path and content. A directory being built
+    (``_tmp-*``) counts by its name only: whatever it holds, no reader sees it and the next run
+    builds its own, so states that differ only inside it are one state for a stopped run."""
     import hashlib
 
     digest = hashlib.sha256()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        if os.path.basename(dirpath).startswith("_tmp-"):
+            dirnames.clear()
+            filenames = []
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
             digest.update(os.path.relpath(path, root).encode() + b"\0")
@@ -633,41 +640,51 @@ def kill_during_spark_job(command: list[str], env: dict[str, str], log_path: Pat
                           timeout: float = 300) -> JobKill:
     """Run spark-submit in a process group of its own (the Spark conf must enable the UI) and SIGKILL
     the whole group as soon as the driver's REST status API
-    (``/api/v1/applications/<id>/jobs?status=running``) reports a job with active tasks. When the
-    application ends without such a report, ``job`` is None."""
-    import urllib.request
+    (``/api/v1/applications/<id>/jobs?status=running``) reports a running job. The API is polled
+    without pause over one connection: the jobs of a small application last a fraction of a
+    second. When the application ends without such a report, ``job`` is None."""
+    import http.client
 
     cwd.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     process = start(command, env, log_path, cwd=cwd)
-    ui = app_id = job = None
+    port = app_id = job = connection = None
     reported_to_kill = None
 
-    def get(url: str):
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return json.loads(response.read())
+    def get(path: str):
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        return json.loads(body) if response.status == 200 else None
 
     try:
         while process.poll() is None and time.monotonic() - started < timeout:
-            if ui is None:
+            if port is None:
                 found = UI_STARTED.search(log_path.read_bytes()) if log_path.exists() else None
-                ui = f"http://127.0.0.1:{int(found.group(1))}" if found else None
+                if found is None:
+                    time.sleep(0.01)
+                    continue
+                port = int(found.group(1))
             try:
-                if ui and app_id is None:
-                    app_id = (get(f"{ui}/api/v1/applications") or [{}])[0].get("id")
-                if app_id:
-                    running = get(f"{ui}/api/v1/applications/{app_id}/jobs?status=running")
-                    active = [j for j in running if j.get("numActiveTasks", 0) > 0]
-                    if active:
-                        reported = time.monotonic()
-                        os.killpg(process.pid, signal.SIGKILL)
-                        reported_to_kill = time.monotonic() - reported
-                        job = {key: active[0].get(key) for key in ("jobId", "name", "numTasks", "numActiveTasks",
-                                                                    "numCompletedTasks", "status")}
-                        break
-            except (OSError, ValueError):
-                pass  # the UI is not serving yet (or not the status API yet), or already gone
-            time.sleep(0.01)
+                if connection is None:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                if app_id is None:
+                    app_id = ((get("/api/v1/applications") or [{}])[0]).get("id")
+                    continue
+                running = get(f"/api/v1/applications/{app_id}/jobs?status=running") or []
+                if running:
+                    reported = time.monotonic()
+                    os.killpg(process.pid, signal.SIGKILL)
+                    reported_to_kill = time.monotonic() - reported
+                    job = {key: running[0].get(key) for key in ("jobId", "name", "numTasks", "numActiveTasks",
+                                                                "numCompletedTasks", "status")}
+                    break
+            except (OSError, ValueError, http.client.HTTPException):
+                # The UI is not serving yet (or not the status API yet), or already gone.
+                if connection is not None:
+                    connection.close()
+                connection = None
+                time.sleep(0.005)
         process.wait(timeout=60)
         for _ in range(200):
             survivors = group_members(process.pid)
@@ -678,6 +695,8 @@ def kill_during_spark_job(command: list[str], env: dict[str, str], log_path: Pat
             os.killpg(process.pid, signal.SIGKILL)
             raise AssertionError(f"processes {survivors} of the killed group {process.pid} survived SIGKILL")
     finally:
+        if connection is not None:
+            connection.close()
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=60)

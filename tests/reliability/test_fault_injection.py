@@ -25,8 +25,9 @@ Each application is tried on its first publication (the data root as before its 
 and on a republication over its own complete output (a retried or cleared task).
 
 **SIGKILL during a Spark job** (spark-submit, exactly as the Airflow operator starts it). The
-driver's REST status API is polled and the process group is killed as soon as it reports a job
-with active tasks; the test asserts that it did. A watcher polls every published location all
+driver's REST status API is polled and the process group is killed as soon as it reports a
+running job; the test asserts that it did (a run that ends first is a retry of a finished task,
+checked like the others; at most three runs). A watcher polls every published location all
 along and fails the test if a reader could see a partial output; after the kill the old output
 is intact, and the next run restores the reference and leaves no temporary sibling.
 ``nb_publish_model`` runs no Spark job (its steps are renames and small files, all covered by the
@@ -419,15 +420,22 @@ def test_sigkill_during_a_spark_job_keeps_the_old_output_and_the_retry_converges
 
     watcher = Watcher(pipeline.visible_problems)
     watcher.start()
+    attempts = []
     try:
-        kill = kill_during_spark_job(command, dict(os.environ), pipeline.scratch / "logs" / f"{app}-kill.log",
-                                     pipeline.scratch)
+        # A run that ends before a job is seen running completed undisturbed (a retry of a finished
+        # task, checked below like the others); at most three runs.
+        while len(attempts) < 3 and (not attempts or attempts[-1].job is None):
+            attempts.append(kill_during_spark_job(
+                command, dict(os.environ), pipeline.scratch / "logs" / f"{app}-kill-{len(attempts)}.log",
+                pipeline.scratch))
+            assert attempts[-1].job is not None or attempts[-1].returncode == 0, attempts[-1].log
     finally:
         watcher.stop()
-    figures.update(app=app, job_at_kill=kill.job, report_to_kill_s=kill.reported_to_kill_s,
+    kill = attempts[-1]
+    figures.update(app=app, job_at_kill=kill.job, report_to_kill_s=kill.reported_to_kill_s, runs=len(attempts),
                    seconds=round(kill.seconds, 1), returncode=kill.returncode, watcher_polls=watcher.polls,
                    partial_outputs_seen=len(watcher.violations))
-    assert kill.job is not None, f"{app} ended (exit code {kill.returncode}) before a Spark job was seen running:\n{kill.log}"
+    assert kill.job is not None, f"{app} ended {len(attempts)} times before a Spark job was seen running:\n{kill.log}"
     assert kill.returncode == -9, kill.returncode
     assert kill.reported_to_kill_s < 0.25, kill.reported_to_kill_s  # SIGKILL right after the report
     assert not watcher.errors, watcher.errors
