@@ -96,11 +96,18 @@ PARAMS = {
 )
 def knn_neighbors():
     @task(retries=0, multiple_outputs=True, execution_timeout=timedelta(minutes=5))
-    def plan(params: dict, run_id: str, triggering_asset_events=None) -> dict:
+    def plan(params: dict, run_id: str, dag_run=None, triggering_asset_events=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from nbknn_airflow.plans.base import NothingToDo
         from nbknn_airflow.plans.knn_neighbors import plan_knn
 
         events = sorted((triggering_asset_events or {}).get(DOC_VECTORS, []), key=lambda event: event.timestamp)
-        return plan_knn(params, run_id, events[-1].extra.get("uri") if events else None)
+        run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+        try:
+            return plan_knn(params, run_id, events[-1].extra.get("uri") if events else None, run_type)
+        except NothingToDo as exc:
+            raise AirflowSkipException(str(exc)) from None
 
     @task(execution_timeout=timedelta(minutes=10))
     def report(uris: dict) -> dict:

@@ -58,3 +58,28 @@ def test_a_run_triggered_by_published_vectors_reads_that_table(tmp_path, monkeyp
     # An event's URI is an input like any other: confined to the allowed roots.
     with pytest.raises(PlanError, match="outside the allowed roots"):
         plan_knn(params, "asset_triggered__2", triggered_uri="file:///etc")
+
+
+def test_a_scheduled_run_before_any_vectors_skips_and_a_later_one_plans(tmp_path, monkeypatch):
+    from nbknn_airflow.plans.base import NothingToDo
+    from nbknn_airflow.plans.knn_neighbors import plan_knn
+
+    monkeypatch.setenv("NBKNN_DATA_ROOT", tmp_path.as_uri())
+    params = {
+        "input_uri": "input/knn_neighbors/vectors", "input_format": "parquet", "id_column": "id",
+        "vector_column": "vector", "query_uri": None, "dim": None, "k": 5, "metric": "cosine", "mode": "auto",
+        "exclude_self": True, "block_bytes_budget": 64 * 2**20, "broadcast_max_bytes": 256 * 2**20,
+        "annoy_trees": 50, "max_reject_fraction": 0.01,
+    }
+    vectors = tmp_path / "input" / "knn_neighbors" / "vectors"
+    with pytest.raises(NothingToDo, match="no vectors at .*input/knn_neighbors/vectors"):
+        plan_knn(params, "scheduled__2026-03-01T05:30:00+00:00", run_type="scheduled")
+    vectors.mkdir(parents=True)
+    (vectors / "_SUCCESS").write_text("")  # a folder with only what readers skip holds no vectors
+    with pytest.raises(NothingToDo):
+        plan_knn(params, "scheduled__2026-03-02T05:30:00+00:00", run_type="scheduled")
+    (vectors / "part-0.parquet").write_bytes(b"PAR1")
+    plan = plan_knn(params, "scheduled__2026-03-03T05:30:00+00:00", run_type="scheduled")
+    assert plan["uris"]["input"] == vectors.as_uri()
+    # A run triggered by hand is never skipped (a missing input fails its Spark task, naming the URI).
+    assert plan_knn(params, "manual__2", run_type="manual")["uris"]["input"] == vectors.as_uri()

@@ -20,7 +20,7 @@ Order of events (one stack for the module):
       restarted from the same command; the run completes, the killed task on a later try, every
       Spark task in the pool, on the cluster (no kill links on the master UI), authenticated;
   (d) the model publication (an Asset event) makes the scheduler run nb_predict, which succeeds;
-  (e) knn_neighbors' first scheduled run, with no vectors yet, fails without retrying;
+  (e) knn_neighbors' first scheduled run, with no vectors yet, skips at its plan;
       doc_vectors' scheduled run publishes vectors, whose Asset event runs knn_neighbors; a
       knn_neighbors run triggered through the REST API with conf honours it;
   (f) headless Chromium logs in through FAB's form, submits knn_neighbors' trigger form and sees
@@ -567,13 +567,13 @@ def test_c_d_scheduled_training_survives_a_scheduler_kill_and_triggers_predictio
 
 def test_e_doc_vectors_publishes_vectors_that_run_knn_neighbors(stack):
     stack.unpause("knn_neighbors")
-    # Unpausing starts today's cron run at once (catchup=False). With no vectors yet its Spark task
-    # refuses the input: the run fails at once, without retrying. Waited for, so that it cannot
+    # Unpausing starts today's cron run at once (catchup=False). With no vectors yet it has nothing
+    # to search: its plan skips, and no Spark application starts. Waited for, so that it cannot
     # race the vectors published below.
     scheduled_knn = stack.wait_for_run("knn_neighbors", "scheduled")
-    knn_task = {ti["task_id"]: ti for ti in stack.task_instances(scheduled_knn)}["knn"]
-    assert scheduled_knn["state"] == "failed" and knn_task["state"] == "failed", stack.explain(scheduled_knn)
-    assert knn_task["try_number"] == 1, knn_task
+    tasks = {ti["task_id"]: ti for ti in stack.task_instances(scheduled_knn)}
+    assert scheduled_knn["state"] == "success", stack.explain(scheduled_knn)
+    assert tasks["plan"]["state"] == "skipped" and tasks["knn"]["state"] == "skipped", stack.explain(scheduled_knn)
     stack.unpause("doc_vectors")
     scheduled_vectors = stack.wait_for_run("doc_vectors", "scheduled")
     assert scheduled_vectors["state"] == "success", stack.explain(scheduled_vectors)

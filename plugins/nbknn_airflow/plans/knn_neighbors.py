@@ -11,22 +11,26 @@ from __future__ import annotations
 
 from nbknn import contract
 from nbknn.contract import ANNOY_METRICS, KNN_JOB, KNN_METRICS, KNN_MODES, MIN_BLOCK_BYTES_BUDGET, NEIGHBORS_AREA
-from nbknn_airflow import param_schemas, paths, settings
-from nbknn_airflow.plans.base import PlanError, check_params, resolve_input
+from nbknn_airflow import param_schemas, paths, settings, storage
+from nbknn_airflow.plans.base import NothingToDo, PlanError, check_params, resolve_input
 
 
 def neighbors_run_dir(root: str, key: str) -> str:
     return paths.join(root, NEIGHBORS_AREA, key)
 
 
-def plan_knn(params: dict, run_id: str, triggered_uri: str | None = None) -> dict:
+def plan_knn(params: dict, run_id: str, triggered_uri: str | None = None, run_type: str | None = None) -> dict:
     """Everything a ``knn_neighbors`` run reads and writes, and the Spark application's arguments.
 
     ``triggered_uri``: the vectors table whose publication (an asset event) triggered the run; it
-    replaces ``input_uri`` and is confined to the allowed roots like any input."""
+    replaces ``input_uri`` and is confined to the allowed roots like any input. A scheduled run
+    whose input holds no vectors yet (doc_vectors never published) has nothing to search:
+    :class:`NothingToDo`, which the DAG turns into a skip."""
     root = settings.data_root()
     roots = settings.input_roots()
     input_uri = resolve_input(triggered_uri or params["input_uri"], roots)
+    if str(run_type).lower() == "scheduled" and not storage.holds_data(input_uri):
+        raise NothingToDo(f"no vectors at {input_uri} yet (doc_vectors publishes them): nothing to search")
     query_uri = resolve_input(params["query_uri"], roots) if params.get("query_uri") else None
     _check_knn_params(params, input_uri, query_uri)
 
