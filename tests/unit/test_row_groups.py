@@ -88,3 +88,18 @@ def test_cross_pairs_cover_every_pair_once():
 def test_query_ids_absent_from_the_reference_match_nothing():
     unique = np.array(["a", "c", "e"])
     assert query_ids_as_ranks(np.array(["c", "b", "z", "a"]), unique).tolist() == [1, -2, -2, 0]
+
+
+@pytest.mark.parametrize("budget", [13_000, 100_000, 1 << 20, 6_000_000, 64 << 20, 1 << 30])
+def test_groups_are_the_largest_whose_unit_fits_the_budget(budget):
+    from nbknn.knn.planning import group_rows_for_budget, unit_bytes
+
+    rows = group_rows_for_budget(128, 10, budget)
+    assert unit_bytes(rows, 128, 10) <= budget < unit_bytes(rows + 1, 128, 10)
+
+
+def test_a_budget_below_one_row_per_group_is_refused_with_the_minimum():
+    from nbknn.knn.planning import group_rows_for_budget, unit_bytes
+
+    with pytest.raises(ValueError, match=f"expected >= {unit_bytes(1, 128, 10)} bytes"):
+        group_rows_for_budget(128, 10, unit_bytes(1, 128, 10) - 1)

@@ -123,8 +123,13 @@ def block_plan(
 # Pairs of row groups (the exact GEMM kernel's all-points runs)
 # --------------------------------------------------------------------------------------------
 
-#: The kernel's float32 product tile (1024 x 1024 rows of one block pair) per thread.
-TILE_BYTES = 1024 * 1024 * 4
+#: Rows of the kernel's float32 product tile (one tile per thread: up to 1024 x 1024 floats).
+TILE_ROWS = 1024
+
+
+def tile_bytes(b: int) -> int:
+    """The product tile of a unit of two groups of ``b`` rows: min(b, TILE_ROWS)^2 float32."""
+    return 4 * min(b, TILE_ROWS) ** 2
 
 
 def kernel_row_bytes(d: int, k: int) -> int:
@@ -136,12 +141,23 @@ def kernel_row_bytes(d: int, k: int) -> int:
     return 2 * prepared + 8 * k + 16 * default_cap(k) + 33 + 16 * k
 
 
+def unit_bytes(b: int, d: int, k: int) -> int:
+    """Memory of one unit of two groups of ``b`` rows: the tile and both groups' rows."""
+    return tile_bytes(b) + 2 * b * kernel_row_bytes(d, k)
+
+
 def group_rows_for_budget(d: int, k: int, budget: int) -> int:
     """Most rows per group such that a unit (two groups and one product tile) fits ``budget``."""
-    rows = (budget - TILE_BYTES) // (2 * kernel_row_bytes(d, k))
+    row = 2 * kernel_row_bytes(d, k)
+    rows = (budget - tile_bytes(TILE_ROWS)) // row
+    if rows < TILE_ROWS:
+        # The tile shrinks with the groups: the largest b with 4 b^2 + row b <= budget.
+        rows = int((math.isqrt(row * row + 16 * budget) - row) // 8)
+        while rows > 0 and unit_bytes(rows, d, k) > budget:
+            rows -= 1
     if rows < 1:
         raise ValueError(
-            f"block_bytes_budget too small: expected >= {TILE_BYTES + 2 * kernel_row_bytes(d, k)} bytes "
+            f"block_bytes_budget too small: expected >= {unit_bytes(1, d, k)} bytes "
             f"for a unit of two one-row groups (got {budget})"
         )
     return int(rows)
@@ -154,4 +170,4 @@ def pair_block_plan(n: int, d: int, k: int, budget: int, block_rows: int | None 
     n_blocks = math.ceil(n / b)
     b = math.ceil(n / n_blocks)
     return BlockPlan(n_blocks=n_blocks, block_rows=b, query_chunk_rows=b, max_pair_bytes=0,
-                     estimated_bytes=TILE_BYTES + 2 * b * kernel_row_bytes(d, k))
+                     estimated_bytes=unit_bytes(b, d, k))
