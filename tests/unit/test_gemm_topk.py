@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nbknn.knn.gemm import cross_join_topk, exact_topk, self_join_topk
-from nbknn.knn.gemm_bound import bound_coefficients, pow2_scale, prepare
 from knn_oracles import direct_distances as ref_dist_row
 from knn_oracles import direct_topk as ref_topk
+from nbknn.knn.gemm import cross_join_topk, exact_topk, self_join_topk
+from nbknn.knn.gemm_bound import bound_coefficients, pow2_scale, prepare
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 

@@ -37,7 +37,7 @@ def merged_all_points(ids, X, k, metric, n_groups, exclude_self=True, seed_facto
     for a, b in cross_pairs(n_groups):
         partials, info = unit_partials(groups[a], groups[b], k, exclude_self)
         survivors.append(info["mean_survivors"])
-        for number, (row_ids, result) in partials:
+        for number, (_, result) in partials:
             merged[number] = merge_topk(merged[number], result, k)
     return (np.concatenate([merged[g].ids for g in range(n_groups)]),
             np.concatenate([merged[g].distances for g in range(n_groups)]), survivors)

@@ -24,8 +24,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from nbknn.contract import DEFAULT_ANNOY_TREES, DEFAULT_METRIC
-from nbknn.knn.arrow import check_queries, collect_vectors, id_type_of, numpy_chunks, output_schema, result_batch
 from nbknn.knn import gemm
+from nbknn.knn.arrow import check_queries, collect_vectors, id_type_of, numpy_chunks, output_schema, result_batch
 from nbknn.knn.kernels import annoy_metric, annoy_topk, build_annoy_index, gemm_topk, recall_at_k
 from nbknn.knn.mode import KnnResult, task_function
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS

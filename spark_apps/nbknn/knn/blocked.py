@@ -38,11 +38,10 @@ import numpy as np
 import pyarrow as pa
 from pyspark import RDD, Accumulator, StorageLevel, TaskContext
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from nbknn.contract import DEFAULT_BLOCK_BYTES_BUDGET, DEFAULT_METRIC
-from nbknn.knn.arrow import arrow_id_type, check_queries, describe, numpy_chunks, output_schema, vectors_to_numpy
 from nbknn.knn import gemm
+from nbknn.knn.arrow import arrow_id_type, check_queries, describe, numpy_chunks, output_schema, vectors_to_numpy
 from nbknn.knn.kernels import block_topk
 from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
 from nbknn.knn.partials import encoded_partial, merge_partials, merged_groups, output_rows

@@ -35,6 +35,7 @@ from nbknn.knn import gemm
 from nbknn.knn.arrow import check_queries, collect_vectors, id_type_of, numpy_chunks, output_schema, result_batch
 from nbknn.knn.kernels import kneighbors_topk
 from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
+from nbknn.knn.partials import encoded_partial, merged_groups, spread_units
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, group_rows_for_budget
 from nbknn.knn.row_groups import (
     RowGroup,
@@ -48,7 +49,6 @@ from nbknn.knn.row_groups import (
     unit_partials,
 )
 from nbknn.knn.topk import validate_k, validate_metric
-from nbknn.knn.partials import encoded_partial, merged_groups, spread_units
 
 
 def neighbors_broadcast(
