@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import write_jsonl
-from nbknn import contract
 from nbknn.inputs.documents import InputSpec
 from nbknn.inputs.tokenizer import TokenizerConfig
 from nbknn.naive_bayes.class_prior import run_class_prior

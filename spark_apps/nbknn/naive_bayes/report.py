@@ -11,7 +11,14 @@ from pyspark.sql import SparkSession
 
 from nbknn import contract
 from nbknn.common import fs
-from nbknn.contract import CLASS_F1_PNG_NAME, CONFUSION_PNG_NAME, METRICS_NAME, REPORT_HTML_NAME, REPORT_SUMMARY_NAME, join_uri
+from nbknn.contract import (
+    CLASS_F1_PNG_NAME,
+    CONFUSION_PNG_NAME,
+    METRICS_NAME,
+    REPORT_HTML_NAME,
+    REPORT_SUMMARY_NAME,
+    join_uri,
+)
 from nbknn.naive_bayes.metrics import classification_metrics
 from nbknn.naive_bayes.outputs import publish_output
 
