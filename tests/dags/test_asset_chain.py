@@ -39,17 +39,20 @@ def test_no_consumer_runs_before_its_producer_on_the_same_day(dags, producer, co
     assert _cron_minutes(dags[producer].timetable) < _cron_minutes(dags[consumer].timetable)
 
 
+KNN_PARAMS = {
+    "input_uri": "input/knn_neighbors/vectors", "input_format": "parquet", "id_column": "id",
+    "vector_column": "vector", "query_uri": None, "dim": None, "k": 5, "metric": "cosine", "mode": "auto",
+    "exclude_self": True, "block_bytes_budget": 64 * 2**20, "broadcast_max_bytes": 256 * 2**20,
+    "annoy_trees": 50, "max_reject_fraction": 0.01,
+}
+
+
 def test_a_run_triggered_by_published_vectors_reads_that_table(tmp_path, monkeypatch):
     from nbknn_airflow.plans.base import PlanError
     from nbknn_airflow.plans.knn_neighbors import plan_knn
 
     monkeypatch.setenv("NBKNN_DATA_ROOT", tmp_path.as_uri())
-    params = {
-        "input_uri": "input/knn_neighbors/vectors", "input_format": "parquet", "id_column": "id",
-        "vector_column": "vector", "query_uri": None, "dim": None, "k": 5, "metric": "cosine", "mode": "auto",
-        "exclude_self": True, "block_bytes_budget": 64 * 2**20, "broadcast_max_bytes": 256 * 2**20,
-        "annoy_trees": 50, "max_reject_fraction": 0.01,
-    }
+    params = KNN_PARAMS
     published = f"{tmp_path.as_uri()}/vectors/elsewhere"
     plan = plan_knn(params, "asset_triggered__2026-03-01T05:00:00+00:00", triggered_uri=published)
     assert plan["uris"]["input"] == published
@@ -65,12 +68,7 @@ def test_a_scheduled_run_before_any_vectors_skips_and_a_later_one_plans(tmp_path
     from nbknn_airflow.plans.knn_neighbors import plan_knn
 
     monkeypatch.setenv("NBKNN_DATA_ROOT", tmp_path.as_uri())
-    params = {
-        "input_uri": "input/knn_neighbors/vectors", "input_format": "parquet", "id_column": "id",
-        "vector_column": "vector", "query_uri": None, "dim": None, "k": 5, "metric": "cosine", "mode": "auto",
-        "exclude_self": True, "block_bytes_budget": 64 * 2**20, "broadcast_max_bytes": 256 * 2**20,
-        "annoy_trees": 50, "max_reject_fraction": 0.01,
-    }
+    params = KNN_PARAMS
     vectors = tmp_path / "input" / "knn_neighbors" / "vectors"
     with pytest.raises(NothingToDo, match="no vectors at .*input/knn_neighbors/vectors"):
         plan_knn(params, "scheduled__2026-03-01T05:30:00+00:00", run_type="scheduled")
