@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from typing import Iterator
 
 import numpy as np
@@ -43,10 +42,10 @@ from nbknn.contract import DEFAULT_BLOCK_BYTES_BUDGET, DEFAULT_METRIC
 from nbknn.knn import gemm
 from nbknn.knn.arrow import arrow_id_type, check_queries, describe, numpy_chunks, output_schema, vectors_to_numpy
 from nbknn.knn.kernels import block_topk
-from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
-from nbknn.knn.partials import encoded_partial, merge_partials, merged_groups, output_rows
+from nbknn.knn.mode import KnnResult, limit_task_threads, task_function
+from nbknn.knn.partials import counted_cross, counted_diagonal, merge_partials, merged_groups, output_rows
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, BlockPlan, block_plan, pair_block_plan
-from nbknn.knn.row_groups import diagonal_unit, prepare_group, unit_partials
+from nbknn.knn.row_groups import prepare_group
 from nbknn.knn.topk import merge_topk, validate_k, validate_metric
 
 log = logging.getLogger(__name__)
@@ -171,24 +170,16 @@ def seeded_block(
     """An assembled block -> (the block prepared, with its seeds; its diagonal unit's encoded partial)."""
     limit_task_threads()
     block, (ids, X) = item
-    started = time.perf_counter()
-    partials, info, seeded = diagonal_unit(prepare_group(block, ids, X, frame), k, exclude_self, task_threads())
-    kernel_seconds.add(time.perf_counter() - started)
-    fallback_rows.add(info["fallback_rows"])
-    (_, (row_ids, result)), = partials
-    return seeded, encoded_partial(block, row_ids, result)
+    encoded, seeded = counted_diagonal(prepare_group(block, ids, X, frame), k, exclude_self, fallback_rows,
+                                       kernel_seconds)
+    return seeded, encoded
 
 
 def pair_units(pairs, k: int, exclude_self: bool, fallback_rows: Accumulator, kernel_seconds: Accumulator):
     """One task: its pairs of blocks -> encoded partial results of their blocks."""
     limit_task_threads()
     for a, b in pairs:
-        started = time.perf_counter()
-        partials, info = unit_partials(a, b, k, exclude_self, task_threads())
-        kernel_seconds.add(time.perf_counter() - started)
-        fallback_rows.add(info["fallback_rows"])
-        for block, (row_ids, result) in partials:
-            yield encoded_partial(block, row_ids, result)
+        yield from counted_cross(a, b, k, exclude_self, fallback_rows, kernel_seconds)
 
 
 def unpersist_all(*rdds: RDD) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
 from typing import Iterator
 
 import numpy as np
@@ -35,18 +34,16 @@ from nbknn.knn import gemm
 from nbknn.knn.arrow import check_queries, collect_vectors, id_type_of, numpy_chunks, output_schema, result_batch
 from nbknn.knn.kernels import kneighbors_topk
 from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
-from nbknn.knn.partials import encoded_partial, merged_groups, spread_units
+from nbknn.knn.partials import counted_cross, counted_diagonal, merged_groups, spread_units
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, group_rows_for_budget
 from nbknn.knn.row_groups import (
     RowGroup,
     cross_pairs,
-    diagonal_unit,
     group_starts,
     id_ranks,
     prepare_group,
     query_ids_as_ranks,
     real_topk,
-    unit_partials,
 )
 from nbknn.knn.topk import validate_k, validate_metric
 
@@ -142,12 +139,8 @@ def broadcast_diagonal(
 ):
     """One task: the diagonal unit of a group -> (group, its encoded partial result, its seeds)."""
     limit_task_threads()
-    started = time.perf_counter()
-    partials, info, seeded = diagonal_unit(prepared_group(shared, number), k, exclude_self, task_threads())
-    kernel_seconds.add(time.perf_counter() - started)
-    fallback_rows.add(info["fallback_rows"])
-    (group, (row_ids, result)), = partials
-    return group, encoded_partial(group, row_ids, result), seeded.seed
+    encoded, seeded = counted_diagonal(prepared_group(shared, number), k, exclude_self, fallback_rows, kernel_seconds)
+    return number, encoded, seeded.seed
 
 
 def broadcast_units(
@@ -159,12 +152,7 @@ def broadcast_units(
     for a, b in units:
         group_a = dataclasses.replace(prepared_group(shared, a), seed=seeds.value[a])
         group_b = dataclasses.replace(prepared_group(shared, b), seed=seeds.value[b])
-        started = time.perf_counter()
-        partials, info = unit_partials(group_a, group_b, k, exclude_self, task_threads())
-        kernel_seconds.add(time.perf_counter() - started)
-        fallback_rows.add(info["fallback_rows"])
-        for group, (row_ids, result) in partials:
-            yield encoded_partial(group, row_ids, result)
+        yield from counted_cross(group_a, group_b, k, exclude_self, fallback_rows, kernel_seconds)
 
 
 # --------------------------------------------------------------------------------------------

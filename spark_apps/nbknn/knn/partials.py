@@ -11,6 +11,7 @@ row-by-row conversion of Python objects.
 from __future__ import annotations
 
 import pickle
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +19,8 @@ from pyspark import RDD, Accumulator
 from pyspark.sql import DataFrame, SparkSession
 
 from nbknn.knn.arrow import output_arrow_schema, output_schema, result_batch
-from nbknn.knn.mode import task_function
+from nbknn.knn.mode import task_function, task_threads
+from nbknn.knn.row_groups import RowGroup, diagonal_unit, unit_partials
 from nbknn.knn.topk import TopK, merge_topk, pad_id_for
 
 #: One partial result of a row group: its number and (row ids, TopK) pickled.
@@ -77,3 +79,27 @@ def merge_group(table: pa.Table, k: int, id_type: str, rows_computed: Accumulato
         raise RuntimeError(f"internal error: a merged row has fewer than k={k} neighbours")
     rows_computed.add(int(row_ids.shape[0]))
     return pa.Table.from_batches([result_batch(row_ids, merged, id_type)]).cast(output_arrow_schema(id_type))
+
+
+def counted_diagonal(
+    group: RowGroup, k: int, exclude_self: bool, fallback_rows: Accumulator, kernel_seconds: Accumulator
+) -> tuple[tuple[int, bytes], RowGroup]:
+    """A group's diagonal unit inside a task, its kernel time and fallback rows counted:
+    (its encoded partial result, the group with its rows' seeds)."""
+    started = time.perf_counter()
+    partials, info, seeded = diagonal_unit(group, k, exclude_self, task_threads())
+    kernel_seconds.add(time.perf_counter() - started)
+    fallback_rows.add(info["fallback_rows"])
+    ((number, (row_ids, result)),) = partials
+    return encoded_partial(number, row_ids, result), seeded
+
+
+def counted_cross(
+    a: RowGroup, b: RowGroup, k: int, exclude_self: bool, fallback_rows: Accumulator, kernel_seconds: Accumulator
+) -> list[tuple[int, bytes]]:
+    """A cross unit inside a task, counted likewise: the encoded partial results of both groups."""
+    started = time.perf_counter()
+    partials, info = unit_partials(a, b, k, exclude_self, task_threads())
+    kernel_seconds.add(time.perf_counter() - started)
+    fallback_rows.add(info["fallback_rows"])
+    return [encoded_partial(number, row_ids, result) for number, (row_ids, result) in partials]
