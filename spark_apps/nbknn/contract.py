@@ -8,6 +8,7 @@ budgets, and the summaries that the applications write and the report tasks read
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, fields
 
 import regex
@@ -67,6 +68,22 @@ def token_pattern_problem(pattern, name: str = "token pattern") -> str | None:
 # --- Naive Bayes models ------------------------------------------------------------------------
 
 MODEL_TYPES = ("multinomial", "complement")
+
+# --- model selection (k-fold cross-validation from counts) -------------------------------------
+
+SELECTION_MODES = ("off", "kfold")
+SELECTION_METRICS = ("f1_macro", "accuracy", "log_loss")
+# A document's fold is taken from this many leading hex digits (60 bits) of the SHA-256 of its id's
+# UTF-8 bytes: Spark computes the same with sha2/substring/conv (nbknn.naive_bayes.select_job).
+FOLD_HASH_HEX_DIGITS = 15
+
+
+def fold_of(doc_id: str, folds: int) -> int:
+    """The cross-validation fold (0..folds-1) of a document, from its id alone: stable across runs,
+    machines and input order, so a document stays in its fold when data is added."""
+    digest = hashlib.sha256(str(doc_id).encode("utf-8")).hexdigest()
+    return int(digest[:FOLD_HASH_HEX_DIGITS], 16) % folds
+
 NB_MODELS_AREA = "models/naive_bayes"
 LATEST_NAME = "LATEST"
 MANIFEST_NAME = "manifest.json"

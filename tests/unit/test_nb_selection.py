@@ -1,0 +1,174 @@
+"""k-fold selection from per-fold counts against scikit-learn's GridSearchCV on the same folds.
+
+The oracle refits MultinomialNB and ComplementNB(norm=False) on every training split of a
+PredefinedSplit built from the same fold function and the same token counts; the code under test
+only subtracts counts. Per-fold scores must agree to 1e-12 and the chosen point must be the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
+from sklearn.naive_bayes import ComplementNB, MultinomialNB
+from sklearn.pipeline import Pipeline
+
+from nbknn import contract
+from nbknn.inputs.tokenizer import tokenize
+from nbknn.naive_bayes.selection import FoldCounts, FoldTally, grid_points, selection_table, tally_fold
+
+FOLDS = 5
+ALPHAS = [0.01, 0.1, 0.5, 1.0]
+MODEL_TYPES = ["multinomial", "complement"]
+FIT_PRIORS = [True, False]
+SCORERS = {"f1_macro": "f1_macro", "accuracy": "accuracy", "log_loss": "neg_log_loss"}
+
+
+def corpus_matrix(docs):
+    """(folds, X, y): the project's fold of each id, the count matrix, class ids in sorted label order."""
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    X = sp.csr_array(vectorizer.fit_transform([d["text"] for d in docs]))
+    labels = np.array([d["label"] for d in docs])
+    _, y = np.unique(labels, return_inverse=True)
+    folds = np.array([contract.fold_of(d["id"], FOLDS) for d in docs])
+    return folds, X, y
+
+
+def fold_counts(folds, X, y) -> FoldCounts:
+    classes = int(y.max()) + 1
+    doc_counts = np.stack([np.bincount(y[folds == f], minlength=classes) for f in range(FOLDS)])
+    matrices = []
+    for f in range(FOLDS):
+        member = sp.csr_array((np.ones(int((folds == f).sum())), (y[folds == f], np.arange(int((folds == f).sum())))),
+                              shape=(classes, int((folds == f).sum())))
+        matrices.append(member @ X[folds == f])
+    return FoldCounts(doc_counts, matrices)
+
+
+def our_table(folds, X, y, metric, alphas=ALPHAS):
+    counts = fold_counts(folds, X, y)
+    points = grid_points(MODEL_TYPES, alphas, FIT_PRIORS)
+    tallies = [tally_fold(counts, f, X[folds == f], y[folds == f], points) for f in range(FOLDS)]
+    return selection_table(tallies, points, metric)
+
+
+def sklearn_search(folds, X, y, scoring, refit, alphas=ALPHAS):
+    grid = [
+        {"nb": [estimator], "nb__alpha": alphas, "nb__fit_prior": FIT_PRIORS}
+        for estimator in (MultinomialNB(), ComplementNB(norm=False))
+    ]
+    search = GridSearchCV(
+        Pipeline([("nb", MultinomialNB())]), grid, cv=PredefinedSplit(folds), scoring=scoring, refit=refit,
+        error_score="raise",
+    )
+    return search.fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def r8(corpus):
+    return corpus_matrix(corpus("reuters-r8", "train"))
+
+
+@pytest.fixture(scope="module")
+def r52(corpus):
+    return corpus_matrix(corpus("reuters-r52", "train"))
+
+
+def assert_same_as_sklearn(table, search, metrics):
+    results = search.cv_results_
+    assert len(table["points"]) == len(results["params"])
+    for g, (row, params) in enumerate(zip(table["points"], results["params"])):
+        expected_type = "multinomial" if isinstance(params["nb"], MultinomialNB) else "complement"
+        assert (row["model_type"], row["alpha"], row["fit_prior"]) == (
+            expected_type, params["nb__alpha"], params["nb__fit_prior"]
+        )
+        for metric in metrics:
+            sign = -1.0 if metric == "log_loss" else 1.0
+            theirs = [sign * results[f"split{f}_test_{metric}"][g] for f in range(FOLDS)]
+            np.testing.assert_allclose(row[f"fold_{metric}"], theirs, rtol=0, atol=1e-12, err_msg=f"{metric} at {row}")
+
+
+def test_r8_every_fold_and_metric_equals_grid_search(r8):
+    folds, X, y = r8
+    search = sklearn_search(folds, X, y, SCORERS, refit="f1_macro")
+    table = our_table(folds, X, y, "f1_macro")
+    assert_same_as_sklearn(table, search, SCORERS)
+    assert table["best_index"] == search.best_index_
+    # GridSearchCV's best_index_ when refitting on another metric: the first point ranked 1.
+    for metric in ("accuracy", "log_loss"):
+        ranks = search.cv_results_[f"rank_test_{metric}"]
+        assert our_table(folds, X, y, metric)["best_index"] == int(np.argmin(ranks)), metric
+
+
+def test_r52_classes_missing_from_training_folds_score_as_in_sklearn(r52):
+    """R52 has classes with one or two documents: some training splits lack them, so the held-out
+    model must not know them (scikit-learn's classes_ do not hold them). Log-loss is undefined
+    there for scikit-learn (a true label outside classes_), so F1 and accuracy are compared."""
+    folds, X, y = r52
+    classes = int(y.max()) + 1
+    missing = [f for f in range(FOLDS) if (np.bincount(y[folds != f], minlength=classes) == 0).any()]
+    assert missing, "the test needs a training split without some class"
+    search = sklearn_search(folds, X, y, {"f1_macro": "f1_macro", "accuracy": "accuracy"}, refit="f1_macro",
+                            alphas=[0.1, 1.0])
+    table = our_table(folds, X, y, "f1_macro", alphas=[0.1, 1.0])
+    assert_same_as_sklearn(table, search, ["f1_macro", "accuracy"])
+    assert table["best_index"] == search.best_index_
+
+
+def test_tallies_add_up_over_batches(r8):
+    """Scoring a fold in two batches and adding the tallies gives the one-batch tally."""
+    folds, X, y = r8
+    counts = fold_counts(folds, X, y)
+    points = grid_points(MODEL_TYPES, [0.1], FIT_PRIORS)
+    Xf, yf = X[folds == 0], y[folds == 0]
+    half = yf.shape[0] // 2
+    whole = tally_fold(counts, 0, Xf, yf, points)
+    parts = tally_fold(counts, 0, Xf[:half], yf[:half], points) + tally_fold(counts, 0, Xf[half:], yf[half:], points)
+    for name in ("tp", "fp", "fn"):
+        np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name))
+    np.testing.assert_allclose(parts.log_loss_sum, whole.log_loss_sum, rtol=1e-12)
+    assert parts.documents == whole.documents
+
+
+def test_empty_fold_tally_and_bad_grid():
+    assert FoldTally.empty(3, 2).tp.shape == (3, 2)
+    with pytest.raises(ValueError, match="model type"):
+        grid_points(["bernoulli"], [1.0], [True])
+    with pytest.raises(ValueError, match="alphas"):
+        grid_points(["multinomial"], [0.0], [True])
+
+
+def test_fold_of_is_stable_and_spread():
+    """The fold is fixed by the id's bytes (pinned values), and ids spread over the folds."""
+    assert [contract.fold_of(f"doc-{i}", 5) for i in range(8)] == [2, 2, 4, 0, 2, 3, 4, 1]
+    sizes = np.bincount([contract.fold_of(f"doc-{i}", 5) for i in range(5000)], minlength=5)
+    assert sizes.min() > 900
+
+
+def test_class_absent_from_training_split_is_never_predicted():
+    """Class 2 lives in fold 1 only. Its held-out documents use a term no other class has, on
+    which an empty class (uniform smoothed weights) would win: the held-out model must not
+    know class 2 at all, as scikit-learn's does not."""
+    X = sp.csr_array(np.array([[5, 0, 0], [0, 5, 0], [4, 1, 0], [1, 4, 0], [0, 0, 3], [0, 0, 4], [3, 0, 0], [0, 3, 0]]))
+    y = np.array([0, 1, 0, 1, 2, 2, 0, 1])
+    folds = np.array([0, 0, 1, 1, 1, 1, 2, 2])
+    counts = FoldCounts(
+        np.stack([np.bincount(y[folds == f], minlength=3) for f in range(3)]),
+        [sp.csr_array(np.stack([X[folds == f].toarray()[y[folds == f] == c].sum(axis=0) for c in range(3)]))
+         for f in range(3)],
+    )
+    points = grid_points(MODEL_TYPES, [1.0], FIT_PRIORS)
+    table = selection_table([tally_fold(counts, f, X[folds == f], y[folds == f], points) for f in range(3)], points,
+                            "accuracy")
+    search = GridSearchCV(
+        Pipeline([("nb", MultinomialNB())]),
+        [{"nb": [e], "nb__alpha": [1.0], "nb__fit_prior": FIT_PRIORS} for e in (MultinomialNB(), ComplementNB())],
+        cv=PredefinedSplit(folds), scoring={"f1_macro": "f1_macro", "accuracy": "accuracy"}, refit="accuracy",
+        error_score="raise",
+    ).fit(X, y)
+    for g, row in enumerate(table["points"]):
+        for metric in ("f1_macro", "accuracy"):
+            theirs = [search.cv_results_[f"split{f}_test_{metric}"][g] for f in range(3)]
+            np.testing.assert_allclose(row[f"fold_{metric}"], theirs, rtol=0, atol=1e-12, err_msg=f"{metric} {row}")
