@@ -10,48 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer
+from selection_oracles import ALPHAS, FIT_PRIORS, FOLDS, MODEL_TYPES, corpus_matrix, fold_counts, our_table
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.naive_bayes import ComplementNB, MultinomialNB
 from sklearn.pipeline import Pipeline
 
 from nbknn import contract
-from nbknn.inputs.tokenizer import tokenize
 from nbknn.naive_bayes.selection import FoldCounts, FoldTally, grid_points, selection_table, tally_fold
 
-FOLDS = 5
-ALPHAS = [0.01, 0.1, 0.5, 1.0]
-MODEL_TYPES = ["multinomial", "complement"]
-FIT_PRIORS = [True, False]
 SCORERS = {"f1_macro": "f1_macro", "accuracy": "accuracy", "log_loss": "neg_log_loss"}
-
-
-def corpus_matrix(docs):
-    """(folds, X, y): the project's fold of each id, the count matrix, class ids in sorted label order."""
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    X = sp.csr_array(vectorizer.fit_transform([d["text"] for d in docs]))
-    labels = np.array([d["label"] for d in docs])
-    _, y = np.unique(labels, return_inverse=True)
-    folds = np.array([contract.fold_of(d["id"], FOLDS) for d in docs])
-    return folds, X, y
-
-
-def fold_counts(folds, X, y) -> FoldCounts:
-    classes = int(y.max()) + 1
-    doc_counts = np.stack([np.bincount(y[folds == f], minlength=classes) for f in range(FOLDS)])
-    matrices = []
-    for f in range(FOLDS):
-        member = sp.csr_array((np.ones(int((folds == f).sum())), (y[folds == f], np.arange(int((folds == f).sum())))),
-                              shape=(classes, int((folds == f).sum())))
-        matrices.append(member @ X[folds == f])
-    return FoldCounts(doc_counts, matrices)
-
-
-def our_table(folds, X, y, metric, alphas=ALPHAS):
-    counts = fold_counts(folds, X, y)
-    points = grid_points(MODEL_TYPES, alphas, FIT_PRIORS)
-    tallies = [tally_fold(counts, f, X[folds == f], y[folds == f], points) for f in range(FOLDS)]
-    return selection_table(tallies, points, metric)
 
 
 def sklearn_search(folds, X, y, scoring, refit, alphas=ALPHAS):

@@ -28,6 +28,28 @@ def positive_int(text: str) -> int:
     return value
 
 
+def float_list(text: str) -> list[float]:
+    """Comma-separated numbers, e.g. ``0.01,0.1,1``."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers (got {text!r})") from None
+
+
+def word_list(text: str) -> list[str]:
+    """Comma-separated words, e.g. ``multinomial,complement``."""
+    return [part.strip() for part in text.split(",")]
+
+
+def bool_list(text: str) -> list[bool]:
+    """Comma-separated ``true``/``false``."""
+    values = {"true": True, "false": False}
+    parts = [part.strip().lower() for part in text.split(",")]
+    if any(part not in values for part in parts):
+        raise argparse.ArgumentTypeError(f"must be comma-separated true/false (got {text!r})")
+    return [values[part] for part in parts]
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:

@@ -1,0 +1,44 @@
+"""Test-side helpers of the selection tests: the same folds and token counts as scikit-learn sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer
+
+from nbknn import contract
+from nbknn.inputs.tokenizer import tokenize
+from nbknn.naive_bayes.selection import FoldCounts, grid_points, selection_table, tally_fold
+
+FOLDS = 5
+ALPHAS = [0.01, 0.1, 0.5, 1.0]
+MODEL_TYPES = ["multinomial", "complement"]
+FIT_PRIORS = [True, False]
+
+
+def corpus_matrix(docs):
+    """(folds, X, y): the project's fold of each id, the count matrix, class ids in sorted label order."""
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    X = sp.csr_array(vectorizer.fit_transform([d["text"] for d in docs]))
+    labels = np.array([d["label"] for d in docs])
+    _, y = np.unique(labels, return_inverse=True)
+    folds = np.array([contract.fold_of(d["id"], FOLDS) for d in docs])
+    return folds, X, y
+
+
+def fold_counts(folds, X, y) -> FoldCounts:
+    classes = int(y.max()) + 1
+    doc_counts = np.stack([np.bincount(y[folds == f], minlength=classes) for f in range(FOLDS)])
+    matrices = []
+    for f in range(FOLDS):
+        member = sp.csr_array((np.ones(int((folds == f).sum())), (y[folds == f], np.arange(int((folds == f).sum())))),
+                              shape=(classes, int((folds == f).sum())))
+        matrices.append(member @ X[folds == f])
+    return FoldCounts(doc_counts, matrices)
+
+
+def our_table(folds, X, y, metric, alphas=ALPHAS):
+    counts = fold_counts(folds, X, y)
+    points = grid_points(MODEL_TYPES, alphas, FIT_PRIORS)
+    tallies = [tally_fold(counts, f, X[folds == f], y[folds == f], points) for f in range(FOLDS)]
+    return selection_table(tallies, points, metric)

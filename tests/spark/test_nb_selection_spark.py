@@ -1,0 +1,95 @@
+"""The selection job on Spark against the numpy selection and scikit-learn on Reuters R52.
+
+The job vectorises, counts per fold and scores in Spark tasks; the references are the numpy
+module fed with CountVectorizer's matrix (itself checked against GridSearchCV in
+tests/unit/test_nb_selection.py) and GridSearchCV on a PredefinedSplit of the same folds.
+"""
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+from selection_oracles import ALPHAS, FIT_PRIORS, FOLDS, MODEL_TYPES, corpus_matrix, our_table
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
+from sklearn.naive_bayes import ComplementNB, MultinomialNB
+from sklearn.pipeline import Pipeline
+
+from helpers import write_jsonl
+from nbknn import contract
+from nbknn.common.errors import ConfigError
+from nbknn.inputs.documents import InputError, InputSpec
+from nbknn.inputs.tokenizer import TokenizerConfig
+from nbknn.naive_bayes.class_prior import run_class_prior
+from nbknn.naive_bayes.select_job import fold_column, run_selection
+from nbknn.naive_bayes.term_counts import run_term_counts
+
+pytestmark = pytest.mark.spark
+
+def stage_model(spark, docs, workdir):
+    """Count a staged model (class prior and term counts jobs) as nb_train does before publishing."""
+    input_path = write_jsonl(workdir / "input" / "docs.jsonl", docs)
+    staging = f"{workdir.as_uri()}/staging"
+    spec = InputSpec(uri=input_path.as_uri())
+    run_class_prior(spark, spec, staging, f"{workdir.as_uri()}/rejects", max_reject_fraction=0.0)
+    run_term_counts(spark, spec, staging, TokenizerConfig(), num_shards=2)
+    return spec, staging
+
+
+@pytest.fixture(scope="module")
+def r52_selection(spark, corpus, tmp_path_factory):
+    docs = corpus("reuters-r52", "train")
+    spec, staging = stage_model(spark, docs, tmp_path_factory.mktemp("r52-selection"))
+    summary = run_selection(spark, spec, staging, FOLDS, ALPHAS, MODEL_TYPES, FIT_PRIORS, "f1_macro")
+    return docs, spec, staging, summary
+
+
+def test_every_fold_score_equals_numpy_selection(r52_selection):
+    docs, _, _, summary = r52_selection
+    folds, X, y = corpus_matrix(docs)
+    expected = our_table(folds, X, y, "f1_macro", alphas=ALPHAS)
+    assert summary["fold_documents"] == np.bincount(folds, minlength=FOLDS).tolist()
+    assert summary["best_index"] == expected["best_index"]
+    for row, want in zip(summary["points"], expected["points"], strict=True):
+        assert (row["model_type"], row["alpha"], row["fit_prior"]) == (want["model_type"], want["alpha"], want["fit_prior"])
+        for metric in contract.SELECTION_METRICS:
+            np.testing.assert_allclose(row[f"fold_{metric}"], want[f"fold_{metric}"], rtol=0, atol=1e-12)
+
+
+def test_scores_and_choice_equal_grid_search(r52_selection):
+    docs, _, _, summary = r52_selection
+    folds, X, y = corpus_matrix(docs)
+    grid = [
+        {"nb": [estimator], "nb__alpha": ALPHAS, "nb__fit_prior": FIT_PRIORS}
+        for estimator in (MultinomialNB(), ComplementNB(norm=False))
+    ]
+    search = GridSearchCV(
+        Pipeline([("nb", MultinomialNB())]), grid, cv=PredefinedSplit(folds),
+        scoring={"f1_macro": "f1_macro", "accuracy": "accuracy"}, refit="f1_macro", error_score="raise",
+    ).fit(X, y)
+    for g, row in enumerate(summary["points"]):
+        for metric in ("f1_macro", "accuracy"):
+            theirs = [search.cv_results_[f"split{f}_test_{metric}"][g] for f in range(FOLDS)]
+            np.testing.assert_allclose(row[f"fold_{metric}"], theirs, rtol=0, atol=1e-12)
+    assert summary["best_index"] == search.best_index_
+    best = search.best_params_
+    assert summary["best"] == {
+        "model_type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
+        "alpha": best["nb__alpha"],
+        "fit_prior": best["nb__fit_prior"],
+    }
+
+
+def test_fold_column_equals_contract_fold_of(spark):
+    ids = ["doc-1", "r52-train-000017", "ünïcödé-ид", "42", "", "a" * 300]
+    frame = spark.createDataFrame([(i,) for i in ids], "doc_id string")
+    got = {row["doc_id"]: row["fold"] for row in frame.select("doc_id", fold_column(F.col("doc_id"), 7).alias("fold")).collect()}
+    assert got == {i: contract.fold_of(i, 7) for i in ids}
+
+
+def test_input_changed_since_counting_is_refused(spark, corpus, tmp_path):
+    docs = corpus("reuters-r8", "train", limit=200)
+    spec, staging = stage_model(spark, docs, tmp_path)
+    write_jsonl(tmp_path / "input" / "docs.jsonl", docs[:150])
+    with pytest.raises(InputError, match="do not add up"):
+        run_selection(spark, spec, staging, 3, [1.0], ["multinomial"], [True], "accuracy")
+    with pytest.raises(ConfigError, match="at least 2 folds"):
+        run_selection(spark, spec, staging, 1, [1.0], ["multinomial"], [True], "accuracy")
