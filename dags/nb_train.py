@@ -9,6 +9,8 @@ TSV) and publishes a new **model version** under `models/naive_bayes/<version>/`
 | `plan` | validates the parameters, computes every URI of the run (see its XCom) |
 | `class_prior` | Spark: quarantines bad records (`rejects/nb_train/<run-key>/`), counts documents per class |
 | `term_counts` | Spark: tokenises, counts every (class, term) pair, numbers the vocabulary, splits the model into shards balanced by entries |
+| `selection_needed` | runs with `selection=kfold` go on to `select`; otherwise `select` is skipped |
+| `select` | Spark: k-fold cross-validation of the grid (`alpha_grid` x `model_type_grid` x `fit_prior_grid`) from per-fold counts: the model of every fold but f is the total minus fold f, so nothing is refitted; writes the table and the chosen point |
 | `merge_needed` | incremental runs with a base model go on to `merge`; otherwise `merge` is skipped |
 | `merge` | Spark: adds the new partition's counts to the base model (new terms get new ids, old ids stay), re-plans the shards |
 | `publish` | no Spark: writes `manifest.json`, renames the staging directory into place, points `LATEST` at it, each one atomic step of the store (file:// or hdfs:// through WebHDFS) |
@@ -24,7 +26,9 @@ days (the DAG does not catch up) are folded in with a backfill, in any order:
 the result has the same counts as one full run over those partitions.
 
 The model holds counts; `model_type`, `alpha` and `fit_prior` are recorded in the manifest and
-applied when a shard is loaded for prediction. A run fails loudly when more than
+applied when a shard is loaded for prediction. With `selection=kfold` (full runs only) they are the
+grid point with the best mean `selection_metric` over the folds (a document's fold is a hash of its
+id), and the manifest's `selection` holds every point's per-fold scores. A run fails loudly when more than
 `max_reject_fraction` of the records are rejected. Retrying any task is safe: each task
 overwrites only its own run's outputs, and the model becomes visible only when complete.
 """
@@ -49,6 +53,7 @@ from nbknn_airflow.dag_params import (
 from nbknn_airflow.spark_submit import spark_app
 
 S = param_schemas.NB_TRAIN
+D = param_schemas.NB_TRAIN_DEFAULTS
 PARAMS = {
     "mode": schema_param(
         "auto",
@@ -89,6 +94,21 @@ PARAMS = {
         contract.DEFAULT_TOKEN_PATTERN, S, "token_pattern", "Token regex (common subset of Java and Python `regex` syntax)."
     ),
     "lowercase": schema_param(True, S, "lowercase", "Lowercase text before tokenising."),
+    "selection": schema_param(
+        "off",
+        S,
+        "selection",
+        "kfold: choose model_type, alpha and fit_prior by exact k-fold cross-validation over the grids "
+        "below (the three Params above are then ignored); off: use them as given. Full runs only.",
+    ),
+    "folds": schema_param(D["folds"], S, "folds", "Selection: number of folds (a document's fold is a hash of its id)."),
+    "alpha_grid": schema_param(D["alpha_grid"], S, "alpha_grid", "Selection: the smoothings tried."),
+    "model_type_grid": schema_param(D["model_type_grid"], S, "model_type_grid", "Selection: the model types tried."),
+    "fit_prior_grid": schema_param(D["fit_prior_grid"], S, "fit_prior_grid", "Selection: the fit_prior values tried."),
+    "selection_metric": schema_param(
+        D["selection_metric"], S, "selection_metric",
+        "Selection: f1_macro (mean F1 over the classes), accuracy, or log_loss (smallest wins).",
+    ),
     "max_reject_fraction": max_reject_fraction_param(),
     "max_record_bytes": max_record_bytes_param(),
 }
@@ -122,8 +142,18 @@ def nb_train():
         except NothingToDo as exc:
             raise AirflowSkipException(str(exc)) from None
 
-    # Skips only `merge` (publish still runs) when there is no base model to fold into.
+    # Skips only `select` when the run does not select its model's parameters.
     @task.short_circuit(ignore_downstream_trigger_rules=False, execution_timeout=timedelta(minutes=5))
+    def selection_needed(selection: bool) -> bool:
+        return selection
+
+    # Skips only `merge` (publish still runs) when there is no base model to fold into. Runs after
+    # term_counts whether `select` ran or was skipped, not when plan skipped the whole run.
+    @task.short_circuit(
+        ignore_downstream_trigger_rules=False,
+        trigger_rule="none_failed_min_one_success",
+        execution_timeout=timedelta(minutes=5),
+    )
     def merge_needed(merge: bool) -> bool:
         return merge
 
@@ -153,9 +183,12 @@ def nb_train():
     run_plan = plan()
     class_prior = spark_app("class_prior", "nb_class_prior.py", run_plan["class_prior_args"])
     term_counts = spark_app("term_counts", "nb_term_counts.py", run_plan["term_counts_args"])
+    select = spark_app("select", "nb_select.py", run_plan["select_args"])
     merge = spark_app("merge", "nb_merge_model.py", run_plan["merge_args"])
     published = publish(run_plan["publish"])
-    run_plan >> class_prior >> term_counts >> merge_needed(run_plan["merge"]) >> merge >> published
+    check_merge = merge_needed(run_plan["merge"])
+    run_plan >> class_prior >> term_counts >> selection_needed(run_plan["selection"]) >> select >> check_merge
+    term_counts >> check_merge >> merge >> published
     published >> register(run_plan["uris"])
 
 

@@ -21,6 +21,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--alpha", required=True, type=float)
     parser.add_argument("--fit-prior", required=True, action=argparse.BooleanOptionalAction)
     parser.add_argument("--lineage", default="{}", type=json.loads, help="JSON object: run id, inputs")
+    parser.add_argument("--selection", action="store_true", help="use the point the selection job chose")
     return parser.parse_args(argv)
 
 
@@ -38,6 +39,7 @@ def main(argv: list[str]) -> None:
             alpha=args.alpha,
             fit_prior=args.fit_prior,
             lineage=args.lineage,
+            selection=args.selection,
         )
         print(json.dumps({"published": args.version_dir, "num_shards": manifest["num_shards"]}, sort_keys=True))
     finally:

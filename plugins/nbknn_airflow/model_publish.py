@@ -179,15 +179,17 @@ def publish_dir(staging_uri: str, target_uri: str) -> None:
 
 
 def build_manifest(staging_dir: str, version: str, model_type: str, alpha: float, fit_prior: bool,
-                   lineage: dict) -> dict:
-    """The manifest of the model staged in ``staging_dir``, from the summaries its jobs wrote."""
+                   lineage: dict, selection: bool = False) -> dict:
+    """The manifest of the model staged in ``staging_dir``, from the summaries its jobs wrote; with
+    ``selection``, the model's parameters are the point the selection job chose."""
     prior = storage.read_json(contract.job_summary_uri(staging_dir, "class_prior"))
     terms = storage.read_json(contract.job_summary_uri(staging_dir, "term_counts"))
     merge_uri = contract.job_summary_uri(staging_dir, "merge")
     merge = storage.read_json(merge_uri) if exists(merge_uri) else None
-    model = {"type": model_type, "alpha": alpha, "fit_prior": fit_prior}
+    chosen = storage.read_json(contract.job_summary_uri(staging_dir, contract.SELECTION_JOB)) if selection else None
+    model = contract.selected_model(chosen) if chosen else {"type": model_type, "alpha": alpha, "fit_prior": fit_prior}
     created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return contract.model_manifest(prior, terms, merge, version, model, lineage, created_at)
+    return contract.model_manifest(prior, terms, merge, version, model, lineage, created_at, chosen)
 
 
 def publish_model(
@@ -199,9 +201,12 @@ def publish_model(
     alpha: float,
     fit_prior: bool,
     lineage: dict,
+    selection: bool = False,
 ) -> dict:
     """Write the manifest, rename staging into place, point LATEST at the version; returns the manifest.
 
+    With ``selection`` the model's parameters are those the selection job chose (its summary in
+    the staging directory), and the manifest keeps its table.
     A rerun after a kill at any point converges: a staging directory that is still there is
     (re)published; a version already in place with no staging left only needs LATEST.
     """
@@ -218,7 +223,7 @@ def publish_model(
             # already have deleted the job summaries that the manifest is built from.
             manifest = storage.read_json(staged_manifest)
         else:
-            manifest = build_manifest(staging_dir, version, model_type, alpha, fit_prior, lineage)
+            manifest = build_manifest(staging_dir, version, model_type, alpha, fit_prior, lineage, selection)
             write_json_atomic(staged_manifest, manifest)
         delete(contract.work_uri(staging_dir, ""))
         # A rerun of a cleared run that had published already swaps its new build in.

@@ -71,6 +71,26 @@ NB_TRAIN: dict[str, dict] = {
     "max_entries_per_shard": {"type": ["null", "integer"], "minimum": 1000, "maximum": 2_000_000_000},
     "token_pattern": {"type": "string", "minLength": 1, "maxLength": 512},
     "lowercase": {"type": "boolean"},
+    "selection": {"enum": list(contract.SELECTION_MODES)},
+    "folds": {"type": "integer", "minimum": 2, "maximum": 20},
+    "alpha_grid": {
+        "type": "array", "minItems": 1, "maxItems": 50, "uniqueItems": True,
+        "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6},
+    },
+    "model_type_grid": {
+        "type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(contract.MODEL_TYPES)},
+    },
+    "fit_prior_grid": {"type": "array", "minItems": 1, "maxItems": 2, "uniqueItems": True, "items": {"type": "boolean"}},
+    "selection_metric": {"enum": list(contract.SELECTION_METRICS)},
+}
+# Params added after runs were created: a run without them gets the defaults (no selection).
+NB_TRAIN_DEFAULTS = {
+    "selection": "off",
+    "folds": 5,
+    "alpha_grid": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
+    "model_type_grid": list(contract.MODEL_TYPES),
+    "fit_prior_grid": [True, False],
+    "selection_metric": "f1_macro",
 }
 
 NB_PREDICT: dict[str, dict] = {

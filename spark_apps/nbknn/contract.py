@@ -84,6 +84,17 @@ def fold_of(doc_id: str, folds: int) -> int:
     digest = hashlib.sha256(str(doc_id).encode("utf-8")).hexdigest()
     return int(digest[:FOLD_HASH_HEX_DIGITS], 16) % folds
 
+
+# The selection job's summary (in the staging directory's job summaries) and what of it the manifest keeps.
+SELECTION_JOB = "selection"
+SELECTION_RECORD_KEYS = ("metric", "folds", "fold_documents", "best_index", "best", "points")
+
+
+def selected_model(selection_summary: dict) -> dict:
+    """The manifest's ``model`` entry of a model whose parameters selection chose."""
+    best = selection_summary["best"]
+    return {"type": best["model_type"], "alpha": float(best["alpha"]), "fit_prior": bool(best["fit_prior"])}
+
 NB_MODELS_AREA = "models/naive_bayes"
 LATEST_NAME = "LATEST"
 MANIFEST_NAME = "manifest.json"
@@ -147,13 +158,17 @@ def model_manifest(
     model: dict,
     lineage: dict,
     created_at: str,
+    selection: dict | None = None,
 ) -> dict:
     """A model's manifest.json, from the summaries of the jobs that built it (class prior, term
     counts, and merge when incremental). Both publishers (the Airflow task and the Spark
     application) build it here, so they write the same document.
 
-    ``model``: {"type", "alpha", "fit_prior"}; ``lineage``: the run's own record (from its plan)."""
+    ``model``: {"type", "alpha", "fit_prior"}; ``lineage``: the run's own record (from its plan);
+    ``selection``: the selection job's summary when selection chose ``model`` (the manifest then
+    keeps its whole table)."""
     return {
+        **({"selection": {key: selection[key] for key in SELECTION_RECORD_KEYS}} if selection else {}),
         "format_version": MANIFEST_FORMAT_VERSION,
         "kind": "naive_bayes",
         "version": version,

@@ -18,7 +18,9 @@ def test_tasks_and_dependencies(dag):
         "plan": [],
         "class_prior": ["plan"],
         "term_counts": ["class_prior", "plan"],
-        "merge_needed": ["plan", "term_counts"],
+        "selection_needed": ["plan", "term_counts"],
+        "select": ["plan", "selection_needed"],
+        "merge_needed": ["plan", "select", "term_counts"],
         "merge": ["merge_needed", "plan"],
         "publish": ["merge", "plan"],
         "register": ["plan", "publish"],
@@ -31,12 +33,19 @@ def test_a_skipped_merge_skips_nothing_else(dag):
     assert dag.task_dict["publish"].trigger_rule == "none_failed_min_one_success"
 
 
+def test_a_skipped_select_skips_nothing_else(dag):
+    """Runs without selection skip `select`; merge_needed must still run after term_counts."""
+    assert dag.task_dict["selection_needed"].ignore_downstream_trigger_rules is False
+    assert dag.task_dict["merge_needed"].trigger_rule == "none_failed_min_one_success"
+
+
 def test_spark_tasks_are_spark_submit_operators_fed_by_the_plan(dag):
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
     scripts = {
         "class_prior": "nb_class_prior.py",
         "term_counts": "nb_term_counts.py",
+        "select": "nb_select.py",
         "merge": "nb_merge_model.py",
     }
     for task_id, script in scripts.items():
@@ -72,7 +81,9 @@ def test_params_and_defaults(dag):
         "input_uri", "input_format", "id_column", "label_column", "text_column", "model_type", "alpha",
         "fit_prior", "min_term_count", "num_shards", "max_entries_per_shard", "token_pattern", "lowercase",
         "max_reject_fraction", "max_record_bytes", "mode", "base_version", "partition_format",
+        "selection", "folds", "alpha_grid", "model_type_grid", "fit_prior_grid", "selection_metric",
     }
+    assert dag.params["selection"] == "off"
     assert dag.params["mode"] == "auto"
     assert dag.params["base_version"] is None
     assert dag.params["partition_format"] == "date=%Y-%m-%d"

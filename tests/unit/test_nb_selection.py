@@ -139,3 +139,28 @@ def test_class_absent_from_training_split_is_never_predicted():
         for metric in ("f1_macro", "accuracy"):
             theirs = [search.cv_results_[f"split{f}_test_{metric}"][g] for f in range(3)]
             np.testing.assert_allclose(row[f"fold_{metric}"], theirs, rtol=0, atol=1e-12, err_msg=f"{metric} {row}")
+
+
+def test_publishing_a_selection_uses_the_chosen_point_and_keeps_the_table(tmp_path):
+    """nb_train's publish step with selection: the manifest's model is the chosen point (not the
+    model_type/alpha/fit_prior it was given) and its ``selection`` holds the whole table."""
+    import json
+
+    from test_model_publish import arguments, stage_model
+
+    from nbknn_airflow.model_publish import publish_model
+
+    points = grid_points(["multinomial", "complement"], [0.1, 1.0], [True])
+    counts = FoldCounts(np.array([[2, 1], [1, 2]]), [sp.csr_array(np.array([[3, 0, 1], [0, 2, 2]]))] * 2)
+    X = sp.csr_array(np.array([[2, 0, 1], [0, 1, 1], [1, 0, 0]]))
+    tallies = [tally_fold(counts, f, X, np.array([0, 1, 0]), points) for f in range(2)]
+    table = selection_table(tallies, points, "log_loss")
+    staging = stage_model(tmp_path)
+    (staging / "_work" / "summaries" / "selection.json").write_text(json.dumps({"job": "selection", **table,
+                                                                                "fold_documents": [3, 3]}))
+    manifest = publish_model(**arguments(tmp_path.as_uri(), model_type="multinomial", alpha=0.5, selection=True))
+    best = table["best"]
+    assert manifest["model"] == {"type": best["model_type"], "alpha": best["alpha"], "fit_prior": best["fit_prior"]}
+    assert manifest["selection"]["points"] == table["points"]
+    assert manifest["selection"]["metric"] == "log_loss"
+    assert table["best_index"] == int(np.argmin([row["mean_log_loss"] for row in table["points"]]))

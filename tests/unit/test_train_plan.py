@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from helpers import entry_script
 from nbknn_airflow.plans.base import PlanError
 from nbknn_airflow.plans.nb_train import plan_training
 
@@ -93,6 +94,53 @@ def test_extra_input_roots_are_allowed(monkeypatch):
     monkeypatch.setenv("NBKNN_INPUT_ROOTS", "hdfs://namenode:8020/landing")
     plan = plan_training({**PARAMS, "input_uri": "hdfs://namenode:8020/landing/day=1"}, RUN_ID, RUN_AFTER)
     assert plan["uris"]["input"] == "hdfs://namenode:8020/landing/day=1"
+
+
+# --- selection -------------------------------------------------------------------------------
+
+SELECTION = {
+    **PARAMS,
+    "selection": "kfold",
+    "folds": 4,
+    "alpha_grid": [0.01, 1],
+    "model_type_grid": ["complement"],
+    "fit_prior_grid": [False],
+    "selection_metric": "log_loss",
+}
+
+
+def test_selection_off_plans_no_select_job():
+    plan = plan_training(PARAMS, RUN_ID, RUN_AFTER)
+    assert plan["selection"] is False
+    assert plan["select_args"] == []
+    assert plan["publish"]["selection"] is False
+    assert "--selection" not in plan["publish_args"]
+
+
+def test_selection_arguments_are_accepted_by_the_entry_scripts():
+    plan = plan_training(SELECTION, RUN_ID, RUN_AFTER)
+    assert plan["selection"] is True and plan["publish"]["selection"] is True
+    args = entry_script("nb_select").parse_args(plan["select_args"])
+    assert (args.folds, args.alphas, args.model_types, args.fit_priors, args.metric) == (
+        4, [0.01, 1.0], ["complement"], [False], "log_loss"
+    )
+    assert args.model_dir == plan["uris"]["staging_dir"] and args.input == plan["uris"]["input"]
+    assert entry_script("nb_publish_model").parse_args(plan["publish_args"]).selection is True
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"folds": 1}, "folds=1 refused"),
+        ({"alpha_grid": [0.0]}, "alpha_grid=.* refused"),
+        ({"alpha_grid": []}, "alpha_grid=.* refused"),
+        ({"model_type_grid": ["bernoulli"]}, "model_type_grid=.* refused"),
+        ({"selection_metric": "auc"}, "selection_metric=.* refused"),
+    ],
+)
+def test_bad_selection_params_are_refused(override, message):
+    with pytest.raises(ValueError, match=message):
+        plan_training({**SELECTION, **override}, RUN_ID, RUN_AFTER)
 
 
 # --- incremental mode ------------------------------------------------------------------------
@@ -249,6 +297,7 @@ def test_a_retry_of_the_same_run_rebuilds_its_own_version_from_its_parent(file_r
         ({"partition_format": "static"}, {}, "partition_format must format the interval's date"),
         ({"partition_format": "%Y/../x"}, {}, "invalid folder name"),
         ({"mode": "sometimes"}, {}, "mode must be one of"),
+        ({"selection": "kfold"}, {}, "selection=kfold needs mode=full"),
     ],
 )
 def test_incremental_refusals(file_root, override, manifest, message):

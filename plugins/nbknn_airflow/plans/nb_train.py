@@ -130,6 +130,7 @@ def plan_training(
     staging directory, and adds it to the base model (the ``merge`` task); with no base model
     yet it counts the partition as a full run would.
     """
+    params = {**param_schemas.NB_TRAIN_DEFAULTS, **params}
     root = settings.data_root()
     input_uri = resolve_input(params["input_uri"], settings.input_roots())
     check_token_pattern(params["token_pattern"])
@@ -138,6 +139,7 @@ def plan_training(
     if mode == "incremental":
         partition, input_uri, base = _incremental_input(params, root, run_id, input_uri, data_interval[0])
         _require_partition(input_uri, partition, run_type)
+    selection = _selection_on(params, mode)
     # After the checks above, whose messages say more than a schema's.
     check_params(params, param_schemas.NB_TRAIN, optional=("mode", "base_version", "partition_format"))
 
@@ -158,10 +160,38 @@ def plan_training(
         "partition": partition,
         "base_version": base["version"] if base else None,
         "merge": base is not None,
+        "selection": selection,
         # Flat keys: each is pushed as its own XCom (multiple_outputs) for a Spark task's arguments.
         **_counting_args(params, uris),
-        **_model_args(params, uris, version, lineage),
+        "select_args": _select_args(params, uris) if selection else [],
+        **_model_args(params, uris, version, lineage, selection),
     }
+
+
+def _selection_on(params: dict, mode: str) -> bool:
+    """Whether the run selects its model's parameters by k-fold cross-validation; refused for
+    incremental runs, whose held-out folds would span partitions this run does not read."""
+    if params["selection"] != "kfold":
+        return False
+    if mode == "incremental":
+        raise PlanError(
+            "selection=kfold needs mode=full: an incremental run reads one partition, and exact "
+            "cross-validation scores the documents of every partition the model holds"
+        )
+    return True
+
+
+def _select_args(params: dict, uris: dict) -> list[str]:
+    """Arguments of the selection job (nb_select.py), which reads the staged model and the input."""
+    return [
+        *input_args(params, uris["input"]),
+        "--model-dir", uris["staging_dir"],
+        "--folds", str(params["folds"]),
+        "--alphas", ",".join(repr(float(a)) for a in params["alpha_grid"]),
+        "--model-types", ",".join(params["model_type_grid"]),
+        "--fit-priors", ",".join("true" if p else "false" for p in params["fit_prior_grid"]),
+        "--metric", params["selection_metric"],
+    ]
 
 
 def _incremental_input(
@@ -240,7 +270,7 @@ def _counting_args(params: dict, uris: dict) -> dict[str, list[str]]:
     }
 
 
-def _model_args(params: dict, uris: dict, version: str, lineage: dict) -> dict[str, list[str]]:
+def _model_args(params: dict, uris: dict, version: str, lineage: dict, selection: bool) -> dict[str, list[str]]:
     """Arguments of merge (empty in full mode: the merge task is skipped) and publish (for the
     Airflow task, and for the Spark application that does the same)."""
     merge_args = []
@@ -263,6 +293,7 @@ def _model_args(params: dict, uris: dict, version: str, lineage: dict) -> dict[s
             "alpha": float(params["alpha"]),
             "fit_prior": bool(params["fit_prior"]),
             "lineage": lineage,
+            "selection": selection,
         },
         # The same, as the arguments of the Spark application nb_publish_model.py.
         "publish_args": [
@@ -274,5 +305,6 @@ def _model_args(params: dict, uris: dict, version: str, lineage: dict) -> dict[s
             "--alpha", repr(float(params["alpha"])),
             "--fit-prior" if params["fit_prior"] else "--no-fit-prior",
             "--lineage", json.dumps(lineage, sort_keys=True),
+            *(["--selection"] if selection else []),
         ],
     }

@@ -29,8 +29,12 @@ def publish_model(
     alpha: float,
     fit_prior: bool,
     lineage: dict,
+    selection: bool = False,
 ) -> dict:
     """Write the manifest, rename staging into place, point LATEST at the version; returns the manifest.
+
+    With ``selection`` the model's parameters are those the selection job chose (its summary in
+    the staging directory), and the manifest keeps its table.
 
     A rerun after a kill at any point converges: a staging directory that is still there is
     (re)published; a version already in place with no staging left only needs LATEST.
@@ -43,7 +47,7 @@ def publish_model(
             # already have deleted the job summaries that the manifest is built from.
             manifest = fs.read_json(spark, staged_manifest)
         else:
-            manifest = build_manifest(spark, staging_dir, version, model_type, alpha, fit_prior, lineage)
+            manifest = build_manifest(spark, staging_dir, version, model_type, alpha, fit_prior, lineage, selection)
             fs.write_json_atomic(spark, staged_manifest, manifest)
         fs.delete(spark, contract.work_uri(staging_dir, ""))
         # A rerun of a cleared run that had published already swaps its new build in.
@@ -71,13 +75,15 @@ def build_manifest(
     alpha: float,
     fit_prior: bool,
     lineage: dict,
+    selection: bool = False,
 ) -> dict:
     """The manifest of the model staged in ``staging_dir``, from the summaries its jobs wrote
-    (:func:`nbknn.contract.model_manifest`)."""
+    (:func:`nbknn.contract.model_manifest`); with ``selection``, for the point selection chose."""
     prior = fs.read_json(spark, summary_uri(staging_dir, "class_prior"))
     terms = fs.read_json(spark, summary_uri(staging_dir, "term_counts"))
     merge_uri = summary_uri(staging_dir, "merge")
     merge = fs.read_json(spark, merge_uri) if fs.exists(spark, merge_uri) else None
-    model = {"type": model_type, "alpha": alpha, "fit_prior": fit_prior}
+    chosen = fs.read_json(spark, summary_uri(staging_dir, contract.SELECTION_JOB)) if selection else None
+    model = contract.selected_model(chosen) if chosen else {"type": model_type, "alpha": alpha, "fit_prior": fit_prior}
     created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return contract.model_manifest(prior, terms, merge, version, model, lineage, created_at)
+    return contract.model_manifest(prior, terms, merge, version, model, lineage, created_at, chosen)
