@@ -27,7 +27,6 @@ import numpy as np
 import pyarrow as pa
 from pyspark import RDD, Accumulator, Broadcast, StorageLevel
 from pyspark.sql import DataFrame
-from sklearn.neighbors import NearestNeighbors
 
 from nbknn.contract import DEFAULT_BLOCK_BYTES_BUDGET, DEFAULT_METRIC
 from nbknn.knn import gemm
@@ -203,6 +202,8 @@ def broadcast_fitted_model(
     query_chunk_rows: int, id_type: str,
 ) -> KnnResult:
     sc = queries.sparkSession.sparkContext
+    from sklearn.neighbors import NearestNeighbors
+
     model = NearestNeighbors(algorithm="brute", metric=metric).fit(R)
     shared = sc.broadcast((model, ref_ids))
     rows_computed = sc.accumulator(0)

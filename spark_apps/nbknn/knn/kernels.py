@@ -11,8 +11,6 @@ the GEMM kernel does not cover), :func:`block_topk` (blocked, whose partial resu
 from __future__ import annotations
 
 import numpy as np
-from sklearn import config_context
-from sklearn.neighbors import NearestNeighbors
 
 from nbknn.contract import ANNOY_METRICS
 from nbknn.knn import gemm
@@ -39,7 +37,7 @@ KERNEL_CHUNK_ROWS = 128
 
 
 def kneighbors_topk(
-    model: NearestNeighbors, ref_ids: np.ndarray, query_ids: np.ndarray, Q: np.ndarray, k: int,
+    model, ref_ids: np.ndarray, query_ids: np.ndarray, Q: np.ndarray, k: int,
     metric: str, exclude_self: bool, max_pair_bytes: int = DEFAULT_MAX_PAIR_BYTES,
 ) -> TopK:
     """Top-k of queries Q (nq, d) among the reference a brute ``NearestNeighbors`` was fitted on.
@@ -60,6 +58,8 @@ def kneighbors_topk(
     # Distances of at most KERNEL_CHUNK_ROWS query rows at a time (working_memory is in MiB):
     # bounded memory, and for the metrics without a fused reduction (cosine) several times faster
     # than scikit-learn's default 1 GiB chunks, which leave the CPU caches.
+    from sklearn import config_context
+
     with config_context(working_memory=KERNEL_CHUNK_ROWS * n * 8 / 2**20, pairwise_dist_chunk_size=KERNEL_CHUNK_ROWS):
         dist, idx = model.kneighbors(Q, n_neighbors=m)
     cand = ref_ids[idx]
@@ -103,6 +103,8 @@ def block_topk(
         return local_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self, max_pair_bytes), 0
     if metric in gemm.METRICS:
         return gemm_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self)
+    from sklearn.neighbors import NearestNeighbors
+
     model = NearestNeighbors(algorithm="brute", metric=metric).fit(R)
     return kneighbors_topk(model, ref_ids, query_ids, Q, k, metric, exclude_self, max_pair_bytes), 0
 

@@ -48,7 +48,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.metrics import pairwise_distances
 
 from nbknn.common.errors import ConfigError
 from nbknn.contract import KNN_METRICS
@@ -191,6 +190,10 @@ def block_distances(Q: np.ndarray, R: np.ndarray, metric: str) -> np.ndarray:
         for i in range(Q.shape[0]):
             D[i] = exact_distances(Q[i], R, metric, r_norms)
         return D
+    # Imported here: scikit-learn costs a fresh Python worker about a second to import, and the
+    # GEMM metrics above never need it.
+    from sklearn.metrics import pairwise_distances
+
     return pairwise_distances(Q, R, metric=metric)
 
 
