@@ -80,7 +80,10 @@ def spark_run(spark, uri: str, mode: str, k: int, metric: str, out_uri: str) -> 
 
 
 def run_spark_mode(mode: str, X: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, dict]:
-    spark, startup = common.start_spark(f"bench-knn-{mode}")
+    from nbknn.common.session import WORKER_DAEMON_MODULE
+
+    # The applications' own worker daemon (build_session sets it for spark-submit).
+    spark, startup = common.start_spark(f"bench-knn-{mode}", {"spark.python.daemon.module": WORKER_DAEMON_MODULE})
     workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-knn-"))
     try:
         # Untimed warm-up: Python workers, imports, the kernel's compiled loops.

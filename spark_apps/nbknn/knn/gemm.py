@@ -489,3 +489,10 @@ def cross_topk(PA, PB, k, exclude_self=True, block=1024, cap=None, bound_scale=1
     out_ids, out_d, info = join_blocks(P, k, exclude_self, starts, [r for r in rounds if r], fallback, cap,
                                        bound_scale, n_threads_of(n_threads), prep, seed)
     return out_ids[:ma], out_d[:ma], out_ids[ma:], out_d[ma:], info
+
+
+def warm_up():
+    """Load the machine code of every compiled loop now (numba's cache), by one tiny all-points
+    join in blocks: a process that forks workers afterwards hands it to all of them."""
+    X = (np.arange(48.0).reshape(16, 3) * 7.0) % 11.0
+    self_join_topk(X, np.arange(16), 2, block=4, n_threads=1)

@@ -1,0 +1,60 @@
+"""The applications' Python worker daemon, through a real spark-submit: the workers it forks start
+with the kNN kernel's compiled loops already loaded, and a daemon chosen on the command line wins.
+
+Launching spark-submit is the point here: the daemon is chosen by the session the entry script
+builds (nbknn.common.session.build_session), before the SparkContext starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.spark
+
+# A task reports, before touching anything itself, whether its worker process already holds the
+# kernel's loaded loops and which daemon module started its parent.
+APP = """
+import json, sys
+from nbknn.common.session import build_session
+
+def probe(_):
+    from nbknn.knn import gemm_compiled
+    with open("/proc/%d/cmdline" % __import__("os").getppid(), "rb") as f:
+        parent = f.read().split(b"\\0")
+    return [json.dumps({"kernel_loaded": bool(gemm_compiled._loaded),
+                        "daemon": parent[parent.index(b"-m") + 1].decode()})]
+
+spark = build_session("worker-daemon-probe")
+rows = spark.sparkContext.parallelize(range(2), 2).flatMap(probe).collect()
+with open(sys.argv[1], "w") as out:
+    out.write(json.dumps([json.loads(row) for row in rows]))
+spark.stop()
+"""
+
+
+def submit_probe(tmp_path: Path, *conf: str) -> list[dict]:
+    app = tmp_path / "probe.py"
+    app.write_text(APP)
+    out = tmp_path / "probe.json"
+    venv_bin = Path(sys.executable).parent
+    command = [str(venv_bin / "spark-submit"), "--master", "local[2]", *conf, str(app), str(out)]
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYSPARK_PYTHON": sys.executable}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def test_workers_start_with_the_kernel_loaded(tmp_path):
+    probes = submit_probe(tmp_path)
+    assert probes == [{"kernel_loaded": True, "daemon": "nbknn.common.worker_daemon"}] * 2
+
+
+def test_a_daemon_set_on_the_command_line_is_kept(tmp_path):
+    probes = submit_probe(tmp_path, "--conf", "spark.python.daemon.module=pyspark.daemon")
+    assert probes == [{"kernel_loaded": False, "daemon": "pyspark.daemon"}] * 2
