@@ -125,19 +125,45 @@ def replace_file(source_uri: str, target_uri: str) -> None:
 
 
 def write_text_atomic(uri: str, text: str) -> None:
-    """Write a small text file so that readers see either the old file or the whole new one."""
+    """Write a small text file so that readers see either the old file or the whole new one; then
+    remove what earlier writes of it left when killed before their rename (the Spark side's
+    nbknn.common.fs.write_text_atomic, step for step)."""
     parent, name = uri.rstrip("/").rsplit("/", 1)
-    temp_uri = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
-    local = _local_path(temp_uri)
+    for attempt in range(_SMALL_FILE_ATTEMPTS):
+        temp_uri = f"{parent}/{contract.small_file_temp_name(name, uuid.uuid4().hex)}"
+        try:
+            _write_new_file(temp_uri, text)
+            replace_file(temp_uri, uri)
+            break
+        except Exception:
+            # Removed as abandoned by a concurrent writer of the same file before its rename.
+            if attempt + 1 == _SMALL_FILE_ATTEMPTS or exists(temp_uri):
+                raise
+    remove_abandoned_temps(parent, name)
+
+
+_SMALL_FILE_ATTEMPTS = 3
+
+
+def _write_new_file(uri: str, text: str) -> None:
+    local = _local_path(uri)
     if local is not None:
         os.makedirs(os.path.dirname(local), exist_ok=True)
         with open(local, "w", encoding="utf-8") as out:
             out.write(text)
-    else:
-        fs, path = _webhdfs(temp_uri)
-        with fs.open(path, "wb") as out:
-            out.write(text.encode("utf-8"))
-    replace_file(temp_uri, uri)
+        return
+    fs, path = _webhdfs(uri)
+    with fs.open(path, "wb") as out:
+        out.write(text.encode("utf-8"))
+
+
+def remove_abandoned_temps(parent_uri: str, name: str) -> list[str]:
+    """Delete the temporary files of writes of ``name`` killed before their rename (called right
+    after a write of ``name`` renamed its own); returns the names removed."""
+    removed = [entry for entry in list_names(parent_uri) if contract.is_small_file_temp(entry, name)]
+    for entry in removed:
+        delete(f"{parent_uri}/{entry}")
+    return removed
 
 
 def write_json_atomic(uri: str, document) -> None:

@@ -33,6 +33,19 @@ def join_uri(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(part.strip("/") for part in parts)])
 
 
+# A small file (a summary, a manifest, LATEST) is written whole under a hidden temporary name
+# beside it, then renamed over it; both writers (nbknn.common.fs on the Spark side,
+# nbknn_airflow.model_publish on the Airflow side) name and recognise these files the same way.
+def small_file_temp_name(name: str, token: str) -> str:
+    """The temporary name of one write of the small file ``name``; ``token`` is 32 hex digits."""
+    return f".{name}.{token}.tmp"
+
+
+def is_small_file_temp(entry: str, name: str) -> bool:
+    """Whether ``entry`` is the temporary file of a write of the small file ``name``."""
+    return bool(regex.fullmatch(rf"\.{regex.escape(name)}\.[0-9a-f]{{32}}\.tmp", entry))
+
+
 # --- inputs ------------------------------------------------------------------------------------
 
 DOCUMENT_FORMATS = ("jsonl", "parquet", "tsv")

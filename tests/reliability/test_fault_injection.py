@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -321,7 +320,6 @@ def stop_at_every_commit_state(pipeline, step: Step, scenario: str, attempt) -> 
     assert probe.steps, "no commit step recorded: the fault points cover nothing"
 
     found: dict[str, int] = {}
-    stale_temps: list[str] = []
     for index, when in points:
         copy_tree(start, root)
         stopped = FaultPoints(root, stop_at=(index, when), snapshot=pipeline.scratch / "at-fault")
@@ -339,14 +337,9 @@ def stop_at_every_commit_state(pipeline, step: Step, scenario: str, attempt) -> 
         attempt(FaultPoints(root))  # the retry
         comparison = compare_all(reference, outputs_of(root, step.outputs))
         assert comparison.differences == [], f"{where}: the retry gave {comparison.differences}"
-        left = leftovers(root)
-        # Known gap (test_a_small_file_stopped_before_its_rename_leaves_no_temporary_file): the hidden
-        # temporary file of a small-file write (fs.write_text_atomic, model_publish.write_text_atomic)
-        # stopped before its rename is never removed.
-        stale_temps += [name for name in left if is_small_file_temp(name)]
-        assert [name for name in left if not is_small_file_temp(name)] == [], f"{where}: left after the retry: {left}"
+        assert leftovers(root) == [], f"{where}: left after the retry: {leftovers(root)}"
     return dict(scenario=SCENARIOS[scenario], commit_steps=len(probe.steps), steps=[str(s) for s in probe.steps],
-                states_tried=len(points), published_outputs_seen=found, small_file_temps_left=stale_temps)
+                states_tried=len(points), published_outputs_seen=found)
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -377,19 +370,11 @@ def test_the_publish_task_stopped_at_any_commit_step_leaves_old_or_new_and_the_r
     pipeline.results[("publish task", scenario)] = found["states_tried"]
 
 
-def is_small_file_temp(name: str) -> bool:
-    """The hidden temporary file of fs.write_text_atomic: ``.<name>.<32 hex>.tmp``."""
-    return bool(re.fullmatch(r"\.[^/]+\.[0-9a-f]{32}\.tmp", Path(name).name))
-
-
-@pytest.mark.xfail(strict=True, reason="fs.write_text_atomic never removes the hidden temporary file of a write "
-                                       "stopped before its rename (LATEST, manifests, summaries)")
 def test_a_small_file_stopped_before_its_rename_leaves_no_temporary_file(spark, pipeline):
-    """nb_publish_model stopped just before LATEST is replaced, then run again: the temporary file
-    the stopped run wrote beside LATEST should be gone once the next run has published LATEST.
-
-    When fs.write_text_atomic removes such files, this test passes and (strict) fails the run:
-    remove the xfail mark, and the is_small_file_temp exemption of the commit-point test."""
+    """nb_publish_model stopped just before LATEST is replaced, then run again: the hidden temporary
+    file the stopped run wrote beside LATEST is gone once the next run has published LATEST
+    (nbknn.common.fs.remove_abandoned_temps; the commit-point tests check the same for every small
+    file of every application and of the publish task)."""
     step = pipeline.steps["nb_publish_model"]
     root = pipeline.root
     copy_tree(step.after, root)
@@ -401,7 +386,7 @@ def test_a_small_file_stopped_before_its_rename_leaves_no_temporary_file(spark, 
     with pytest.raises(InjectedKill):
         stopped.run(spark, step.script, step.args)
     copy_tree(pipeline.scratch / "at-fault", root)
-    assert [name for name in leftovers(root) if is_small_file_temp(name)], "the stopped run left no temporary file"
+    assert [name for name in leftovers(root) if name.endswith(".tmp")], "the stopped run left no temporary file"
     run_entry_in_process(spark, step.script, step.args)
     assert leftovers(root) == []
 

@@ -144,6 +144,32 @@ def test_latest_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     # The model is in place, LATEST still names the older one, whole.
     assert (tmp_path / "models" / "naive_bayes" / VERSION / "manifest.json").exists()
     assert latest.read_text() == "older\n"
+    # The stopped write's hidden temporary file is there until the next publication removes it.
+    models = tmp_path / "models" / "naive_bayes"
+    assert [p.name for p in models.iterdir() if p.name.endswith(".tmp")] != []
+    monkeypatch.setattr(model_publish, "replace_file", real_replace_file)
+    publish_model(**arguments(tmp_path.as_uri()))
+    check_published(tmp_path)
+
+
+def test_a_write_whose_temporary_file_a_concurrent_writer_removed_starts_again(tmp_path, monkeypatch):
+    """Two runs replace LATEST at once: each removes the other's temporary files as abandoned once
+    its own rename is done, so one may find its file gone before its rename; it writes it again."""
+    latest = tmp_path / "models" / "naive_bayes" / "LATEST"
+    latest.parent.mkdir(parents=True)
+    real_replace_file = model_publish.replace_file
+    removed = []
+
+    def other_writer_cleans_up_first(source_uri, target_uri):
+        if not removed:
+            removed.append(source_uri)
+            os.remove(urlparse(source_uri).path)
+        real_replace_file(source_uri, target_uri)
+
+    monkeypatch.setattr(model_publish, "replace_file", other_writer_cleans_up_first)
+    model_publish.write_text_atomic(latest.as_uri(), "v2\n")
+    assert len(removed) == 1 and latest.read_text() == "v2\n"
+    assert sorted(p.name for p in latest.parent.iterdir()) == ["LATEST"]
 
 
 def test_nothing_to_publish_is_an_error(tmp_path):

@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
+from nbknn import contract
+
 
 def _jvm(spark: SparkSession):
     return spark.sparkContext._jvm
@@ -80,23 +82,56 @@ def write_text_atomic(spark: SparkSession, uri: str, text: str) -> None:
     """Write a small text file so that readers see either the old file or the whole new one.
 
     The text goes to a hidden temporary file beside the target, which is then renamed over it.
+    Then the temporary files that earlier writes of the same file left when they were killed
+    before their rename are removed (:func:`remove_abandoned_temps`).
     """
     parent, name = uri.rstrip("/").rsplit("/", 1)
-    temp_uri = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+    for attempt in range(_SMALL_FILE_ATTEMPTS):
+        temp_uri = f"{parent}/{contract.small_file_temp_name(name, uuid.uuid4().hex)}"
+        try:
+            _write_new_file(spark, temp_uri, text)
+            _replace(spark, temp_uri, uri)
+            break
+        except Exception:
+            # A concurrent writer of the same file (two runs replacing LATEST) may remove this
+            # temporary file as abandoned before it is renamed: then write it again.
+            if attempt + 1 == _SMALL_FILE_ATTEMPTS or exists(spark, temp_uri):
+                raise
+    remove_abandoned_temps(spark, parent, name)
+
+
+# Writes of one small file whose temporary file vanished (removed by a concurrent writer) before
+# the write gives up.
+_SMALL_FILE_ATTEMPTS = 3
+
+
+def _write_new_file(spark: SparkSession, uri: str, text: str) -> None:
     if urlparse(uri).scheme == "file":
         # Written by Python, not Hadoop's local FileSystem, which would leave .crc side files
         # behind for the renamed temporary file.
-        os.makedirs(urlparse(parent).path, exist_ok=True)
-        with open(urlparse(temp_uri).path, "w", encoding="utf-8") as out:
+        os.makedirs(os.path.dirname(urlparse(uri).path), exist_ok=True)
+        with open(urlparse(uri).path, "w", encoding="utf-8") as out:
             out.write(text)
-    else:
-        fs = _filesystem(spark, temp_uri)
-        stream = fs.create(_path(spark, temp_uri), True)
-        try:
-            stream.write(bytearray(text.encode("utf-8")))
-        finally:
-            stream.close()
-    _replace(spark, temp_uri, uri)
+        return
+    fs = _filesystem(spark, uri)
+    stream = fs.create(_path(spark, uri), True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def remove_abandoned_temps(spark: SparkSession, parent_uri: str, name: str) -> list[str]:
+    """Delete the temporary files of writes of the small file ``name`` that were killed before
+    their rename; returns the names removed.
+
+    Called right after a write of ``name`` has renamed its own temporary file: a concurrent
+    write's file removed here makes that write start again (:func:`write_text_atomic`).
+    """
+    removed = [entry for entry in list_names(spark, parent_uri) if contract.is_small_file_temp(entry, name)]
+    for entry in removed:
+        delete(spark, f"{parent_uri}/{entry}")
+    return removed
 
 
 def write_json_atomic(spark: SparkSession, uri: str, document) -> None:
