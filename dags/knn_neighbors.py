@@ -57,8 +57,10 @@ PARAMS = {
         "auto",
         S,
         "mode",
-        "broadcast = scikit-learn's brute-force NearestNeighbors fitted on the reference set and broadcast; "
-        "blocked = the reference set in blocks sized by block_bytes_budget (any reference size); "
+        "broadcast = the reference set collected and broadcast to every task; "
+        "blocked = the reference set in blocks sized by block_bytes_budget, never collected (any reference size); "
+        "both are exact (a float32 GEMM kernel with exact float64 re-ranking for euclidean, sqeuclidean and "
+        "cosine; scikit-learn's brute force for the other metrics); "
         "auto = broadcast if the reference fits broadcast_max_bytes, else blocked; "
         "annoy = approximate (an Annoy index shipped to the workers), reports its measured recall@k.",
     ),
@@ -67,7 +69,8 @@ PARAMS = {
         contract.DEFAULT_BLOCK_BYTES_BUDGET,
         S,
         "block_bytes_budget",
-        "blocked mode: memory of one (query chunk x reference block) step; sizes the blocks.",
+        "Exact modes: memory of one task's step (a pair of row groups, or a query chunk and a reference "
+        "block); sizes the groups and blocks.",
     ),
     "broadcast_max_bytes": schema_param(
         contract.DEFAULT_BROADCAST_MAX_BYTES,

@@ -306,8 +306,10 @@ KNN_METRICS = ("euclidean", "sqeuclidean", "cosine", "manhattan", "chebyshev", "
 ANNOY_METRICS = {"euclidean": "euclidean", "sqeuclidean": "euclidean", "cosine": "angular", "manhattan": "manhattan"}
 DEFAULT_K = 10
 DEFAULT_METRIC = "euclidean"
-# blocked mode: memory of one (query chunk x reference block) step, which sizes the blocks.
-DEFAULT_BLOCK_BYTES_BUDGET = 64 * MIB
+# Exact modes: memory of one task's step (a pair of row groups, or a query chunk and a reference
+# block), which sizes the groups and blocks. 256 MiB lets d = 128, k = 10 use groups of about
+# 21 600 rows: fewer, larger units, each product tile reused over more rows.
+DEFAULT_BLOCK_BYTES_BUDGET = 256 * MIB
 # Smallest block budget worth running: below it a block holds a handful of rows.
 MIN_BLOCK_BYTES_BUDGET = 1 * MIB
 # Largest reference matrix (n x dim x 8 bytes) collected on the driver (broadcast, annoy, auto).

@@ -103,3 +103,22 @@ def test_a_budget_below_one_row_per_group_is_refused_with_the_minimum():
 
     with pytest.raises(ValueError, match=f"expected >= {unit_bytes(1, 128, 10)} bytes"):
         group_rows_for_budget(128, 10, unit_bytes(1, 128, 10) - 1)
+
+
+@pytest.mark.parametrize("parallelism, n_blocks", [(1, 3), (2, 4), (4, 5)])
+def test_blocked_pairs_make_enough_blocks_for_every_core(parallelism, n_blocks):
+    from nbknn.knn.planning import pair_block_plan
+
+    # A budget far above the set: the cores, not the memory, set the number of blocks; every core
+    # then gets at least two cross units (n_blocks (n_blocks - 1) / 2 >= 2 cores).
+    plan = pair_block_plan(50_000, 128, 10, 1 << 34, parallelism=parallelism)
+    assert plan.n_blocks == n_blocks
+    assert n_blocks * (n_blocks - 1) // 2 >= 2 * parallelism > (n_blocks - 1) * (n_blocks - 2) // 2
+
+
+def test_blocked_pairs_keep_the_budget_and_an_explicit_block_size():
+    from nbknn.knn.planning import group_rows_for_budget, pair_block_plan
+
+    small = pair_block_plan(50_000, 128, 10, 64 << 20, parallelism=2)
+    assert small.block_rows <= group_rows_for_budget(128, 10, 64 << 20) and small.n_blocks == 10
+    assert pair_block_plan(50_000, 128, 10, 1 << 34, block_rows=7_000, parallelism=2).n_blocks == 8

@@ -5,14 +5,15 @@ The reference rows are numbered (per-partition offsets + the position inside the
 every block holds at most ``block_rows`` rows. The blocks are assembled one per partition
 (identity partitioner). Two plans:
 
-* All points (the queries are the reference) with euclidean, sqeuclidean or cosine: the blocks
-  are prepared once for the exact GEMM kernel (one centring and scaling for the whole set, from
-  the same job that numbers the rows) and cached; the cartesian product of the blocks with
-  themselves, kept where a <= b, makes every pair of blocks one unit (:mod:`nbknn.knn.row_groups`):
-  each product is computed once and updates the rows of both blocks; a block's partial results
-  are merged in one Arrow call (:func:`~nbknn.knn.partials.merged_groups`). Memory of one unit: two blocks and their copy in the joined set, the
-  candidate state and one float32 product tile, :func:`~nbknn.knn.planning.pair_block_plan`,
-  which sizes the blocks from ``block_bytes_budget``.
+* All points (the queries are the reference) with euclidean, sqeuclidean or cosine: every pair
+  of blocks is one unit (:mod:`nbknn.knn.row_groups`), each product computed once and updating
+  the rows of both blocks. As the blocks are assembled, each runs its diagonal unit (one centring
+  and scaling for the whole set, from the same job that numbers the rows) and is cached with its
+  rows' seeds; then every block is sent to each cross unit it belongs to, one shuffle partition
+  per unit, so a task receives exactly its two blocks. A block's partial results are merged in
+  one Arrow call (:func:`~nbknn.knn.partials.merged_groups`). Memory of one unit: two blocks and
+  their copy in the joined set, the candidate state and one float32 product tile,
+  :func:`~nbknn.knn.planning.pair_block_plan`, which sizes the blocks from ``block_bytes_budget``.
 * Otherwise the queries are cut into chunks of ``query_chunk_rows`` rows and cached; a cartesian
   product of the chunks and the blocks makes one task per (query partition, block partition);
   each pair (query chunk, block) gives a local top-k (:func:`~nbknn.knn.kernels.block_topk`: the
@@ -29,6 +30,7 @@ k 16 bytes per row and unit) come on top and spill to disk.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from typing import Iterator
@@ -45,7 +47,7 @@ from nbknn.knn.kernels import block_topk
 from nbknn.knn.mode import KnnResult, limit_task_threads, task_function
 from nbknn.knn.partials import counted_cross, counted_diagonal, merge_partials, merged_groups, output_rows
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, BlockPlan, block_plan, pair_block_plan
-from nbknn.knn.row_groups import prepare_group
+from nbknn.knn.row_groups import cross_pairs, prepare_group
 from nbknn.knn.topk import merge_topk, validate_k, validate_metric
 
 log = logging.getLogger(__name__)
@@ -121,16 +123,15 @@ def blocked_pairs(
     reference: DataFrame, n: int, d: int, id_type: str, k: int, metric: str, exclude_self: bool,
     block_bytes_budget: int, block_rows: int | None,
 ) -> KnnResult:
-    """All points from pairs of blocks (:mod:`nbknn.knn.row_groups`): the blocks, prepared once in
-    one frame, run their diagonal unit and are cached with their rows' seeds; then paired with
-    themselves (``cartesian``, kept where a < b), each pair a cross unit; the partial results are
-    merged per block (:func:`~nbknn.knn.partials.merged_groups`)."""
+    """All points from pairs of blocks (:mod:`nbknn.knn.row_groups`): the blocks run their
+    diagonal unit as they are assembled and are cached with their rows' seeds; then each block goes
+    to the cross units it belongs to (one shuffle partition per unit, :func:`unit_members`); the
+    partial results are merged per block (:func:`~nbknn.knn.partials.merged_groups`)."""
     spark = reference.sparkSession
     sc = spark.sparkContext
-    plan = pair_block_plan(n, d, k, block_bytes_budget, block_rows)
-    # The cartesian product has block_partitions^2 tasks of unequal size (a diagonal unit is half
-    # a cross one): twice the cores' partitions let the scheduler even them out.
-    block_partitions = max(1, min(plan.n_blocks, 2 * sc.defaultParallelism))
+    plan = pair_block_plan(n, d, k, block_bytes_budget, block_rows, sc.defaultParallelism)
+    # One block per partition: the diagonal units are tasks of equal size.
+    block_partitions = plan.n_blocks
     offsets, stats = partition_profile(reference, d)
     frame_ = gemm.frame_from_stats(metric, *stats)
     rows_computed, fallback_rows, kernel_seconds = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0.0)
@@ -142,11 +143,11 @@ def blocked_pairs(
         .map(task_function(seeded_block, frame=frame_, **counters))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    blocks = seeded.map(lambda item: item[0])
+    units = {pair: index for index, pair in enumerate(cross_pairs(plan.n_blocks))}
     cross = (
-        blocks.cartesian(blocks)
-        .filter(lambda pair: pair[0].number < pair[1].number)
-        .mapPartitions(task_function(pair_units, **counters))
+        seeded.flatMap(task_function(unit_members, units=units))
+        .partitionBy(max(1, len(units)), unit_partition)
+        .mapPartitions(task_function(pair_unit, frame=frame_, **counters))
     )
     frame = merged_groups(spark, seeded.map(lambda item: item[1]).union(cross), id_type, k, rows_computed)
     details = {
@@ -167,19 +168,39 @@ def blocked_pairs(
 def seeded_block(
     item, frame: gemm.Frame, k: int, exclude_self: bool, fallback_rows: Accumulator, kernel_seconds: Accumulator
 ):
-    """An assembled block -> (the block prepared, with its seeds; its diagonal unit's encoded partial)."""
+    """An assembled block -> ((number, ids, rows, its rows' seeds), its diagonal unit's encoded
+    partial). The cached block keeps its float64 rows only: a unit prepares it again (a float32
+    copy, far cheaper than shipping one)."""
     limit_task_threads()
     block, (ids, X) = item
     encoded, seeded = counted_diagonal(prepare_group(block, ids, X, frame), k, exclude_self, fallback_rows,
                                        kernel_seconds)
-    return seeded, encoded
+    return (block, ids, X, seeded.seed), encoded
 
 
-def pair_units(pairs, k: int, exclude_self: bool, fallback_rows: Accumulator, kernel_seconds: Accumulator):
-    """One task: its pairs of blocks -> encoded partial results of their blocks."""
+def unit_members(item, units: dict[tuple[int, int], int]):
+    """A cached block -> (unit index, the block) for every cross unit (a, b), a < b, it is in."""
+    block = item[0]
+    number = block[0]
+    return [(index, block) for (a, b), index in units.items() if number in (a, b)]
+
+
+def unit_partition(index: int) -> int:
+    """Partitioner of the units' blocks: unit i in partition i."""
+    return index
+
+
+def pair_unit(items, frame: gemm.Frame, k: int, exclude_self: bool, fallback_rows: Accumulator,
+              kernel_seconds: Accumulator):
+    """One task: the two blocks of its unit -> the encoded partial results of both."""
     limit_task_threads()
-    for a, b in pairs:
-        yield from counted_cross(a, b, k, exclude_self, fallback_rows, kernel_seconds)
+    blocks = sorted((block for _, block in items), key=lambda block: block[0])
+    if not blocks:
+        return
+    if len(blocks) != 2:
+        raise RuntimeError(f"internal error: a unit received {len(blocks)} blocks, expected 2")
+    a, b = (dataclasses.replace(prepare_group(number, ids, X, frame), seed=seed) for number, ids, X, seed in blocks)
+    yield from counted_cross(a, b, k, exclude_self, fallback_rows, kernel_seconds)
 
 
 def unpersist_all(*rdds: RDD) -> None:

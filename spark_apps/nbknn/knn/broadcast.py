@@ -34,7 +34,7 @@ from nbknn.knn.arrow import check_queries, collect_vectors, id_type_of, numpy_ch
 from nbknn.knn.kernels import kneighbors_topk
 from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
 from nbknn.knn.partials import counted_cross, counted_diagonal, merged_groups, spread_units
-from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, group_rows_for_budget
+from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, group_rows_for_budget, groups_for_cores
 from nbknn.knn.row_groups import (
     RowGroup,
     cross_pairs,
@@ -106,14 +106,6 @@ def release_all(diagonal: RDD, *shared: Broadcast) -> None:
     diagonal.unpersist()
     for value in shared:
         value.unpersist()
-
-
-def groups_for_cores(parallelism: int) -> int:
-    """Fewest groups whose cross pairs give every core at least two units (balance)."""
-    groups = 2
-    while groups * (groups - 1) // 2 < 2 * parallelism:
-        groups += 1
-    return groups
 
 
 #: The broadcast value a Python worker prepared groups of, and those groups (kept across tasks).

@@ -163,10 +163,24 @@ def group_rows_for_budget(d: int, k: int, budget: int) -> int:
     return int(rows)
 
 
-def pair_block_plan(n: int, d: int, k: int, budget: int, block_rows: int | None = None) -> BlockPlan:
-    """Blocks for the blocked mode's all-points run: one unit (two blocks) within ``budget``."""
-    b = group_rows_for_budget(d, k, budget) if block_rows is None else int(block_rows)
-    b = min(b, n)
+def groups_for_cores(parallelism: int) -> int:
+    """Fewest row groups whose cross units give every core at least two (balance)."""
+    groups = 2
+    while groups * (groups - 1) // 2 < 2 * parallelism:
+        groups += 1
+    return groups
+
+
+def pair_block_plan(
+    n: int, d: int, k: int, budget: int, block_rows: int | None = None, parallelism: int = 1
+) -> BlockPlan:
+    """Blocks for the blocked mode's all-points run: one unit (two blocks) within ``budget``, and
+    (unless ``block_rows`` is given) enough blocks for ``parallelism`` cores to share the units."""
+    if block_rows is None:
+        b = min(group_rows_for_budget(d, k, budget), math.ceil(n / groups_for_cores(parallelism)))
+    else:
+        b = int(block_rows)
+    b = max(1, min(b, n))
     n_blocks = math.ceil(n / b)
     b = math.ceil(n / n_blocks)
     return BlockPlan(n_blocks=n_blocks, block_rows=b, query_chunk_rows=b, max_pair_bytes=0,
