@@ -204,3 +204,19 @@ def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: 
                               f"{run}/report", top_n)
     rows = spark.read.parquet(f"{run}/predictions").collect()
     return {row["doc_id"]: row.asDict(recursive=True) for row in rows}, summary, run
+
+
+def sklearn_nb_predictions(train: list, test: list, alpha: float) -> dict:
+    """{doc id: (label, probability)} of scikit-learn's MultinomialNB with the project's tokeniser:
+    the independent oracle of the end-to-end predictions."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.naive_bayes import MultinomialNB
+
+    from nbknn.inputs.tokenizer import tokenize
+
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    model = MultinomialNB(alpha=alpha).fit(vectorizer.fit_transform([d["text"] for d in train]),
+                                           [d["label"] for d in train])
+    proba = model.predict_proba(vectorizer.transform([d["text"] for d in test]))
+    best = proba.argmax(axis=1)
+    return {d["id"]: (model.classes_[best[i]], proba[i, best[i]]) for i, d in enumerate(test)}

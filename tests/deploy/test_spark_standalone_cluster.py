@@ -2,7 +2,10 @@
 installed pyspark on 127.0.0.1, with the spark_default connection pointing at the master.
 
 The DAG runs go through the cluster; their outputs must equal those of the same jobs in local mode
-(local[2], computed in process by the library functions the applications call). On the cluster,
+(local[2], computed in process by the library functions the applications call) and those of
+scikit-learn. These are also the end-to-end tests of two DAG paths that no other test takes through
+Airflow: nb_predict's per-shard path (one mapped task instance per shard) and knn_neighbors' blocked
+mode chosen by ``auto`` on a Parquet input with its own column names. On the cluster,
 executors are other JVMs started by the worker, with Python workers that can import the library
 only from the zip spark_submit.py ships (``--py-files``): this is what proves the code shipping
 works, which local mode cannot (there the driver's own interpreter runs everything).
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +25,17 @@ import pyarrow.parquet as pq
 import pyspark
 import pytest
 from sklearn.datasets import load_digits
+from sklearn.neighbors import NearestNeighbors
 
-from helpers import local_path, predict_in_process, run_dag_test, train_model_in_process, write_jsonl
+from helpers import (
+    latest_run_task_states,
+    local_path,
+    predict_in_process,
+    run_dag_test,
+    sklearn_nb_predictions,
+    train_model_in_process,
+    write_jsonl,
+)
 from processes import free_port, get_json, start, stop, stop_on_sigterm, wait_until
 
 pytestmark = pytest.mark.cluster
@@ -104,12 +117,15 @@ def _lay_out_inputs(root: Path, train: list[dict], test: list[dict]) -> Path:
     write_jsonl(root / "input" / "nb_predict" / "documents" / "docs.jsonl", test)
     ids, X = _digits()
     (root / "input" / "digits").mkdir(parents=True)
-    table = pa.table({"id": pa.array(ids), "vector": pa.array([x.tolist() for x in X], type=pa.list_(pa.float64()))})
+    table = pa.table({"item_id": pa.array(ids),
+                      "embedding": pa.array([x.tolist() for x in X], type=pa.list_(pa.float64()))})
     pq.write_table(table, root / "input" / "digits" / "part-0.parquet")
     return root / "input" / "digits"
 
 
-KNN_CONF = {"input_uri": "input/digits", "k": 5, "mode": "blocked", "block_bytes_budget": 1_048_576}
+# auto picks blocked: 400 x 64 x 8 = 204800 bytes > broadcast_max_bytes.
+KNN_CONF = {"input_uri": "input/digits", "input_format": "parquet", "id_column": "item_id", "vector_column": "embedding",
+            "k": 5, "mode": "auto", "broadcast_max_bytes": 100_000, "block_bytes_budget": 1_048_576}
 
 
 def _local_mode_references(spark, train: list[dict], test: list[dict], digits_dir: Path, workdir: Path) -> dict:
@@ -121,27 +137,45 @@ def _local_mode_references(spark, train: list[dict], test: list[dict], digits_di
     model_dir = train_model_in_process(spark, train, workdir / "train", num_shards=NUM_SHARDS)
     predictions, _, _ = predict_in_process(spark, model_dir, test, workdir / "predict", top_n=2)
     neighbors = (workdir / "knn").as_uri()
-    options = KnnOptions(k=KNN_CONF["k"], mode=KNN_CONF["mode"], block_bytes_budget=KNN_CONF["block_bytes_budget"])
-    run_knn(spark, VectorSpec(digits_dir.as_uri(), format="parquet"), neighbors, (workdir / "rejects").as_uri(), options)
+    options = KnnOptions(k=KNN_CONF["k"], mode="blocked", block_bytes_budget=KNN_CONF["block_bytes_budget"])
+    spec = VectorSpec(digits_dir.as_uri(), format="parquet", id_column="item_id", vector_column="embedding")
+    run_knn(spark, spec, neighbors, (workdir / "rejects").as_uri(), options)
     return {"model": local_path(model_dir), "predictions": predictions, "neighbors": workdir / "knn" / "neighbors"}
 
 
-def test_dags_on_a_standalone_cluster_equal_local_mode(
-    airflow_db, spark, corpus, tmp_path, monkeypatch, standalone_cluster
-):
+@dataclass
+class ClusterRuns:
+    """The three DAGs run on the cluster and the same jobs in local mode, made once for the module."""
+
+    root: Path
+    train: list
+    test: list
+    local: dict
+    predict_states: dict
+
+
+@pytest.fixture(scope="module")
+def cluster_runs(airflow_db, spark, corpus, tmp_path_factory, standalone_cluster) -> ClusterRuns:
+    base = tmp_path_factory.mktemp("cluster-runs")
     train, test = corpus("reuters-r8", "train", TRAIN_DOCS), corpus("reuters-r8", "test", TEST_DOCS)
-    root = tmp_path / "cluster"
+    root = base / "cluster"
     digits_dir = _lay_out_inputs(root, train, test)
-    local = _local_mode_references(spark, train, test, digits_dir, tmp_path / "local")
+    local = _local_mode_references(spark, train, test, digits_dir, base / "local")
 
     # The driver (spark-submit under `airflow dags test`) binds and advertises 127.0.0.1 too.
-    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
-    master = standalone_cluster["master_url"]
-    _run("nb_train", {"num_shards": NUM_SHARDS}, root, master)
-    # One mapped pass per shard: the path of models too large for one broadcast, on real executors.
-    _run("nb_predict", {"top_n": 2, "prediction_path": "per_shard"}, root, master)
-    _run("knn_neighbors", KNN_CONF, root, master)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+        master = standalone_cluster["master_url"]
+        _run("nb_train", {"num_shards": NUM_SHARDS}, root, master)
+        # One mapped pass per shard: the path of models too large for one broadcast, on real executors.
+        _run("nb_predict", {"top_n": 2, "prediction_path": "per_shard"}, root, master)
+        predict_states = latest_run_task_states("nb_predict")
+        _run("knn_neighbors", KNN_CONF, root, master)
+    return ClusterRuns(root, train, test, local, predict_states)
 
+
+def test_the_model_trained_on_the_cluster_equals_local_mode(cluster_runs):
+    root, local = cluster_runs.root, cluster_runs.local
     # Model: the class and term tables are equal (versions and paths differ, the counts may not).
     cluster_model = _model_dir(root)
     for table, key in [("classes", ["class_id"]), ("vocabulary", ["term_id"]), ("term_counts", ["class_id", "term_id"])]:
@@ -154,7 +188,11 @@ def test_dags_on_a_standalone_cluster_equal_local_mode(
         assert cluster_manifest[key] == local_manifest[key], key
     assert cluster_manifest["num_shards"] == NUM_SHARDS
 
-    # Predictions: the same class for every document, the same probabilities.
+
+def test_per_shard_predictions_on_the_cluster_equal_local_mode_and_sklearn(cluster_runs):
+    root, local = cluster_runs.root, cluster_runs.local
+    # The same class for every document, the same probabilities, as local mode and as scikit-learn
+    # on the same documents; one mapped predict_shard task instance per shard.
     (cluster_run,) = (root / "predictions" / "naive_bayes").iterdir()
     cluster_predictions = _rows(cluster_run / "predictions", ["doc_id"])
     local_predictions = [local["predictions"][doc_id] for doc_id in sorted(local["predictions"])]
@@ -162,8 +200,27 @@ def test_dags_on_a_standalone_cluster_equal_local_mode(
     assert [(r["doc_id"], r["label"]) for r in cluster_predictions] == [(r["doc_id"], r["label"]) for r in local_predictions]
     np.testing.assert_allclose([r["probability"] for r in cluster_predictions],
                                [r["probability"] for r in local_predictions], rtol=1e-12)
+    alpha = json.loads((_model_dir(root) / "manifest.json").read_text())["model"]["alpha"]
+    expected = sklearn_nb_predictions(cluster_runs.train, cluster_runs.test, alpha)
+    assert [(r["doc_id"], r["label"]) for r in cluster_predictions] == [(r["doc_id"], expected[r["doc_id"]][0])
+                                                                        for r in cluster_predictions]
+    np.testing.assert_allclose([r["probability"] for r in cluster_predictions],
+                               [expected[r["doc_id"]][1] for r in cluster_predictions], rtol=0, atol=1e-9)
+    summary = json.loads((cluster_run / "report" / "summary.json").read_text())
+    assert summary["path"] == "per_shard" and summary["counts"]["reconciled"], summary
+    assert summary["counts"]["predicted"] == TEST_DOCS
+    states = cluster_runs.predict_states
+    assert {key: state for key, state in states.items() if key[0] == "predict_shard"} == {
+        ("predict_shard", shard): "success" for shard in range(NUM_SHARDS)}, states
+    assert {task for (task, _), state in states.items() if state == "success"} == {
+        "plan", "choose_path", "vectorize", "shard_passes", "predict_shard", "combine", "report"}, states
+    assert set(states.values()) <= {"success", "skipped"}, states
 
-    # Neighbours: the same ids in the same order, the same distances.
+
+def test_blocked_neighbours_on_the_cluster_equal_local_mode_and_sklearn(cluster_runs):
+    root, local = cluster_runs.root, cluster_runs.local
+    # The same ids in the same order, the same distances, as local mode; the distances of
+    # scikit-learn's brute force, and no nearer point missed.
     (cluster_knn,) = (root / "neighbors").iterdir()
     local_neighbors = _rows(local["neighbors"], ["id"])
     cluster_neighbors = _rows(cluster_knn / "neighbors", ["id"])
@@ -171,7 +228,25 @@ def test_dags_on_a_standalone_cluster_equal_local_mode(
     assert [r["neighbor_ids"] for r in cluster_neighbors] == [r["neighbor_ids"] for r in local_neighbors]
     np.testing.assert_allclose([r["distances"] for r in cluster_neighbors],
                                [r["distances"] for r in local_neighbors], rtol=1e-12)
+    summary = json.loads((cluster_knn / "report" / "summary.json").read_text())
+    assert summary["mode"] == "blocked"
+    assert summary["mode_reason"] == "reference matrix 204800 bytes > broadcast_max_bytes 100000"
+    assert summary["records"]["reference"] == {"read": 400, "accepted": 400, "rejected": 0, "rejected_by_reason": {}}
+    assert summary["k"] == 5 and summary["output"]["rows"] == 400
+    assert sorted(p.name for p in cluster_knn.iterdir()) == ["neighbors", "report"]
+    ids, X = _digits()
+    assert [r["id"] for r in cluster_neighbors] == sorted(ids.tolist())
+    sk_d, sk_idx = NearestNeighbors(n_neighbors=5, algorithm="brute").fit(X).kneighbors()
+    position = {v: i for i, v in enumerate(ids.tolist())}
+    for row in cluster_neighbors:
+        i = position[row["id"]]
+        np.testing.assert_allclose(row["distances"], sk_d[i], rtol=1e-9, atol=1e-12)
+        strictly_nearer = [n for n, d in zip(row["neighbor_ids"], row["distances"]) if d < sk_d[i, -1]]
+        assert set(strictly_nearer) <= set(ids[sk_idx[i]].tolist())
+        assert row["id"] not in row["neighbor_ids"]
 
+
+def test_the_cluster_ran_every_application_with_the_shipped_library(cluster_runs, standalone_cluster):
     # The cluster really ran them: the master lists the applications as completed, and the worker
     # started executors for them, each of which fetched the library zip shipped with --py-files.
     state = get_json(standalone_cluster["master_json"])

@@ -1,20 +1,18 @@
 """End to end: ``airflow dags test nb_predict`` with the real SparkSubmitOperator (local[2]) on a slice
 of Reuters R8, with the model the session's ``nb_train`` run published (tests/e2e/conftest.py):
-both prediction paths (one mapped task instance per shard; the single pass), each equal to
-scikit-learn on the same documents."""
+the single pass, equal to scikit-learn on the same documents."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import run_dag_test, write_jsonl
+from helpers import run_dag_test, sklearn_nb_predictions, write_jsonl
 
 pytestmark = pytest.mark.e2e
 
@@ -37,40 +35,23 @@ def _tail(result) -> str:
     return (result.stdout[-4000:] + "\n--- stderr ---\n" + result.stderr[-6000:])
 
 
-def _sklearn_predictions(train: list, test: list, alpha: float) -> dict:
-    """{doc id: (label, probability)} of scikit-learn's MultinomialNB with the project's tokeniser."""
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.naive_bayes import MultinomialNB
-
-    from nbknn.inputs.tokenizer import tokenize
-
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    model = MultinomialNB(alpha=alpha).fit(vectorizer.fit_transform([d["text"] for d in train]),
-                                           [d["label"] for d in train])
-    proba = model.predict_proba(vectorizer.transform([d["text"] for d in test]))
-    best = proba.argmax(axis=1)
-    return {d["id"]: (model.classes_[best[i]], proba[i, best[i]]) for i, d in enumerate(test)}
+# The single pass, which this small model takes by default (auto). The per-shard path (one mapped
+# task instance per shard) goes through Airflow on the standalone cluster
+# (tests/deploy/test_spark_standalone_cluster.py), with the same oracle.
+PATH, TASKS = "single_pass", {"plan", "choose_path", "predict", "report"}
 
 
-# Both paths through Airflow: the default (auto: this small model fits one broadcast) and per shard.
-PATHS = {"auto": ("single_pass", {"plan", "choose_path", "predict", "report"}),
-         "per_shard": ("per_shard", {"plan", "choose_path", "vectorize", "shard_passes", "predict_shard", "combine",
-                                     "report"})}
-
-
-@pytest.mark.parametrize("requested", list(PATHS))
-def test_nb_predict_dag_scores_a_real_corpus_equal_to_sklearn(r8_training_run, corpus, requested):
+def test_nb_predict_dag_scores_a_real_corpus_equal_to_sklearn(r8_training_run, corpus):
     import pyarrow.parquet as pq
 
-    root, version, num_shards = r8_training_run.root, r8_training_run.version, r8_training_run.num_shards
-    shutil.rmtree(root / "predictions", ignore_errors=True)
+    root, version = r8_training_run.root, r8_training_run.version
     test_docs = corpus("reuters-r8", "test", TEST_DOCS)
     # One unlabelled document and one malformed line: labels are optional, bad records are quarantined.
     records = [*test_docs, {"id": "no-label", "text": "oil prices rose sharply"}, '{"id": "broken"']
     write_jsonl(root / "input" / "nb_predict" / "documents" / "docs.jsonl", records)
 
     assert (root / "models" / "naive_bayes" / "LATEST").read_text().strip() == version
-    conf = {"top_n": 2, "max_reject_fraction": 0.05, "prediction_path": requested}
+    conf = {"top_n": 2, "max_reject_fraction": 0.05}
     predict = run_dag_test("nb_predict", conf, root.as_uri())
     assert predict.returncode == 0, _tail(predict)
 
@@ -87,14 +68,13 @@ def test_nb_predict_dag_scores_a_real_corpus_equal_to_sklearn(r8_training_run, c
         assert len(row["top_n"]) == 2 and row["top_n"][0]["label"] == row["label"]
 
     # The independent oracle: scikit-learn on the same training and test documents.
-    expected = _sklearn_predictions(r8_training_run.docs, test_docs, r8_training_run.manifest["model"]["alpha"])
+    expected = sklearn_nb_predictions(r8_training_run.docs, test_docs, r8_training_run.manifest["model"]["alpha"])
     assert [by_id[d["id"]]["label"] for d in test_docs] == [expected[d["id"]][0] for d in test_docs]
     np.testing.assert_allclose([by_id[d["id"]]["probability"] for d in test_docs],
                                [expected[d["id"]][1] for d in test_docs], rtol=0, atol=1e-9)
 
     summary = json.loads((run_dir / "report" / "summary.json").read_text())
-    path, tasks = PATHS[requested]
-    assert summary["path"] == path
+    assert summary["path"] == PATH
     assert summary["model"]["version"] == version
     assert summary["counts"]["read"] == TEST_DOCS + 2
     assert summary["counts"]["rejected"] == 1 and summary["counts"]["predicted"] == TEST_DOCS + 1
@@ -108,8 +88,5 @@ def test_nb_predict_dag_scores_a_real_corpus_equal_to_sklearn(r8_training_run, c
 
     instances = _task_instances("nb_predict")
     ran = {task_id for *_, task_id, _, state in instances if state == "success"}
-    assert ran == tasks, instances
+    assert ran == TASKS, instances
     assert all(state in ("success", "skipped") for *_, state in instances)
-    if path == "per_shard":
-        shard_passes = [(index, state) for _, task_id, index, state in instances if task_id == "predict_shard"]
-        assert num_shards > 1 and shard_passes == [(shard, "success") for shard in range(num_shards)]
