@@ -42,44 +42,43 @@ SUBMITTING_MARKERS = ("e2e", "cluster", "services", "reliability")
 # `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadfile
 # --no-loadscope-reorder`): a 2-core machine spends much of the suite in one-threaded JVM and
 # Airflow start-ups, which two workers overlap. Each worker has its own Airflow home and
-# SparkSession. A work unit is a test module, so that its module-scoped fixtures (a standalone
-# cluster, Airflow services) start once; the nb_train run that two e2e modules share is made once
-# per session whichever worker asks first (tests/e2e/conftest.py). The modules that start engines
-# go first (and xdist keeps that order), so that the two workers share the long ones and finish on
-# the short ones.
-ENGINE_MARKERS_FIRST = ("cluster", "services", "reliability", "e2e", "spark")
+# SparkSession. A work unit is a test module, handed out longest first (tests/scheduling.py); the
+# nb_train run that two e2e modules share is made once per session whichever worker asks first
+# (tests/e2e/conftest.py).
+from scheduling import LongestFirstFileScheduling, ModuleSeconds, order_longest_first  # noqa: E402
 
-
-def _module(nodeid: str) -> str:
-    return nodeid.split("::")[0]
-
-
-def _engine_rank(item) -> int:
-    """Position of the item's first engine marker in ENGINE_MARKERS_FIRST (after them: none)."""
-    return next((i for i, m in enumerate(ENGINE_MARKERS_FIRST) if item.get_closest_marker(m)),
-                len(ENGINE_MARKERS_FIRST))
+MODULE_SECONDS_RECORD = REPO_ROOT / "build" / "test-module-seconds.json"
 
 
 def pytest_collection_modifyitems(items):
-    module_rank: dict[str, int] = {}
-    for item in items:
-        module = _module(item.nodeid)
-        module_rank[module] = min(_engine_rank(item), module_rank.get(module, len(ENGINE_MARKERS_FIRST)))
-    # Stable: a module's tests stay together and in their order.
-    items.sort(key=lambda item: module_rank[_module(item.nodeid)])
+    order_longest_first(items)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own (DSession), which would answer first
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") == "loadfile":
+        return LongestFirstFileScheduling(config, log)
+    return None
+
+
+_MODULE_SECONDS = ModuleSeconds()
 _RELIABILITY_FIGURES: list[tuple[str, dict]] = []
 
 
 def pytest_runtest_logreport(report):
     """Collects the figures of the reliability tests (tests/reliability/conftest.py), which reach the
-    report as user properties when the ``figures`` fixture is torn down."""
+    report as user properties when the ``figures`` fixture is torn down; and each module's seconds."""
+    _MODULE_SECONDS.add(report)
     if report.when == "teardown" and report.user_properties and report.nodeid.startswith("tests/reliability/"):
         _RELIABILITY_FIGURES.append((report.nodeid.split("::")[-1], dict(report.user_properties)))
 
 
 def pytest_terminal_summary(terminalreporter):
+    if len(_MODULE_SECONDS.seconds) > 1:
+        terminalreporter.section("module seconds (setup + call + teardown, longest first)")
+        for module, seconds in _MODULE_SECONDS.longest(15):
+            terminalreporter.write_line(f"{seconds:8.1f}s {module}")
+        _MODULE_SECONDS.save(MODULE_SECONDS_RECORD)
     if _RELIABILITY_FIGURES:
         terminalreporter.section("reliability figures")
         for name, found in _RELIABILITY_FIGURES:

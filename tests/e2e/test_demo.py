@@ -24,16 +24,22 @@ class _Images(HTMLParser):
             self.sources.append(dict(attrs)["src"])
 
 
-def test_demo_runs_the_pipeline_and_prints_its_summary(tmp_path):
-    data_root, airflow_home = tmp_path / "data", tmp_path / "airflow_home"
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """``make demo``'s script run once on a slice: (its standard output, its data root)."""
+    base = tmp_path_factory.mktemp("demo")
+    data_root, airflow_home = base / "data", base / "airflow_home"
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), "--limit-train", "300", "--limit-test", "120",
          "--data-root", str(data_root), "--airflow-home", str(airflow_home), "--k", "3"],
         capture_output=True, text=True, timeout=1800,
     )
-    out = result.stdout
-    assert result.returncode == 0, out[-4000:] + result.stderr[-4000:]
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result.stdout, data_root
 
+
+def test_demo_runs_the_pipeline_and_prints_its_summary(demo):
+    out, data_root = demo
     for dag_id in ("nb_train", "nb_predict", "doc_vectors", "knn_neighbors"):
         assert f"{dag_id} succeeded in" in out
         assert re.search(rf"^   {dag_id}\s+\d+ s$", out, re.M), f"no timing line for {dag_id}"
@@ -51,6 +57,10 @@ def test_demo_runs_the_pipeline_and_prints_its_summary(tmp_path):
     for name in ("model", "predictions", "report", "document vectors", "neighbours"):
         assert re.search(rf"^   {name}\s+file://", out, re.M), name
 
+
+def test_the_demo_report_shows_its_figures_and_pictures(demo):
+    out, data_root = demo
+    ours = re.search(r"this pipeline\s+([\d.]+)\s+([\d.]+)", out).groups()
     report = next((data_root / "predictions" / "naive_bayes").glob("*/report"))
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["documents"] == 120 and 0 <= metrics["accuracy"] <= 1
