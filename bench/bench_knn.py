@@ -64,14 +64,14 @@ def spark_run(spark, uri: str, mode: str, k: int, metric: str, out_uri: str) -> 
     """One mode on the vectors at ``uri``: (seconds of compute + write, details)."""
     from pyspark import StorageLevel
 
-    from nbknn.knn.job import KnnOptions, compute_neighbors, write_sorted_by_id
+    from nbknn.knn.job import KnnOptions, compute_neighbors, write_neighbors
 
     frame = spark.read.parquet(uri).persist(StorageLevel.MEMORY_AND_DISK)
     frame.count()
     started = time.perf_counter()
     result = compute_neighbors(frame, frame, mode, KnnOptions(k=k, metric=metric, mode=mode))
     try:
-        write_sorted_by_id(result.frame, out_uri)
+        write_neighbors(result, out_uri)
     finally:
         result.release()
     seconds = time.perf_counter() - started

@@ -450,3 +450,38 @@ def test_ambiguous_dimension_and_k_too_large_are_refused(spark, tmp_path):
     assert summary["id_type"] == "long"
     with pytest.raises(ValueError, match=r"k must be < number of reference vectors in a self-join \(k=4, n=4\)"):
         run(path, KnnOptions(k=4), max_reject_fraction=1.0, dim=3)
+
+
+@pytest.mark.parametrize("input_order", ["ids_sorted", "ids_shuffled"])
+def test_all_points_output_is_written_sorted_by_id_with_or_without_a_sort(spark, digits, tmp_path, input_order):
+    """An all-points run writes its neighbours sorted by id. broadcast orders the collected rows by
+    id, and blocked numbers rows in id order when the input's partitions are sorted runs of ids (a
+    set written sorted by id): both then merge group by group in id order and write without a sort.
+    Input in another order takes the sort. Read file by file in name order, the ids must ascend,
+    and the neighbours equal the direct brute force."""
+    from nbknn.knn.job import compute_neighbors, write_neighbors
+
+    ids, X = digits
+    ids, X = np.array([f"d{i:05d}" for i in ids[:900]]), X[:900]  # string ids
+    if input_order == "ids_sorted":
+        frame = spark.createDataFrame([(i, x.tolist()) for i, x in zip(ids.tolist(), X)], "id string, vector array<double>")
+        frame = frame.orderBy("id").persist()  # range partitions: sorted runs of ids
+    else:
+        frame = make_frame(spark, ids, X, partitions=3)  # hash partitions: ids in no order
+    truth_ids, truth_d = direct_topk(X, ids, X, ids, 5, "euclidean", exclude_self=True)
+    for mode in ("broadcast", "blocked"):
+        result = compute_neighbors(frame, frame, mode, KnnOptions(k=5, mode=mode, block_rows=250))
+        out = tmp_path / f"{input_order}-{mode}"
+        try:
+            write_neighbors(result, out.as_uri())
+        finally:
+            result.release()
+        assert result.sorted_by_id == (mode == "broadcast" or input_order == "ids_sorted")
+        files = sorted(out.glob("part-*.parquet"))
+        table = pa.concat_tables([pq.read_table(f) for f in files])
+        written = table.column("id").to_pylist()
+        assert written == sorted(written) and len(written) == len(ids), mode
+        order = np.argsort(ids)
+        assert table.column("neighbor_ids").to_pylist() == truth_ids[order].tolist(), mode
+        np.testing.assert_allclose(np.array(table.column("distances").to_pylist()), truth_d[order], rtol=1e-12)
+    frame.unpersist()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from knn_oracles import direct_topk
@@ -20,7 +21,7 @@ from nbknn.knn.row_groups import (
     query_ids_as_ranks,
     unit_partials,
 )
-from nbknn.knn.topk import merge_topk, pad_id_for
+from nbknn.knn.topk import TopK, merge_topk, pad_id_for
 
 
 def merged_all_points(ids, X, k, metric, n_groups, exclude_self=True, seed_factor=1.0):
@@ -122,3 +123,51 @@ def test_blocked_pairs_keep_the_budget_and_an_explicit_block_size():
     small = pair_block_plan(50_000, 128, 10, 64 << 20, parallelism=2)
     assert small.block_rows <= group_rows_for_budget(128, 10, 64 << 20) and small.n_blocks == 10
     assert pair_block_plan(50_000, 128, 10, 1 << 34, block_rows=7_000, parallelism=2).n_blocks == 8
+
+
+def profile_row(first, last, ascending=True):
+    return {"first_id": first, "last_id": last, "ascending": ascending}
+
+
+def test_partitions_are_in_id_order_only_when_their_ranges_ascend_apart():
+    from nbknn.knn.blocked import in_id_order
+
+    # Partitions read in any order, each an ascending run, the runs disjoint: numbered by id.
+    assert in_id_order([profile_row(20, 29), profile_row(0, 9), profile_row(10, 19)])
+    assert in_id_order([profile_row("b", "bz"), profile_row("a", "az")])
+    assert not in_id_order([profile_row(0, 10), profile_row(10, 19)])  # ranges touch
+    assert not in_id_order([profile_row(0, 15), profile_row(10, 19)])  # ranges overlap
+    assert not in_id_order([profile_row(0, 9), profile_row(10, 19, ascending=False)])
+
+
+class Counter:
+    def __init__(self):
+        self.value = 0
+
+    def add(self, value):
+        self.value += value
+
+
+def partial_batch(group, row_ids, ids, distances):
+    from nbknn.knn.partials import PARTIAL_ARROW_SCHEMA, encoded_partial
+
+    number, payload = encoded_partial(group, np.asarray(row_ids), TopK(np.asarray(ids), np.asarray(distances)))
+    return pa.RecordBatch.from_pylist([{"group": number, "partial": payload}], schema=PARTIAL_ARROW_SCHEMA)
+
+
+def test_a_partition_merges_its_group_and_refuses_rows_out_of_id_order():
+    from nbknn.knn.partials import merge_partition
+
+    a = partial_batch(0, [1, 2], [[7, 9], [8, 9]], [[0.1, 0.5], [0.2, 0.3]])
+    b = partial_batch(0, [1, 2], [[5, 6], [4, 6]], [[0.3, 0.4], [0.2, 0.6]])
+    counter = Counter()
+    (batch,) = merge_partition(iter([a, b]), 2, "long", counter)
+    assert batch.column("id").to_pylist() == [1, 2] and counter.value == 2
+    # Row 1: 0.1 (7), 0.3 (5); row 2: a tie at 0.2 broken by id (4 before 8).
+    assert batch.column("neighbor_ids").to_pylist() == [[7, 5], [4, 8]]
+    assert batch.column("distances").to_pylist() == [[0.1, 0.3], [0.2, 0.2]]
+    backwards = partial_batch(0, [2, 1], [[7, 9], [8, 9]], [[0.1, 0.5], [0.2, 0.3]])
+    with pytest.raises(RuntimeError, match="not in id order"):
+        list(merge_partition(iter([backwards]), 2, "long", Counter()))
+    with pytest.raises(RuntimeError, match="several groups"):
+        list(merge_partition(iter([a, partial_batch(1, [3], [[1, 2]], [[0.1, 0.2]])]), 2, "long", Counter()))

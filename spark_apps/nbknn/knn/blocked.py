@@ -42,10 +42,17 @@ from pyspark.sql import DataFrame
 
 from nbknn.contract import DEFAULT_BLOCK_BYTES_BUDGET, DEFAULT_METRIC
 from nbknn.knn import gemm
-from nbknn.knn.arrow import arrow_id_type, check_queries, describe, numpy_chunks, output_schema, vectors_to_numpy
+from nbknn.knn.arrow import arrow_id_type, check_queries, describe, numpy_chunks, output_schema
 from nbknn.knn.kernels import block_topk
 from nbknn.knn.mode import KnnResult, limit_task_threads, task_function
-from nbknn.knn.partials import counted_cross, counted_diagonal, merge_partials, merged_groups, output_rows
+from nbknn.knn.partials import (
+    counted_cross,
+    counted_diagonal,
+    merge_partials,
+    merged_groups,
+    merged_in_id_order,
+    output_rows,
+)
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, BlockPlan, block_plan, pair_block_plan
 from nbknn.knn.row_groups import cross_pairs, prepare_group
 from nbknn.knn.topk import merge_topk, validate_k, validate_metric
@@ -85,7 +92,7 @@ def blocked_chunks(
     # Several blocks may share a partition (a task then streams them one by one): this bounds the
     # number of tasks of the cartesian product, (query partitions) x (block partitions).
     block_partitions = max(1, min(plan.n_blocks, sc.defaultParallelism))
-    offsets, _ = partition_profile(reference, d)
+    offsets, _, _ = partition_profile(reference, d, id_type)
     blocks = reference_blocks(reference, plan, d, id_type, block_partitions, offsets).persist(
         StorageLevel.MEMORY_AND_DISK)
     chunks = query_chunks(queries, d, id_type, plan.query_chunk_rows)
@@ -132,7 +139,7 @@ def blocked_pairs(
     plan = pair_block_plan(n, d, k, block_bytes_budget, block_rows, sc.defaultParallelism)
     # One block per partition: the diagonal units are tasks of equal size.
     block_partitions = plan.n_blocks
-    offsets, stats = partition_profile(reference, d)
+    offsets, stats, id_ordered = partition_profile(reference, d, id_type)
     frame_ = gemm.frame_from_stats(metric, *stats)
     rows_computed, fallback_rows, kernel_seconds = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0.0)
     counters = dict(k=k, exclude_self=exclude_self, fallback_rows=fallback_rows, kernel_seconds=kernel_seconds)
@@ -149,9 +156,14 @@ def blocked_pairs(
         .partitionBy(max(1, len(units)), unit_partition)
         .mapPartitions(task_function(pair_unit, frame=frame_, **counters))
     )
-    frame = merged_groups(spark, seeded.map(lambda item: item[1]).union(cross), id_type, k, rows_computed)
+    partials = seeded.map(lambda item: item[1]).union(cross)
+    if id_ordered:
+        frame = merged_in_id_order(spark, partials, plan.n_blocks, id_type, k, rows_computed)
+    else:
+        frame = merged_groups(spark, partials, id_type, k, rows_computed)
     details = {
         "kernel": "gemm",
+        "input_in_id_order": id_ordered,
         "n_blocks": plan.n_blocks,
         "block_rows": plan.block_rows,
         "units": plan.n_blocks * (plan.n_blocks + 1) // 2,
@@ -162,7 +174,8 @@ def blocked_pairs(
     }
     log.info("blocked kNN (pairs of blocks): %d blocks of <= %d rows, %d units",
              plan.n_blocks, plan.block_rows, details["units"])
-    return KnnResult(frame, details, rows_computed, seeded.unpersist, fallback_rows, kernel_seconds)
+    return KnnResult(frame, details, rows_computed, seeded.unpersist, fallback_rows, kernel_seconds,
+                     sorted_by_id=id_ordered)
 
 
 def seeded_block(
@@ -213,13 +226,22 @@ def unpersist_all(*rdds: RDD) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def partition_profile(frame: DataFrame, d: int) -> tuple[dict[int, int], tuple]:
-    """One job over the vectors: the index of the first row of every non-empty partition (rows
-    numbered partition by partition) and (count, column sums, minima, maxima) of the whole set."""
-    schema = "p int, count bigint, sums array<double>, mins array<double>, maxs array<double>"
-    rows = frame.select("vector").mapInArrow(task_function(partition_stats, d=d), schema).collect()
+def partition_profile(frame: DataFrame, d: int, id_type: str = "long") -> tuple[dict[int, int], tuple, bool]:
+    """One job over the vectors: the index of the first row of every non-empty partition, (count,
+    column sums, minima, maxima) of the whole set, and whether the rows are numbered in id order.
+
+    When every partition's ids ascend and the partitions' id ranges do not overlap (a set written
+    sorted by id, read back in any partition order), the partitions are numbered in the order of
+    their ids, so row numbers, and the blocks cut from them, follow the ids; otherwise partition
+    by partition."""
+    id_sql = spark_id_type(id_type)
+    schema = (f"p int, count bigint, sums array<double>, mins array<double>, maxs array<double>, "
+              f"first_id {id_sql}, last_id {id_sql}, ascending boolean")
+    rows = frame.select("id", "vector").mapInArrow(
+        task_function(partition_stats, d=d, id_type=id_type), schema).collect()
+    id_ordered = in_id_order(rows)
     offsets, running = {}, 0
-    for row in sorted(rows, key=lambda row: row["p"]):
+    for row in sorted(rows, key=(lambda row: row["first_id"]) if id_ordered else (lambda row: row["p"])):
         offsets[row["p"]] = running
         running += row["count"]
     stats = (
@@ -228,22 +250,36 @@ def partition_profile(frame: DataFrame, d: int) -> tuple[dict[int, int], tuple]:
         np.min([row["mins"] for row in rows], axis=0),
         np.max([row["maxs"] for row in rows], axis=0),
     )
-    return offsets, stats
+    return offsets, stats, id_ordered
 
 
-PROFILE_SCHEMA = pa.schema([
-    ("p", pa.int32()), ("count", pa.int64()),
-    ("sums", pa.list_(pa.float64())), ("mins", pa.list_(pa.float64())), ("maxs", pa.list_(pa.float64())),
-])
+def in_id_order(rows: list) -> bool:
+    """Whether partitions whose ids each ascend can be ordered so that all ids ascend."""
+    if not all(row["ascending"] for row in rows):
+        return False
+    ranges = sorted((row["first_id"], row["last_id"]) for row in rows)
+    return all(last < following for (_, last), (following, _) in zip(ranges, ranges[1:]))
 
 
-def partition_stats(batches: Iterator[pa.RecordBatch], d: int) -> Iterator[pa.RecordBatch]:
+def profile_schema(id_type: str) -> pa.Schema:
+    return pa.schema([
+        ("p", pa.int32()), ("count", pa.int64()),
+        ("sums", pa.list_(pa.float64())), ("mins", pa.list_(pa.float64())), ("maxs", pa.list_(pa.float64())),
+        ("first_id", arrow_id_type(id_type)), ("last_id", arrow_id_type(id_type)), ("ascending", pa.bool_()),
+    ])
+
+
+def partition_stats(batches: Iterator[pa.RecordBatch], d: int, id_type: str) -> Iterator[pa.RecordBatch]:
     count, sums = 0, np.zeros(d)
     mins, maxs = np.full(d, np.inf), np.full(d, -np.inf)
-    for batch in batches:
-        if batch.num_rows == 0:
+    first = last = None
+    ascending = True
+    for ids, X in numpy_chunks(batches, d, id_type, 1 << 30):
+        if ids.shape[0] == 0:
             continue
-        X = vectors_to_numpy(batch.column("vector"), d)
+        ascending = ascending and bool((ids[1:] > ids[:-1]).all()) and (last is None or last < ids[0])
+        first = ids[0] if first is None else first
+        last = ids[-1]
         count += X.shape[0]
         sums += X.sum(axis=0)
         np.minimum(mins, X.min(axis=0), out=mins)
@@ -252,7 +288,8 @@ def partition_stats(batches: Iterator[pa.RecordBatch], d: int) -> Iterator[pa.Re
         yield pa.RecordBatch.from_pylist([{
             "p": TaskContext.get().partitionId(), "count": count,
             "sums": sums.tolist(), "mins": mins.tolist(), "maxs": maxs.tolist(),
-        }], schema=PROFILE_SCHEMA)
+            "first_id": first.item(), "last_id": last.item(), "ascending": ascending,
+        }], schema=profile_schema(id_type))
 
 
 def reference_blocks(

@@ -33,7 +33,7 @@ from nbknn.knn import gemm
 from nbknn.knn.arrow import check_queries, collect_vectors, id_type_of, numpy_chunks, output_schema, result_batch
 from nbknn.knn.kernels import kneighbors_topk
 from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
-from nbknn.knn.partials import counted_cross, counted_diagonal, merged_groups, spread_units
+from nbknn.knn.partials import counted_cross, counted_diagonal, merged_in_id_order, spread_units
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, group_rows_for_budget, groups_for_cores
 from nbknn.knn.row_groups import (
     RowGroup,
@@ -78,6 +78,10 @@ def broadcast_group_pairs(
     seeds of the cross units; then the cross units, in batches of like total size per task."""
     spark = reference.sparkSession
     sc = spark.sparkContext
+    # In id order, every group is a run of consecutive ids: merged group by group, the output
+    # comes out sorted by id.
+    order = np.argsort(ref_ids, kind="stable")
+    ref_ids, R = ref_ids[order], R[order]
     n, d = R.shape
     n_groups = max(groups_for_cores(sc.defaultParallelism), math.ceil(n / group_rows_for_budget(d, k, block_bytes_budget)))
     n_groups = min(n_groups, n)
@@ -95,11 +99,12 @@ def broadcast_group_pairs(
     cross = sc.parallelize(slices, max(1, len(slices))).flatMap(
         task_function(broadcast_units, shared=shared, seeds=seeds, **counters)
     )
-    frame = merged_groups(spark, diagonal.map(lambda item: item[1]).union(cross), id_type, k, rows_computed)
+    frame = merged_in_id_order(spark, diagonal.map(lambda item: item[1]).union(cross), n_groups, id_type, k,
+                               rows_computed)
     details = {"kernel": "gemm", "reference_vectors": n, "row_groups": n_groups,
                "group_rows": int(np.diff(starts).max()), "units": n_groups * (n_groups + 1) // 2}
     return KnnResult(frame, details, rows_computed, functools.partial(release_all, diagonal, shared, seeds),
-                     fallback_rows=fallback_rows, kernel_seconds=kernel_seconds)
+                     fallback_rows=fallback_rows, kernel_seconds=kernel_seconds, sorted_by_id=True)
 
 
 def release_all(diagonal: RDD, *shared: Broadcast) -> None:

@@ -162,6 +162,14 @@ def compute_neighbors(
 # --------------------------------------------------------------------------------------------
 
 
+def write_neighbors(result: KnnResult, uri: str) -> None:
+    """Write a mode's output as Parquet sorted by id (a frame already in id order as it is)."""
+    if result.sorted_by_id:
+        result.frame.write.mode("overwrite").parquet(uri)
+    else:
+        write_sorted_by_id(result.frame, uri)
+
+
 def write_sorted_by_id(frame: DataFrame, uri: str) -> None:
     """Write a mode's output as Parquet sorted by id, computing the neighbours once.
 
@@ -304,7 +312,7 @@ def compute_and_publish(
     target = neighbors_uri(output_dir)
     staging = f"{output_dir.rstrip('/')}/_tmp-neighbors-{uuid.uuid4().hex[:12]}"
     try:
-        write_sorted_by_id(result.frame, staging)
+        write_neighbors(result, staging)
         fs.publish_dir(spark, staging, target)
     finally:
         fs.delete(spark, staging)

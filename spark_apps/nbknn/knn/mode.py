@@ -31,6 +31,8 @@ class KnnResult:
     #: Seconds the exact kernel ran inside the tasks (preparation, products, filter, re-rank),
     #: summed over the tasks: beside the job's time, what Spark itself costs.
     kernel_seconds: Accumulator | None = None
+    #: The frame's partitions come in id order, each sorted by id: written as it is, it is sorted.
+    sorted_by_id: bool = False
 
     def counters(self) -> dict:
         """What the tasks counted, once the frame is written."""
