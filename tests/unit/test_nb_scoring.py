@@ -184,6 +184,24 @@ def test_sharded_prediction_matches_sklearn(data, config, n_shards):
     )
 
 
+@pytest.mark.parametrize("max_matrix_bytes", [1, 8 * N_CLASSES * 7, 8 * N_CLASSES * 1000])
+def test_scoring_in_row_groups_equals_sklearn(data, max_matrix_bytes):
+    """A score-matrix budget of one row, of 7 rows (160 documents: a short last group) or above the
+    batch gives scikit-learn's answers, top lists and probabilities, bit for bit the same each way."""
+    X_train, y_train, X_test = data
+    config = CONFIGS[0]
+    clf = sklearn_model(*config).fit(X_train, y_train)
+    model = load_shard(counts_of(X_train, y_train, N_CLASSES), np.arange(N_CLASSES), *config)
+    result = shard_result(model, X_test, top_n=TOP_N, max_matrix_bytes=max_matrix_bytes)
+    whole = shard_result(model, X_test, top_n=TOP_N, max_matrix_bytes=1 << 40)
+    for field in ("best_class", "best_score", "log_sum_exp", "top_classes", "top_scores"):
+        np.testing.assert_array_equal(getattr(result, field), getattr(whole, field))
+    prediction = combine_shard_results([result], top_n=TOP_N)
+    np.testing.assert_array_equal(prediction.class_id, clf.predict(X_test))
+    np.testing.assert_allclose(prediction.probability, clf.predict_proba(X_test).max(axis=1), rtol=0, atol=PROBA_ATOL)
+    np.testing.assert_array_equal(prediction.top_classes, sklearn_top(clf.predict_joint_log_proba(X_test), TOP_N))
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c[0]}-a{c[1]}-prior{c[2]}")
 def test_shard_scores_are_sklearn_joint_log_likelihoods(data, config):
     X_train, y_train, X_test = data

@@ -321,18 +321,32 @@ def score_batch(model: ShardModel, X) -> np.ndarray:
     return jll
 
 
-def shard_result(model: ShardModel, X, top_n: int = 0) -> ShardResult:
+#: Largest dense score matrix (documents x classes, float64) that scoring holds at once: a batch
+#: of 10 000 documents against 10 000 classes would otherwise need 800 MB in one Python worker.
+SCORE_MATRIX_BYTES = 64 << 20
+
+
+def shard_result(model: ShardModel, X, top_n: int = 0, max_matrix_bytes: int = SCORE_MATRIX_BYTES) -> ShardResult:
     """Score the documents and reduce the shard's scores per document.
 
     Args:
         X: (n, V) scipy sparse term counts.
         top_n: keep the shard's best min(top_n, k) classes per document (0: none).
+        max_matrix_bytes: the documents are scored in groups of rows whose (rows, k) float64
+            score matrix stays within this many bytes (at least one row per group).
 
     Returns:
         ShardResult over the shard's k classes.
     """
     top_n = check_top_n(top_n)
-    return result_from_scores(score_batch(model, X), model.class_ids, top_n)
+    rows = max(1, max_matrix_bytes // (8 * max(model.n_classes, 1)))
+    if X.shape[0] <= rows:
+        return result_from_scores(score_batch(model, X), model.class_ids, top_n)
+    X = sp.csr_array(X)
+    parts = [result_from_scores(score_batch(model, X[start:start + rows]), model.class_ids, top_n)
+             for start in range(0, X.shape[0], rows)]
+    return ShardResult(*(np.concatenate([getattr(p, field) for p in parts]) for field in ShardResult._fields[:-1]),
+                       n_classes=model.n_classes)
 
 
 def result_from_scores(jll: np.ndarray, class_ids: np.ndarray, top_n: int = 0) -> ShardResult:
