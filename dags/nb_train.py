@@ -94,6 +94,12 @@ PARAMS = {
         contract.DEFAULT_TOKEN_PATTERN, S, "token_pattern", "Token regex (common subset of Java and Python `regex` syntax)."
     ),
     "lowercase": schema_param(True, S, "lowercase", "Lowercase text before tokenising."),
+    "normalization": schema_param(
+        contract.DEFAULT_NORMALIZATION, S, "normalization",
+        "Unicode normalisation before lowercasing: none, NFC (composed: an accent typed as a separate mark "
+        "and the precomposed letter become one term) or NFKC (also folds ligatures, full-width forms, "
+        "superscripts). Recorded in the model; prediction applies the model's setting.",
+    ),
     "selection": schema_param(
         "off",
         S,

@@ -71,6 +71,7 @@ NB_TRAIN: dict[str, dict] = {
     "max_entries_per_shard": {"type": ["null", "integer"], "minimum": 1000, "maximum": 2_000_000_000},
     "token_pattern": {"type": "string", "minLength": 1, "maxLength": 512},
     "lowercase": {"type": "boolean"},
+    "normalization": {"enum": list(contract.NORMALIZATIONS)},
     "selection": {"enum": list(contract.SELECTION_MODES)},
     "folds": {"type": "integer", "minimum": 2, "maximum": 20},
     "alpha_grid": {

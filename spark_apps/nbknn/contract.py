@@ -61,6 +61,25 @@ DEFAULT_MAX_REJECT_FRACTION = 0.01
 # Runs of two or more letters, marks or digits (single characters are dropped, as scikit-learn's
 # default pattern does); apostrophes and other punctuation split tokens.
 DEFAULT_TOKEN_PATTERN = r"[\p{L}\p{M}\p{N}]{2,}"
+# Unicode normalisation before lowercasing: none, or the composed forms (NFKC also folds
+# compatibility variants: ligatures, full-width letters, superscripts).
+NORMALIZATIONS = ("none", "NFC", "NFKC")
+DEFAULT_NORMALIZATION = "none"
+# The tokeniser's Unicode version (nbknn.inputs.unicode_table); recorded in the model manifest.
+TOKEN_UNICODE_VERSION = "13.0"
+
+
+def tokenizer_record(pattern: str, lowercase: bool, normalization: str = DEFAULT_NORMALIZATION) -> dict:
+    """A tokeniser as the model manifest records it (nbknn.inputs.tokenizer.TokenizerConfig.to_dict)."""
+    return {"pattern": pattern, "lowercase": lowercase, "normalization": normalization,
+            "unicode_version": TOKEN_UNICODE_VERSION}
+
+
+def same_tokenizer(recorded: dict, other: dict) -> bool:
+    """Whether two manifest tokeniser records cut the same tokens; a record from before the
+    normalisation and Unicode-version fields has the defaults (what the tokeniser did then)."""
+    defaults = {"normalization": DEFAULT_NORMALIZATION, "unicode_version": TOKEN_UNICODE_VERSION}
+    return {**defaults, **recorded} == {**defaults, **other}
 
 
 def token_pattern_problem(pattern, name: str = "token pattern") -> str | None:

@@ -80,7 +80,7 @@ def test_params_and_defaults(dag):
     assert set(dag.params.keys()) == {
         "input_uri", "input_format", "id_column", "label_column", "text_column", "model_type", "alpha",
         "fit_prior", "min_term_count", "num_shards", "max_entries_per_shard", "token_pattern", "lowercase",
-        "max_reject_fraction", "max_record_bytes", "mode", "base_version", "partition_format",
+        "normalization", "max_reject_fraction", "max_record_bytes", "mode", "base_version", "partition_format",
         "selection", "folds", "alpha_grid", "model_type_grid", "fit_prior_grid", "selection_metric",
     }
     assert dag.params["selection"] == "off"

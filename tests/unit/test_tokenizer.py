@@ -36,3 +36,72 @@ def test_config_round_trips_through_its_manifest_form():
     config = TokenizerConfig(pattern=r"\p{L}+", lowercase=False)
     assert TokenizerConfig.from_dict(config.to_dict()) == config
     assert TokenizerConfig().pattern == DEFAULT_TOKEN_PATTERN
+
+
+# --- the pinned Unicode version and normalisation -------------------------------------------
+
+# Published with Unicode 13.0: 143,859 characters (graphic and format ones), beside 65 controls,
+# 137,468 private-use code points and 2,048 surrogates, all assigned.
+UNICODE_13_CHARACTERS = 143_859
+
+
+def test_the_table_is_unicode_13_by_its_published_character_count():
+    from nbknn.inputs.unicode_table import ASSIGNED_RANGES, UNICODE_VERSION
+
+    assigned = sum(last - first + 1 for first, last in ASSIGNED_RANGES)
+    assert UNICODE_VERSION == "13.0"
+    assert assigned - 65 - 137_468 - 2_048 == UNICODE_13_CHARACTERS
+
+
+def test_the_table_only_holds_code_points_pythons_unicode_assigns_too():
+    import unicodedata
+
+    from nbknn.inputs.unicode_table import ASSIGNED_RANGES
+
+    unknown = [cp for first, last in ASSIGNED_RANGES for cp in range(first, last + 1)
+               if unicodedata.category(chr(cp)) == "Cn"]
+    assert unknown == []
+
+
+def test_letters_newer_than_unicode_13_are_not_letters():
+    # U+0870 ARABIC LETTER ALEF WITH ATTACHED FATHA (Unicode 14) and U+1E030 (Unicode 15): letters
+    # for Python's regex module, unknown to Java 17; they split a word like any non-letter.
+    import regex
+
+    assert regex.fullmatch(r"\p{L}+", "\u0870\u0870")
+    assert tokenize("ab\u0870\u0870cd") == ["ab", "cd"]
+    assert tokenize("\u0870\u0870 \U0001E030\U0001E030") == []
+
+
+def test_nfc_makes_composed_and_decomposed_spellings_one_term():
+    composed, decomposed = "caf\u00e9 na\u00efve", "cafe\u0301 nai\u0308ve"
+    assert tokenize(composed) != tokenize(decomposed)
+    nfc = TokenizerConfig(normalization="NFC")
+    assert tokenize(composed, nfc) == tokenize(decomposed, nfc) == ["café", "naïve"]
+
+
+def test_nfkc_folds_compatibility_forms_and_nfc_does_not():
+    text = "\ufb01ne \uff21\uff22\uff23 x\u00b2y"  # ﬁ ligature, full-width ABC, superscript two
+    assert tokenize(text, TokenizerConfig(normalization="NFKC")) == ["fine", "abc", "x2y"]
+    assert tokenize(text, TokenizerConfig(normalization="NFC")) == ["\ufb01ne", "\uff41\uff42\uff43", "x\u00b2y"]
+
+
+def test_an_unknown_normalization_is_refused():
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        TokenizerConfig(normalization="NFD")
+
+
+def test_a_manifest_from_before_normalisation_reads_as_none_and_another_unicode_is_refused():
+    old = {"pattern": DEFAULT_TOKEN_PATTERN, "lowercase": True}
+    assert TokenizerConfig.from_dict(old) == TokenizerConfig()
+    with pytest.raises(ValueError, match="Unicode 15.0"):
+        TokenizerConfig.from_dict({**TokenizerConfig().to_dict(), "unicode_version": "15.0"})
+
+
+def test_same_tokenizer_treats_missing_fields_as_the_defaults():
+    from nbknn.contract import same_tokenizer, tokenizer_record
+
+    old = {"pattern": DEFAULT_TOKEN_PATTERN, "lowercase": True}
+    assert same_tokenizer(old, TokenizerConfig().to_dict())
+    assert same_tokenizer(old, tokenizer_record(DEFAULT_TOKEN_PATTERN, True))
+    assert not same_tokenizer(old, TokenizerConfig(normalization="NFC").to_dict())

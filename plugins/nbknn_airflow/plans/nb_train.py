@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 from urllib.parse import unquote, urlparse
 
+from nbknn import contract
 from nbknn_airflow import param_schemas, paths, settings, storage
 from nbknn_airflow.param_schemas import TRAIN_MODES
 from nbknn_airflow.plans.base import (
@@ -96,8 +97,8 @@ def resolve_base(root: str, run_id: str, base_version: str | None) -> dict | Non
 def _check_base(base: dict, partition_uri: str, params: dict) -> None:
     """Refuse early what the merge job would refuse (it checks again, on what it actually reads)."""
     manifest = base["manifest"]
-    tokenizer = {"pattern": params["token_pattern"], "lowercase": params["lowercase"]}
-    if manifest["tokenizer"] != tokenizer:
+    tokenizer = contract.tokenizer_record(params["token_pattern"], params["lowercase"], params["normalization"])
+    if not contract.same_tokenizer(manifest["tokenizer"], tokenizer):
         raise PlanError(
             f"base model {base['version']} was tokenised with {manifest['tokenizer']}, this run would use "
             f"{tokenizer}: counts of different tokens cannot be added (run mode=full instead)"
@@ -263,6 +264,7 @@ def _counting_args(params: dict, uris: dict) -> dict[str, list[str]]:
             "--model-dir", count_dir,
             "--token-pattern", params["token_pattern"],
             "--lowercase" if params["lowercase"] else "--no-lowercase",
+            "--normalization", params["normalization"],
             "--min-term-count", str(params["min_term_count"]),
             # A delta is never published: one shard; the merge plans the model's shards.
             *(["--num-shards", "1"] if merging else _shard_args(params)),

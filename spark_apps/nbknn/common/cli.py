@@ -7,8 +7,10 @@ import argparse
 from nbknn.contract import (
     DEFAULT_MAX_RECORD_BYTES,
     DEFAULT_MAX_REJECT_FRACTION,
+    DEFAULT_NORMALIZATION,
     DEFAULT_TOKEN_PATTERN,
     DOCUMENT_FORMATS,
+    NORMALIZATIONS,
 )
 from nbknn.inputs.documents import InputSpec
 from nbknn.inputs.tokenizer import TokenizerConfig
@@ -86,10 +88,11 @@ def add_tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tokeniser")
     group.add_argument("--token-pattern", default=DEFAULT_TOKEN_PATTERN)
     group.add_argument("--lowercase", default=True, action=argparse.BooleanOptionalAction)
+    group.add_argument("--normalization", default=DEFAULT_NORMALIZATION, choices=NORMALIZATIONS)
 
 
 def tokenizer_config(args: argparse.Namespace) -> TokenizerConfig:
-    return TokenizerConfig(pattern=args.token_pattern, lowercase=args.lowercase)
+    return TokenizerConfig(pattern=args.token_pattern, lowercase=args.lowercase, normalization=args.normalization)
 
 
 def add_reject_arguments(parser: argparse.ArgumentParser) -> None:

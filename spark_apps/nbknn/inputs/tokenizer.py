@@ -1,7 +1,21 @@
 """The one tokeniser of the project: training and prediction both tokenise through it.
 
-Spark runs it in the JVM (``lower`` + ``regexp_extract_all``, no Python UDF); ``tokenize`` is the
-Python reference of the same definition, used to feed scikit-learn in the equivalence tests.
+Spark runs it in the JVM (``regexp_replace``, ICU's normaliser through ``reflect``, ``lower``,
+``regexp_extract_all``; no Python UDF); ``tokenize`` is the Python reference of the same
+definition, used to feed scikit-learn in the equivalence tests. Both apply the same steps:
+
+1. **Pin the Unicode version.** Every code point not assigned in Unicode 13.0 (the version of
+   Java 17, the oldest engine it runs on; the table is :mod:`nbknn.inputs.unicode_table`) becomes
+   U+FFFD, which no pattern class treats as a letter. The later steps, in either engine, then only
+   see characters that both engines know: Python's ``regex`` module and ``unicodedata`` are on a
+   newer Unicode than the JVM, and would otherwise find letters the JVM does not (the tests sweep
+   every code point through both). A newer JVM does not change the tokens of an existing model.
+2. **Normalise** (optional): ``NFC`` or ``NFKC``. Unicode's normalisation stability policy makes
+   the result of text in assigned characters the same in every later version, so ICU's normaliser
+   (in Spark's classpath) and Python's ``unicodedata`` agree on it.
+3. **Lowercase** (optional): Java's ``String.toLowerCase`` and Python's ``str.lower``, full case
+   mapping (final sigma included).
+4. **Extract** the matches of the pattern, whole matches in order.
 
 The pattern language is the common subset of Java's ``java.util.regex`` and Python's ``regex``
 module. The default spells its character classes with Unicode properties (``\\p{L}`` letters,
@@ -12,12 +26,29 @@ Java's ``\\w`` is ASCII-only unless ``(?U)`` is given, and even then it disagree
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
 
 import regex
 
 from nbknn.common.errors import ConfigError
-from nbknn.contract import DEFAULT_TOKEN_PATTERN, token_pattern_problem
+from nbknn.contract import (
+    DEFAULT_NORMALIZATION,
+    DEFAULT_TOKEN_PATTERN,
+    NORMALIZATIONS,
+    TOKEN_UNICODE_VERSION,
+    token_pattern_problem,
+)
+from nbknn.inputs.unicode_table import ASSIGNED_RANGES, UNICODE_VERSION
+
+# What replaces a code point the pinned Unicode version does not assign.
+UNASSIGNED_REPLACEMENT = "\ufffd"
+# ICU4J ships with Spark (its collations use it); compose(text, compat) is NFC, or NFKC when compat.
+ICU_NORMALIZER = "com.ibm.icu.text.Normalizer"
+
+if UNICODE_VERSION != TOKEN_UNICODE_VERSION:
+    raise ImportError(f"unicode_table.py is Unicode {UNICODE_VERSION}, the contract pins {TOKEN_UNICODE_VERSION}")
 
 
 @dataclass(frozen=True)
@@ -26,16 +57,38 @@ class TokenizerConfig:
 
     pattern: str = DEFAULT_TOKEN_PATTERN
     lowercase: bool = True
+    normalization: str = DEFAULT_NORMALIZATION
 
     def __post_init__(self) -> None:
         validate_pattern(self.pattern)
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(f"normalization must be one of {NORMALIZATIONS} (got {self.normalization!r})")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {
+            "pattern": self.pattern,
+            "lowercase": self.lowercase,
+            "normalization": self.normalization,
+            "unicode_version": TOKEN_UNICODE_VERSION,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> "TokenizerConfig":
-        return cls(pattern=data["pattern"], lowercase=bool(data["lowercase"]))
+        """The configuration a manifest records; one from before normalisation existed had none.
+
+        A model recorded with another pinned Unicode version is refused: its terms were cut by
+        another table, and this code cannot reproduce them.
+        """
+        version = data.get("unicode_version", TOKEN_UNICODE_VERSION)
+        if version != TOKEN_UNICODE_VERSION:
+            raise ConfigError(
+                f"the model was tokenised with Unicode {version}, this code pins Unicode {TOKEN_UNICODE_VERSION}"
+            )
+        return cls(
+            pattern=data["pattern"],
+            lowercase=bool(data["lowercase"]),
+            normalization=data.get("normalization", DEFAULT_NORMALIZATION),
+        )
 
 
 def validate_pattern(pattern: str) -> None:
@@ -45,8 +98,42 @@ def validate_pattern(pattern: str) -> None:
         raise ConfigError(problem)
 
 
+def _class_char(code_point: int) -> str:
+    """One code point inside a character class, spelled the same for Java and Python ``regex``:
+    ``\\uXXXX`` in the BMP (the escape both read), the character itself above it (neither shares
+    an escape for those, and no class metacharacter lies there)."""
+    return f"\\u{code_point:04X}" if code_point <= 0xFFFF else chr(code_point)
+
+
+def _without_surrogates(runs) -> list[tuple[int, int]]:
+    """The runs minus U+D800..U+DFFF: a lone surrogate is no character, and a surrogate escape in a
+    Java class could pair with its neighbour; it counts as unassigned."""
+    kept = []
+    for first, last in runs:
+        for part in ((first, min(last, 0xD7FF)), (max(first, 0xE000), last)):
+            if part[0] <= part[1]:
+                kept.append(part)
+    return kept
+
+
+@lru_cache(maxsize=1)
+def unassigned_pattern() -> str:
+    """A class matching one code point outside the pinned table, in syntax both engines read."""
+    runs = "".join(f"{_class_char(a)}-{_class_char(b)}" for a, b in _without_surrogates(ASSIGNED_RANGES))
+    # A negated class of the assigned runs: ASCII, the most common text, matches the first run.
+    return f"[^{runs}]"
+
+
+@lru_cache(maxsize=1)
+def _unassigned_regex():
+    return regex.compile(unassigned_pattern())
+
+
 def tokenize(text: str, config: TokenizerConfig = TokenizerConfig()) -> list[str]:
     """Python reference: the tokens of ``text`` in order of appearance."""
+    text = _unassigned_regex().sub(UNASSIGNED_REPLACEMENT, text)
+    if config.normalization != "none":
+        text = unicodedata.normalize(config.normalization, text)
     if config.lowercase:
         text = text.lower()
     # finditer + group(0), not findall: findall returns capture groups when the pattern has any,
@@ -58,6 +145,11 @@ def tokens_column(text_col, config: TokenizerConfig):
     """Spark Column of ``array<string>``: the tokens of ``text_col``, computed in the JVM."""
     from pyspark.sql import functions as F
 
-    source = F.lower(text_col) if config.lowercase else text_col
     # Column arguments (not a SQL string) so that backslashes reach Java's regex unescaped.
+    source = F.regexp_replace(text_col, F.lit(unassigned_pattern()), F.lit(UNASSIGNED_REPLACEMENT))
+    if config.normalization != "none":
+        compat = F.lit(config.normalization == "NFKC")
+        source = F.reflect(F.lit(ICU_NORMALIZER), F.lit("compose"), source, compat)
+    if config.lowercase:
+        source = F.lower(source)
     return F.regexp_extract_all(source, F.lit(config.pattern), F.lit(0))

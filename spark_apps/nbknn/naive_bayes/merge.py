@@ -87,7 +87,7 @@ def check_not_folded(new_folders: list[str], folded: list[dict], base_version: s
 
 def check_compatible(base_manifest: dict, tokenizer: dict, min_term_count: int) -> None:
     """The base's counts and the new counts must come from the same tokeniser, unpruned."""
-    if base_manifest["tokenizer"] != tokenizer:
+    if not contract.same_tokenizer(base_manifest["tokenizer"], tokenizer):
         raise IncompatibleBaseError(
             f"base model {base_manifest['version']} was tokenised with {base_manifest['tokenizer']}, "
             f"the new data with {tokenizer}: counts of different tokens cannot be added"

@@ -55,7 +55,7 @@ def labelled_vectors(spark: SparkSession, spec: InputSpec, model_dir: str, folds
     """(fold, class_id, term_ids, counts) of the accepted documents, the staged classes
     [(class_id, label, doc_count, term_total)] and the vocabulary size."""
     terms_summary = fs.read_json(spark, summary_uri(model_dir, "term_counts"))
-    tokenizer = TokenizerConfig(**terms_summary["tokenizer"])
+    tokenizer = TokenizerConfig.from_dict(terms_summary["tokenizer"])
     vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
     lookup = vocabulary_lookup(vocabulary.select("term_id", "term").toArrow())
     classes = sorted(
