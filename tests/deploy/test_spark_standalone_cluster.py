@@ -222,6 +222,7 @@ def test_blocked_neighbours_on_the_cluster_equal_local_mode_and_sklearn(cluster_
     # The same ids in the same order, the same distances, as local mode; the distances of
     # scikit-learn's brute force, and no nearer point missed.
     (cluster_knn,) = (root / "neighbors").iterdir()
+    assert ":" not in cluster_knn.name  # the run id's colons do not reach a path
     local_neighbors = _rows(local["neighbors"], ["id"])
     cluster_neighbors = _rows(cluster_knn / "neighbors", ["id"])
     assert len(local_neighbors) == 400
