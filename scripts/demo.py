@@ -7,7 +7,8 @@
 2. runs, through ``airflow dags test`` (real scheduler-side code, real SparkSubmitOperator,
    real spark-submit on local Spark, SQLite metadata DB): ``nb_train`` -> ``nb_predict`` ->
    ``doc_vectors`` -> ``knn_neighbors``;
-3. prints the model and its shard map, accuracy and macro-F1 next to scikit-learn's on the same
+3. prints the model (its type, alpha and fit_prior chosen by nb_train's k-fold selection, with the
+   top terms of the largest classes) and its shard map, accuracy and macro-F1 next to scikit-learn's on the same
    data, example predictions, example neighbour lists, every output URI and the time per DAG.
 
 Everything lands under the repository's ``data/`` (data root) and ``airflow_home/`` (Airflow's
@@ -21,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -63,16 +65,19 @@ def read_parquet_dir(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
-def sklearn_baseline(train: list, test: list, alpha: float) -> dict:
-    """scikit-learn on the same documents with the same tokeniser: the reference numbers."""
+def sklearn_baseline(train: list, test: list, model: dict) -> dict:
+    """scikit-learn on the same documents with the same tokeniser and the same model parameters
+    (``model``: the manifest's type, alpha, fit_prior): the reference numbers."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
     from nbknn.inputs.tokenizer import tokenize
 
     vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    model = MultinomialNB(alpha=alpha).fit(vectorizer.fit_transform([d["text"] for d in train]), [d["label"] for d in train])
+    estimator = (MultinomialNB(alpha=model["alpha"], fit_prior=model["fit_prior"]) if model["type"] == "multinomial"
+                 else ComplementNB(alpha=model["alpha"], fit_prior=model["fit_prior"], norm=False))
+    model = estimator.fit(vectorizer.fit_transform([d["text"] for d in train]), [d["label"] for d in train])
     predicted = model.predict(vectorizer.transform([d["text"] for d in test]))
     truth = [d["label"] for d in test]
     return {
@@ -92,11 +97,29 @@ def latest_dir(parent: Path) -> Path:
     return max(runs, key=lambda p: p.stat().st_mtime)
 
 
-def print_summary(data_root: Path, train: list, test: list, timings: dict[str, float], alpha: float) -> None:
+def print_selection(manifest: dict, model_dir: Path, train: list) -> None:
+    """The chosen point against the default one, and the top terms of the largest classes."""
+    selection = manifest["selection"]
+    metric, points = selection["metric"], selection["points"]
+    chosen = points[selection["best_index"]]
+    default = next((p for p in points if (p["model_type"], p["alpha"], p["fit_prior"]) == ("multinomial", 1.0, True)), None)
+    print(f"   chosen among {len(points)} grid points by {selection['folds']}-fold cross-validation: "
+          f"mean {metric} {chosen[f'mean_{metric}']:.4f}"
+          + (f" (multinomial, alpha=1: {default[f'mean_{metric}']:.4f})" if default else ""))
+    print(f"   selection report: {(model_dir / selection['report']['page']).as_uri()}")
+    top = selection["report"]["top_terms"]
+    for label, _ in Counter(d["label"] for d in train).most_common(3):
+        print(f"   top terms of {label}: {', '.join(top[label][:6])}")
+
+
+def print_summary(data_root: Path, train: list, test: list, timings: dict[str, float]) -> None:
     models = data_root / "models" / "naive_bayes"
     version = (models / "LATEST").read_text().strip()
     manifest = json.loads((models / version / "manifest.json").read_text())
-    print(f"\n== model {version} ({manifest['model']['type']}, alpha={manifest['model']['alpha']})")
+    model = manifest["model"]
+    print(f"\n== model {version} ({model['type']}, alpha={model['alpha']}, fit_prior={model['fit_prior']})")
+    if "selection" in manifest:
+        print_selection(manifest, models / version, train)
     print(f"   {manifest['counts']['documents']} documents, {manifest['counts']['classes']} classes, "
           f"{manifest['counts']['vocabulary_size']} terms, {manifest['counts']['entries']} (class, term) entries")
     for shard in manifest["shards"]:
@@ -104,13 +127,16 @@ def print_summary(data_root: Path, train: list, test: list, timings: dict[str, f
 
     run_dir = latest_dir(data_root / "predictions" / "naive_bayes")
     metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
-    baseline = sklearn_baseline(train, test, alpha)
+    baseline = sklearn_baseline(train, test, model)
+    default = sklearn_baseline(train, test, {"type": "multinomial", "alpha": 1.0, "fit_prior": True})
     predictions = read_parquet_dir(run_dir / "predictions")
     agree = sum(1 for p in predictions if baseline["predicted"].get(p["doc_id"]) == p["label"])
     print(f"\n== predictions on the {len(test)} test documents")
     print(f"   {'':<14}{'accuracy':>10}{'macro-F1':>10}")
     print(f"   {'this pipeline':<14}{metrics['accuracy']:>10.4f}{metrics['macro_f1']:>10.4f}")
     print(f"   {'scikit-learn':<14}{baseline['accuracy']:>10.4f}{baseline['macro_f1']:>10.4f}")
+    print(f"   {'default model':<14}{default['accuracy']:>10.4f}{default['macro_f1']:>10.4f}"
+          "   (multinomial, alpha=1, without selection)")
     print(f"   same label as scikit-learn for {agree} of {len(predictions)} documents")
     texts = {d["id"]: d for d in test}
     for p in sorted(predictions, key=lambda p: p["doc_id"])[:5]:
@@ -162,17 +188,17 @@ def main(argv: list[str]) -> None:
     print(f"  {len(train)} training documents in {len(TRAIN_PARTITIONS)} dated partitions, {len(test)} to score")
 
     print("[3/3] DAG runs", flush=True)
-    alpha = 1.0
     dims = max(2, min(100, len(test) // 2))
     log_dir = airflow_home / "logs"
     timings = {
-        "nb_train": run_dag("nb_train", {"input_uri": TRAIN_INPUT, "mode": "full", "alpha": alpha, "num_shards": 4}, env, log_dir),
+        "nb_train": run_dag("nb_train", {"input_uri": TRAIN_INPUT, "mode": "full", "selection": "kfold", "num_shards": 4},
+                            env, log_dir),
         "nb_predict": run_dag("nb_predict", {"input_uri": SCORING_INPUT, "top_n": 3}, env, log_dir),
         # A few hundred dimensions at most, and fewer than the documents (an SVD's rank limit).
         "doc_vectors": run_dag("doc_vectors", {"input_uri": SCORING_INPUT, "output_uri": VECTORS, "dims": dims}, env, log_dir),
         "knn_neighbors": run_dag("knn_neighbors", {"input_uri": VECTORS, "k": args.k, "metric": "cosine"}, env, log_dir),
     }
-    print_summary(data_root, train, test, timings, alpha)
+    print_summary(data_root, train, test, timings)
     print(f"\ndone in {time.monotonic() - started:.0f} s")
 
 

@@ -119,7 +119,7 @@ def fold_of(doc_id: str, folds: int) -> int:
 
 # The selection job's summary (in the staging directory's job summaries) and what of it the manifest keeps.
 SELECTION_JOB = "selection"
-SELECTION_RECORD_KEYS = ("metric", "folds", "fold_documents", "best_index", "best", "points")
+SELECTION_RECORD_KEYS = ("metric", "folds", "fold_documents", "best_index", "best", "points", "report")
 
 
 def selected_model(selection_summary: dict) -> dict:

@@ -44,7 +44,11 @@ def test_demo_runs_the_pipeline_and_prints_its_summary(demo):
         assert f"{dag_id} succeeded in" in out
         assert re.search(rf"^   {dag_id}\s+\d+ s$", out, re.M), f"no timing line for {dag_id}"
     version = (data_root / "models" / "naive_bayes" / "LATEST").read_text().strip()
-    assert f"== model {version} (multinomial, alpha=1.0)" in out
+    model = json.loads((data_root / "models" / "naive_bayes" / version / "manifest.json").read_text())["model"]
+    assert f"== model {version} ({model['type']}, alpha={model['alpha']}, fit_prior={model['fit_prior']})" in out
+    # nb_train chose the model's parameters by cross-validation and says so.
+    assert re.search(r"^   chosen among 40 grid points by 5-fold cross-validation: mean f1_macro [\d.]+", out, re.M)
+    assert len(re.findall(r"^   top terms of \S+: \S+", out, re.M)) == 3
     assert len(re.findall(r"^   shard \d: +\d+ entries", out, re.M)) == 4
     # The pipeline's labels are scikit-learn's, so the two rows of numbers are the same.
     assert "same label as scikit-learn for 120 of 120 documents" in out

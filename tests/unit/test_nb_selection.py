@@ -156,11 +156,14 @@ def test_publishing_a_selection_uses_the_chosen_point_and_keeps_the_table(tmp_pa
     tallies = [tally_fold(counts, f, X, np.array([0, 1, 0]), points) for f in range(2)]
     table = selection_table(tallies, points, "log_loss")
     staging = stage_model(tmp_path)
+    report = {"page": "report/report.html", "top_terms": {"a": ["x"], "b": ["y"]}}
     (staging / "_work" / "summaries" / "selection.json").write_text(json.dumps({"job": "selection", **table,
-                                                                                "fold_documents": [3, 3]}))
+                                                                                "fold_documents": [3, 3],
+                                                                                "report": report}))
     manifest = publish_model(**arguments(tmp_path.as_uri(), model_type="multinomial", alpha=0.5, selection=True))
     best = table["best"]
     assert manifest["model"] == {"type": best["model_type"], "alpha": best["alpha"], "fit_prior": best["fit_prior"]}
     assert manifest["selection"]["points"] == table["points"]
     assert manifest["selection"]["metric"] == "log_loss"
+    assert manifest["selection"]["report"] == report
     assert table["best_index"] == int(np.argmin([row["mean_log_loss"] for row in table["points"]]))

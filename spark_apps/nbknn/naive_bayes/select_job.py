@@ -36,6 +36,14 @@ from nbknn.common.provenance import code_version
 from nbknn.inputs.documents import InputError, InputSpec, accepted_documents, read_documents
 from nbknn.inputs.tokenizer import TokenizerConfig
 from nbknn.naive_bayes import schemas
+from nbknn.naive_bayes.model_report import (
+    MODEL_REPORT_HTML_NAME,
+    REPORT_DIR,
+    SELECTION_PNG_NAME,
+    model_report_html,
+    selection_png,
+    top_terms,
+)
 from nbknn.naive_bayes.selection import FoldCounts, FoldTally, GridPoint, grid_points, selection_table, tally_fold
 from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, summary_uri
 from nbknn.naive_bayes.vectorize import document_vectors, vocabulary_lookup
@@ -51,9 +59,9 @@ def fold_column(doc_id: Column, folds: int) -> Column:
     return F.pmod(F.conv(digits, 16, 10).cast("long"), F.lit(folds)).cast("int")
 
 
-def labelled_vectors(spark: SparkSession, spec: InputSpec, model_dir: str, folds: int) -> tuple[DataFrame, list, int]:
+def labelled_vectors(spark: SparkSession, spec: InputSpec, model_dir: str, folds: int):
     """(fold, class_id, term_ids, counts) of the accepted documents, the staged classes
-    [(class_id, label, doc_count, term_total)] and the vocabulary size."""
+    [(class_id, label, doc_count, term_total)] and the vocabulary's lookup (terms by id)."""
     terms_summary = fs.read_json(spark, summary_uri(model_dir, "term_counts"))
     tokenizer = TokenizerConfig.from_dict(terms_summary["tokenizer"])
     vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
@@ -68,7 +76,7 @@ def labelled_vectors(spark: SparkSession, spec: InputSpec, model_dir: str, folds
     framed = vectors.join(F.broadcast(labels), "label", "left").select(
         fold_column(F.col("doc_id"), folds).alias("fold"), "doc_id", "class_id", "term_ids", "counts"
     )
-    return framed, classes, lookup.vocabulary_size
+    return framed, classes, lookup
 
 
 def collect_fold_counts(vectors: DataFrame, classes: list, folds: int, vocabulary_size: int) -> FoldCounts:
@@ -190,7 +198,8 @@ def run_selection(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     forget_staged_manifest(spark, model_dir)
-    vectors, classes, vocabulary_size = labelled_vectors(spark, spec, model_dir, folds)
+    vectors, classes, lookup = labelled_vectors(spark, spec, model_dir, folds)
+    vocabulary_size = lookup.vocabulary_size
     vectors = vectors.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         counts = collect_fold_counts(vectors, classes, folds, vocabulary_size)
@@ -209,11 +218,31 @@ def run_selection(
         vectors.unpersist()
     table = selection_table(summed_tallies(rows, folds, len(points), len(classes)), points, metric)
     summary = {
-        "job": "selection",
+        "job": contract.SELECTION_JOB,
         "input": input_summary(spec),
         "fold_documents": counts.doc_counts.sum(axis=1).tolist(),
         **table,
         "code_version": code_version(),
     }
-    fs.write_json_atomic(spark, summary_uri(model_dir, "selection"), summary)
+    summary["report"] = write_model_report(spark, model_dir, summary, classes, counts, lookup)
+    fs.write_json_atomic(spark, summary_uri(model_dir, contract.SELECTION_JOB), summary)
     return summary
+
+
+def write_model_report(spark: SparkSession, model_dir: str, summary: dict, classes: list, counts: FoldCounts,
+                       lookup) -> dict:
+    """Write the model's report/ (selection picture, page with the table and each class's top
+    terms at the chosen alpha); returns what the summary and the manifest record of it."""
+    labels = [label for _, label, _, _ in classes]
+    terms = lookup.terms.to_pylist() if lookup.term_ids is None else dict(zip(lookup.term_ids.tolist(),
+                                                                                lookup.terms.to_pylist()))
+    explanations = top_terms(counts.total_terms, terms, summary["best"]["alpha"])
+    report_dir = contract.join_uri(model_dir, REPORT_DIR)
+    fs.write_bytes(spark, contract.join_uri(report_dir, SELECTION_PNG_NAME), selection_png(summary))
+    page = model_report_html(summary, labels, explanations)
+    fs.write_bytes(spark, contract.join_uri(report_dir, MODEL_REPORT_HTML_NAME), page.encode("utf-8"))
+    return {
+        # Relative to the model's directory: the staging directory is renamed when published.
+        "page": f"{REPORT_DIR}/{MODEL_REPORT_HTML_NAME}",
+        "top_terms": {label: [term for term, _ in top] for label, top in zip(labels, explanations)},
+    }
