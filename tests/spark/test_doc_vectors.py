@@ -61,7 +61,8 @@ def test_distances_between_documents_equal_numpy(r8_vectors):
 def test_output_is_published_whole_with_its_summary(r8_vectors):
     docs, rows, summary, workdir = r8_vectors
     assert len(rows) == len(docs)
-    assert summary["records"] == {"read": len(docs), "accepted": len(docs), "rejected": 0, "rejected_by_reason": {}}
+    assert summary["records"] == {"read": len(docs), "accepted": len(docs), "rejected": 0, "rejected_by_reason": {},
+                                  "blank_lines": 0}
     published = workdir / "vectors"
     assert json.loads((published / "_summary.json").read_text())["dims"] == DIMS
     assert not [p for p in workdir.iterdir() if p.name.startswith("_tmp")]

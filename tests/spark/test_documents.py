@@ -11,8 +11,12 @@ from nbknn.inputs.documents import (
     TooManyRejects,
     accepted_documents,
     check_reject_fraction,
+    observe_read_totals,
+    observed_blank_lines,
     read_counts_from_rows,
     read_documents,
+    read_totals,
+    rejected_records,
     write_rejects,
 )
 
@@ -93,6 +97,7 @@ def test_jsonl_mix_keeps_the_good_and_quarantines_each_bad_kind_with_its_reason(
     assert counts.read == records == len(GOOD) + len(expected)
     assert counts.accepted == len(GOOD) and counts.rejected == len(expected)
     assert counts.read == counts.accepted + counts.rejected
+    assert counts.blank_lines == 1
 
 
 def test_configured_column_names_are_used(spark, tmp_path):
@@ -190,3 +195,63 @@ def test_invalid_spec_is_refused():
         InputSpec(uri="file:///x", format="csv")
     with pytest.raises(InputError, match="lack the configured column"):
         InputSpec(uri="file:///x", format="tsv", tsv_columns=("id", "text"))
+
+
+# --- blank lines and the label policy --------------------------------------------------------
+
+
+def _line_counts(path) -> tuple[int, int]:
+    """(lines, blank lines) of a file, counted by Python on its bytes: the independent oracle."""
+    lines = open(path, "rb").read().split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line starts no line
+    return len(lines), sum(1 for line in lines if line.strip(b" ") == b"")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "tsv"])
+def test_blank_lines_are_counted_so_that_read_matches_the_line_count(spark, tmp_path, fmt):
+    good = ['{"id": "a", "label": "x", "text": "one"}', '{"id": "b", "label": "y", "text": "two"}']
+    if fmt == "tsv":
+        good = ["a\tx\tone", "b\ty\ttwo"]
+    path = tmp_path / f"docs.{fmt}"
+    path.write_text("\n".join(["", good[0], "   ", "", "not a record", good[1], "", " "]) + "\n", encoding="utf-8")
+    lines, blank = _line_counts(path)
+    assert (lines, blank) == (8, 5)
+    documents = read_documents(spark, InputSpec(uri=path.as_uri(), format=fmt))
+
+    counts = counts_of(documents)
+    assert (counts.read, counts.accepted, counts.rejected, counts.blank_lines) == (3, 2, 1, blank)
+    assert counts.read + counts.blank_lines == lines
+    assert counts.to_dict()["blank_lines"] == blank
+    # The observed totals (the prediction path) agree, and blank lines are not quarantined.
+    observed, observation = observe_read_totals(documents)
+    rejected = [r["reason"] for r in rejected_records(observed).collect()]
+    assert read_totals(observation) == (3, 2) and observed_blank_lines(observation) == blank
+    assert len(rejected) == 1 and rejected[0] != "blank_line"
+
+
+def test_labels_are_strings_or_integers_with_surrounding_whitespace_stripped(spark, tmp_path):
+    lines = [
+        '{"id": "i", "label": 1, "text": "integer"}',
+        '{"id": "s", "label": "1", "text": "string"}',
+        '{"id": "l", "label": " 1", "text": "leading space"}',
+        '{"id": "t", "label": "1\\t\\n", "text": "trailing tab and newline"}',
+        '{"id": "m", "label": "a b", "text": "inner space stays"}',
+        '{"id": "w", "label": " \\t ", "text": "whitespace only"}',
+        '{"id": "f", "label": 1.0, "text": "a float is no label"}',
+        '{"id": "b", "label": true, "text": "nor is a boolean"}',
+    ]
+    write_jsonl(tmp_path / "d.jsonl", lines)
+    rows = read_documents(spark, InputSpec(uri=(tmp_path / "d.jsonl").as_uri())).collect()
+    got = {r["doc_id"] or r["raw"][8]: (r["label"], r["reject_reason"]) for r in rows}
+    assert got == {
+        "i": ("1", None), "s": ("1", None), "l": ("1", None), "t": ("1", None), "m": ("a b", None),
+        "w": (None, "empty_label"), "f": (None, "invalid_label_type"), "b": (None, "invalid_label_type"),
+    }
+    (tmp_path / "d.tsv").write_text("a\t 1 \tx\nb\t\f \ty\n", encoding="utf-8")
+    tsv = read_documents(spark, InputSpec(uri=(tmp_path / "d.tsv").as_uri(), format="tsv")).collect()
+    assert sorted((r["label"] or "", r["reject_reason"] or "") for r in tsv) == [("", "empty_label"), ("1", "")]
+    uri = (tmp_path / "d.parquet").as_uri()
+    spark.createDataFrame([("p", "\t1 ", "x")], "id string, label string, text string").write.parquet(uri)
+    (row,) = read_documents(spark, InputSpec(uri=uri, format="parquet")).collect()
+    assert (row["label"], row["reject_reason"]) == ("1", None)

@@ -1,7 +1,14 @@
 """Reading (id, label, text) documents in JSON Lines, Parquet or TSV, with a quarantine for bad records.
 
 Every input record ends in exactly one of two places: the accepted frame (``reject_reason`` null)
-or the rejects location with a reason, so that ``read = accepted + rejected`` always holds.
+or the rejects location with a reason, so that ``read = accepted + rejected`` always holds. A blank
+line of a line-based input (JSON Lines, TSV) holds no record: it is counted as ``blank_lines``, so
+that ``read + blank_lines`` is the input's line count.
+
+Labels follow one policy in every format: a string or an integer (an integer is its decimal
+spelling, so ``1`` and ``"1"`` are one class), with surrounding ASCII whitespace stripped (so is
+``" 1"``); nothing else is a label (``invalid_label_type``), nor is one that is empty once stripped
+(``empty_label``).
 Whole-input problems (a missing path, no records at all, a Parquet schema without the configured
 columns) are refused with an :class:`InputError` instead, since no record of them could be used.
 
@@ -28,6 +35,11 @@ from nbknn.contract import DEFAULT_MAX_RECORD_BYTES, DOCUMENT_FORMATS
 MAX_JSON_RECORD_BYTES = 20_000_000
 # The part of a rejected record kept in the rejects output for a person to look at.
 REJECT_RAW_CHARS = 4096
+
+# The pseudo-reason of a blank line: such rows are neither records read nor rejects.
+BLANK_LINE = "blank_line"
+# What is stripped from both ends of a label (and checked for emptiness): ASCII whitespace.
+LABEL_STRIP_CHARS = " \t\n\r\f\v"
 
 # Fields of a rejects location's JSON Lines records (rejected_records).
 REJECTS_SCHEMA = "reason string, source string, raw string"
@@ -103,8 +115,8 @@ def accepted_documents(documents: DataFrame) -> DataFrame:
 
 
 def rejected_records(documents: DataFrame) -> DataFrame:
-    """The quarantined records: reason, source, raw."""
-    return documents.where(F.col("reject_reason").isNotNull()).select(
+    """The quarantined records: reason, source, raw (blank lines are no records)."""
+    return documents.where(F.col("reject_reason").isNotNull() & (F.col("reject_reason") != BLANK_LINE)).select(
         F.col("reject_reason").alias("reason"), "source", "raw"
     )
 
@@ -141,30 +153,36 @@ class ReadCounts:
     read: int
     accepted: int
     rejected_by_reason: dict[str, int]
+    # Documents only (Parquet: always 0); None where they are not counted (vectors skip them).
+    blank_lines: int | None = None
 
     @property
     def rejected(self) -> int:
         return sum(self.rejected_by_reason.values())
 
     def to_dict(self) -> dict:
-        return {
+        counts = {
             "read": self.read,
             "accepted": self.accepted,
             "rejected": self.rejected,
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
         }
+        return counts if self.blank_lines is None else {**counts, "blank_lines": self.blank_lines}
 
 
 def read_counts_from_rows(rows) -> ReadCounts:
     """Counts from rows of (reject_reason, count); reconciles by construction and checks it."""
     by_reason: dict[str, int] = {}
-    accepted = 0
+    accepted = blank = 0
     for reason, count in rows:
         if reason is None:
             accepted += count
+        elif reason == BLANK_LINE:
+            blank += count
         else:
             by_reason[reason] = by_reason.get(reason, 0) + count
-    counts = ReadCounts(read=accepted + sum(by_reason.values()), accepted=accepted, rejected_by_reason=by_reason)
+    counts = ReadCounts(read=accepted + sum(by_reason.values()), accepted=accepted, rejected_by_reason=by_reason,
+                        blank_lines=blank)
     if counts.read != counts.accepted + counts.rejected:
         raise AssertionError(f"counts do not reconcile: {counts.to_dict()}")
     return counts
@@ -184,10 +202,12 @@ def observe_read_totals(documents: DataFrame) -> tuple[DataFrame, Observation]:
     task attempts only, so a retried task is counted once.
     """
     observation = Observation("records")
+    blank = F.col("reject_reason") == BLANK_LINE
     observed = documents.observe(
         observation,
-        F.count(F.lit(1)).alias("read"),
+        F.count_if(~blank | F.col("reject_reason").isNull()).alias("read"),
         F.count_if(F.col("reject_reason").isNull()).alias("accepted"),
+        F.count_if(blank).alias("blank_lines"),
     )
     return observed, observation
 
@@ -196,6 +216,11 @@ def read_totals(observation: Observation) -> tuple[int, int]:
     """(read, accepted) that :func:`observe_read_totals` observed (call after the action)."""
     metrics = observation.get
     return int(metrics["read"] or 0), int(metrics["accepted"] or 0)
+
+
+def observed_blank_lines(observation: Observation) -> int:
+    """The blank lines that :func:`observe_read_totals` observed (call after the action)."""
+    return int(observation.get["blank_lines"] or 0)
 
 
 def check_reject_fraction(counts: ReadCounts, max_reject_fraction: float, rejects_uri: str) -> None:
@@ -245,10 +270,11 @@ def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFra
         field_type(spec.text_column),
     )
     id_value = variant_string(j, spec.id_column)
-    label_value = variant_string(j, spec.label_column)
+    label_value = stripped_label(variant_string(j, spec.label_column))
     text_value = variant_string(j, spec.text_column)
     reason = first_reason(
         [
+            (is_blank_line(), BLANK_LINE),
             (~valid_utf8, "invalid_utf8"),
             (~fits, "record_too_large"),
             (j.isNull(), "malformed_json"),
@@ -264,7 +290,7 @@ def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFra
             ),
         ]
     )
-    usable_label = _is_string_or_integer(label_type) & (F.trim(label_value) != "")
+    usable_label = _is_string_or_integer(label_type) & (label_value != "")
     return parsed.select(
         F.trim(id_value).alias("doc_id"),
         F.when(usable_label, label_value).alias("label"),
@@ -282,6 +308,11 @@ def json_record_limit(max_record_bytes: int) -> int:
 
 def _is_string_or_integer(type_name: Column) -> Column:
     return (type_name == "STRING") | type_name.isin("BIGINT", "INT", "SMALLINT", "TINYINT")
+
+
+def stripped_label(label: Column) -> Column:
+    """A label as the policy reads it: surrounding ASCII whitespace stripped."""
+    return F.btrim(label, F.lit(LABEL_STRIP_CHARS))
 
 
 def _field_checks(
@@ -310,18 +341,20 @@ def _read_tsv(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFrame
         return F.element_at(fields, spec.tsv_columns.index(name) + 1)
 
     id_value, text_value = field(spec.id_column), field(spec.text_column)
-    label_value = field(spec.label_column) if spec.label_column in spec.tsv_columns else F.lit(None).cast("string")
+    label_value = (stripped_label(field(spec.label_column)) if spec.label_column in spec.tsv_columns
+                   else F.lit(None).cast("string"))
     checks = [
+        (is_blank_line(), BLANK_LINE),
         (~F.is_valid_utf8("value"), "invalid_utf8"),
         (F.octet_length("value") > spec.max_record_bytes, "record_too_large"),
         (F.size(fields) != expected, "wrong_field_count"),
         (F.trim(id_value) == "", "empty_id"),
     ]
     if labelled:
-        checks.append((F.trim(label_value) == "", "empty_label"))
+        checks.append((label_value == "", "empty_label"))
     return lines.select(
         F.trim(id_value).alias("doc_id"),
-        F.when(F.trim(label_value) != "", label_value).alias("label"),
+        F.when(label_value != "", label_value).alias("label"),
         text_value.alias("text"),
         first_reason(checks).alias("reject_reason"),
         F.col("_metadata.file_path").alias("source"),
@@ -344,7 +377,7 @@ def _read_parquet(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataF
         return F.col(f"`{name}`").cast("string")
 
     id_value, text_value = as_string(spec.id_column), F.col(f"`{spec.text_column}`")
-    label_value = as_string(spec.label_column) if has_label else F.lit(None).cast("string")
+    label_value = stripped_label(as_string(spec.label_column)) if has_label else F.lit(None).cast("string")
     record_bytes = F.octet_length(text_value)
     checks = [
         (F.col(f"`{spec.id_column}`").isNull(), "missing_id"),
@@ -354,11 +387,11 @@ def _read_parquet(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataF
         (record_bytes > spec.max_record_bytes, "record_too_large"),
     ]
     if labelled:
-        checks += [(label_value.isNull(), "missing_label"), (F.trim(label_value) == "", "empty_label")]
+        checks += [(label_value.isNull(), "missing_label"), (label_value == "", "empty_label")]
     row_json = F.to_json(F.struct(*[F.col(f"`{c}`") for c in frame.columns]))
     return frame.select(
         F.trim(id_value).alias("doc_id"),
-        F.when(F.trim(label_value) != "", label_value).alias("label"),
+        F.when(label_value != "", label_value).alias("label"),
         text_value.alias("text"),
         first_reason(checks).alias("reject_reason"),
         F.col("_metadata.file_path").alias("source"),
@@ -388,10 +421,14 @@ def _check_parquet_schema(spec: InputSpec, types: dict[str, str], labelled: bool
 
 
 def read_lines(spark: SparkSession, spec: InputSpec) -> DataFrame:
-    """Non-blank lines of the input files, as raw (possibly invalid) UTF-8 strings."""
-    lines = spark.read.text(spec.uri).select("value", "_metadata")
-    # Blank lines separate nothing and hold no record; JSON Lines readers skip them too.
-    return lines.where(F.trim(F.col("value")) != "")
+    """Every line of the input files, as raw (possibly invalid) UTF-8 strings."""
+    return spark.read.text(spec.uri).select("value", "_metadata")
+
+
+def is_blank_line() -> Column:
+    """A line of nothing but spaces: it holds no record (JSON Lines readers skip such lines too), and
+    is counted as a blank line rather than read or rejected."""
+    return F.trim(F.col("value")) == ""
 
 
 def first_reason(checks: list[tuple[Column, str]]) -> Column:

@@ -52,6 +52,7 @@ from nbknn.inputs.documents import (
     InputError,
     ReadCounts,
     first_reason,
+    is_blank_line,
     json_path,
     json_record_limit,
     raw_excerpt,
@@ -147,7 +148,8 @@ def _checked_frame(frame: DataFrame, id_long, id_string, id_is_string, vector, c
 
 
 def _read_jsonl(spark: SparkSession, spec: VectorSpec) -> DataFrame:
-    lines = read_lines(spark, spec)
+    # Blank lines hold no vector (not counted: vector summaries count records only).
+    lines = read_lines(spark, spec).where(~is_blank_line())
     valid_utf8 = F.is_valid_utf8("value")
     fits = F.octet_length("value") <= json_record_limit(spec.max_record_bytes)
     parsed = lines.withColumn("_json", F.when(valid_utf8 & fits, F.try_parse_json("value")))

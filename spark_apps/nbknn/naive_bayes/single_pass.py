@@ -30,7 +30,14 @@ from pyspark.sql import functions as F
 
 from nbknn import contract
 from nbknn.common import fs
-from nbknn.inputs.documents import InputSpec, accepted_documents, observe_read_totals, read_documents, read_totals
+from nbknn.inputs.documents import (
+    InputSpec,
+    accepted_documents,
+    observe_read_totals,
+    observed_blank_lines,
+    read_documents,
+    read_totals,
+)
 from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
 from nbknn.naive_bayes import scoring
 from nbknn.naive_bayes.combine import combine_scores, confusion_and_counts, prediction_summary
@@ -113,8 +120,8 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
     stats = {key: int(value or 0) for key, value in observation.get.items()}
     duplicates = stats.pop("duplicates")
     read, accepted = read_totals(totals)
-    return {"totals": (read, accepted - duplicates), "vector_stats": stats, "vectoriser": vectoriser,
-            "labelled": stats["labelled"] > 0}
+    return {"totals": (read, accepted - duplicates, observed_blank_lines(totals)), "vector_stats": stats,
+            "vectoriser": vectoriser, "labelled": stats["labelled"] > 0}
 
 
 def scored_documents(spark, accepted: DataFrame, manifest: dict, tokenizer: TokenizerConfig, model_dir: str,

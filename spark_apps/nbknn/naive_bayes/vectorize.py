@@ -35,6 +35,7 @@ from nbknn.inputs.documents import (
     accepted_documents,
     check_reject_fraction,
     observe_read_totals,
+    observed_blank_lines,
     publish_rejects,
     published_rejects_by_reason,
     read_documents,
@@ -346,23 +347,24 @@ def _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri, m
     finally:
         if broadcast is not None:
             broadcast.destroy()
-    return vectoriser, vector_stats(observation), read_totals(totals)
+    return vectoriser, vector_stats(observation), (*read_totals(totals), observed_blank_lines(totals))
 
 
 def quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction):
     """Publish the rejects (reading the input again only when there are any) and check their
     fraction: (ReadCounts, examples of duplicated ids)."""
-    read, accepted = totals
+    read, accepted, blank_lines = totals
     if read == accepted:
         # A retry over repaired input must not leave the first attempt's rejects behind.
         fs.delete(spark, rejects_uri)
-        counts = ReadCounts(read=read, accepted=accepted, rejected_by_reason={})
+        counts = ReadCounts(read=read, accepted=accepted, rejected_by_reason={}, blank_lines=blank_lines)
         duplicates = []
     else:
         publish_rejects(rejected_records(documents), rejects_uri)
         # Counted from what was quarantined (small), not by reading the whole input once more.
         counts = ReadCounts(read=read, accepted=accepted,
-                            rejected_by_reason=published_rejects_by_reason(spark, rejects_uri))
+                            rejected_by_reason=published_rejects_by_reason(spark, rejects_uri),
+                            blank_lines=blank_lines)
         if counts.rejected != read - accepted:
             # Retryable: a second attempt reads the input once more.
             raise RuntimeError(
