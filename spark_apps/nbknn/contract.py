@@ -393,6 +393,8 @@ class KnnSummary(_Summary):
     output: dict
     timings_seconds: dict
     code_version: str
+    # report/distance_by_rank.png and its numbers: per rank, the 10/50/90 % distance.
+    distance_by_rank: dict | None = None
 
     def headline(self) -> dict:
         """What the DAG's report task returns (its XCom)."""

@@ -51,6 +51,7 @@ from nbknn.contract import (
     KNN_MODES,
     NEIGHBOR_COLUMNS,
     KnnSummary,
+    join_uri,
     knn_summary_uri,
     neighbors_uri,
 )
@@ -72,6 +73,7 @@ from nbknn.knn.broadcast import neighbors_broadcast
 from nbknn.knn.kernels import annoy_metric
 from nbknn.knn.mode import KnnResult
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS
+from nbknn.knn.report import publish_distance_picture
 from nbknn.knn.topk import validate_k, validate_metric
 
 log = logging.getLogger(__name__)
@@ -250,8 +252,11 @@ def run_knn(
         if not self_join:
             queries.unpersist()
 
+    picture = publish_distance_picture(spark, published.uri, join_uri(output_dir, "report"), plan.k, options.metric,
+                                       plan.mode, plan.n_queries, published.recall)
     timings = {"read_and_validate": round(read_seconds, 3), "neighbors_and_write": round(neighbors_seconds, 3)}
-    summary = knn_summary(reference_spec, query_spec, rejects_uri, options, vectors, plan, published, timings, started)
+    summary = knn_summary(reference_spec, query_spec, rejects_uri, options, vectors, plan, published, timings, started,
+                          picture)
     fs.write_json_atomic(spark, knn_summary_uri(output_dir), summary)
     return summary
 
@@ -341,6 +346,7 @@ def check_published(
 def knn_summary(
     reference_spec: VectorSpec, query_spec: VectorSpec | None, rejects_uri: str, options: KnnOptions,
     vectors: ValidatedVectors, plan: RunPlan, published: PublishedNeighbors, timings: dict, started: float,
+    distance_by_rank: dict | None = None,
 ) -> dict:
     """The run's ``report/summary.json``; ``timings`` gets its total (since ``started``) here."""
     result, mode = published.result, plan.mode
@@ -371,4 +377,5 @@ def knn_summary(
         output={"uri": published.uri, "rows": published.rows, "columns": list(NEIGHBOR_COLUMNS)},
         timings_seconds={**timings, "total": round(time.monotonic() - started, 3)},
         code_version=code_version(),
+        distance_by_rank=distance_by_rank,
     ).to_dict()
