@@ -126,30 +126,37 @@ class FoldCounts:
         return self.total_docs - self.doc_counts[fold], terms
 
 
-def held_out_log_likelihoods(docs: np.ndarray, terms: sp.csr_array, X: sp.csr_array, point: GridPoint) -> np.ndarray:
-    """(n, C) joint log-likelihoods of the documents ``X`` (n, V) under the model fitted on the
-    counts (``docs`` (C,), ``terms`` (C, V)); classes without a document score -inf."""
+def class_log_prior_of(docs: np.ndarray, point: GridPoint) -> np.ndarray:
+    """(C,) what the held-out model adds to each class's score: its log prior (complement NB:
+    none, unless it knows one class only), -inf for a class without a training document."""
     present = docs > 0
     prior = np.full(docs.shape[0], -np.inf)
-    prior[present] = class_log_prior(docs[present].astype(np.float64), point.fit_prior)
+    if point.model_type == "complement" and present.sum() > 1:
+        # ComplementNB's joint log-likelihood adds no prior when it has more than one class.
+        prior[present] = 0.0
+    else:
+        prior[present] = class_log_prior(docs[present].astype(np.float64), point.fit_prior)
+    return prior
+
+
+def term_scores(terms: sp.csr_array, X: sp.csr_array, model_type: str, alpha: float) -> np.ndarray:
+    """(n, C) the part of the joint log-likelihoods that the terms give: the same for both
+    fit_prior values, so it is computed once per (model type, alpha)."""
     term_total = np.asarray(terms.sum(axis=1), dtype=np.float64).ravel()
     vocabulary_size = terms.shape[1]
     lengths = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
     counts = terms.data.astype(np.float64)
-    if point.model_type == "multinomial":
-        default = multinomial_default_log_prob(term_total, point.alpha, vocabulary_size)
-        values = multinomial_entry_diff(counts, point.alpha)
+    if model_type == "multinomial":
+        default = multinomial_default_log_prob(term_total, alpha, vocabulary_size)
+        values = multinomial_entry_diff(counts, alpha)
         base = 0.0
     else:
-        # ComplementNB's joint log-likelihood adds no prior when it has more than one class.
-        if present.sum() > 1:
-            prior = np.where(present, 0.0, -np.inf)
         term_total_all = np.asarray(terms.sum(axis=0), dtype=np.float64).ravel()
-        default = complement_default_log_prob(term_total, term_total_all.sum(), point.alpha, vocabulary_size)
-        values = complement_entry_diff(counts, term_total_all[terms.indices], point.alpha)
-        base = (X @ complement_term_base(term_total_all, point.alpha))[:, None]
+        default = complement_default_log_prob(term_total, term_total_all.sum(), alpha, vocabulary_size)
+        values = complement_entry_diff(counts, term_total_all[terms.indices], alpha)
+        base = (X @ complement_term_base(term_total_all, alpha))[:, None]
     diff = sp.csr_array((values, terms.indices, terms.indptr), shape=terms.shape)
-    return prior[None, :] + lengths[:, None] * default[None, :] + (X @ diff.T).toarray() + base
+    return lengths[:, None] * default[None, :] + (X @ diff.T).toarray() + base
 
 
 @dataclass
@@ -189,8 +196,12 @@ def tally_fold(counts: FoldCounts, fold: int, X, y, points: list[GridPoint]) -> 
         return tally
     docs, terms = counts.training(fold)
     true = np.bincount(y, minlength=classes)
+    scores: dict[tuple[str, float], np.ndarray] = {}
     for g, point in enumerate(points):
-        jll = held_out_log_likelihoods(docs, terms, X, point)
+        key = (point.model_type, point.alpha)
+        if key not in scores:
+            scores = {key: term_scores(terms, X, point.model_type, point.alpha)}  # points come grouped
+        jll = class_log_prior_of(docs, point)[None, :] + scores[key]
         predicted = np.argmax(jll, axis=1)
         hits = predicted == y
         tp = np.bincount(y[hits], minlength=classes)
