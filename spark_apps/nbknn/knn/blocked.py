@@ -11,7 +11,9 @@ every block holds at most ``block_rows`` rows. The blocks are assembled one per 
   and scaling for the whole set, from the same job that numbers the rows) and is cached with its
   rows' seeds; then every block is sent to each cross unit it belongs to, one shuffle partition
   per unit, so a task receives exactly its two blocks. A block's partial results are merged in
-  one Arrow call (:func:`~nbknn.knn.partials.merged_groups`). Memory of one unit: two blocks and
+  one Arrow call (:func:`~nbknn.knn.partials.merged_groups`; in its own partition and in id order
+  when the input's partitions are disjoint ascending runs of ids, :func:`in_id_order`, so the
+  output needs no sort). Memory of one unit: two blocks and
   their copy in the joined set, the candidate state and one float32 product tile,
   :func:`~nbknn.knn.planning.pair_block_plan`, which sizes the blocks from ``block_bytes_budget``.
 * Otherwise the queries are cut into chunks of ``query_chunk_rows`` rows and cached; a cartesian
@@ -133,7 +135,7 @@ def blocked_pairs(
     """All points from pairs of blocks (:mod:`nbknn.knn.row_groups`): the blocks run their
     diagonal unit as they are assembled and are cached with their rows' seeds; then each block goes
     to the cross units it belongs to (one shuffle partition per unit, :func:`unit_members`); the
-    partial results are merged per block (:func:`~nbknn.knn.partials.merged_groups`)."""
+    partial results are merged per block (:mod:`nbknn.knn.partials`)."""
     spark = reference.sparkSession
     sc = spark.sparkContext
     plan = pair_block_plan(n, d, k, block_bytes_budget, block_rows, sc.defaultParallelism)

@@ -6,9 +6,11 @@ the exact GEMM kernel (:mod:`nbknn.knn.gemm`) answers:
 * an all-points run (the queries are the reference) is cut into row groups
   (:mod:`nbknn.knn.row_groups`): one job runs the diagonal unit of every group and collects its
   rows' seeds, a second the cross units in batches; every product of the n^2 / 2 is computed
-  once and updates both of its rows; the partial results of a group are merged in one Arrow
-  call (:func:`~nbknn.knn.partials.merged_groups`). A Python worker prepares each group it meets once (float32 operands, about
-  as large again as the group) and keeps it for the application's later tasks;
+  once and updates both of its rows. The rows are ordered by id on the driver, so each group is
+  a run of ids: a group's partial results are merged in its own partition, in id order, and the
+  output needs no sort (:func:`~nbknn.knn.partials.merged_in_id_order`). A Python worker
+  prepares each group it meets once (float32 operands, about as large again as the group) and
+  keeps it for the application's later tasks;
 * separate queries are answered batch by batch (``mapInArrow``) against the whole reference.
 
 Other metrics use a fitted ``NearestNeighbors(algorithm="brute")`` broadcast instead

@@ -4,7 +4,8 @@ A key's value is (query ids, :class:`~nbknn.knn.topk.TopK`), always with the sam
 same order. Query chunks: ``reduceByKey`` with :func:`merge_partials` merges the partial results
 row by row, :func:`output_rows` turns the merged result into output rows. Row groups: every
 partial result travels as one binary value (:func:`encoded_partial`) and a group's partials are
-merged in one Arrow call (:func:`merged_groups`), so no output row passes through Spark's
+merged in one Arrow call (:func:`merged_groups`; :func:`merged_in_id_order` when the groups are
+runs of ids, which also spares the sort by id), so no output row passes through Spark's
 row-by-row conversion of Python objects.
 """
 
