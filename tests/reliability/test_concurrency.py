@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from helpers import write_jsonl
+from nbknn import contract
+from nbknn_airflow import param_schemas
 from reliability_support import (
     Watcher,
     compare_all,
@@ -38,7 +40,8 @@ DOCUMENTS = {"input_format": "jsonl", "id_column": "id", "label_column": "label"
 TRAIN = {**DOCUMENTS, "input_uri": "input/labelled", "mode": "full", "base_version": None,
          "partition_format": "date=%Y-%m-%d", "model_type": "multinomial", "alpha": 1.0, "fit_prior": True,
          "min_term_count": 1, "max_entries_per_shard": None, "token_pattern": r"[\p{L}\p{M}\p{N}]{2,}",
-         "lowercase": True}
+         "lowercase": True, "normalization": contract.DEFAULT_NORMALIZATION,
+         **param_schemas.NB_TRAIN_DEFAULTS}  # model selection off, its grids at their defaults
 TRAINING_RUNS = {  # run id -> (run_after, num_shards): two different models
     "manual__2026-11-22T02:00:00+00:00": (datetime(2026, 11, 22, 2, tzinfo=timezone.utc), 2),
     "manual__2026-11-22T02:00:05+00:00": (datetime(2026, 11, 22, 2, 0, 5, tzinfo=timezone.utc), 3),

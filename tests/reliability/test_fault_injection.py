@@ -47,6 +47,8 @@ from pathlib import Path
 import pytest
 
 from helpers import write_jsonl
+from nbknn import contract
+from nbknn_airflow import param_schemas
 from processes import free_port
 from reliability_support import (
     FaultPoints,
@@ -104,6 +106,8 @@ TRAIN_PARAMS = {
     "max_entries_per_shard": None,
     "token_pattern": r"[\p{L}\p{M}\p{N}]{2,}",
     "lowercase": True,
+    "normalization": contract.DEFAULT_NORMALIZATION,
+    **param_schemas.NB_TRAIN_DEFAULTS,  # model selection off, its grids at their defaults
 }
 PREDICT_PARAMS = {**DOCUMENT_PARAMS, "input_uri": "input/nb_predict/documents", "model_version": "latest", "top_n": 2}
 KNN_PARAMS = {
