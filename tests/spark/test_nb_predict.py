@@ -289,43 +289,6 @@ def test_both_vectorisers_count_each_documents_known_terms(spark, edge_model, tm
     }
 
 
-@pytest.mark.parametrize("vectoriser", ["in_row_lookup", "join"])
-def test_single_pass_scores_with_either_vectoriser_and_drops_shared_ids(spark, edge_model, tmp_path, vectoriser):
-    """The single pass counts and scores each batch of tokens in one call (in-row lookup) or scores
-    the joined vectors; either way its answers are scikit-learn's, its vector totals a Counter's
-    over the Python tokeniser, and both copies of a shared id are rejected after scoring."""
-    from collections import Counter
-
-    from helpers import local_path, write_jsonl
-    from nbknn.inputs.documents import InputSpec
-    from nbknn.inputs.tokenizer import tokenize
-    from nbknn.naive_bayes.single_pass import run_predict_single_pass
-
-    vocabulary = json.loads((local_path(edge_model) / "manifest.json").read_text())["counts"]["vocabulary_size"]
-    shared = [{"id": "twice", "text": "café"}, {"id": "twice", "label": "tokyo", "text": "東京 京都"}]
-    input_uri = write_jsonl(tmp_path / "docs.jsonl", EDGE_TEST + shared).as_uri()
-    run = (tmp_path / "run").as_uri()
-    summary = run_predict_single_pass(
-        spark, InputSpec(uri=input_uri), edge_model, f"{run}/predictions", f"{run}/report", f"{run}/rejects", 0.5,
-        top_n=2, max_lookup_terms=vocabulary if vectoriser == "in_row_lookup" else vocabulary - 1)
-    predictions = {r["doc_id"]: r.asDict(recursive=True) for r in spark.read.parquet(f"{run}/predictions").collect()}
-    classes, proba = sklearn_reference(EDGE_TRAIN, EDGE_TEST, "multinomial", 1.0, True)
-    assert_matches_sklearn(predictions, EDGE_TEST, classes, proba, 2)
-    assert sorted(predictions) == sorted(d["id"] for d in EDGE_TEST)
-    assert summary["vectoriser"] == vectoriser
-    assert summary["counts"]["rejected_by_reason"] == {"duplicate_id": 2} and summary["counts"]["reconciled"]
-    train_terms = {t for d in EDGE_TRAIN for t in tokenize(d["text"])}
-    tokens = [tokenize(d["text"]) for d in EDGE_TEST]
-    known = [Counter(t for t in doc if t in train_terms) for doc in tokens]
-    assert summary["vectors"] == {
-        "documents": len(EDGE_TEST),
-        "labelled": sum(1 for d in EDGE_TEST if "label" in d),
-        "without_known_term": sum(1 for k in known if not k),
-        "tokens": sum(len(doc) for doc in tokens),
-        "known_tokens": sum(sum(k.values()) for k in known),
-    }
-
-
 def test_single_class_model_matches_sklearn(spark, tmp_path):
     from helpers import train_model_in_process
 

@@ -88,12 +88,11 @@ def load_model_shard(
     return _scoring_form(spark, model_dir, manifest, class_ids, doc_count, term_total, entries, include_term_base)
 
 
-def load_whole_model(spark: SparkSession, model_dir: str, manifest: dict, classes=None) -> scoring.ShardModel:
+def load_whole_model(spark: SparkSession, model_dir: str, manifest: dict) -> scoring.ShardModel:
     """Every class of the model as one shard's scoring form (the single-pass prediction path).
 
-    Scores, winners and posteriors do not depend on how the classes are grouped into shards.
-    ``classes``: :func:`read_classes` of the model when the caller has read them already."""
-    _, doc_count, term_total, shard_of = classes or read_classes(spark, model_dir, manifest)
+    Scores, winners and posteriors do not depend on how the classes are grouped into shards."""
+    _, doc_count, term_total, shard_of = read_classes(spark, model_dir, manifest)
     for shard in range(manifest["num_shards"]):
         _shard_class_ids(shard_of, shard, manifest, model_dir)
     expected = sum(entry["entries"] for entry in manifest["shards"])

@@ -357,11 +357,7 @@ def result_from_scores(jll: np.ndarray, class_ids: np.ndarray, top_n: int = 0) -
     best = np.argmax(jll, axis=1) if n_docs else np.zeros(0, dtype=np.intp)
     width = min(top_n, n_classes)
     # A stable sort of the negated scores orders ties by column, i.e. by ascending class id.
-    if width:
-        top = np.argsort(-jll, axis=1, kind="stable")[:, :width]
-    else:
-        # No top-n asked for: sorting every document's k scores would be wasted (k may be 10^4).
-        top = np.zeros((n_docs, 0), dtype=np.intp)
+    top = np.argsort(-jll, axis=1, kind="stable")[:, :width]
     return ShardResult(
         best_class=class_ids[best].astype(np.int64),
         best_score=jll[np.arange(n_docs), best],

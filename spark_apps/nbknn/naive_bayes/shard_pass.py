@@ -83,15 +83,11 @@ def score_arrow_batch(
 ) -> pa.RecordBatch:
     """Score one Arrow batch of vectors against a shard: one sparse product for the whole batch."""
     X = csr_from_arrow(batch.column("term_ids"), batch.column("counts"), model.vocabulary_size)
-    return scores_batch(batch.column("doc_id"), batch.column("label"), scoring.shard_result(model, X, top_n))
-
-
-def scores_batch(doc_id: pa.Array, label: pa.Array, result: scoring.ShardResult) -> pa.RecordBatch:
-    """The scores frame's Arrow batch of documents ``doc_id`` / ``label`` and their ``result``."""
+    result = scoring.shard_result(model, X, top_n)
     return pa.RecordBatch.from_arrays(
         [
-            doc_id,
-            label,
+            batch.column("doc_id"),
+            batch.column("label"),
             pa.array(result.best_class.astype(np.int32)),
             pa.array(result.best_score),
             pa.array(result.log_sum_exp),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import uuid
 from functools import partial
-from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -124,20 +123,12 @@ def vocabulary_lookup(vocabulary: pa.Table) -> VocabularyLookup:
     return VocabularyLookup(terms, None if dense else ids, size)
 
 
-class KnownTerms(NamedTuple):
-    """Per-document counts of a batch's known terms, as the parts of a CSR matrix (n x V).
+def count_known_terms(tokens: pa.Array, lookup: VocabularyLookup):
+    """Per row of a list<string> column: (term_ids, counts, tokens) without a row loop.
 
-    offsets: (n+1,) int64 row pointers; term_ids: int32 ascending within each row; counts: int64
-    aligned with term_ids; tokens: (n,) int64 tokens of each row, known or not."""
-
-    offsets: np.ndarray
-    term_ids: np.ndarray
-    counts: np.ndarray
-    tokens: np.ndarray
-
-
-def known_terms(tokens: pa.Array, lookup: VocabularyLookup) -> KnownTerms:
-    """Count each row's known terms of a list<string> column without a row loop (null: empty)."""
+    term_ids: list<int32> of the row's known terms, ascending; counts: list<int32> aligned with
+    them; tokens: int32 number of tokens of the row (known or not). A null list counts as empty.
+    """
     n = len(tokens)
     lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(tokens)
@@ -157,22 +148,11 @@ def known_terms(tokens: pa.Array, lookup: VocabularyLookup) -> KnownTerms:
         term_ids = np.empty(0, dtype=np.int32)
         counts = np.empty(0, dtype=np.int64)
         per_row = np.zeros(n, dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64)
-    return KnownTerms(offsets, term_ids, counts.astype(np.int64), lengths)
-
-
-def count_known_terms(tokens: pa.Array, lookup: VocabularyLookup):
-    """Per row of a list<string> column: (term_ids, counts, tokens) as Arrow columns.
-
-    term_ids: list<int32> of the row's known terms, ascending; counts: list<int32> aligned with
-    them; tokens: int32 number of tokens of the row (known or not). A null list counts as empty.
-    """
-    known = known_terms(tokens, lookup)
-    offsets = pa.array(known.offsets.astype(np.int32))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32))
     return (
-        pa.ListArray.from_arrays(offsets, pa.array(known.term_ids, type=pa.int32())),
-        pa.ListArray.from_arrays(offsets, pa.array(known.counts.astype(np.int32), type=pa.int32())),
-        pa.array(known.tokens.astype(np.int32), type=pa.int32()),
+        pa.ListArray.from_arrays(offsets, pa.array(term_ids, type=pa.int32())),
+        pa.ListArray.from_arrays(offsets, pa.array(counts.astype(np.int32), type=pa.int32())),
+        pa.array(lengths.astype(np.int32), type=pa.int32()),
     )
 
 
@@ -315,25 +295,12 @@ def vector_frame(spark, accepted: DataFrame, manifest: dict, tokenizer, model_di
     Vocabularies of at most ``max_lookup_terms`` terms go to the tasks once (broadcast) and every
     document is counted in its row; larger ones are joined in Spark. The caller destroys the broadcast
     after the action."""
-    if fits_in_row_lookup(manifest, max_lookup_terms):
-        broadcast = broadcast_lookup(spark, model_dir)
+    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
+    if manifest["counts"]["vocabulary_size"] <= max_lookup_terms:
+        lookup = vocabulary_lookup(vocabulary.select("term_id", "term").toArrow())
+        broadcast = spark.sparkContext.broadcast(lookup)
         return "in_row_lookup", document_vectors(accepted, broadcast, tokenizer), broadcast
-    return "join", document_vectors_joined(accepted, _vocabulary(spark, model_dir), tokenizer), None
-
-
-def fits_in_row_lookup(manifest: dict, max_lookup_terms: int) -> bool:
-    """Whether the model's vocabulary is shipped to the tasks (else it is joined in Spark)."""
-    return manifest["counts"]["vocabulary_size"] <= max_lookup_terms
-
-
-def broadcast_lookup(spark, model_dir: str):
-    """The model's vocabulary as a broadcast :class:`VocabularyLookup` (the caller destroys it)."""
-    vocabulary = _vocabulary(spark, model_dir).select("term_id", "term").toArrow()
-    return spark.sparkContext.broadcast(vocabulary_lookup(vocabulary))
-
-
-def _vocabulary(spark, model_dir: str) -> DataFrame:
-    return spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
+    return "join", document_vectors_joined(accepted, vocabulary, tokenizer), None
 
 
 def _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri, max_lookup_terms):
