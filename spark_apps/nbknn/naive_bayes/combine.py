@@ -248,7 +248,7 @@ def _reconciled_counts(records: dict, confusion: list[tuple]) -> dict:
     predicted = sum(count for _, _, count in confusion)
     if predicted != records["accepted"]:
         raise AssertionError(f"predicted {predicted} documents, {records['accepted']} were accepted")
-    return {
+    counts = {
         "read": records["read"],
         "rejected": records["rejected"],
         "rejected_by_reason": records["rejected_by_reason"],
@@ -256,6 +256,9 @@ def _reconciled_counts(records: dict, confusion: list[tuple]) -> dict:
         "predicted": predicted,
         "reconciled": records["read"] == records["rejected"] + predicted,
     }
+    if "blank_lines" in records:  # neither read nor rejected: read + blank_lines is the line count
+        counts["blank_lines"] = records["blank_lines"]
+    return counts
 
 
 def predicted_by_label(confusion) -> dict[str, int]:
