@@ -149,6 +149,9 @@ def check_param(name: str, value, schema: dict) -> None:
         raise ParamError(f"param {name}={_shown(value)} refused: {exc.message[:300]}") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ParamError(f"param {name}={_shown(value)} refused: must be a finite number")
+    if isinstance(value, list) and any(isinstance(item, float) and not math.isfinite(item) for item in value):
+        # A NaN passes every bound of a JSON schema (each comparison is false).
+        raise ParamError(f"param {name}={_shown(value)} refused: every item must be a finite number")
     types = schema.get("type")
     wants_integer = types == "integer" or (isinstance(types, list) and "integer" in types)
     # JSON schema counts 5.0 as an integer; the Spark applications' argument parsers do not.

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from helpers import VENV_BIN, airflow_env_base, latest_run_task_states
+from nbknn import contract
 from nbknn_airflow import param_schemas
 from nbknn_airflow.plans.base import PlanError
 
@@ -39,7 +40,9 @@ VALID = {
     "nb_train": {**DOCUMENTS, "input_uri": "input/nb_train/labelled", "mode": "full", "base_version": None,
                  "partition_format": "date=%Y-%m-%d", "model_type": "multinomial", "alpha": 1.0, "fit_prior": True,
                  "min_term_count": 1, "num_shards": 4, "max_entries_per_shard": None,
-                 "token_pattern": r"[\p{L}\p{M}\p{N}]{2,}", "lowercase": True},
+                 "token_pattern": r"[\p{L}\p{M}\p{N}]{2,}", "lowercase": True,
+                 "normalization": contract.DEFAULT_NORMALIZATION,
+                 **param_schemas.NB_TRAIN_DEFAULTS},  # model selection off, its grids at their defaults
     "nb_predict": {**DOCUMENTS, "input_uri": "input/nb_predict/documents", "model_version": "latest", "top_n": 0},
     "doc_vectors": {**DOCUMENTS, "input_uri": "input/nb_predict/documents", "output_uri": "input/knn_neighbors/vectors",
                     "dims": 128, "min_doc_freq": 2},
@@ -168,6 +171,14 @@ def out_of_bounds(schema: dict) -> list:
         values.append("x" * (schema["maxLength"] + 1))
     if types == ["string"] or "enum" in schema:
         values.append(None)
+    if "array" in types:
+        values += ["not a list", None, []]  # the wrong type, and fewer than minItems (all have >= 1)
+        if "maxItems" in schema:
+            values.append([schema["items"].get("enum", [0.5])[0]] * 0 + list(range(1, schema["maxItems"] + 2)))
+        if schema.get("uniqueItems"):
+            first = (schema["items"].get("enum") or [1.0])[0]
+            values.append([first, first])
+        values += [[bad] for bad in out_of_bounds(schema["items"])]  # one refused item
     return values
 
 
