@@ -182,17 +182,6 @@ def temporary_sibling(uri: str, tag: str = "tmp") -> str:
     return f"{parent}/_{tag}-{name}-{uuid.uuid4().hex[:12]}"
 
 
-def remove_temporary_siblings(spark: SparkSession, uri: str, tag: str = "tmp") -> list[str]:
-    """Delete what killed writes of ``uri`` left beside it (their :func:`temporary_sibling` names);
-    call once ``uri`` itself is in place. Returns the names removed."""
-    parent, name = uri.rstrip("/").rsplit("/", 1)
-    pattern = re.compile(rf"_{re.escape(tag)}-{re.escape(name)}-[0-9a-f]{{12}}")
-    removed = [entry for entry in list_names(spark, parent) if pattern.fullmatch(entry)]
-    for entry in removed:
-        delete(spark, f"{parent}/{entry}")
-    return removed
-
-
 def publish_dir(spark: SparkSession, staging_uri: str, target_uri: str) -> None:
     """Move a completely written directory into place, replacing an earlier version of it.
 

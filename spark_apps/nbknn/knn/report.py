@@ -94,6 +94,6 @@ def publish_distance_picture(
     fs.write_bytes(spark, temp, picture)
     fs.delete(spark, target)
     fs.rename(spark, temp, target)
-    fs.remove_temporary_siblings(spark, target)  # pictures of killed attempts
+    fs.remove_abandoned_siblings(spark, target)  # pictures of killed attempts
     return {"uri": target, **{key: [round(v, 6) for v in values] if key != "ranks" else values
                               for key, values in stats.items()}}
