@@ -13,7 +13,7 @@ Runs every day at 06:00 UTC **and** whenever `nb_train` publishes a new model (t
 | `vectorize` | Spark: quarantines bad records and duplicated ids (`rejects/nb_predict/<run-key>/`), tokenises with the model's tokeniser, maps terms to the model's term ids → `vectors/` |
 | `shard_passes` | lists the prediction passes, one per shard of the chosen model |
 | `predict_shard` | Spark, **mapped: one task instance per model shard**; scores every document against the shard's classes in batches → `scores/shard=S/` |
-| `combine` | Spark: checks every shard scored the current vectors, picks each document's most probable class → `predictions/`; with labelled input, accuracy, macro-F1, per-class precision/recall and a confusion matrix → `report/metrics.json` + `report/confusion_matrix.png` + `report/per_class_f1.png` |
+| `combine` | Spark: checks every shard scored the current vectors, picks each document's most probable class → `predictions/`; with labelled input, accuracy, macro-F1, per-class precision/recall and a confusion matrix → `report/metrics.json` + `report/confusion_matrix.png` + `report/per_class_f1.png`; the run's row in the quality history (`predictions/naive_bayes/_quality_history/`) and its picture over runs → `report/quality_history.png` |
 | `report` | logs and returns the headline numbers (path, counts read / rejected / predicted, accuracy) |
 
 Both paths publish the same predictions and report: a model's answers do not depend on how its
@@ -107,8 +107,10 @@ def nb_predict():
             (triggering_asset_events or {}).get(NB_MODEL, []), key=lambda event: event.timestamp
         )
         run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+        run_date = dag_run.logical_date or dag_run.run_after
         try:
-            return plan_prediction(params, run_id, version_from_events([event.extra for event in events]), run_type)
+            return plan_prediction(params, run_id, version_from_events([event.extra for event in events]), run_type,
+                                   run_date.isoformat() if run_date else None)
         except NothingToDo as exc:
             raise AirflowSkipException(str(exc)) from None
 

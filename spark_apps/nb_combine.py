@@ -19,6 +19,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--predictions", required=True, help="URI of the predictions output directory")
     parser.add_argument("--report", required=True, help="URI of the report output directory")
     parser.add_argument("--top-n", type=cli.non_negative_int, default=0, help="keep the best N classes per document")
+    cli.add_history_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -27,7 +28,8 @@ def main(argv: list[str]) -> None:
     spark = build_session("nb_combine")
     try:
         summary = run_combine(
-            spark, args.model_dir, args.vectors, args.scores, args.predictions, args.report, args.top_n
+            spark, args.model_dir, args.vectors, args.scores, args.predictions, args.report, args.top_n,
+            cli.history_target(args),
         )
         print(json.dumps(summary, indent=2, sort_keys=True))
     finally:

@@ -178,10 +178,10 @@ def local_path(uri: str) -> Path:
 
 
 def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: int = 0, max_reject_fraction=0.0,
-                       path: str = "per_shard"):
+                       path: str = "per_shard", history=None):
     """A prediction run with the library functions the entry scripts call, on the shared SparkSession:
-    ``per_shard`` (vectorise -> every shard's pass -> combine) or ``single_pass``.
-    Returns (predictions by doc id, the run's summary, run root URI)."""
+    ``per_shard`` (vectorise -> every shard's pass -> combine) or ``single_pass``; ``history``: a
+    quality_history.HistoryTarget. Returns (predictions by doc id, the run's summary, run root URI)."""
     from nbknn.contract import scores_shard_uri
     from nbknn.inputs.documents import InputSpec
     from nbknn.naive_bayes.combine import run_combine
@@ -193,7 +193,7 @@ def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: 
     run = (workdir / "run").as_uri()
     if path == "single_pass":
         summary = run_predict_single_pass(spark, spec, model_dir, f"{run}/predictions", f"{run}/report",
-                                          f"{run}/rejects", max_reject_fraction, top_n)
+                                          f"{run}/rejects", max_reject_fraction, top_n, history=history)
     else:
         manifest = json.loads((local_path(model_dir) / "manifest.json").read_text())
         run_vectorize(spark, spec, model_dir, f"{run}/vectors", f"{run}/rejects", max_reject_fraction)
@@ -201,7 +201,7 @@ def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: 
             run_predict_shard(spark, model_dir, f"{run}/vectors", shard, scores_shard_uri(f"{run}/scores", shard),
                               top_n)
         summary = run_combine(spark, model_dir, f"{run}/vectors", f"{run}/scores", f"{run}/predictions",
-                              f"{run}/report", top_n)
+                              f"{run}/report", top_n, history)
     rows = spark.read.parquet(f"{run}/predictions").collect()
     return {row["doc_id"]: row.asDict(recursive=True) for row in rows}, summary, run
 

@@ -258,6 +258,15 @@ CONFUSION_PNG_NAME = "confusion_matrix.png"
 CLASS_F1_PNG_NAME = "per_class_f1.png"
 REPORT_HTML_NAME = "report.html"
 REPORT_SUMMARY_NAME = "summary.json"
+# The quality history: one row per evaluated run, ``<run-key>.json``, in this folder of the
+# predictions area (beside the runs' folders; the leading '_' keeps it out of Spark's listings),
+# and its picture in each run's report.
+QUALITY_HISTORY_NAME = "_quality_history"
+QUALITY_HISTORY_PNG_NAME = "quality_history.png"
+
+
+def quality_history_uri(root: str) -> str:
+    return join_uri(root, NB_PREDICTIONS_AREA, QUALITY_HISTORY_NAME)
 
 
 # How a run predicts. ``single_pass``: one application reads, vectorises, scores against the whole

@@ -556,7 +556,7 @@ def test_c_d_scheduled_training_survives_a_scheduler_kill_and_triggers_predictio
     events = stack.api("GET", "/assets/events", params={"limit": 100}).json()["asset_events"]
     (event,) = [e for e in events if e["extra"].get("version") == version]
     assert event["source_dag_id"] == "nb_train" and event["source_run_id"] == train["dag_run_id"]
-    (run_dir,) = [d for d in (stack.data_root / "predictions" / "naive_bayes").iterdir()
+    (run_dir,) = [d for d in (stack.data_root / "predictions" / "naive_bayes").iterdir() if not d.name.startswith("_")
                   if json.loads((d / "report" / "summary.json").read_text())["model"]["version"] == version]
     summary = json.loads((run_dir / "report" / "summary.json").read_text())
     assert summary["counts"]["predicted"] == TEST_DOCS and summary["num_shards"] == manifest["num_shards"]

@@ -193,7 +193,7 @@ def test_per_shard_predictions_on_the_cluster_equal_local_mode_and_sklearn(clust
     root, local = cluster_runs.root, cluster_runs.local
     # The same class for every document, the same probabilities, as local mode and as scikit-learn
     # on the same documents; one mapped predict_shard task instance per shard.
-    (cluster_run,) = (root / "predictions" / "naive_bayes").iterdir()
+    (cluster_run,) = [d for d in (root / "predictions" / "naive_bayes").iterdir() if not d.name.startswith("_")]
     cluster_predictions = _rows(cluster_run / "predictions", ["doc_id"])
     local_predictions = [local["predictions"][doc_id] for doc_id in sorted(local["predictions"])]
     assert len(local_predictions) == TEST_DOCS

@@ -72,6 +72,7 @@ def test_plan_pins_the_latest_model_and_maps_one_pass_per_shard(root):
         "scores": f"{run_dir}/scores",
         "predictions": f"{run_dir}/predictions",
         "report": f"{run_dir}/report",
+        "quality_history": f"{root.as_uri()}/predictions/naive_bayes/_quality_history",
     }
     assert len(plan["shard_args"]) == 3
     for shard, args in enumerate(plan["shard_args"]):
@@ -195,3 +196,21 @@ def test_a_scheduled_run_before_any_model_has_nothing_to_do(root):
         plan_prediction(PARAMS, "scheduled__2026-03-01T06:00:00+00:00", run_type="scheduled")
     with pytest.raises(PlanError, match="run nb_train first"):
         plan_prediction(PARAMS, RUN_ID, run_type="manual")
+
+def test_the_applications_that_write_the_report_get_the_runs_quality_history_row(root):
+    """Both report writers name the run's row by its run key and date it; the shard passes do not."""
+    nb_combine, nb_predict = entry_script("nb_combine"), entry_script("nb_predict")
+    from nbknn.common.cli import history_target
+
+    publish_fake_model(root, "v1", num_shards=2)
+    plan = plan_prediction(PARAMS, RUN_ID, run_date="2026-11-02T06:00:00+00:00")
+    for args in (nb_combine.parse_args(plan["combine_args"]), nb_predict.parse_args(plan["single_pass_args"])):
+        target = history_target(args)
+        assert (target.uri, target.run_key, target.run_date) == (
+            plan["uris"]["quality_history"], plan["run_key"], "2026-11-02T06:00:00+00:00"
+        )
+    assert not any("--quality-history" in args for args in plan["shard_args"] + [plan["vectorize_args"]])
+    # A retry plans the same row (same run key); without a date the row is undated.
+    again = plan_prediction(PARAMS, RUN_ID)
+    assert history_target(nb_combine.parse_args(again["combine_args"])).run_key == plan["run_key"]
+    assert history_target(nb_combine.parse_args(again["combine_args"])).run_date is None

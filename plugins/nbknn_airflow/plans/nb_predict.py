@@ -91,9 +91,14 @@ def load_manifest(version_dir: str) -> dict:
 
 
 def plan_prediction(
-    params: dict, run_id: str, triggered_version: str | None = None, run_type: str = "manual"
+    params: dict, run_id: str, triggered_version: str | None = None, run_type: str = "manual",
+    run_date: str | None = None,
 ) -> dict:
     """Everything an ``nb_predict`` run reads and writes, and the arguments of its Spark applications.
+
+    ``run_date`` (ISO 8601: the logical date of a scheduled run, else when the run was triggered)
+    dates the run's row in the quality history, which the application that writes the report
+    adds when the input has labels (``uris["quality_history"]``, one row per run key).
 
     ``path`` says which way the run predicts (:func:`nbknn.contract.choose_prediction_path`):
     ``single_pass_args`` are the one application's arguments; otherwise ``vectorize_args``,
@@ -117,6 +122,8 @@ def plan_prediction(
     rejects = paths.rejects_dir(root, "nb_predict", key)
     model_args = ["--model-dir", version_dir, "--vectors", layout["vectors"]]
     reject_args = ["--rejects", rejects, "--max-reject-fraction", str(params["max_reject_fraction"])]
+    history = contract.quality_history_uri(root)
+    history_args = ["--quality-history", history, "--run-key", key, *(["--run-date", run_date] if run_date else [])]
     return {
         "run_key": key,
         "model": {
@@ -127,7 +134,7 @@ def plan_prediction(
             "num_shards": manifest["num_shards"],
             "classes": manifest.get("counts", {}).get("classes"),
         },
-        "uris": {"input": input_uri, "rejects": rejects, **layout},
+        "uris": {"input": input_uri, "rejects": rejects, **layout, "quality_history": history},
         "path": {"name": path, "reason": path_reason},
         # Flat keys: each is pushed as its own XCom (multiple_outputs) for a Spark task's arguments.
         "single_pass_args": [
@@ -138,6 +145,7 @@ def plan_prediction(
             *reject_args,
             "--top-n", str(top_n),
             "--path-reason", path_reason,
+            *history_args,
         ],
         "vectorize_args": [
             *input_args(params, input_uri),
@@ -152,6 +160,7 @@ def plan_prediction(
             "--predictions", layout["predictions"],
             "--report", layout["report"],
             "--top-n", str(top_n),
+            *history_args,
         ],
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nbknn.common.errors import ConfigError
 from nbknn.contract import (
     DEFAULT_MAX_RECORD_BYTES,
     DEFAULT_MAX_REJECT_FRACTION,
@@ -14,6 +15,7 @@ from nbknn.contract import (
 )
 from nbknn.inputs.documents import InputSpec
 from nbknn.inputs.tokenizer import TokenizerConfig
+from nbknn.naive_bayes.quality_history import HistoryTarget
 
 
 def fraction(text: str) -> float:
@@ -93,6 +95,21 @@ def add_tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
 
 def tokenizer_config(args: argparse.Namespace) -> TokenizerConfig:
     return TokenizerConfig(pattern=args.token_pattern, lowercase=args.lowercase, normalization=args.normalization)
+
+
+def add_history_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("quality history (evaluated runs add a row)")
+    group.add_argument("--quality-history", help="URI of the quality history folder (none: no row, no picture)")
+    group.add_argument("--run-key", help="the run's key: names its row (required with --quality-history)")
+    group.add_argument("--run-date", help="the run's date (ISO 8601), recorded in its row")
+
+
+def history_target(args: argparse.Namespace) -> HistoryTarget | None:
+    if args.quality_history is None:
+        return None
+    if not args.run_key:
+        raise ConfigError("--quality-history needs --run-key (the run's row is named by it)")
+    return HistoryTarget(uri=args.quality_history, run_key=args.run_key, run_date=args.run_date)
 
 
 def add_reject_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,6 +28,7 @@ from nbknn.common.provenance import code_version
 from nbknn.contract import scores_shard_uri
 from nbknn.naive_bayes.model_reader import class_labels, model_summary, read_model_manifest
 from nbknn.naive_bayes.outputs import IncompleteScores, publish_output, read_output_summary, summary_uri
+from nbknn.naive_bayes.quality_history import HistoryTarget
 from nbknn.naive_bayes.report import publish_report
 from nbknn.naive_bayes.scoring_checks import check_top_n
 
@@ -175,8 +176,10 @@ def run_combine(
     predictions_uri: str,
     report_uri: str,
     top_n: int = 0,
+    history: HistoryTarget | None = None,
 ) -> dict:
-    """Combine the shard scores into predictions; write the report; returns the run summary."""
+    """Combine the shard scores into predictions; write the report (and the run's row into the
+    quality ``history`` when given and the input has labels); returns the run summary."""
     manifest = read_model_manifest(spark, model_dir)
     vectors_summary = read_output_summary(spark, vectors_uri, "the vectors")
     shard_summaries = check_scores_complete(spark, manifest, vectors_summary, scores_dir, top_n)
@@ -197,7 +200,7 @@ def run_combine(
         duplicate_ids=vectors_summary["duplicate_ids"],
     )
     publish_output(spark, temp_uri, predictions_uri, summary)
-    return publish_report(spark, summary, confusion, labels, manifest["version"], report_uri)
+    return publish_report(spark, summary, confusion, labels, manifest["version"], report_uri, history)
 
 
 def prediction_summary(job: str, model_dir: str, manifest: dict, top_n: int, counts: dict, confusion: list[tuple],

@@ -1,5 +1,6 @@
 """The report of a labelled prediction run: metrics.json, the confusion matrix and the F1 of every
-class as PNG pictures and a small HTML page, written into the report directory, and the part of the run summary that points at them."""
+class as PNG pictures, the quality history over runs (:mod:`nbknn.naive_bayes.quality_history`) and
+a small HTML page, written into the report directory, and the part of the run summary that points at them."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from nbknn.contract import (
     CLASS_F1_PNG_NAME,
     CONFUSION_PNG_NAME,
     METRICS_NAME,
+    QUALITY_HISTORY_PNG_NAME,
     REPORT_HTML_NAME,
     REPORT_SUMMARY_NAME,
     join_uri,
 )
 from nbknn.naive_bayes.metrics import classification_metrics
 from nbknn.naive_bayes.outputs import publish_output
+from nbknn.naive_bayes.quality_history import HistoryTarget, record_and_draw
 
 # Tick labels longer than this are shortened on the picture (the report's table and
 # metrics.json keep them whole): the margins are sized for them, see confusion_png.
@@ -139,10 +142,17 @@ def _shortened(label: str) -> str:
     return label if len(label) <= PICTURE_LABEL_CHARS else label[: PICTURE_LABEL_CHARS - 1] + "…"
 
 
-def report_html(metrics: dict, picture_name: str, title: str, chart_name: str = CLASS_F1_PNG_NAME) -> str:
-    """A small self-contained HTML page: headline numbers, the F1 chart, per-class table, the
-    confusion picture (both pictures linked by their file names, which sit beside the page)."""
+def report_html(metrics: dict, picture_name: str, title: str, chart_name: str = CLASS_F1_PNG_NAME,
+                history: dict | None = None) -> str:
+    """A small self-contained HTML page: headline numbers, the quality history over runs (when
+    ``history``: its picture's file name, rows and folder), the F1 chart, per-class table, the
+    confusion picture (the pictures linked by their file names, which sit beside the page)."""
     esc = html.escape
+    history_section = "" if history is None else (
+        f"""<h2>Quality over runs</h2>
+<p>Accuracy and macro-F1 of the {history['runs']} evaluated run(s) in {esc(history['uri'])}, this one circled.</p>
+<img src="{esc(history['picture'])}" alt="quality history" style="max-width: 100%; height: auto">
+""")
     rows = "\n".join(
         f"<tr><td>{esc(label)}</td><td>{m['precision']:.4f}</td><td>{m['recall']:.4f}</td>"
         f"<td>{m['f1']:.4f}</td><td>{m['support']}</td></tr>"
@@ -161,7 +171,7 @@ td:first-child, th:first-child {{ text-align: left; }} .headline td {{ font-size
 <tr><td>{metrics['documents']}</td><td>{metrics['accuracy']:.4f}</td><td>{metrics['macro_f1']:.4f}</td>
 <td>{metrics['macro_precision']:.4f}</td><td>{metrics['macro_recall']:.4f}</td></tr>
 </table>
-<h2>Per class</h2>
+{history_section}<h2>Per class</h2>
 <img src="{esc(chart_name)}" alt="F1 per class" style="max-width: 100%; height: auto">
 <table>
 <tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
@@ -176,10 +186,12 @@ Colour: the share of the true class's documents; numbers: documents.</p>
 
 
 def write_report_files(
-    spark: SparkSession, report_dir: str, confusion: list[tuple], predicted: int, labels: list[str], model_version
+    spark: SparkSession, report_dir: str, confusion: list[tuple], predicted: int, labels: list[str], model_version,
+    history: HistoryTarget | None = None,
 ) -> dict | None:
-    """Write metrics.json, the confusion picture and the HTML page into ``report_dir`` from the
-    (true label, predicted label, count) rows; returns the metrics, None when no row has a true label."""
+    """Write metrics.json, the pictures and the HTML page into ``report_dir`` from the (true label,
+    predicted label, count) rows, and the run's row into the quality ``history`` (when given, before
+    its picture is drawn); returns the metrics, None when no row has a true label."""
     labelled_rows = [(t, p, n) for t, p, n in confusion if t is not None]
     if not labelled_rows:
         return None
@@ -187,6 +199,12 @@ def write_report_files(
     metrics["unlabelled_documents"] = predicted - metrics["documents"]
     metrics["true_labels_unknown_to_model"] = sorted({t for t, _, _ in labelled_rows} - set(labels))
     metrics["model_version"] = model_version
+    history_page = None
+    if history is not None:
+        picture, runs = record_and_draw(spark, history, metrics)
+        fs.write_bytes(spark, join_uri(report_dir, QUALITY_HISTORY_PNG_NAME), picture)
+        history_page = {"picture": QUALITY_HISTORY_PNG_NAME, "runs": runs, "uri": history.uri}
+        metrics["quality_history"] = {"uri": history.uri, "run_key": history.run_key, "runs": runs}
     fs.write_json_atomic(spark, join_uri(report_dir, METRICS_NAME), metrics)
     title = f"nb_predict, model {model_version}: accuracy {metrics['accuracy']:.4f}"
     fs.write_bytes(
@@ -198,7 +216,7 @@ def write_report_files(
     fs.write_bytes(
         spark,
         join_uri(report_dir, REPORT_HTML_NAME),
-        report_html(metrics, CONFUSION_PNG_NAME, title).encode("utf-8"),
+        report_html(metrics, CONFUSION_PNG_NAME, title, history=history_page).encode("utf-8"),
     )
     return metrics
 
@@ -207,6 +225,10 @@ def metrics_summary(metrics: dict | None, report_uri: str) -> dict | None:
     """Where the published report's files are and its headline numbers (None without metrics)."""
     if metrics is None:
         return None
+    history = {} if "quality_history" not in metrics else {
+        "quality_history_uri": metrics["quality_history"]["uri"],
+        "quality_history_picture_uri": join_uri(report_uri, QUALITY_HISTORY_PNG_NAME),
+    }
     return {
         "uri": join_uri(report_uri, METRICS_NAME),
         "picture_uri": join_uri(report_uri, CONFUSION_PNG_NAME),
@@ -215,16 +237,19 @@ def metrics_summary(metrics: dict | None, report_uri: str) -> dict | None:
         "labelled_documents": metrics["documents"],
         "accuracy": metrics["accuracy"],
         "macro_f1": metrics["macro_f1"],
+        **history,
     }
 
 
 def publish_report(spark: SparkSession, summary: dict, confusion: list[tuple], labels: list[str],
-                   model_version: str, report_uri: str) -> dict:
-    """Write metrics, picture, page and the run summary beside ``report_uri`` and rename them into
-    place; returns the summary (with its ``metrics`` entry) as the contract writes it."""
+                   model_version: str, report_uri: str, history: HistoryTarget | None = None) -> dict:
+    """Write metrics, pictures, page and the run summary beside ``report_uri`` (and the run's row
+    into the quality ``history``) and rename them into place; returns the summary (with its
+    ``metrics`` entry) as the contract writes it."""
     report_temp = fs.temporary_sibling(report_uri)
     fs.mkdirs(spark, report_temp)
-    metrics = write_report_files(spark, report_temp, confusion, summary["counts"]["predicted"], labels, model_version)
+    metrics = write_report_files(spark, report_temp, confusion, summary["counts"]["predicted"], labels, model_version,
+                                 history)
     summary = contract.PredictionSummary(**summary, metrics=metrics_summary(metrics, report_uri)).to_dict()
     fs.write_json_atomic(spark, join_uri(report_temp, REPORT_SUMMARY_NAME), summary)
     publish_output(spark, report_temp, report_uri, summary)

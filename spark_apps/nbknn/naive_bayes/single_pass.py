@@ -30,6 +30,7 @@ from nbknn.inputs.tokenizer import TokenizerConfig
 from nbknn.naive_bayes.combine import combine_scores, confusion_and_counts, prediction_summary
 from nbknn.naive_bayes.model_reader import class_labels, load_whole_model, read_model_manifest
 from nbknn.naive_bayes.outputs import publish_output
+from nbknn.naive_bayes.quality_history import HistoryTarget
 from nbknn.naive_bayes.report import publish_report
 from nbknn.naive_bayes.shard_pass import model_memory, shard_scores
 from nbknn.naive_bayes.vectorize import (
@@ -53,8 +54,10 @@ def run_predict_single_pass(
     top_n: int = 0,
     path_reason: str = "",
     max_lookup_terms: int = DEFAULT_MAX_LOOKUP_TERMS,
+    history: HistoryTarget | None = None,
 ) -> dict:
-    """Predict every accepted document of ``spec`` with the whole model; returns the run summary."""
+    """Predict every accepted document of ``spec`` with the whole model; returns the run summary
+    (an evaluated run adds its row to the quality ``history`` when given)."""
     manifest = read_model_manifest(spark, model_dir)
     tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
     model = load_whole_model(spark, model_dir, manifest)
@@ -77,7 +80,7 @@ def run_predict_single_pass(
         duplicate_ids=duplicates,
     )
     publish_output(spark, temp_uri, predictions_uri, summary)
-    return publish_report(spark, summary, confusion, labels, manifest["version"], report_uri)
+    return publish_report(spark, summary, confusion, labels, manifest["version"], report_uri, history)
 
 
 def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, labels, top_n, temp_uri,
