@@ -85,9 +85,11 @@ def train_model_in_process(
     alpha: float = 1.0,
     fit_prior: bool = True,
     version: str = "v1",
+    tokenizer=None,
 ) -> str:
     """Train and publish a model with the library functions the Spark applications call,
-    on the shared SparkSession (no spark-submit); returns the published model directory URI."""
+    on the shared SparkSession (no spark-submit); returns the published model directory URI.
+    ``tokenizer``: a TokenizerConfig (default: the default one)."""
     from nbknn.inputs.documents import InputSpec
     from nbknn.inputs.tokenizer import TokenizerConfig
     from nbknn.naive_bayes.class_prior import run_class_prior
@@ -100,7 +102,7 @@ def train_model_in_process(
     spec = InputSpec(uri=input_path.as_uri())
     run_class_prior(spark, spec, staging, f"{root}/rejects", max_reject_fraction=0.0)
     run_term_counts(
-        spark, spec, staging, TokenizerConfig(), min_term_count=min_term_count, num_shards=num_shards
+        spark, spec, staging, tokenizer or TokenizerConfig(), min_term_count=min_term_count, num_shards=num_shards
     )
     publish_model(
         spark, staging, version_dir, f"{root}/models/LATEST", version, model_type, alpha, fit_prior, lineage={}
