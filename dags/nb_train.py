@@ -28,7 +28,9 @@ the result has the same counts as one full run over those partitions.
 The model holds counts; `model_type`, `alpha` and `fit_prior` are recorded in the manifest and
 applied when a shard is loaded for prediction. With `selection=kfold` (full runs only) they are the
 grid point with the best mean `selection_metric` over the folds (a document's fold is a hash of its
-id), and the manifest's `selection` holds every point's per-fold scores. A run fails loudly when more than
+id), and the manifest's `selection` holds every point's per-fold scores. Every published model
+carries a report (`report/report.html`): each class's top terms at the model's alpha, and with
+selection the table and the metric against alpha. A run fails loudly when more than
 `max_reject_fraction` of the records are rejected. Retrying any task is safe: each task
 overwrites only its own run's outputs, and the model becomes visible only when complete.
 """

@@ -16,6 +16,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--base-dir", required=True, help="published model the new counts are added to")
     parser.add_argument("--delta-dir", required=True, help="model directory of the new partition's counts")
     parser.add_argument("--model-dir", required=True, help="staging directory of the merged model")
+    parser.add_argument("--report-alpha", type=float, help="write the model's report: top terms at this alpha")
     shards = parser.add_mutually_exclusive_group(required=True)
     shards.add_argument("--num-shards", type=cli.positive_int)
     shards.add_argument("--max-entries-per-shard", type=cli.positive_int)
@@ -33,6 +34,7 @@ def main(argv: list[str]) -> None:
             model_dir=args.model_dir,
             num_shards=args.num_shards,
             max_entries_per_shard=args.max_entries_per_shard,
+            report_alpha=args.report_alpha,
         )
         print(json.dumps(summary, indent=2, sort_keys=True))
     finally:

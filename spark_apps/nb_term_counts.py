@@ -17,6 +17,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     cli.add_tokenizer_arguments(parser)
     parser.add_argument("--model-dir", required=True, help="staging directory of the model being built")
     parser.add_argument("--min-term-count", type=cli.positive_int, default=1)
+    parser.add_argument("--report-alpha", type=float, help="write the model's report: top terms at this alpha")
     shards = parser.add_mutually_exclusive_group(required=True)
     shards.add_argument("--num-shards", type=cli.positive_int)
     shards.add_argument("--max-entries-per-shard", type=cli.positive_int)
@@ -35,6 +36,7 @@ def main(argv: list[str]) -> None:
             min_term_count=args.min_term_count,
             num_shards=args.num_shards,
             max_entries_per_shard=args.max_entries_per_shard,
+            report_alpha=args.report_alpha,
         )
         print(json.dumps(summary, indent=2, sort_keys=True))
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.naive_bayes import MultinomialNB
 
 from nbknn import contract
 from nbknn.inputs.tokenizer import tokenize
@@ -42,3 +43,23 @@ def our_table(folds, X, y, metric, alphas=ALPHAS):
     points = grid_points(MODEL_TYPES, alphas, FIT_PRIORS)
     tallies = [tally_fold(counts, f, X[folds == f], y[folds == f], points) for f in range(FOLDS)]
     return selection_table(tallies, points, metric)
+
+
+def class_top_terms(docs: list, alpha: float, top: int = 10) -> dict[str, list[str]]:
+    """Each class's top terms of the model report, from scikit-learn: MultinomialNB fitted on two
+    "documents", the class's counts and all other classes' counts summed, gives the ratio as
+    ``feature_log_prob_[0] - feature_log_prob_[1]``; the class's seen terms of largest ratio, ties
+    to the first in sorted order."""
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    X = vectorizer.fit_transform([d["text"] for d in docs])
+    labels = np.array([d["label"] for d in docs])
+    names = vectorizer.get_feature_names_out()
+    total = np.asarray(X.sum(axis=0)).ravel()
+    expected = {}
+    for label in sorted(set(labels)):
+        inside = np.asarray(X[labels == label].sum(axis=0)).ravel()
+        nb = MultinomialNB(alpha=alpha).fit(np.stack([inside, total - inside]), ["in", "rest"])
+        ratio = nb.feature_log_prob_[0] - nb.feature_log_prob_[1]
+        seen = np.flatnonzero(inside)
+        expected[label] = [str(names[i]) for i in seen[np.lexsort((seen, -ratio[seen]))][:top]]
+    return expected

@@ -198,9 +198,12 @@ def model_manifest(
 
     ``model``: {"type", "alpha", "fit_prior"}; ``lineage``: the run's own record (from its plan);
     ``selection``: the selection job's summary when selection chose ``model`` (the manifest then
-    keeps its whole table)."""
+    keeps its whole table). ``report``: the model's report (its page, each class's top terms), from
+    the job that wrote it (selection, else term counts, which merge rewrites for the merged model)."""
+    report = selection["report"] if selection else terms.get("report")
     return {
         **({"selection": {key: selection[key] for key in SELECTION_RECORD_KEYS}} if selection else {}),
+        **({"report": report} if report else {}),
         "format_version": MANIFEST_FORMAT_VERSION,
         "kind": "naive_bayes",
         "version": version,

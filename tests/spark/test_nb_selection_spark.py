@@ -96,25 +96,17 @@ def test_input_changed_since_counting_is_refused(spark, corpus, tmp_path):
 
 
 def test_model_report_holds_the_picture_page_and_top_terms(r52_selection):
-    """The report in the staged model's report/ directory; the top terms are those of the counts
-    scikit-learn's MultinomialNB gathers (its feature_count_) at the chosen alpha."""
+    """The report in the staged model's report/ directory; the top terms are scikit-learn's class
+    against rest log-probability ratios at the chosen alpha (selection_oracles.class_top_terms)."""
     from pathlib import Path
     from urllib.parse import urlparse
 
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    from nbknn.inputs.tokenizer import tokenize
-    from nbknn.naive_bayes.model_report import top_terms
+    from selection_oracles import class_top_terms
 
     docs, _, staging, summary = r52_selection
     report = Path(urlparse(staging).path) / "report"
     assert (report / "selection.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Top terms of each class" in (report / "report.html").read_text()
-    assert summary["report"]["page"] == "report/report.html"
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    X = vectorizer.fit_transform([d["text"] for d in docs])
-    nb = MultinomialNB().fit(X, [d["label"] for d in docs])
-    expected = top_terms(nb.feature_count_, vectorizer.get_feature_names_out(), summary["best"]["alpha"])
-    assert summary["report"]["top_terms"] == {
-        label: [term for term, _ in top] for label, top in zip(nb.classes_, expected)
-    }
+    page = (report / "report.html").read_text()
+    assert "Top terms of each class" in page and "Selection was off" not in page
+    assert summary["report"]["page"] == "report/report.html" and summary["report"]["selection"] is True
+    assert summary["report"]["top_terms"] == class_top_terms(docs, summary["best"]["alpha"])

@@ -1,38 +1,19 @@
-"""The model report of a selection run: top terms against scikit-learn's own smoothed
-log-probabilities, and a selection picture that draws the table (pixels, not just a file)."""
+"""The model report's page and selection picture (pixels, not just a file); the top terms are
+tested against scikit-learn in tests/spark/test_nb_model_report.py."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
-import scipy.sparse as sp
 from PIL import Image
-from sklearn.naive_bayes import MultinomialNB
 
 from nbknn.naive_bayes.model_report import (
     CHOSEN_COLOUR,
     CURVE_COLOURS,
     model_report_html,
     selection_png,
-    top_terms,
 )
-
-
-def test_top_terms_are_the_largest_class_against_rest_log_ratios():
-    rng = np.random.default_rng(3)
-    counts = rng.poisson(0.6, size=(4, 40)) * rng.integers(1, 6, size=(4, 40))
-    terms = [f"t{i}" for i in range(40)]
-    got = top_terms(sp.csr_array(counts), terms, alpha=0.3, k=5)
-    for c in range(4):
-        # Oracle: MultinomialNB fitted on two "documents", the class's counts and the others' summed.
-        X = np.stack([counts[c], counts.sum(axis=0) - counts[c]])
-        nb = MultinomialNB(alpha=0.3).fit(X, ["in", "rest"])
-        ratio = nb.feature_log_prob_[0] - nb.feature_log_prob_[1]
-        seen = np.flatnonzero(counts[c])
-        expected = seen[np.lexsort((seen, -ratio[seen]))][:5]
-        assert [t for t, _ in got[c]] == [terms[i] for i in expected]
-        np.testing.assert_allclose([r for _, r in got[c]], ratio[expected], rtol=1e-12)
 
 
 def summary():
@@ -81,7 +62,15 @@ def test_selection_picture_draws_each_model_types_curves_and_circles_the_choice(
 
 
 def test_page_shows_the_choice_the_table_and_escaped_terms():
-    page = model_report_html(summary(), ["<a>", "b"], [[("x&y", 2.0)], [("z", 1.0)]])
+    page = model_report_html(["<a>", "b"], [[("x&y", 2.0)], [("z", 1.0)]], 10.0, summary())
     assert "multinomial, alpha=10.0, fit_prior=True" in page
     assert page.count("<tr") == 1 + 16 + 1 + 2
     assert "&lt;a&gt;" in page and "x&amp;y" in page and 'src="selection.png"' in page
+    assert "Selection was off" not in page
+
+
+def test_page_without_selection_says_so_and_still_lists_the_top_terms():
+    page = model_report_html(["<a>", "b"], [[("x&y", 2.0)], [("z", 1.0)]], 0.5)
+    assert "Selection was off" in page and "selection.png" not in page and "Every grid point" not in page
+    assert page.count("<tr") == 1 + 2 and "alpha=0.5" in page
+    assert "&lt;a&gt;" in page and "x&amp;y" in page

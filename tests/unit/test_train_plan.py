@@ -116,6 +116,8 @@ def test_selection_off_plans_no_select_job():
     assert plan["select_args"] == []
     assert plan["publish"]["selection"] is False
     assert "--selection" not in plan["publish_args"]
+    # The model's report (top terms at the run's alpha) is then written by term_counts.
+    assert entry_script("nb_term_counts").parse_args(plan["term_counts_args"]).report_alpha == 0.5
 
 
 def test_selection_arguments_are_accepted_by_the_entry_scripts():
@@ -127,6 +129,8 @@ def test_selection_arguments_are_accepted_by_the_entry_scripts():
     )
     assert args.model_dir == plan["uris"]["staging_dir"] and args.input == plan["uris"]["input"]
     assert entry_script("nb_publish_model").parse_args(plan["publish_args"]).selection is True
+    # The selection job writes the report (at the chosen alpha): term_counts does not.
+    assert entry_script("nb_term_counts").parse_args(plan["term_counts_args"]).report_alpha is None
 
 
 @pytest.mark.parametrize(
@@ -246,7 +250,10 @@ def test_incremental_counts_a_delta_and_merges_it_into_the_latest_model(file_roo
     assert arg_after(plan["term_counts_args"], "--num-shards") == "1"
     assert plan["merge_args"] == [
         "--base-dir", base_dir, "--delta-dir", delta, "--model-dir", plan["uris"]["staging_dir"], "--num-shards", "3",
+        "--report-alpha", "0.5",
     ]
+    # The delta is never published: its counts get no report; the merged model's does.
+    assert "--report-alpha" not in plan["term_counts_args"]
     assert json.loads(arg_after(plan["publish_args"], "--lineage"))["parent_version"] == "20260301T000000Z-aaaaaaaa"
 
 

@@ -163,7 +163,7 @@ def plan_training(
         "merge": base is not None,
         "selection": selection,
         # Flat keys: each is pushed as its own XCom (multiple_outputs) for a Spark task's arguments.
-        **_counting_args(params, uris),
+        **_counting_args(params, uris, selection),
         "select_args": _select_args(params, uris) if selection else [],
         **_model_args(params, uris, version, lineage, selection),
     }
@@ -247,7 +247,13 @@ def _shard_args(params: dict) -> list[str]:
     return ["--num-shards", str(params["num_shards"])]
 
 
-def _counting_args(params: dict, uris: dict) -> dict[str, list[str]]:
+def _report_args(params: dict) -> list[str]:
+    """The model's report (each class's top terms) at the run's alpha, written by the job that
+    leaves the model's final counts: term_counts, or merge when incremental (selection writes its own)."""
+    return ["--report-alpha", repr(float(params["alpha"]))]
+
+
+def _counting_args(params: dict, uris: dict, selection: bool) -> dict[str, list[str]]:
     """Arguments of class_prior and term_counts, which count into the delta model when there is a base."""
     merging = "delta_dir" in uris
     count_dir = uris["delta_dir"] if merging else uris["staging_dir"]
@@ -268,6 +274,7 @@ def _counting_args(params: dict, uris: dict) -> dict[str, list[str]]:
             "--min-term-count", str(params["min_term_count"]),
             # A delta is never published: one shard; the merge plans the model's shards.
             *(["--num-shards", "1"] if merging else _shard_args(params)),
+            *([] if merging or selection else _report_args(params)),
         ],
     }
 
@@ -282,6 +289,7 @@ def _model_args(params: dict, uris: dict, version: str, lineage: dict, selection
             "--delta-dir", uris["delta_dir"],
             "--model-dir", uris["staging_dir"],
             *_shard_args(params),
+            *_report_args(params),
         ]
     return {
         "merge_args": merge_args,

@@ -34,6 +34,7 @@ from nbknn.common import fs
 from nbknn.common.errors import ConfigError, NotRetryableError
 from nbknn.common.provenance import code_version
 from nbknn.naive_bayes import schemas
+from nbknn.naive_bayes.model_report import write_model_report
 from nbknn.naive_bayes.staging import forget_staged_manifest, summary_uri
 from nbknn.naive_bayes.term_counts import term_counts_summary, write_sharded_tables
 from nbknn.naive_bayes.vocabulary import number_terms
@@ -199,6 +200,7 @@ def run_merge_model(
     model_dir: str,
     num_shards: int | None = None,
     max_entries_per_shard: int | None = None,
+    report_alpha: float | None = None,
 ) -> dict:
     """Add the counts of ``delta_dir`` (built by the class prior and term counts jobs over new
     data only) to the published model at ``base_dir``; write the merged model's tables and
@@ -206,7 +208,8 @@ def run_merge_model(
 
     Shards are always planned afresh from the merged entries (the tables are rewritten anyway, and
     so the layout equals a full run's over the same data). Refuses (not retryable) a delta whose
-    folders the base already holds, or whose tokeniser differs from the base's.
+    folders the base already holds, or whose tokeniser differs from the base's. With
+    ``report_alpha``, also writes the merged model's report/ (each class's top terms at that alpha).
     """
     if model_dir.rstrip("/") in (base_dir.rstrip("/"), delta_dir.rstrip("/")):
         raise ConfigError(f"the merged model must go to a directory of its own (got {model_dir})")
@@ -237,6 +240,9 @@ def run_merge_model(
     merge_summary = merge_job_summary(
         base_manifest["version"], base_partitions, delta_terms, base_classes, priors, vocabulary_size - base_size
     )
+    if report_alpha is not None:
+        # The merged model's report: its top terms are those of the merged counts.
+        terms_summary["report"] = write_model_report(spark, model_dir, report_alpha)
     fs.write_json_atomic(spark, summary_uri(model_dir, "class_prior"), prior_summary)
     fs.write_json_atomic(spark, summary_uri(model_dir, "term_counts"), terms_summary)
     fs.write_json_atomic(spark, summary_uri(model_dir, "merge"), merge_summary)

@@ -1,6 +1,6 @@
-"""The report of a model trained with selection: the selection table, the metric against alpha for
-each model type (a PNG picture), and each class's top terms, written into the model's ``report/``
-directory (published with the model).
+"""The report of a model, written into its ``report/`` directory (published with the model): each
+class's top terms, and, when the run selected the model's parameters, the selection table and the
+metric against alpha for each model type (a PNG picture). Without selection the page says so.
 
 Top terms explain a class: the terms whose smoothed log-probability in the class most exceeds their
 log-probability in all the other classes together,
@@ -9,7 +9,9 @@ log-probability in all the other classes together,
 
 with the counts n, the class totals T, the term totals A, the grand total S, V terms and the chosen
 alpha a: the multinomial weight of the class against the complement's, the quantity both model
-types compare. Only terms the class has seen are ranked (an unseen term's ratio is negative).
+types compare. Only terms the class has seen are ranked (an unseen term's ratio is negative). They
+are computed in Spark from the model's tables (:func:`class_top_terms`): only the top terms of each
+class reach the driver.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from __future__ import annotations
 import html
 import io
 
-import numpy as np
-import scipy.sparse as sp
+from pyspark.sql import SparkSession, Window
+from pyspark.sql import functions as F
 
+from nbknn import contract
+from nbknn.common import fs
 from nbknn.contract import SELECTION_METRICS
+from nbknn.naive_bayes import schemas
 
 REPORT_DIR = "report"
 SELECTION_PNG_NAME = "selection.png"
@@ -31,24 +36,56 @@ CHOSEN_COLOUR = "#c0392b"
 TOP_TERMS = 10
 
 
-def top_terms(counts: sp.csr_array, terms, alpha: float, k: int = TOP_TERMS) -> list[list[tuple[str, float]]]:
-    """Per class (rows of ``counts``, (C, V) term counts), its ``k`` terms of largest ratio
-    (module docstring), as (term, ratio), largest first; ties by term id."""
-    counts = sp.csr_array(counts, dtype=np.float64)
-    vocabulary_size = counts.shape[1]
-    class_total = np.asarray(counts.sum(axis=1)).ravel()
-    term_total = np.asarray(counts.sum(axis=0)).ravel()
-    grand_total = class_total.sum()
-    result = []
-    for c in range(counts.shape[0]):
-        start, end = counts.indptr[c], counts.indptr[c + 1]
-        ids, n = counts.indices[start:end], counts.data[start:end]
-        inside = np.log(n + alpha) - np.log(class_total[c] + alpha * vocabulary_size)
-        outside = np.log(term_total[ids] - n + alpha) - np.log(grand_total - class_total[c] + alpha * vocabulary_size)
-        ratio = inside - outside
-        order = np.lexsort((ids, -ratio))[:k]
-        result.append([(str(terms[ids[i]]), float(ratio[i])) for i in order])
-    return result
+def class_top_terms(spark: SparkSession, model_dir: str, alpha: float,
+                    k: int = TOP_TERMS) -> tuple[list[str], list[list[tuple[str, float]]]]:
+    """(labels in class id order, per class its ``k`` terms of largest ratio (module docstring) as
+    (term, ratio), largest first, ties to the first term in sorted order), from the tables of the
+    model in ``model_dir``."""
+    classes = sorted(tuple(row) for row in spark.read.schema(schemas.CLASSES).parquet(contract.classes_uri(model_dir))
+                     .select("class_id", "label", "term_total").collect())
+    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
+    vocabulary_size = vocabulary.count()
+    grand_total = float(sum(total for _, _, total in classes))
+    totals = spark.createDataFrame([(c, float(t)) for c, _, t in classes], "class_id int, class_total double")
+    entries = spark.read.schema(schemas.TERM_COUNTS).parquet(contract.term_counts_uri(model_dir))
+    n, class_total, term_total = F.col("count").cast("double"), F.col("class_total"), F.col("total_count")
+    inside = F.log(n + alpha) - F.log(class_total + alpha * vocabulary_size)
+    outside = F.log(term_total - n + alpha) - F.log(grand_total - class_total + alpha * vocabulary_size)
+    # Ties to the first term in sorted order, not the lower id: a merged model numbers its new
+    # terms after the old ones, and its report must be the one a full run would write.
+    rank = F.row_number().over(Window.partitionBy("class_id").orderBy(F.desc("ratio"), "term"))
+    top = (
+        entries.join(F.broadcast(totals), "class_id")
+        .join(vocabulary.select("term_id", "term", "total_count"), "term_id")
+        .withColumn("ratio", inside - outside)
+        .withColumn("rank", rank)
+        .where(F.col("rank") <= k)
+        .select("class_id", "rank", "term", "ratio")
+        .collect()
+    )
+    per_class = [[] for _ in classes]
+    for row in sorted(top, key=lambda r: (r["class_id"], r["rank"])):
+        per_class[row["class_id"]].append((row["term"], row["ratio"]))
+    return [label for _, label, _ in classes], per_class
+
+
+def write_model_report(spark: SparkSession, model_dir: str, alpha: float, selection: dict | None = None) -> dict:
+    """Write the model's report/ (the page with each class's top terms at ``alpha``; with the
+    ``selection`` job's summary, also its picture and table); returns what the job's summary and
+    the manifest record of it."""
+    labels, explanations = class_top_terms(spark, model_dir, alpha)
+    report_dir = contract.join_uri(model_dir, REPORT_DIR)
+    if selection is not None:
+        fs.write_bytes(spark, contract.join_uri(report_dir, SELECTION_PNG_NAME), selection_png(selection))
+    page = model_report_html(labels, explanations, alpha, selection)
+    fs.write_bytes(spark, contract.join_uri(report_dir, MODEL_REPORT_HTML_NAME), page.encode("utf-8"))
+    return {
+        # Relative to the model's directory: the staging directory is renamed when published.
+        "page": f"{REPORT_DIR}/{MODEL_REPORT_HTML_NAME}",
+        "selection": selection is not None,
+        "top_terms_alpha": alpha,
+        "top_terms": {label: [term for term, _ in top] for label, top in zip(labels, explanations)},
+    }
 
 
 def selection_png(summary: dict) -> bytes:
@@ -89,8 +126,36 @@ def selection_png(summary: dict) -> bytes:
     return buffer.getvalue()
 
 
-def model_report_html(summary: dict, labels: list[str], explanations: list[list[tuple[str, float]]]) -> str:
-    """The page: the chosen point, the picture, the table (best first) and every class's top terms."""
+def model_report_html(labels: list[str], explanations: list[list[tuple[str, float]]], alpha: float,
+                      summary: dict | None = None) -> str:
+    """The page: every class's top terms; with the selection ``summary``, first the chosen point,
+    the picture and the table (best first); without, a line saying selection was off."""
+    terms = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>{html.escape(', '.join(term for term, _ in top))}</td></tr>"
+        for label, top in zip(labels, explanations)
+    )
+    selection = _selection_html(summary) if summary is not None else (
+        "<p>Selection was off: the model's type, alpha and fit_prior are the ones the training run was "
+        "given (see the manifest). Train with <code>selection=kfold</code> to choose them by "
+        "cross-validation.</p>"
+    )
+    title = "Model selection" if summary is not None else "Model report"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 8px}} tr.chosen{{background:#fde2df;font-weight:bold}}
+img{{max-width:100%}}</style></head><body>
+<h1>{title}</h1>
+{selection}
+<h2>Top terms of each class</h2>
+<p>By the log-probability ratio of the term in the class against all other classes (alpha={alpha}).</p>
+<table><tr><th>class</th><th>terms</th></tr>{terms}</table>
+</body></html>
+"""
+
+
+def _selection_html(summary: dict) -> str:
+    """The selection part of the page: the chosen point, the picture and every grid point."""
     metric = summary["metric"]
     best = summary["best"]
     order = sorted(range(len(summary["points"])), key=lambda g: summary["points"][g][f"mean_{metric}"],
@@ -106,23 +171,8 @@ def model_report_html(summary: dict, labels: list[str], explanations: list[list[
         )
         for g in order
     )
-    terms = "".join(
-        f"<tr><td>{html.escape(label)}</td><td>{html.escape(', '.join(term for term, _ in top))}</td></tr>"
-        for label, top in zip(labels, explanations)
-    )
     chosen = html.escape(f"{best['model_type']}, alpha={best['alpha']}, fit_prior={best['fit_prior']}")
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Model selection</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 8px}} tr.chosen{{background:#fde2df;font-weight:bold}}
-img{{max-width:100%}}</style></head><body>
-<h1>Model selection</h1>
-<p>Chosen by mean {html.escape(metric)} over {summary['folds']} folds: <b>{chosen}</b></p>
+    return f"""<p>Chosen by mean {html.escape(metric)} over {summary['folds']} folds: <b>{chosen}</b></p>
 <img src="{SELECTION_PNG_NAME}" alt="mean {html.escape(metric)} against alpha">
 <h2>Every grid point</h2>
-<table><tr>{head}</tr>{rows}</table>
-<h2>Top terms of each class</h2>
-<p>By the log-probability ratio of the term in the class against all other classes (alpha={best['alpha']}).</p>
-<table><tr><th>class</th><th>terms</th></tr>{terms}</table>
-</body></html>
-"""
+<table><tr>{head}</tr>{rows}</table>"""

@@ -36,14 +36,7 @@ from nbknn.common.provenance import code_version
 from nbknn.inputs.documents import InputError, InputSpec, accepted_documents, read_documents
 from nbknn.inputs.tokenizer import TokenizerConfig
 from nbknn.naive_bayes import schemas
-from nbknn.naive_bayes.model_report import (
-    MODEL_REPORT_HTML_NAME,
-    REPORT_DIR,
-    SELECTION_PNG_NAME,
-    model_report_html,
-    selection_png,
-    top_terms,
-)
+from nbknn.naive_bayes.model_report import write_model_report
 from nbknn.naive_bayes.selection import FoldCounts, FoldTally, GridPoint, grid_points, selection_table, tally_fold
 from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, summary_uri
 from nbknn.naive_bayes.vectorize import document_vectors, vocabulary_lookup
@@ -224,25 +217,6 @@ def run_selection(
         **table,
         "code_version": code_version(),
     }
-    summary["report"] = write_model_report(spark, model_dir, summary, classes, counts, lookup)
+    summary["report"] = write_model_report(spark, model_dir, summary["best"]["alpha"], summary)
     fs.write_json_atomic(spark, summary_uri(model_dir, contract.SELECTION_JOB), summary)
     return summary
-
-
-def write_model_report(spark: SparkSession, model_dir: str, summary: dict, classes: list, counts: FoldCounts,
-                       lookup) -> dict:
-    """Write the model's report/ (selection picture, page with the table and each class's top
-    terms at the chosen alpha); returns what the summary and the manifest record of it."""
-    labels = [label for _, label, _, _ in classes]
-    terms = lookup.terms.to_pylist() if lookup.term_ids is None else dict(zip(lookup.term_ids.tolist(),
-                                                                                lookup.terms.to_pylist()))
-    explanations = top_terms(counts.total_terms, terms, summary["best"]["alpha"])
-    report_dir = contract.join_uri(model_dir, REPORT_DIR)
-    fs.write_bytes(spark, contract.join_uri(report_dir, SELECTION_PNG_NAME), selection_png(summary))
-    page = model_report_html(summary, labels, explanations)
-    fs.write_bytes(spark, contract.join_uri(report_dir, MODEL_REPORT_HTML_NAME), page.encode("utf-8"))
-    return {
-        # Relative to the model's directory: the staging directory is renamed when published.
-        "page": f"{REPORT_DIR}/{MODEL_REPORT_HTML_NAME}",
-        "top_terms": {label: [term for term, _ in top] for label, top in zip(labels, explanations)},
-    }

@@ -24,6 +24,7 @@ from nbknn.common.provenance import code_version
 from nbknn.inputs.documents import InputError, InputSpec, accepted_documents, read_documents
 from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
 from nbknn.naive_bayes import schemas
+from nbknn.naive_bayes.model_report import write_model_report
 from nbknn.naive_bayes.sharding import ShardPlan, imbalance, plan_shards
 from nbknn.naive_bayes.staging import class_priors_uri, forget_staged_manifest, input_summary, summary_uri
 from nbknn.naive_bayes.vocabulary import DEFAULT_MAX_DRIVER_TERMS, term_and_label_totals, write_vocabulary
@@ -145,8 +146,10 @@ def run_term_counts(
     num_shards: int | None = None,
     max_entries_per_shard: int | None = None,
     max_driver_terms: int = DEFAULT_MAX_DRIVER_TERMS,
+    report_alpha: float | None = None,
 ) -> dict:
-    """Count every (class, term) pair and write classes/, vocabulary/ and term_counts/shard=S/.
+    """Count every (class, term) pair and write classes/, vocabulary/ and term_counts/shard=S/;
+    with ``report_alpha``, also the model's report/ (each class's top terms at that alpha).
 
     Vocabularies of at most ``max_driver_terms`` terms are numbered on the driver, larger ones
     in Spark (same term ids either way)."""
@@ -187,6 +190,8 @@ def run_term_counts(
         stats,
         plan,
     )
+    if report_alpha is not None:
+        summary["report"] = write_model_report(spark, model_dir, report_alpha)
     fs.write_json_atomic(spark, summary_uri(model_dir, "term_counts"), summary)
     return summary
 
