@@ -13,6 +13,8 @@ from helpers import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
+TRAIN_DOCS, TEST_DOCS = 300, 120
+
 
 class _Images(HTMLParser):
     def __init__(self):
@@ -30,7 +32,7 @@ def demo(tmp_path_factory):
     base = tmp_path_factory.mktemp("demo")
     data_root, airflow_home = base / "data", base / "airflow_home"
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), "--limit-train", "300", "--limit-test", "120",
+        [sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), "--limit-train", str(TRAIN_DOCS), "--limit-test", str(TEST_DOCS),
          "--data-root", str(data_root), "--airflow-home", str(airflow_home), "--k", "3"],
         capture_output=True, text=True, timeout=1800,
     )
@@ -81,3 +83,42 @@ def test_the_demo_report_shows_its_figures_and_pictures(demo):
             picture.verify()
     for label in metrics["per_class"]:
         assert label in page
+
+
+def test_the_demo_model_is_the_point_grid_search_chooses(demo, corpus):
+    """nb_train's selection=kfold through Airflow, with the default grid, folds and metric of its
+    Params: the published model is GridSearchCV's choice on a PredefinedSplit of the same folds,
+    and the manifest keeps every point's mean score."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+    from sklearn.naive_bayes import ComplementNB, MultinomialNB
+    from sklearn.pipeline import Pipeline
+
+    from nbknn import contract
+    from nbknn.inputs.tokenizer import tokenize
+    from nbknn_airflow.param_schemas import NB_TRAIN_DEFAULTS
+
+    _, data_root = demo
+    docs = corpus("reuters-r52", "train", TRAIN_DOCS)
+    models = data_root / "models" / "naive_bayes"
+    manifest = json.loads((models / (models / "LATEST").read_text().strip() / "manifest.json").read_text())
+    folds, metric = NB_TRAIN_DEFAULTS["folds"], NB_TRAIN_DEFAULTS["selection_metric"]
+    estimators = {"multinomial": MultinomialNB(), "complement": ComplementNB(norm=False)}
+    grid = [{"nb": [estimators[name]], "nb__alpha": NB_TRAIN_DEFAULTS["alpha_grid"],
+             "nb__fit_prior": NB_TRAIN_DEFAULTS["fit_prior_grid"]} for name in NB_TRAIN_DEFAULTS["model_type_grid"]]
+    X = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None).fit_transform(d["text"] for d in docs)
+    search = GridSearchCV(
+        Pipeline([("nb", MultinomialNB())]), grid, scoring=metric,
+        cv=PredefinedSplit([contract.fold_of(d["id"], folds) for d in docs]),
+    ).fit(X, [d["label"] for d in docs])
+    best = search.best_params_
+    assert manifest["model"] == {
+        "type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
+        "alpha": best["nb__alpha"],
+        "fit_prior": best["nb__fit_prior"],
+    }
+    selection = manifest["selection"]
+    assert (selection["metric"], selection["folds"], len(selection["points"])) == (metric, folds, 40)
+    assert [row[f"mean_{metric}"] for row in selection["points"]] == pytest.approx(
+        list(search.cv_results_["mean_test_score"]), abs=1e-12
+    )

@@ -1,15 +1,15 @@
-"""nb_train end to end: `airflow dags test` with the real SparkSubmitOperator and spark-submit."""
+"""nb_train end to end: `airflow dags test` with the real SparkSubmitOperator and spark-submit.
+
+Training with selection=kfold goes through Airflow in the demo (tests/e2e/test_demo.py), with
+GridSearchCV as the oracle there."""
 
 import json
 
 import pytest
 from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.model_selection import GridSearchCV, PredefinedSplit
-from sklearn.naive_bayes import ComplementNB, MultinomialNB
-from sklearn.pipeline import Pipeline
+from sklearn.naive_bayes import MultinomialNB
 
 from helpers import latest_run_task_states, run_dag_test, write_jsonl
-from nbknn import contract
 from nbknn.inputs.tokenizer import tokenize
 
 pytestmark = pytest.mark.e2e
@@ -50,41 +50,6 @@ def test_nb_train_dag_publishes_a_complete_model(r8_training_run):
         "uri": model_dir.as_uri(),
         "num_shards": 2,
     }
-
-
-def test_nb_train_dag_with_selection_publishes_the_point_grid_search_chooses(airflow_db, corpus, tmp_path):
-    """selection=kfold: the select task runs, the manifest's model is GridSearchCV's choice on a
-    PredefinedSplit of the same folds, and the manifest keeps every point's fold scores."""
-    docs = corpus("reuters-r8", "train", 600)
-    write_jsonl(tmp_path / "input" / "r8" / "part-0.jsonl", docs)
-    alphas, folds = [0.01, 0.1, 1.0], 3
-    conf = {"input_uri": "input/r8", "selection": "kfold", "folds": folds, "alpha_grid": alphas,
-            "selection_metric": "accuracy", "model_type": "multinomial", "alpha": 1.0}
-    result = run_dag_test("nb_train", conf, tmp_path.as_uri())
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    states = latest_run_task_states("nb_train")
-    assert states[("select", -1)] == states[("publish", -1)] == "success", states
-    models = tmp_path / "models" / "naive_bayes"
-    manifest = json.loads((models / (models / "LATEST").read_text().strip() / "manifest.json").read_text())
-
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    X = vectorizer.fit_transform([d["text"] for d in docs])
-    search = GridSearchCV(
-        Pipeline([("nb", MultinomialNB())]),
-        [{"nb": [e], "nb__alpha": alphas, "nb__fit_prior": [True, False]} for e in (MultinomialNB(), ComplementNB())],
-        cv=PredefinedSplit([contract.fold_of(d["id"], folds) for d in docs]), scoring="accuracy",
-    ).fit(X, [d["label"] for d in docs])
-    best = search.best_params_
-    assert manifest["model"] == {
-        "type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
-        "alpha": best["nb__alpha"],
-        "fit_prior": best["nb__fit_prior"],
-    }
-    selection = manifest["selection"]
-    assert (selection["metric"], selection["folds"], len(selection["points"])) == ("accuracy", 3, 12)
-    assert [row["mean_accuracy"] for row in selection["points"]] == pytest.approx(
-        list(search.cv_results_["mean_test_score"]), abs=1e-12
-    )
 
 
 def test_nb_train_dag_fails_loudly_over_max_reject_fraction(airflow_db, corpus, tmp_path):
