@@ -9,8 +9,9 @@ cores, interleaved, ``--reps`` times at the first size and ``--large-reps`` at t
 
 * ``blocked`` and ``broadcast``: this pipeline's modes (``nbknn.knn.job.compute_neighbors`` on a
   persisted, counted frame read from Parquet, written to Parquet sorted by id as the application
-  publishes it) on ``local[2]``: Spark job time; the JVM's start-up, reading the input and a
-  warm-up run on a small set are not timed;
+  publishes it) on ``local[2]``, tasks of two cores as the application's session sets them:
+  Spark job time; the JVM's start-up, reading the input and a warm-up run on a small set are not
+  timed;
 * scikit-learn brute force, euclidean in float64 (cosine: euclidean on L2-normalised rows, its
   fast path to the same neighbours), ``n_jobs=-1``;
 * FAISS ``IndexFlatL2`` (cosine: ``IndexFlatIP`` on normalised rows), float32, 2 threads;
@@ -80,10 +81,12 @@ def spark_run(spark, uri: str, mode: str, k: int, metric: str, out_uri: str) -> 
 
 
 def run_spark_mode(mode: str, X: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, dict]:
-    from nbknn.common.session import WORKER_DAEMON_MODULE
+    from nbknn.common.session import DAEMON_MODULE_KEY, TASK_CPUS_KEY, WORKER_DAEMON_MODULE, executor_cores
 
-    # The applications' own worker daemon (build_session sets it for spark-submit).
-    spark, startup = common.start_spark(f"bench-knn-{mode}", {"spark.python.daemon.module": WORKER_DAEMON_MODULE})
+    # The kNN application's own session settings (build_session sets them for spark-submit): its
+    # worker daemon, and tasks with every core of the executor.
+    conf = {DAEMON_MODULE_KEY: WORKER_DAEMON_MODULE, TASK_CPUS_KEY: str(executor_cores(common.MASTER, None) or 1)}
+    spark, startup = common.start_spark(f"bench-knn-{mode}", conf)
     workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-knn-"))
     try:
         # Untimed warm-up: Python workers, imports, the kernel's compiled loops.

@@ -1,5 +1,7 @@
-"""The applications' Python worker daemon, through a real spark-submit: the workers it forks start
-with the kNN kernel's compiled loops already loaded, and a daemon chosen on the command line wins.
+"""The applications' Python worker daemon and task cores, through a real spark-submit: the workers
+the daemon forks start with the kNN kernel's compiled loops already loaded; an application that
+asks for whole-executor tasks (kNN) gets tasks with all of local[2]'s cores; a daemon or
+``spark.task.cpus`` chosen on the command line wins.
 
 Launching spark-submit is the point here: the daemon is chosen by the session the entry script
 builds (nbknn.common.session.build_session), before the SparkContext starts.
@@ -18,9 +20,10 @@ import pytest
 pytestmark = pytest.mark.spark
 
 # A task reports, before touching anything itself, whether its worker process already holds the
-# kernel's loaded loops and which daemon module started its parent.
+# kernel's loaded loops, which daemon module started its parent, and its cores.
 APP = """
 import json, sys
+from pyspark import TaskContext
 from nbknn.common.session import build_session
 
 def probe(_):
@@ -28,9 +31,10 @@ def probe(_):
     with open("/proc/%d/cmdline" % __import__("os").getppid(), "rb") as f:
         parent = f.read().split(b"\\0")
     return [json.dumps({"kernel_loaded": bool(gemm_compiled._loaded),
-                        "daemon": parent[parent.index(b"-m") + 1].decode()})]
+                        "daemon": parent[parent.index(b"-m") + 1].decode(),
+                        "cpus": TaskContext.get().cpus()})]
 
-spark = build_session("worker-daemon-probe")
+spark = build_session("worker-daemon-probe", whole_executor_tasks=sys.argv[2] == "whole")
 rows = spark.sparkContext.parallelize(range(2), 2).flatMap(probe).collect()
 with open(sys.argv[1], "w") as out:
     out.write(json.dumps([json.loads(row) for row in rows]))
@@ -38,12 +42,12 @@ spark.stop()
 """
 
 
-def submit_probe(tmp_path: Path, *conf: str) -> list[dict]:
+def submit_probe(tmp_path: Path, *conf: str, tasks: str = "default") -> list[dict]:
     app = tmp_path / "probe.py"
     app.write_text(APP)
     out = tmp_path / "probe.json"
     venv_bin = Path(sys.executable).parent
-    command = [str(venv_bin / "spark-submit"), "--master", "local[2]", *conf, str(app), str(out)]
+    command = [str(venv_bin / "spark-submit"), "--master", "local[2]", *conf, str(app), str(out), tasks]
     env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYSPARK_PYTHON": sys.executable}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -52,9 +56,15 @@ def submit_probe(tmp_path: Path, *conf: str) -> list[dict]:
 
 def test_workers_start_with_the_kernel_loaded(tmp_path):
     probes = submit_probe(tmp_path)
-    assert probes == [{"kernel_loaded": True, "daemon": "nbknn.common.worker_daemon"}] * 2
+    assert probes == [{"kernel_loaded": True, "daemon": "nbknn.common.worker_daemon", "cpus": 1}] * 2
 
 
-def test_a_daemon_set_on_the_command_line_is_kept(tmp_path):
-    probes = submit_probe(tmp_path, "--conf", "spark.python.daemon.module=pyspark.daemon")
-    assert probes == [{"kernel_loaded": False, "daemon": "pyspark.daemon"}] * 2
+def test_whole_executor_tasks_get_every_core_of_local_mode(tmp_path):
+    probes = submit_probe(tmp_path, tasks="whole")
+    assert probes == [{"kernel_loaded": True, "daemon": "nbknn.common.worker_daemon", "cpus": 2}] * 2
+
+
+def test_a_daemon_and_task_cores_set_on_the_command_line_are_kept(tmp_path):
+    probes = submit_probe(tmp_path, "--conf", "spark.python.daemon.module=pyspark.daemon",
+                          "--conf", "spark.task.cpus=1", tasks="whole")
+    assert probes == [{"kernel_loaded": False, "daemon": "pyspark.daemon", "cpus": 1}] * 2

@@ -106,23 +106,38 @@ def test_a_budget_below_one_row_per_group_is_refused_with_the_minimum():
         group_rows_for_budget(128, 10, unit_bytes(1, 128, 10) - 1)
 
 
-@pytest.mark.parametrize("parallelism, n_blocks", [(1, 3), (2, 4), (4, 5)])
-def test_blocked_pairs_make_enough_blocks_for_every_core(parallelism, n_blocks):
+@pytest.mark.parametrize("slots, n_blocks", [(2, 4), (3, 4), (4, 5)])
+def test_blocked_pairs_make_enough_blocks_for_every_task_slot(slots, n_blocks):
     from nbknn.knn.planning import pair_block_plan
 
-    # A budget far above the set: the cores, not the memory, set the number of blocks; every core
-    # then gets at least two cross units (n_blocks (n_blocks - 1) / 2 >= 2 cores).
-    plan = pair_block_plan(50_000, 128, 10, 1 << 34, parallelism=parallelism)
+    # A budget far above the set: the slots, not the memory, set the number of blocks; every slot
+    # then gets at least two cross units (n_blocks (n_blocks - 1) / 2 >= 2 slots).
+    plan = pair_block_plan(50_000, 128, 10, 1 << 34, slots=slots)
     assert plan.n_blocks == n_blocks
-    assert n_blocks * (n_blocks - 1) // 2 >= 2 * parallelism > (n_blocks - 1) * (n_blocks - 2) // 2
+    assert n_blocks * (n_blocks - 1) // 2 >= 2 * slots > (n_blocks - 1) * (n_blocks - 2) // 2
+
+
+def test_one_task_slot_runs_a_set_within_the_budget_as_one_group():
+    from nbknn.knn.planning import all_points_groups, diagonal_unit_bytes, group_rows_for_budget, pair_block_plan
+
+    # 50 000 x 128 rows: one diagonal unit of the whole set needs ~170 MB.
+    whole = diagonal_unit_bytes(50_000, 128, 10)
+    assert 100 << 20 < whole < 256 << 20
+    assert all_points_groups(50_000, 128, 10, whole, slots=1) == 1
+    plan = pair_block_plan(50_000, 128, 10, whole, slots=1)
+    assert (plan.n_blocks, plan.block_rows, plan.estimated_bytes) == (1, 50_000, whole)
+    # One byte less, or two slots to keep busy: groups again, each unit within the budget.
+    smaller = all_points_groups(50_000, 128, 10, whole - 1, slots=1)
+    assert smaller == -(-50_000 // group_rows_for_budget(128, 10, whole - 1)) > 1
+    assert all_points_groups(50_000, 128, 10, whole, slots=2) == 4
 
 
 def test_blocked_pairs_keep_the_budget_and_an_explicit_block_size():
     from nbknn.knn.planning import group_rows_for_budget, pair_block_plan
 
-    small = pair_block_plan(50_000, 128, 10, 64 << 20, parallelism=2)
+    small = pair_block_plan(50_000, 128, 10, 64 << 20, slots=2)
     assert small.block_rows <= group_rows_for_budget(128, 10, 64 << 20) and small.n_blocks == 10
-    assert pair_block_plan(50_000, 128, 10, 1 << 34, block_rows=7_000, parallelism=2).n_blocks == 8
+    assert pair_block_plan(50_000, 128, 10, 1 << 34, block_rows=7_000, slots=2).n_blocks == 8
 
 
 def profile_row(first, last, ascending=True):

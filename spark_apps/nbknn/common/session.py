@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
@@ -10,14 +13,34 @@ from pyspark.sql import SparkSession
 #: it only with --py-files sets ``spark.python.daemon.module=pyspark.daemon``, which is kept.
 WORKER_DAEMON_MODULE = "nbknn.common.worker_daemon"
 DAEMON_MODULE_KEY = "spark.python.daemon.module"
+TASK_CPUS_KEY = "spark.task.cpus"
 
 
-def build_session(app_name: str) -> SparkSession:
-    """Session for an entry script; master and resources come from spark-submit, not from code."""
+def build_session(app_name: str, whole_executor_tasks: bool = False) -> SparkSession:
+    """Session for an entry script; master and resources come from spark-submit, not from code.
+
+    ``whole_executor_tasks``: every task gets all the cores of its executor (``spark.task.cpus``,
+    unless spark-submit sets it): for applications whose tasks run a multi-threaded kernel (kNN),
+    one task per executor at a time, its BLAS threads on every core."""
     builder = SparkSession.builder.appName(app_name)
     SparkContext._ensure_initialized()  # the JVM, so that SparkConf() reads spark-submit's settings
-    if not SparkConf().contains(DAEMON_MODULE_KEY):
+    conf = SparkConf()
+    if not conf.contains(DAEMON_MODULE_KEY):
         builder = builder.config(DAEMON_MODULE_KEY, WORKER_DAEMON_MODULE)
+    if whole_executor_tasks and not conf.contains(TASK_CPUS_KEY):
+        cores = executor_cores(conf.get("spark.master", ""), conf.get("spark.executor.cores", None))
+        if cores is not None and cores > 1:
+            builder = builder.config(TASK_CPUS_KEY, str(cores))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def executor_cores(master: str, configured: str | None) -> int | None:
+    """Cores of one executor: local[N] -> N, local[*] -> this machine's, local -> 1; on a cluster
+    ``spark.executor.cores`` when set, else unknown (None: the cluster manager decides)."""
+    local = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\d+)?\])?", master.strip())
+    if local:
+        count = local.group(1)
+        return 1 if count is None else (os.cpu_count() or 1) if count == "*" else int(count)
+    return int(configured) if configured else None

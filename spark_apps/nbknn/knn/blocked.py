@@ -46,7 +46,8 @@ from nbknn.contract import DEFAULT_BLOCK_BYTES_BUDGET, DEFAULT_METRIC
 from nbknn.knn import gemm
 from nbknn.knn.arrow import arrow_id_type, check_queries, describe, numpy_chunks, output_schema
 from nbknn.knn.kernels import block_topk
-from nbknn.knn.mode import KnnResult, limit_task_threads, task_function
+from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_slots
+from nbknn.knn.one_task import fits_one_task, one_task_neighbors
 from nbknn.knn.partials import (
     counted_cross,
     counted_diagonal,
@@ -77,6 +78,9 @@ def neighbors_blocked(
     n, d, id_type = describe(reference)
     k = validate_k(k, n, self_join=exclude_self)
     check_queries(queries, id_type)
+    if self_join and block_rows is None and fits_one_task(reference.sparkSession.sparkContext, n, d, k, metric,
+                                                          block_bytes_budget):
+        return one_task_neighbors(reference, n, d, id_type, k, metric, exclude_self)
     if self_join and metric in gemm.METRICS:
         return blocked_pairs(reference, n, d, id_type, k, metric, exclude_self, block_bytes_budget, block_rows)
     return blocked_chunks(queries, reference, n, d, id_type, k, metric, exclude_self, block_bytes_budget,
@@ -138,7 +142,7 @@ def blocked_pairs(
     partial results are merged per block (:mod:`nbknn.knn.partials`)."""
     spark = reference.sparkSession
     sc = spark.sparkContext
-    plan = pair_block_plan(n, d, k, block_bytes_budget, block_rows, sc.defaultParallelism)
+    plan = pair_block_plan(n, d, k, block_bytes_budget, block_rows, task_slots(sc))
     # One block per partition: the diagonal units are tasks of equal size.
     block_partitions = plan.n_blocks
     offsets, stats, id_ordered = partition_profile(reference, d, id_type)
@@ -173,6 +177,7 @@ def blocked_pairs(
         "block_bytes_budget": block_bytes_budget,
         "block_rows_override": block_rows,
         "block_partitions": block_partitions,
+        "task_slots": task_slots(sc),
     }
     log.info("blocked kNN (pairs of blocks): %d blocks of <= %d rows, %d units",
              plan.n_blocks, plan.block_rows, details["units"])

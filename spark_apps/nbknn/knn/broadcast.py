@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Iterator
 
 import numpy as np
@@ -32,11 +31,20 @@ from pyspark.sql import DataFrame
 
 from nbknn.contract import DEFAULT_BLOCK_BYTES_BUDGET, DEFAULT_METRIC
 from nbknn.knn import gemm
-from nbknn.knn.arrow import check_queries, collect_vectors, id_type_of, numpy_chunks, output_schema, result_batch
+from nbknn.knn.arrow import (
+    check_queries,
+    collect_vectors,
+    describe,
+    id_type_of,
+    numpy_chunks,
+    output_schema,
+    result_batch,
+)
 from nbknn.knn.kernels import kneighbors_topk
-from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_threads
+from nbknn.knn.mode import KnnResult, limit_task_threads, task_function, task_slots, task_threads
+from nbknn.knn.one_task import fits_one_task, one_task_neighbors
 from nbknn.knn.partials import counted_cross, counted_diagonal, merged_in_id_order, spread_units
-from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, group_rows_for_budget, groups_for_cores
+from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS, all_points_groups
 from nbknn.knn.row_groups import (
     RowGroup,
     cross_pairs,
@@ -56,6 +64,11 @@ def neighbors_broadcast(
 ) -> KnnResult:
     """Exact top-k from the broadcast reference (``self_join``: the queries are the reference)."""
     metric = validate_metric(metric)
+    if self_join:
+        n, d, id_type = describe(reference)
+        if fits_one_task(reference.sparkSession.sparkContext, n, d, validate_k(k, n, self_join=exclude_self),
+                         metric, block_bytes_budget):
+            return one_task_neighbors(reference, n, d, id_type, k, metric, exclude_self)
     ref_ids, R = collect_vectors(reference)
     k = validate_k(k, ref_ids.shape[0], self_join=exclude_self)
     id_type = id_type_of(reference)
@@ -85,8 +98,8 @@ def broadcast_group_pairs(
     order = np.argsort(ref_ids, kind="stable")
     ref_ids, R = ref_ids[order], R[order]
     n, d = R.shape
-    n_groups = max(groups_for_cores(sc.defaultParallelism), math.ceil(n / group_rows_for_budget(d, k, block_bytes_budget)))
-    n_groups = min(n_groups, n)
+    slots = task_slots(sc)
+    n_groups = all_points_groups(n, d, k, block_bytes_budget, slots)
     starts = group_starts(n, n_groups)
     shared = sc.broadcast((ref_ids, R, gemm.frame_for(metric, R), starts))
     rows_computed, fallback_rows, kernel_seconds = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0.0)
@@ -97,14 +110,15 @@ def broadcast_group_pairs(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     seeds = sc.broadcast(dict(diagonal.map(lambda item: (item[0], item[2])).collect()))
-    slices = spread_units(cross_pairs(n_groups), 4 * sc.defaultParallelism)
+    slices = spread_units(cross_pairs(n_groups), 4 * slots)
     cross = sc.parallelize(slices, max(1, len(slices))).flatMap(
         task_function(broadcast_units, shared=shared, seeds=seeds, **counters)
     )
     frame = merged_in_id_order(spark, diagonal.map(lambda item: item[1]).union(cross), n_groups, id_type, k,
                                rows_computed)
     details = {"kernel": "gemm", "reference_vectors": n, "row_groups": n_groups,
-               "group_rows": int(np.diff(starts).max()), "units": n_groups * (n_groups + 1) // 2}
+               "group_rows": int(np.diff(starts).max()), "units": n_groups * (n_groups + 1) // 2,
+               "task_slots": slots}
     return KnnResult(frame, details, rows_computed, functools.partial(release_all, diagonal, shared, seeds),
                      fallback_rows=fallback_rows, kernel_seconds=kernel_seconds, sorted_by_id=True)
 

@@ -55,6 +55,11 @@ def task_threads() -> int:
     return context.cpus() if context is not None else 1
 
 
+def task_slots(sc) -> int:
+    """Tasks that run at once: the cores (``defaultParallelism``) over ``spark.task.cpus``."""
+    return max(1, sc.defaultParallelism // int(sc.getConf().get("spark.task.cpus", "1")))
+
+
 def task_function(function: Callable, /, **arguments) -> Callable:
     """``function`` with ``arguments`` bound, to hand to a Spark operation: a picklable partial
     that keeps the function's name (Spark names a Python UDF after its function in plans)."""

@@ -163,25 +163,43 @@ def group_rows_for_budget(d: int, k: int, budget: int) -> int:
     return int(rows)
 
 
+def diagonal_unit_bytes(b: int, d: int, k: int) -> int:
+    """Memory of a diagonal unit of one group of ``b`` rows: the tile and the group's rows once
+    (no joined copy: the group is joined with itself)."""
+    prepared = 8 * d + 8 * (d + 2) + 24
+    return tile_bytes(b) + b * (kernel_row_bytes(d, k) - prepared)
+
+
 def groups_for_cores(parallelism: int) -> int:
-    """Fewest row groups whose cross units give every core at least two (balance)."""
+    """Fewest row groups whose cross units give every task slot at least two (balance)."""
     groups = 2
     while groups * (groups - 1) // 2 < 2 * parallelism:
         groups += 1
     return groups
 
 
+def all_points_groups(n: int, d: int, k: int, budget: int, slots: int) -> int:
+    """Row groups of an all-points run. With one task slot (``spark.task.cpus`` = the executor's
+    cores) a set whose diagonal unit fits ``budget`` is one group: one task runs the whole
+    symmetric join on all the cores, with no partial results to merge. Otherwise enough groups
+    for every slot to get two cross units, and no unit over the budget."""
+    if slots <= 1 and diagonal_unit_bytes(n, d, k) <= budget:
+        return 1
+    return min(n, max(groups_for_cores(slots), math.ceil(n / group_rows_for_budget(d, k, budget))))
+
+
 def pair_block_plan(
-    n: int, d: int, k: int, budget: int, block_rows: int | None = None, parallelism: int = 1
+    n: int, d: int, k: int, budget: int, block_rows: int | None = None, slots: int = 1
 ) -> BlockPlan:
-    """Blocks for the blocked mode's all-points run: one unit (two blocks) within ``budget``, and
-    (unless ``block_rows`` is given) enough blocks for ``parallelism`` cores to share the units."""
+    """Blocks for the blocked mode's all-points run: :func:`all_points_groups` of them (``slots``
+    task slots), unless ``block_rows`` is given."""
     if block_rows is None:
-        b = min(group_rows_for_budget(d, k, budget), math.ceil(n / groups_for_cores(parallelism)))
+        b = math.ceil(n / all_points_groups(n, d, k, budget, slots))
     else:
         b = int(block_rows)
     b = max(1, min(b, n))
     n_blocks = math.ceil(n / b)
     b = math.ceil(n / n_blocks)
+    estimated = diagonal_unit_bytes(b, d, k) if n_blocks == 1 else unit_bytes(b, d, k)
     return BlockPlan(n_blocks=n_blocks, block_rows=b, query_chunk_rows=b, max_pair_bytes=0,
-                     estimated_bytes=unit_bytes(b, d, k))
+                     estimated_bytes=estimated)
