@@ -272,6 +272,7 @@ def test_a_50MB_document_is_quarantined_by_spark_submit_in_default_memory(pipeli
     assert run.returncode == 0, run.log
     summary = json.loads(Path(pipeline.root, "scratch/big-model/_work/summaries/class_prior.json").read_text())
     assert summary["records"] == {"read": 3, "accepted": 2, "rejected": 1, "blank_lines": 0,
+                                  "labels_changed": {"from_integer": 0, "whitespace_stripped": 0},
                                   "rejected_by_reason": {"record_too_large": 1}}, summary["records"]
     rejected = [json.loads(line) for part in Path(pipeline.root, "scratch/big-rejects").glob("part-*")
                 for line in part.read_text().split("\n") if line]

@@ -255,3 +255,58 @@ def test_labels_are_strings_or_integers_with_surrounding_whitespace_stripped(spa
     spark.createDataFrame([("p", "\t1 ", "x")], "id string, label string, text string").write.parquet(uri)
     (row,) = read_documents(spark, InputSpec(uri=uri, format="parquet")).collect()
     assert (row["label"], row["reject_reason"]) == ("1", None)
+
+
+def test_labels_the_policy_changed_are_counted_in_every_format_and_summary(spark, tmp_path):
+    """labels_changed counts accepted labels given as integers or with surrounding whitespace; a
+    rejected record's label is not counted, nor a label kept as is. The oracle: the lines written here."""
+    from helpers import predict_in_process
+    from nbknn.inputs.documents import label_changes_from_rows, observed_label_changes
+    from nbknn.naive_bayes.class_prior import run_class_prior
+
+    lines = [
+        '{"id": "i1", "label": 1, "text": "integer one"}',
+        '{"id": "i2", "label": 2, "text": "integer two"}',
+        '{"id": "s1", "label": "1", "text": "string one"}',
+        '{"id": "w1", "label": " 1", "text": "leading space one"}',
+        '{"id": "w2", "label": "2\\t", "text": "trailing tab two"}',
+        '{"id": "w3", "label": "a b", "text": "inner space is kept"}',
+        '{"id": "r1", "label": 3, "text": null}',  # rejected: its integer label is not counted
+        '{"id": "r2", "label": " ", "text": "empty label"}',
+    ]
+    write_jsonl(tmp_path / "d" / "part-0.jsonl", lines)
+    spec = InputSpec(uri=(tmp_path / "d").as_uri())
+    expected = {"from_integer": 2, "whitespace_stripped": 2}
+
+    documents = read_documents(spark, spec)
+    rows = documents.groupBy("reject_reason", "label_change").count().collect()
+    counts = read_counts_from_rows(((r["reject_reason"], r["count"]) for r in rows),
+                                   label_changes_from_rows((r["reject_reason"], r["label_change"], r["count"]) for r in rows))
+    assert (counts.accepted, counts.rejected) == (6, 2)
+    assert counts.to_dict()["labels_changed"] == expected
+    observed, observation = observe_read_totals(read_documents(spark, spec, labelled=False))
+    observed.count()
+    assert observed_label_changes(observation) == expected
+
+    summary = run_class_prior(spark, spec, (tmp_path / "model").as_uri(), (tmp_path / "rejects").as_uri(), 0.5)
+    assert summary["records"]["labels_changed"] == expected  # the training summary, hence the manifest
+
+    (tmp_path / "d.tsv").write_text("a\t 1 \tx\nb\t1\ty\nc\tz\t\n", encoding="utf-8")
+    tsv = read_documents(spark, InputSpec(uri=(tmp_path / "d.tsv").as_uri(), format="tsv"))
+    assert sorted((r["doc_id"], r["label_change"]) for r in tsv.collect()) == [
+        ("a", "whitespace_stripped"), ("b", None), ("c", None)]
+    uri = (tmp_path / "d.parquet").as_uri()
+    spark.createDataFrame([("p", 5, "x"), ("q", None, "y")], "id string, label int, text string").write.parquet(uri)
+    parquet = read_documents(spark, InputSpec(uri=uri, format="parquet"), labelled=False).collect()
+    assert sorted((r["doc_id"], r["label"], r["label_change"]) for r in parquet) == [
+        ("p", "5", "from_integer"), ("q", None, None)]
+
+    # Both prediction paths carry the counts of the true labels into the run summary.
+    from helpers import train_model_in_process
+
+    model = train_model_in_process(spark, [{"id": f"t{i}", "label": str(i % 2 + 1), "text": f"word{i % 2} one two"}
+                                           for i in range(6)], tmp_path / "train", num_shards=2)
+    docs = [json.loads(line) for line in lines[:6]]
+    for path in ("single_pass", "per_shard"):
+        _, run_summary, _ = predict_in_process(spark, model, docs, tmp_path / path, path=path)
+        assert run_summary["counts"]["labels_changed"] == expected, path

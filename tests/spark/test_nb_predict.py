@@ -125,7 +125,7 @@ def test_predictions_equal_sklearn_on_reuters(runs, corpus, case, path):
     assert all(predictions[d["id"]]["true_label"] == d["label"] for d in test)
     assert summary["counts"] == {
         "read": len(test), "rejected": 0, "rejected_by_reason": {}, "accepted": len(test), "blank_lines": 0,
-        "predicted": len(test), "reconciled": True,
+        "labels_changed": {"from_integer": 0, "whitespace_stripped": 0}, "predicted": len(test), "reconciled": True,
     }
 
 

@@ -104,7 +104,7 @@ def test_manifest_records_what_prediction_and_operators_need(r8_model, r8_sklear
     assert manifest["model"] == {"type": "multinomial", "alpha": 1.0, "fit_prior": True}
     assert manifest["tokenizer"]["lowercase"] is True
     assert manifest["records"] == {"read": len(docs), "accepted": len(docs), "rejected": 0, "rejected_by_reason": {},
-                                   "blank_lines": 0}
+                                   "blank_lines": 0, "labels_changed": {"from_integer": 0, "whitespace_stripped": 0}}
     assert manifest["counts"]["vocabulary_size"] == X.shape[1]
     assert manifest["counts"]["entries"] == int((nb.feature_count_ > 0).sum())
     assert manifest["counts"]["tokens"] == int(X.sum())

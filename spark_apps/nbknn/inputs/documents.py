@@ -8,7 +8,9 @@ that ``read + blank_lines`` is the input's line count.
 Labels follow one policy in every format: a string or an integer (an integer is its decimal
 spelling, so ``1`` and ``"1"`` are one class), with surrounding ASCII whitespace stripped (so is
 ``" 1"``); nothing else is a label (``invalid_label_type``), nor is one that is empty once stripped
-(``empty_label``).
+(``empty_label``). An accepted label that the policy changed is counted by its change
+(``labels_changed``: ``from_integer``, ``whitespace_stripped``), so that a run says how many labels
+are not spelled as in the input.
 Whole-input problems (a missing path, no records at all, a Parquet schema without the configured
 columns) are refused with an :class:`InputError` instead, since no record of them could be used.
 
@@ -40,11 +42,15 @@ REJECT_RAW_CHARS = 4096
 BLANK_LINE = "blank_line"
 # What is stripped from both ends of a label (and checked for emptiness): ASCII whitespace.
 LABEL_STRIP_CHARS = " \t\n\r\f\v"
+# How the label policy changed an accepted label (column ``label_change``, null when kept as is).
+LABEL_FROM_INTEGER = "from_integer"
+LABEL_WHITESPACE_STRIPPED = "whitespace_stripped"
+LABEL_CHANGES = (LABEL_FROM_INTEGER, LABEL_WHITESPACE_STRIPPED)
 
 # Fields of a rejects location's JSON Lines records (rejected_records).
 REJECTS_SCHEMA = "reason string, source string, raw string"
 # Columns of the frame returned by read_documents.
-DOCUMENT_COLUMNS = ("doc_id", "label", "text", "reject_reason", "source", "raw")
+DOCUMENT_COLUMNS = ("doc_id", "label", "text", "reject_reason", "source", "raw", "label_change")
 
 
 class InputError(NotRetryableError, ValueError):
@@ -89,8 +95,9 @@ def read_documents(spark: SparkSession, spec: InputSpec, labelled: bool = True) 
     """All records of the input, each with its ``reject_reason`` (null when accepted).
 
     Columns: doc_id, label, text (null for rejected records), reject_reason, source (the file),
-    raw (a readable excerpt of the record, kept for rejects). With ``labelled=False`` a label is
-    optional: it is kept when the record has a usable one, and null otherwise.
+    raw (a readable excerpt of the record, kept for rejects), label_change (how the label policy
+    changed an accepted record's label, else null). With ``labelled=False`` a label is optional: it
+    is kept when the record has a usable one, and null otherwise.
     """
     readers = {"jsonl": _read_jsonl, "parquet": _read_parquet, "tsv": _read_tsv}
     try:
@@ -106,6 +113,7 @@ def read_documents(spark: SparkSession, spec: InputSpec, labelled: bool = True) 
         "reject_reason",
         "source",
         "raw",
+        F.when(accepted & F.col("label").isNotNull(), F.col("label_change")).alias("label_change"),
     )
 
 
@@ -155,6 +163,8 @@ class ReadCounts:
     rejected_by_reason: dict[str, int]
     # Documents only (Parquet: always 0); None where they are not counted (vectors skip them).
     blank_lines: int | None = None
+    # Accepted labels the label policy changed, by change (LABEL_CHANGES); None where not counted.
+    labels_changed: dict[str, int] | None = None
 
     @property
     def rejected(self) -> int:
@@ -167,10 +177,23 @@ class ReadCounts:
             "rejected": self.rejected,
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
         }
-        return counts if self.blank_lines is None else {**counts, "blank_lines": self.blank_lines}
+        if self.blank_lines is not None:
+            counts["blank_lines"] = self.blank_lines
+        if self.labels_changed is not None:
+            counts["labels_changed"] = {change: self.labels_changed.get(change, 0) for change in LABEL_CHANGES}
+        return counts
 
 
-def read_counts_from_rows(rows) -> ReadCounts:
+def label_changes_from_rows(rows) -> dict[str, int]:
+    """Accepted records per label change, from rows of (reject_reason, label_change, count)."""
+    changes = dict.fromkeys(LABEL_CHANGES, 0)
+    for reason, change, count in rows:
+        if reason is None and change is not None:
+            changes[change] += count
+    return changes
+
+
+def read_counts_from_rows(rows, labels_changed: dict[str, int] | None = None) -> ReadCounts:
     """Counts from rows of (reject_reason, count); reconciles by construction and checks it."""
     by_reason: dict[str, int] = {}
     accepted = blank = 0
@@ -182,7 +205,7 @@ def read_counts_from_rows(rows) -> ReadCounts:
         else:
             by_reason[reason] = by_reason.get(reason, 0) + count
     counts = ReadCounts(read=accepted + sum(by_reason.values()), accepted=accepted, rejected_by_reason=by_reason,
-                        blank_lines=blank)
+                        blank_lines=blank, labels_changed=labels_changed)
     if counts.read != counts.accepted + counts.rejected:
         raise AssertionError(f"counts do not reconcile: {counts.to_dict()}")
     return counts
@@ -208,6 +231,7 @@ def observe_read_totals(documents: DataFrame) -> tuple[DataFrame, Observation]:
         F.count_if(~blank | F.col("reject_reason").isNull()).alias("read"),
         F.count_if(F.col("reject_reason").isNull()).alias("accepted"),
         F.count_if(blank).alias("blank_lines"),
+        *(F.count_if(F.col("label_change") == change).alias(change) for change in LABEL_CHANGES),
     )
     return observed, observation
 
@@ -221,6 +245,12 @@ def read_totals(observation: Observation) -> tuple[int, int]:
 def observed_blank_lines(observation: Observation) -> int:
     """The blank lines that :func:`observe_read_totals` observed (call after the action)."""
     return int(observation.get["blank_lines"] or 0)
+
+
+def observed_label_changes(observation: Observation) -> dict[str, int]:
+    """The accepted labels the policy changed, by change, that :func:`observe_read_totals` observed."""
+    metrics = observation.get
+    return {change: int(metrics[change] or 0) for change in LABEL_CHANGES}
 
 
 def check_reject_fraction(counts: ReadCounts, max_reject_fraction: float, rejects_uri: str) -> None:
@@ -270,7 +300,8 @@ def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFra
         field_type(spec.text_column),
     )
     id_value = variant_string(j, spec.id_column)
-    label_value = stripped_label(variant_string(j, spec.label_column))
+    label_input = variant_string(j, spec.label_column)
+    label_value = stripped_label(label_input)
     text_value = variant_string(j, spec.text_column)
     reason = first_reason(
         [
@@ -298,6 +329,7 @@ def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFra
         reason.alias("reject_reason"),
         F.col("_metadata.file_path").alias("source"),
         raw_excerpt(F.col("value")).alias("raw"),
+        label_change(label_type != "STRING", label_input, label_value).alias("label_change"),
     )
 
 
@@ -313,6 +345,15 @@ def _is_string_or_integer(type_name: Column) -> Column:
 def stripped_label(label: Column) -> Column:
     """A label as the policy reads it: surrounding ASCII whitespace stripped."""
     return F.btrim(label, F.lit(LABEL_STRIP_CHARS))
+
+
+def label_change(from_integer: Column, label_input: Column, label_value: Column) -> Column:
+    """How the policy changed a label: LABEL_FROM_INTEGER (the input held an integer),
+    LABEL_WHITESPACE_STRIPPED (surrounding whitespace removed), else null. Only read for records
+    accepted with a label (read_documents)."""
+    return (F.when(from_integer, F.lit(LABEL_FROM_INTEGER))
+            .when(label_input != label_value, F.lit(LABEL_WHITESPACE_STRIPPED))
+            .otherwise(F.lit(None).cast("string")))
 
 
 def _field_checks(
@@ -338,11 +379,13 @@ def _read_tsv(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFrame
     expected = len(spec.tsv_columns)
 
     def field(name: str) -> Column:
-        return F.element_at(fields, spec.tsv_columns.index(name) + 1)
+        # try_: null on a line with too few fields (wrong_field_count), which Spark may evaluate
+        # before the check when it computes an expression shared by several columns once.
+        return F.try_element_at(fields, F.lit(spec.tsv_columns.index(name) + 1))
 
     id_value, text_value = field(spec.id_column), field(spec.text_column)
-    label_value = (stripped_label(field(spec.label_column)) if spec.label_column in spec.tsv_columns
-                   else F.lit(None).cast("string"))
+    label_input = field(spec.label_column) if spec.label_column in spec.tsv_columns else F.lit(None).cast("string")
+    label_value = stripped_label(label_input)
     checks = [
         (is_blank_line(), BLANK_LINE),
         (~F.is_valid_utf8("value"), "invalid_utf8"),
@@ -359,6 +402,7 @@ def _read_tsv(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFrame
         first_reason(checks).alias("reject_reason"),
         F.col("_metadata.file_path").alias("source"),
         raw_excerpt(F.col("value")).alias("raw"),
+        label_change(F.lit(False), label_input, label_value).alias("label_change"),
     )
 
 
@@ -377,7 +421,9 @@ def _read_parquet(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataF
         return F.col(f"`{name}`").cast("string")
 
     id_value, text_value = as_string(spec.id_column), F.col(f"`{spec.text_column}`")
-    label_value = stripped_label(as_string(spec.label_column)) if has_label else F.lit(None).cast("string")
+    label_input = as_string(spec.label_column) if has_label else F.lit(None).cast("string")
+    label_value = stripped_label(label_input)
+    from_integer = F.lit(types.get(spec.label_column) in _INTEGER_TYPES)
     record_bytes = F.octet_length(text_value)
     checks = [
         (F.col(f"`{spec.id_column}`").isNull(), "missing_id"),
@@ -396,6 +442,7 @@ def _read_parquet(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataF
         first_reason(checks).alias("reject_reason"),
         F.col("_metadata.file_path").alias("source"),
         raw_excerpt(row_json).alias("raw"),
+        label_change(from_integer, label_input, label_value).alias("label_change"),
     )
 
 

@@ -12,6 +12,7 @@ from nbknn.inputs.documents import (
     InputError,
     InputSpec,
     check_reject_fraction,
+    label_changes_from_rows,
     read_counts_from_rows,
     read_documents,
     write_rejects,
@@ -22,11 +23,11 @@ from nbknn.naive_bayes.staging import class_priors_uri, forget_staged_manifest, 
 
 
 def counts_by_reason_label_and_folder(documents: DataFrame) -> DataFrame:
-    """One pass over the input: records per (reject_reason, label, folder); label is null for
-    rejects. The folder (the directory of the record's file) is a partition the model's counts
-    come from (its lineage)."""
+    """One pass over the input: records per (reject_reason, label, folder, label_change); label is
+    null for rejects. The folder (the directory of the record's file) is a partition the model's
+    counts come from (its lineage); label_change says how the label policy changed the label."""
     folder = F.regexp_extract(F.col("source"), r"^(.*)/[^/]*$", 1)
-    return documents.groupBy("reject_reason", "label", folder.alias("folder")).count()
+    return documents.groupBy("reject_reason", "label", folder.alias("folder"), "label_change").count()
 
 
 def class_priors(label_counts: list[tuple[str, int]]) -> list[tuple[int, str, int]]:
@@ -51,7 +52,10 @@ def run_class_prior(
     forget_staged_manifest(spark, model_dir)
     documents = read_documents(spark, spec, labelled=True)
     rows = counts_by_reason_label_and_folder(documents).collect()
-    counts = read_counts_from_rows((row["reject_reason"], row["count"]) for row in rows)
+    counts = read_counts_from_rows(
+        ((row["reject_reason"], row["count"]) for row in rows),
+        label_changes_from_rows((row["reject_reason"], row["label_change"], row["count"]) for row in rows),
+    )
     # The folders the documents came from: the partitions this model's counts will hold.
     folders = sorted({folder_uri(row["folder"]) for row in rows if row["reject_reason"] is None})
     if counts.rejected:

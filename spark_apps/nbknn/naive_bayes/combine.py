@@ -261,6 +261,8 @@ def _reconciled_counts(records: dict, confusion: list[tuple]) -> dict:
     }
     if "blank_lines" in records:  # neither read nor rejected: read + blank_lines is the line count
         counts["blank_lines"] = records["blank_lines"]
+    if "labels_changed" in records:  # accepted true labels the label policy changed, by change
+        counts["labels_changed"] = records["labels_changed"]
     return counts
 
 

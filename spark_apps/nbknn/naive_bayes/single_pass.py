@@ -23,6 +23,7 @@ from nbknn.inputs.documents import (
     accepted_documents,
     observe_read_totals,
     observed_blank_lines,
+    observed_label_changes,
     read_documents,
     read_totals,
 )
@@ -99,5 +100,6 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
         if lookup is not None:
             lookup.destroy()
     stats = vector_stats(observation)
-    return {"totals": (*read_totals(totals), observed_blank_lines(totals)), "vector_stats": stats,
+    return {"totals": (*read_totals(totals), observed_blank_lines(totals), observed_label_changes(totals)),
+            "vector_stats": stats,
             "vectoriser": vectoriser, "labelled": stats["labelled"] > 0}

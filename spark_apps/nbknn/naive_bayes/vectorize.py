@@ -35,6 +35,7 @@ from nbknn.inputs.documents import (
     check_reject_fraction,
     observe_read_totals,
     observed_blank_lines,
+    observed_label_changes,
     publish_rejects,
     published_rejects_by_reason,
     read_documents,
@@ -71,6 +72,7 @@ def with_duplicate_ids_rejected(documents: DataFrame) -> DataFrame:
         F.when(duplicate, F.lit(DUPLICATE_ID)).otherwise(F.col("reject_reason")).alias("reject_reason"),
         "source",
         "raw",
+        F.when(~duplicate, F.col("label_change")).alias("label_change"),
         F.when(duplicate, F.col("doc_id")).alias("duplicate_of"),
     )
 
@@ -314,24 +316,26 @@ def _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri, m
     finally:
         if broadcast is not None:
             broadcast.destroy()
-    return vectoriser, vector_stats(observation), (*read_totals(totals), observed_blank_lines(totals))
+    return vectoriser, vector_stats(observation), (*read_totals(totals), observed_blank_lines(totals),
+                                                   observed_label_changes(totals))
 
 
 def quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction):
     """Publish the rejects (reading the input again only when there are any) and check their
     fraction: (ReadCounts, examples of duplicated ids)."""
-    read, accepted, blank_lines = totals
+    read, accepted, blank_lines, labels_changed = totals
     if read == accepted:
         # A retry over repaired input must not leave the first attempt's rejects behind.
         fs.delete(spark, rejects_uri)
-        counts = ReadCounts(read=read, accepted=accepted, rejected_by_reason={}, blank_lines=blank_lines)
+        counts = ReadCounts(read=read, accepted=accepted, rejected_by_reason={}, blank_lines=blank_lines,
+                            labels_changed=labels_changed)
         duplicates = []
     else:
         publish_rejects(rejected_records(documents), rejects_uri)
         # Counted from what was quarantined (small), not by reading the whole input once more.
         counts = ReadCounts(read=read, accepted=accepted,
                             rejected_by_reason=published_rejects_by_reason(spark, rejects_uri),
-                            blank_lines=blank_lines)
+                            blank_lines=blank_lines, labels_changed=labels_changed)
         if counts.rejected != read - accepted:
             # Retryable: a second attempt reads the input once more.
             raise RuntimeError(
