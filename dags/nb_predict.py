@@ -19,7 +19,8 @@ Runs every day at 06:00 UTC **and** whenever `nb_train` publishes a new model (t
 Both paths publish the same predictions and report: a model's answers do not depend on how its
 classes are grouped. The per-shard path is for models too large for one broadcast.
 
-An input label is kept beside its prediction as `true_label`.
+An input label is kept beside its prediction as `true_label`; with `top_terms`, each prediction
+lists the document's terms that weighed most for its class against the runner-up.
 Every output is published atomically (written beside its place, then renamed in); retrying any
 task replaces only its own run's output. A run fails loudly when more than `max_reject_fraction`
 of the records are rejected, or when a shard's scores are missing.
@@ -62,6 +63,12 @@ PARAMS = {
     ),
     "top_n": schema_param(
         0, param_schemas.NB_PREDICT, "top_n", "Also output each document's N most probable classes (0: off)."
+    ),
+    "top_terms": schema_param(
+        0, param_schemas.NB_PREDICT, "top_terms",
+        "Also output each document's N terms that weighed most for its predicted class against the "
+        "runner-up class: count x (log-weight in the class - log-weight in the runner-up), largest "
+        "first (0: off).",
     ),
     "prediction_path": schema_param(
         "auto",

@@ -142,6 +142,9 @@ def print_summary(data_root: Path, train: list, test: list, timings: dict[str, f
     for p in sorted(predictions, key=lambda p: p["doc_id"])[:5]:
         doc = texts[p["doc_id"]]
         print(f"   {p['doc_id']}: {p['label']:<12} p={p['probability']:.3f} (true {doc['label']}) \"{first_words(doc['text'])}...\"")
+        if p.get("top_terms"):
+            print(f"      most for {p['label']} against {p['top_n'][1]['label']}: "
+                  + ", ".join(t["term"] for t in p["top_terms"]))
 
     neighbours_dir = latest_dir(data_root / "neighbors")
     neighbours = read_parquet_dir(neighbours_dir / "neighbors")
@@ -193,7 +196,7 @@ def main(argv: list[str]) -> None:
     timings = {
         "nb_train": run_dag("nb_train", {"input_uri": TRAIN_INPUT, "mode": "full", "selection": "kfold", "num_shards": 4},
                             env, log_dir),
-        "nb_predict": run_dag("nb_predict", {"input_uri": SCORING_INPUT, "top_n": 3}, env, log_dir),
+        "nb_predict": run_dag("nb_predict", {"input_uri": SCORING_INPUT, "top_n": 3, "top_terms": 5}, env, log_dir),
         # A few hundred dimensions at most, and fewer than the documents (an SVD's rank limit).
         "doc_vectors": run_dag("doc_vectors", {"input_uri": SCORING_INPUT, "output_uri": VECTORS, "dims": dims}, env, log_dir),
         "knn_neighbors": run_dag("knn_neighbors", {"input_uri": VECTORS, "k": args.k, "metric": "cosine"}, env, log_dir),

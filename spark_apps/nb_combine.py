@@ -19,6 +19,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--predictions", required=True, help="URI of the predictions output directory")
     parser.add_argument("--report", required=True, help="URI of the report output directory")
     parser.add_argument("--top-n", type=cli.non_negative_int, default=0, help="keep the best N classes per document")
+    parser.add_argument("--top-terms", type=cli.non_negative_int, default=0,
+                        help="list each document's N terms that weighed most for its class (0: off)")
     cli.add_history_arguments(parser)
     return parser.parse_args(argv)
 
@@ -29,7 +31,7 @@ def main(argv: list[str]) -> None:
     try:
         summary = run_combine(
             spark, args.model_dir, args.vectors, args.scores, args.predictions, args.report, args.top_n,
-            cli.history_target(args),
+            cli.history_target(args), args.top_terms,
         )
         print(json.dumps(summary, indent=2, sort_keys=True))
     finally:

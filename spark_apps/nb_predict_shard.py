@@ -18,6 +18,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--shard", required=True, type=cli.non_negative_int)
     parser.add_argument("--scores", required=True, help="URI of this shard's scores output directory")
     parser.add_argument("--top-n", type=cli.non_negative_int, default=0, help="keep the shard's best N classes")
+    parser.add_argument("--top-terms", type=cli.non_negative_int, default=0,
+                        help="non-zero: also write the term weights the combiner's top terms need")
     return parser.parse_args(argv)
 
 
@@ -25,7 +27,8 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     spark = build_session(f"nb_predict_shard_{args.shard}")
     try:
-        summary = run_predict_shard(spark, args.model_dir, args.vectors, args.shard, args.scores, args.top_n)
+        summary = run_predict_shard(spark, args.model_dir, args.vectors, args.shard, args.scores, args.top_n,
+                                    args.top_terms)
         print(json.dumps(summary, indent=2, sort_keys=True))
     finally:
         spark.stop()

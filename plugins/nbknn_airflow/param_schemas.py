@@ -98,11 +98,14 @@ NB_PREDICT: dict[str, dict] = {
     **document_inputs(),
     "model_version": {"type": "string", "pattern": VERSION_NAME},
     "top_n": {"type": "integer", "minimum": 0, "maximum": 100},
+    "top_terms": {"type": "integer", "minimum": 0, "maximum": 100},
     "prediction_path": {"enum": list(contract.PREDICTION_PATHS)},
     "single_pass_max_bytes": {"type": "integer", "minimum": 0, "maximum": 64 * GIB},
 }
 # Params added after runs were created: a run without them gets the defaults.
-NB_PREDICT_DEFAULTS = {"prediction_path": "auto", "single_pass_max_bytes": contract.DEFAULT_SINGLE_PASS_MAX_BYTES}
+NB_PREDICT_DEFAULTS = {
+    "prediction_path": "auto", "single_pass_max_bytes": contract.DEFAULT_SINGLE_PASS_MAX_BYTES, "top_terms": 0,
+}
 
 DOC_VECTORS: dict[str, dict] = {
     **document_inputs(),

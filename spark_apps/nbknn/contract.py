@@ -447,6 +447,8 @@ class PredictionSummary(_Summary):
     path_reason: str | None = None
     vectoriser: str | None = None
     duplicate_ids: list | None = None
+    # Terms listed per prediction (0: none; nbknn.naive_bayes.prediction_terms).
+    top_terms: int = 0
 
     def headline(self, model_version: str, uris: dict) -> dict:
         """What the DAG's report task returns (its XCom)."""

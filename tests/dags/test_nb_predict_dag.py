@@ -66,18 +66,19 @@ def test_params_and_defaults(dag):
 
     assert set(dag.params.keys()) == {
         "input_uri", "input_format", "id_column", "label_column", "text_column", "model_version", "top_n",
-        "max_reject_fraction", "max_record_bytes", "prediction_path", "single_pass_max_bytes",
+        "max_reject_fraction", "max_record_bytes", "prediction_path", "single_pass_max_bytes", "top_terms",
     }
     assert dag.params["prediction_path"] == "auto"
     assert dag.params["model_version"] == "latest"
     assert dag.params["top_n"] == 0
+    assert dag.params["top_terms"] == 0
     assert dag.params["max_reject_fraction"] == DEFAULT_MAX_REJECT_FRACTION
     assert dag.params["max_record_bytes"] == DEFAULT_MAX_RECORD_BYTES
 
 
 @pytest.mark.parametrize(
     "name, value",
-    [("top_n", -1), ("top_n", 101), ("top_n", "3"), ("model_version", "../v1"), ("model_version", "v:1"),
+    [("top_n", -1), ("top_n", 101), ("top_n", "3"), ("top_terms", -1), ("top_terms", 101), ("top_terms", 2.5), ("model_version", "../v1"), ("model_version", "v:1"),
      ("input_format", "csv"), ("max_reject_fraction", 2), ("input_uri", ""), ("prediction_path", "fused"),
      ("input_uri", "../../etc"), ("input_uri", "ftp://host/x"), ("input_uri", "docs;rm -rf x"),
      ("single_pass_max_bytes", -1)],
@@ -89,6 +90,6 @@ def test_invalid_params_are_rejected(dag, name, value):
         dag.params.get_param(name).resolve(value=value)
 
 
-@pytest.mark.parametrize("name, value", [("top_n", 5), ("model_version", "20260301T000000Z-1a2b3c4d")])
+@pytest.mark.parametrize("name, value", [("top_n", 5), ("top_terms", 5), ("model_version", "20260301T000000Z-1a2b3c4d")])
 def test_valid_params_are_accepted(dag, name, value):
     assert dag.params.get_param(name).resolve(value=value) == value

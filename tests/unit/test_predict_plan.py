@@ -78,7 +78,7 @@ def test_plan_pins_the_latest_model_and_maps_one_pass_per_shard(root):
     for shard, args in enumerate(plan["shard_args"]):
         assert args == [
             "--model-dir", version_dir.as_uri(), "--vectors", f"{run_dir}/vectors",
-            "--shard", str(shard), "--scores", f"{run_dir}/scores/shard={shard}", "--top-n", "2",
+            "--shard", str(shard), "--scores", f"{run_dir}/scores/shard={shard}", "--top-n", "2", "--top-terms", "0",
         ]
     vectorize = plan["vectorize_args"]
     assert vectorize[vectorize.index("--model-dir") + 1] == version_dir.as_uri()
@@ -164,7 +164,7 @@ def test_every_argument_list_is_accepted_by_its_entry_script(root):
         entry_script, ("nb_combine", "nb_predict", "nb_predict_shard", "nb_vectorize")
     )
     publish_fake_model(root, "v1", num_shards=2)
-    plan = plan_prediction(PARAMS, RUN_ID)
+    plan = plan_prediction({**PARAMS, "top_terms": 4}, RUN_ID)
     vectorize = nb_vectorize.parse_args(plan["vectorize_args"])
     assert (vectorize.model_dir, vectorize.max_reject_fraction) == (plan["model"]["dir"], 0.05)
     assert [nb_predict_shard.parse_args(args).shard for args in plan["shard_args"]] == [0, 1]
@@ -175,6 +175,12 @@ def test_every_argument_list_is_accepted_by_its_entry_script(root):
         plan["model"]["dir"], plan["uris"]["predictions"], plan["uris"]["report"], 2, 0.05
     )
     assert single.path_reason == plan["path"]["reason"]
+    shards = [nb_predict_shard.parse_args(args) for args in plan["shard_args"]]
+    assert [single.top_terms, combine.top_terms, *(s.top_terms for s in shards)] == [4, 4, 4, 4]
+    # A run made before the Param existed lists no terms.
+    plan = plan_prediction(PARAMS, RUN_ID)
+    assert nb_predict.parse_args(plan["single_pass_args"]).top_terms == 0
+    assert nb_combine.parse_args(plan["combine_args"]).top_terms == 0
 
 
 def test_the_path_is_single_pass_while_the_model_fits_the_budget(root):
@@ -196,6 +202,7 @@ def test_a_scheduled_run_before_any_model_has_nothing_to_do(root):
         plan_prediction(PARAMS, "scheduled__2026-03-01T06:00:00+00:00", run_type="scheduled")
     with pytest.raises(PlanError, match="run nb_train first"):
         plan_prediction(PARAMS, RUN_ID, run_type="manual")
+
 
 def test_the_applications_that_write_the_report_get_the_runs_quality_history_row(root):
     """Both report writers name the run's row by its run key and date it; the shard passes do not."""

@@ -109,6 +109,7 @@ def plan_prediction(
     params = {**param_schemas.NB_PREDICT_DEFAULTS, **params}
     input_uri = resolve_input(params["input_uri"], settings.input_roots())
     top_n = _check_prediction_params(params)
+    top_terms = ["--top-terms", str(params["top_terms"])]
     version, chosen_by = resolve_model_version(params["model_version"], root, triggered_version, run_type)
     version_dir = paths.nb_version_dir(root, version)
     manifest = load_manifest(version_dir)
@@ -144,6 +145,7 @@ def plan_prediction(
             "--report", layout["report"],
             *reject_args,
             "--top-n", str(top_n),
+            *top_terms,
             "--path-reason", path_reason,
             *history_args,
         ],
@@ -153,13 +155,14 @@ def plan_prediction(
             "--vectors", layout["vectors"],
             *reject_args,
         ],
-        "shard_args": _shard_args(model_args, manifest, layout["scores"], top_n),
+        "shard_args": _shard_args(model_args, manifest, layout["scores"], top_n, top_terms),
         "combine_args": [
             *model_args,
             "--scores", layout["scores"],
             "--predictions", layout["predictions"],
             "--report", layout["report"],
             "--top-n", str(top_n),
+            *top_terms,
             *history_args,
         ],
     }
@@ -175,7 +178,8 @@ def _check_prediction_params(params: dict) -> int:
     return int(top_n)
 
 
-def _shard_args(model_args: list[str], manifest: dict, scores_dir: str, top_n: int) -> list[list[str]]:
+def _shard_args(model_args: list[str], manifest: dict, scores_dir: str, top_n: int,
+                top_terms: list[str]) -> list[list[str]]:
     """One argument list per model shard, for the mapped prediction pass."""
     return [
         [
@@ -183,6 +187,7 @@ def _shard_args(model_args: list[str], manifest: dict, scores_dir: str, top_n: i
             "--shard", str(entry["shard"]),
             "--scores", contract.scores_shard_uri(scores_dir, entry["shard"]),
             "--top-n", str(top_n),
+            *top_terms,
         ]
         for entry in manifest["shards"]
     ]

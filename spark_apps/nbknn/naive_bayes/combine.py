@@ -14,7 +14,10 @@ the job (``combine_scores``).
 
 Frame written:
 
-    predictions  doc_id, class_id, label (predicted), probability[, top_n][, true_label]
+    predictions  doc_id, class_id, label (predicted), probability[, top_n][, top_terms], true_label
+
+``top_terms`` (optional, off by default): each document's terms that weighed most for its class
+against the runner-up (:mod:`nbknn.naive_bayes.prediction_terms`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from nbknn import contract
 from nbknn.common import fs
 from nbknn.common.provenance import code_version
 from nbknn.contract import scores_shard_uri
-from nbknn.naive_bayes.model_reader import class_labels, model_summary, read_model_manifest
+from nbknn.naive_bayes.model_reader import class_labels, model_summary, read_model_manifest, read_vocabulary
 from nbknn.naive_bayes.outputs import IncompleteScores, publish_output, read_output_summary, summary_uri
+from nbknn.naive_bayes.prediction_terms import top_term_ids, weighted_candidates, with_term_strings
 from nbknn.naive_bayes.quality_history import HistoryTarget
 from nbknn.naive_bayes.report import publish_report
 from nbknn.naive_bayes.scoring_checks import check_top_n
@@ -40,18 +44,24 @@ def _log_sum_exp(values: Column, maximum: Column) -> Column:
     return F.when(maximum == float("-inf"), F.lit(float("-inf"))).otherwise(maximum + F.log(shifted_sum))
 
 
-def combine_scores(scores: DataFrame, labels: list[str], num_shards: int, top_n: int) -> DataFrame:
-    """Per document: the best class over all shards, its posterior, optional top-n.
+def combine_scores(scores: DataFrame, labels: list[str], num_shards: int, top_n: int, top_terms: int = 0,
+                   vocabulary: DataFrame | None = None) -> DataFrame:
+    """Per document: the best class over all shards, its posterior, optional top-n and top terms.
 
     ``scores``: the union of every shard's scores frame. ``labels``: label of each class id
     (index = class id). The winner is the maximum of (score, -class id) over the shards, so ties
     go to the lower class id; its posterior is exp(best_score - log-sum-exp over all classes), the
     log-sum-exp merged from the shards' own. A document not scored by exactly ``num_shards``
     shards fails the job: its answer would silently ignore some classes. A one-shard model needs
-    no merge: each scores row already is its document's answer (no shuffle).
+    no merge: each scores row already is its document's answer (no shuffle). ``top_terms`` needs
+    scores written with top terms and the model's ``vocabulary`` (term_id, term).
     """
     check_top_n(top_n)
-    per_document = _single_shard(scores, top_n) if num_shards == 1 else _merged_shards(scores, num_shards, top_n)
+    check_top_n(top_terms)
+    if top_terms and vocabulary is None:
+        raise ValueError("top_terms needs the model's vocabulary")
+    per_document = (_single_shard(scores, top_n, top_terms) if num_shards == 1
+                    else _merged_shards(scores, num_shards, top_n, top_terms))
     labels_array = F.lit(labels)
     columns = [
         "doc_id",
@@ -62,8 +72,13 @@ def combine_scores(scores: DataFrame, labels: list[str], num_shards: int, top_n:
     if top_n:
         top = F.slice(F.array_sort("candidates"), 1, top_n)
         columns.append(F.transform(top, lambda c: _top_n_entry(c, labels_array)).alias("top_n"))
+    if top_terms:
+        columns.append("top_terms")
     columns.append("true_label")
-    return per_document.select(*columns).sortWithinPartitions("doc_id")
+    predictions = per_document.select(*columns)
+    if top_terms:
+        return with_term_strings(predictions, vocabulary)
+    return predictions.sortWithinPartitions("doc_id")
 
 
 def _top_n_entry(candidate: Column, labels_array: Column) -> Column:
@@ -84,7 +99,7 @@ def _candidates(classes: Column, scores: Column) -> Column:
     )
 
 
-def _single_shard(scores: DataFrame, top_n: int) -> DataFrame:
+def _single_shard(scores: DataFrame, top_n: int, top_terms: int) -> DataFrame:
     """combine_scores' per-document columns when the model has one shard."""
     columns = [
         "doc_id",
@@ -95,10 +110,14 @@ def _single_shard(scores: DataFrame, top_n: int) -> DataFrame:
     ]
     if top_n:
         columns.append(_candidates(F.col("top_classes"), F.col("top_scores")).alias("candidates"))
+    if top_terms:
+        # The shard's candidates are already ranked best first.
+        ranked = weighted_candidates(F.col("top_classes"), F.col("top_scores"), F.col("top_weights"))
+        columns.append(top_term_ids(F.col("term_ids"), F.col("counts"), ranked, top_terms).alias("top_terms"))
     return scores.select(*columns)
 
 
-def _merged_shards(scores: DataFrame, num_shards: int, top_n: int) -> DataFrame:
+def _merged_shards(scores: DataFrame, num_shards: int, top_n: int, top_terms: int) -> DataFrame:
     """combine_scores' per-document columns merged over the shards (one shuffle by doc_id)."""
     aggregates = [
         F.max(F.struct(F.col("best_score").alias("score"), (-F.col("best_class")).alias("neg_class"))).alias("best"),
@@ -111,6 +130,14 @@ def _merged_shards(scores: DataFrame, num_shards: int, top_n: int) -> DataFrame:
         aggregates.append(
             F.flatten(F.collect_list(_candidates(F.col("top_classes"), F.col("top_scores")))).alias("candidates")
         )
+    if top_terms:
+        # The winner and the runner-up overall are the first two of every shard's two best.
+        weighted = weighted_candidates(F.col("top_classes"), F.col("top_scores"), F.col("top_weights"))
+        aggregates += [
+            F.array_sort(F.flatten(F.collect_list(weighted))).alias("ranked"),
+            F.first("term_ids").alias("term_ids"),
+            F.first("counts").alias("counts"),
+        ]
     grouped = scores.groupBy("doc_id").agg(*aggregates).withColumn(
         "log_evidence", _log_sum_exp(F.col("lses"), F.col("lse_max"))
     )
@@ -127,6 +154,8 @@ def _merged_shards(scores: DataFrame, num_shards: int, top_n: int) -> DataFrame:
                "log_evidence", "true_label"]
     if top_n:
         columns.append("candidates")
+    if top_terms:
+        columns.append(top_term_ids(F.col("term_ids"), F.col("counts"), F.col("ranked"), top_terms).alias("top_terms"))
     return grouped.select(*columns)
 
 
@@ -136,7 +165,7 @@ def confusion_counts(predictions: DataFrame) -> DataFrame:
 
 
 def check_scores_complete(
-    spark: SparkSession, manifest: dict, vectors_summary: dict, scores_dir: str, top_n: int
+    spark: SparkSession, manifest: dict, vectors_summary: dict, scores_dir: str, top_n: int, top_terms: int = 0
 ) -> list[dict]:
     """Every shard of the model scored these vectors with this model (else IncompleteScores)."""
     problems, summaries = [], []
@@ -160,6 +189,8 @@ def check_scores_complete(
             )
         if summary["top_n"] < top_n:
             problems.append(f"shard {shard}: kept top {summary['top_n']} classes, {top_n} asked")
+        if top_terms and not summary.get("top_terms"):
+            problems.append(f"shard {shard}: scored without the term weights top_terms needs")
     if problems:
         raise IncompleteScores(
             f"the scores under {scores_dir} do not cover model {manifest['version']} "
@@ -177,14 +208,16 @@ def run_combine(
     report_uri: str,
     top_n: int = 0,
     history: HistoryTarget | None = None,
+    top_terms: int = 0,
 ) -> dict:
     """Combine the shard scores into predictions; write the report (and the run's row into the
     quality ``history`` when given and the input has labels); returns the run summary."""
     manifest = read_model_manifest(spark, model_dir)
     vectors_summary = read_output_summary(spark, vectors_uri, "the vectors")
-    shard_summaries = check_scores_complete(spark, manifest, vectors_summary, scores_dir, top_n)
+    shard_summaries = check_scores_complete(spark, manifest, vectors_summary, scores_dir, top_n, top_terms)
     labels = class_labels(spark, model_dir, manifest)
-    predictions = combine_scores(_all_scores(spark, manifest, scores_dir), labels, manifest["num_shards"], top_n)
+    predictions = combine_scores(_all_scores(spark, manifest, scores_dir), labels, manifest["num_shards"], top_n,
+                                 top_terms, read_vocabulary(spark, model_dir) if top_terms else None)
     # true_label stays in the schema (null when the input has no labels): the predictions' columns
     # do not depend on the data, nor on the prediction path.
     labelled = vectors_summary["vectors"]["labelled"] > 0
@@ -197,7 +230,7 @@ def run_combine(
         vectors_summary["rejects_uri"], predictions_uri,
         [{"shard": s["shard"], **s["memory"]} for s in shard_summaries],
         path=contract.PER_SHARD, vectoriser=vectors_summary["vectoriser"],
-        duplicate_ids=vectors_summary["duplicate_ids"],
+        duplicate_ids=vectors_summary["duplicate_ids"], top_terms=top_terms,
     )
     publish_output(spark, temp_uri, predictions_uri, summary)
     return publish_report(spark, summary, confusion, labels, manifest["version"], report_uri, history)
@@ -207,7 +240,7 @@ def prediction_summary(job: str, model_dir: str, manifest: dict, top_n: int, cou
                        vectors: dict, rejects_uri: str | None, predictions_uri: str, shard_memory: list,
                        **path) -> dict:
     """The run summary either prediction path writes (contract.PredictionSummary, less its metrics);
-    ``path``: how the run predicted (path, path_reason, vectoriser, duplicate_ids)."""
+    ``path``: how the run predicted (path, path_reason, vectoriser, duplicate_ids, top_terms)."""
     return {
         "job": job,
         "model": model_summary(model_dir, manifest),

@@ -124,6 +124,11 @@ def _scoring_form(spark, model_dir, manifest, class_ids, doc_count, term_total, 
     )
 
 
+def read_vocabulary(spark: SparkSession, model_dir: str):
+    """The model's vocabulary as a Spark frame (term_id, term); nothing is collected."""
+    return spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir)).select("term_id", "term")
+
+
 def _shard_class_ids(shard_of: np.ndarray, shard: int, manifest: dict, model_dir: str) -> np.ndarray:
     """The shard's class ids as classes/ assigns them, which must be the manifest's."""
     class_ids = np.flatnonzero(shard_of == shard)

@@ -9,6 +9,8 @@ Frame written (one per shard; the combiner's input):
 
     scores   doc_id string, label string, best_class int, best_score double, log_sum_exp double,
              top_classes array<int>, top_scores array<double>
+             [with top terms: term_ids array<int>, counts array<int>, top_weights array<array<double>>
+             (:mod:`nbknn.naive_bayes.prediction_terms`)]
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from nbknn.common import fs
 from nbknn.common.provenance import code_version
-from nbknn.naive_bayes import scoring
+from nbknn.naive_bayes import prediction_terms, scoring
 from nbknn.naive_bayes.model_reader import ModelError, load_model_shard, model_summary, read_model_manifest
 from nbknn.naive_bayes.outputs import publish_output, read_output_summary
 from nbknn.naive_bayes.scoring_checks import check_top_n
@@ -31,7 +33,7 @@ SCORES_SCHEMA = (
     "doc_id string, label string, best_class int, best_score double, log_sum_exp double, "
     "top_classes array<int>, top_scores array<double>"
 )
-_ARROW_SCORES_SCHEMA = pa.schema(
+_ARROW_SCORES_FIELDS = (
     [
         ("doc_id", pa.string()),
         ("label", pa.string()),
@@ -42,6 +44,16 @@ _ARROW_SCORES_SCHEMA = pa.schema(
         ("top_scores", pa.list_(pa.float64())),
     ]
 )
+_ARROW_TERMS_FIELDS = [
+    ("term_ids", pa.list_(pa.int32())),
+    ("counts", pa.list_(pa.int32())),
+    ("top_weights", pa.list_(pa.list_(pa.float64()))),
+]
+
+
+def scores_schema(top_terms: int) -> str:
+    """The scores frame's schema: with top terms asked for, the columns the combiner explains from."""
+    return f"{SCORES_SCHEMA}, {prediction_terms.SCORES_COLUMNS}" if top_terms else SCORES_SCHEMA
 
 
 def csr_from_arrow(term_ids: pa.Array, counts: pa.Array, vocabulary_size: int) -> sp.csr_array:
@@ -79,41 +91,47 @@ def _fixed_width_lists(matrix: np.ndarray, value_type: pa.DataType) -> pa.Array:
 
 
 def score_arrow_batch(
-    batch: pa.RecordBatch, model: scoring.ShardModel, top_n: int
+    batch: pa.RecordBatch, model: scoring.ShardModel, top_n: int, top_terms: int = 0
 ) -> pa.RecordBatch:
-    """Score one Arrow batch of vectors against a shard: one sparse product for the whole batch."""
+    """Score one Arrow batch of vectors against a shard: one sparse product for the whole batch.
+    With ``top_terms``, the shard's best classes (at least two) also carry their term weights."""
     X = csr_from_arrow(batch.column("term_ids"), batch.column("counts"), model.vocabulary_size)
-    result = scoring.shard_result(model, X, top_n)
-    return pa.RecordBatch.from_arrays(
-        [
-            batch.column("doc_id"),
-            batch.column("label"),
-            pa.array(result.best_class.astype(np.int32)),
-            pa.array(result.best_score),
-            pa.array(result.log_sum_exp),
-            _fixed_width_lists(result.top_classes.astype(np.int32), pa.int32()),
-            _fixed_width_lists(result.top_scores, pa.float64()),
-        ],
-        schema=_ARROW_SCORES_SCHEMA,
-    )
+    result = scoring.shard_result(model, X, max(top_n, prediction_terms.CANDIDATES if top_terms else 0))
+    columns = [
+        batch.column("doc_id"),
+        batch.column("label"),
+        pa.array(result.best_class.astype(np.int32)),
+        pa.array(result.best_score),
+        pa.array(result.log_sum_exp),
+        _fixed_width_lists(result.top_classes.astype(np.int32), pa.int32()),
+        _fixed_width_lists(result.top_scores, pa.float64()),
+    ]
+    fields = list(_ARROW_SCORES_FIELDS)
+    if top_terms:
+        candidates = result.top_classes[:, : prediction_terms.CANDIDATES]
+        columns += [batch.column("term_ids"), batch.column("counts"),
+                    prediction_terms.candidate_weights(model, X, candidates)]
+        fields += _ARROW_TERMS_FIELDS
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
 
 
-def _score_batches(batches, model_broadcast, top_n: int):
+def _score_batches(batches, model_broadcast, top_n: int, top_terms: int):
     """mapInArrow body: the scores of each Arrow batch of vectors against the broadcast shard."""
     model = model_broadcast.value
     for batch in batches:
-        yield score_arrow_batch(batch, model, top_n)
+        yield score_arrow_batch(batch, model, top_n, top_terms)
 
 
-def shard_scores(vectors: DataFrame, model_broadcast, top_n: int) -> DataFrame:
+def shard_scores(vectors: DataFrame, model_broadcast, top_n: int, top_terms: int = 0) -> DataFrame:
     """Scores of every document against the shard broadcast as ``model_broadcast`` (a ShardModel).
 
     Runs in Python workers through ``mapInArrow``: each Arrow batch (spark's
     ``arrow.maxRecordsPerBatch`` documents) becomes one CSR matrix and one sparse product.
     """
     check_top_n(top_n)
-    score = partial(_score_batches, model_broadcast=model_broadcast, top_n=top_n)
-    return vectors.select("doc_id", "label", "term_ids", "counts").mapInArrow(score, SCORES_SCHEMA)
+    check_top_n(top_terms)
+    score = partial(_score_batches, model_broadcast=model_broadcast, top_n=top_n, top_terms=top_terms)
+    return vectors.select("doc_id", "label", "term_ids", "counts").mapInArrow(score, scores_schema(top_terms))
 
 
 def model_memory(model: scoring.ShardModel) -> dict:
@@ -132,7 +150,8 @@ def model_memory(model: scoring.ShardModel) -> dict:
 
 
 def run_predict_shard(
-    spark: SparkSession, model_dir: str, vectors_uri: str, shard: int, scores_uri: str, top_n: int = 0
+    spark: SparkSession, model_dir: str, vectors_uri: str, shard: int, scores_uri: str, top_n: int = 0,
+    top_terms: int = 0,
 ) -> dict:
     """Score every vector against one shard's classes and write the shard's scores."""
     manifest = read_model_manifest(spark, model_dir)
@@ -147,7 +166,7 @@ def run_predict_shard(
     broadcast = spark.sparkContext.broadcast(model)
     temp_uri = fs.temporary_sibling(scores_uri)
     try:
-        shard_scores(spark.read.parquet(vectors_uri), broadcast, top_n).write.parquet(temp_uri)
+        shard_scores(spark.read.parquet(vectors_uri), broadcast, top_n, top_terms).write.parquet(temp_uri)
     finally:
         broadcast.destroy()
     documents = spark.read.parquet(temp_uri).count()
@@ -163,6 +182,7 @@ def run_predict_shard(
         "vectors_write_id": vectors_summary["write_id"],
         "documents": documents,
         "top_n": top_n,
+        "top_terms": top_terms,
         "memory": memory,
         "code_version": code_version(),
     }

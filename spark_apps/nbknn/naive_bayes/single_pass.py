@@ -29,7 +29,7 @@ from nbknn.inputs.documents import (
 )
 from nbknn.inputs.tokenizer import TokenizerConfig
 from nbknn.naive_bayes.combine import combine_scores, confusion_and_counts, prediction_summary
-from nbknn.naive_bayes.model_reader import class_labels, load_whole_model, read_model_manifest
+from nbknn.naive_bayes.model_reader import class_labels, load_whole_model, read_model_manifest, read_vocabulary
 from nbknn.naive_bayes.outputs import publish_output
 from nbknn.naive_bayes.quality_history import HistoryTarget
 from nbknn.naive_bayes.report import publish_report
@@ -56,6 +56,7 @@ def run_predict_single_pass(
     path_reason: str = "",
     max_lookup_terms: int = DEFAULT_MAX_LOOKUP_TERMS,
     history: HistoryTarget | None = None,
+    top_terms: int = 0,
 ) -> dict:
     """Predict every accepted document of ``spec`` with the whole model; returns the run summary
     (an evaluated run adds its row to the quality ``history`` when given)."""
@@ -66,7 +67,7 @@ def run_predict_single_pass(
     documents = with_duplicate_ids_rejected(read_documents(spark, spec, labelled=False))
     temp_uri = fs.temporary_sibling(predictions_uri)
     try:
-        written = _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, labels, top_n,
+        written = _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, labels, (top_n, top_terms),
                                      temp_uri, max_lookup_terms)
         records, duplicates = quarantine(spark, spec, documents, written["totals"], rejects_uri, max_reject_fraction)
         confusion, counts = confusion_and_counts(spark.read.parquet(temp_uri), written["labelled"],
@@ -78,15 +79,17 @@ def run_predict_single_pass(
         "nb_predict", model_dir, manifest, top_n, counts, confusion, written["vector_stats"],
         rejects_uri if records.rejected else None, predictions_uri, [{"shard": "all", **model_memory(model)}],
         path=contract.SINGLE_PASS, path_reason=path_reason, vectoriser=written["vectoriser"],
-        duplicate_ids=duplicates,
+        duplicate_ids=duplicates, top_terms=top_terms,
     )
     publish_output(spark, temp_uri, predictions_uri, summary)
     return publish_report(spark, summary, confusion, labels, manifest["version"], report_uri, history)
 
 
-def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, labels, top_n, temp_uri,
+def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, labels, tops, temp_uri,
                        max_lookup_terms) -> dict:
-    """Vectorise, score and combine in the job that writes the predictions to ``temp_uri``."""
+    """Vectorise, score and combine in the job that writes the predictions to ``temp_uri``;
+    ``tops``: (top_n, top_terms)."""
+    top_n, top_terms = tops
     observed, totals = observe_read_totals(documents)
     vectoriser, vectors, lookup = vector_frame(spark, accepted_documents(observed), manifest, tokenizer, model_dir,
                                                max_lookup_terms)
@@ -94,7 +97,9 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
     broadcast = spark.sparkContext.broadcast(model)
     try:
         # One shard holding every class: each scores row already is its document's answer.
-        combine_scores(shard_scores(vectors, broadcast, top_n), labels, 1, top_n).write.parquet(temp_uri)
+        vocabulary = read_vocabulary(spark, model_dir) if top_terms else None
+        combine_scores(shard_scores(vectors, broadcast, top_n, top_terms), labels, 1, top_n, top_terms,
+                       vocabulary).write.parquet(temp_uri)
     finally:
         broadcast.destroy()
         if lookup is not None:
