@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from submit_jvm import QUICK_JIT
+from submit_jvm import QUICK_JIT, executor_options
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -43,9 +43,9 @@ def airflow_env_base(spark_master: str = "local[2]") -> dict[str, str]:
     env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps({"conn_type": "spark", "host": spark_master})
     spark_conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"}
     if os.environ.get("SPARK_SUBMIT_OPTS", "").startswith(QUICK_JIT):
-        # Executors of a standalone cluster are JVMs of their own, with another class path than the
-        # class archive's: the quick JIT only (tests/submit_jvm.py).
-        spark_conf["spark.executor.extraJavaOptions"] = QUICK_JIT
+        # Executors of a standalone cluster are JVMs of their own, started with spark-submit's
+        # class path: its options serve them too (tests/submit_jvm.py).
+        spark_conf["spark.executor.extraJavaOptions"] = executor_options()
     env["NBKNN_SPARK_CONF"] = json.dumps(spark_conf)
     env["NBKNN_BUILD_DIR"] = str(Path(os.environ["AIRFLOW_HOME"]) / "build")
     return env

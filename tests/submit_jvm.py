@@ -90,3 +90,12 @@ def _build_archive(archive: Path, venv_bin: Path) -> Path | None:
 
 def submit_options(archive: Path | None) -> str:
     return QUICK_JIT if archive is None else f"{QUICK_JIT} -XX:SharedArchiveFile={archive}"
+
+
+def executor_options() -> str:
+    """JVM options for the executors of the standalone clusters the tests start: the spark-submits'
+    own (the quick JIT, and the class archive when there is one). A standalone worker starts an
+    executor with the class path Spark's launcher gives spark-submit (conf, slf4j-api, jars/*), so
+    the archive serves it too."""
+    submit = os.environ.get("SPARK_SUBMIT_OPTS", "")
+    return submit if submit.startswith(QUICK_JIT) else QUICK_JIT

@@ -51,7 +51,7 @@ from compose_file import Localiser, command, environment
 
 from helpers import VENV_BIN, write_jsonl
 from processes import free_port, get_json, start, stop, stop_on_sigterm, wait_until
-from submit_jvm import QUICK_JIT
+from submit_jvm import executor_options
 
 pytestmark = pytest.mark.services
 
@@ -62,9 +62,9 @@ TEST_DOCS = 200
 AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
 SPARK_WORKERS = ["spark-worker-1", "spark-worker-2"]
 # Spark properties the test adds to the compose's NBKNN_SPARK_CONF: small shuffles for small data,
-# no driver UI, and the quick JIT for executor JVMs (tests/submit_jvm.py) -- speed only.
-TEST_ONLY_SPARK_CONF = {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false",
-                        "spark.executor.extraJavaOptions": QUICK_JIT}
+# no driver UI, and for executor JVMs the spark-submits' quick JIT and class archive
+# (tests/submit_jvm.py, executor_options() when the environment is built) -- speed only.
+TEST_ONLY_SPARK_CONF = {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"}
 # Worker size: the compose default (2 cores, 2g each) on this 2-core machine, with 1g executors.
 
 
@@ -199,7 +199,8 @@ class Stack:
         assert urlparse(compose_env["NBKNN_DATA_ROOT"]).scheme == "hdfs"
         env["NBKNN_DATA_ROOT"] = self.data_root.as_uri()
         spark_conf = json.loads(env["NBKNN_SPARK_CONF"])
-        env["NBKNN_SPARK_CONF"] = json.dumps({**spark_conf, **TEST_ONLY_SPARK_CONF})
+        env["NBKNN_SPARK_CONF"] = json.dumps({**spark_conf, **TEST_ONLY_SPARK_CONF,
+                                              "spark.executor.extraJavaOptions": executor_options()})
         env.update({
             # What the image provides: Airflow's home (with the compose's bind mounts in it), the
             # virtualenv's airflow/python/spark-submit on PATH.
