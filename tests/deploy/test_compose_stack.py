@@ -66,6 +66,12 @@ SPARK_WORKERS = ["spark-worker-1", "spark-worker-2"]
 # (tests/submit_jvm.py, executor_options() when the environment is built) -- speed only.
 TEST_ONLY_SPARK_CONF = {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"}
 # Worker size: the compose default (2 cores, 2g each) on this 2-core machine, with 1g executors.
+# Airflow timings the test changes -- speed only: the DAG files do not change while the stack runs,
+# so the dag-processor parses each once at start instead of every 30 s (each parse a process of its
+# own, CPU the DAG runs need); the scheduler killed in (c) counts as dead after 15 s without a
+# heartbeat (default 30; it heartbeats every 5 s), which is what its restart waits for.
+TEST_ONLY_AIRFLOW_ENV = {"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
+                         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15"}
 
 
 def _test_dotenv() -> dict[str, str]:
@@ -213,6 +219,7 @@ class Stack:
             "AIRFLOW__API__PORT": str(self.ports["api"]),
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self.ports["scheduler_health"]),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            **TEST_ONLY_AIRFLOW_ENV,
         })
         for name in ("AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER",
                      "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__UNIT_TEST_MODE"):
