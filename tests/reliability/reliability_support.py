@@ -533,15 +533,21 @@ class FaultPoints:
     (step index, "before" | "after"), it copies the data root to ``snapshot`` at that point and
     raises InjectedKill. The copy is what a SIGKILL at that point leaves: the calls are synchronous,
     so nothing of the steps before is still in flight and nothing after has started. With
-    ``fingerprints``, it records a fingerprint of the data root at every point (to find the
-    distinct states a kill can leave)."""
+    ``states_dir``, the run goes on to its end and keeps, under ``states_dir``, a copy of the data
+    root at the first point of each distinct state (by fingerprint; states in ``exclude`` are not
+    kept): what a run stopped at that point would leave, for the same reason, without running the
+    application once more up to each point."""
 
     def __init__(self, root: Path, stop_at: tuple[int, str] | None = None, snapshot: Path | None = None,
-                 fingerprints: bool = False):
-        self.root, self.stop_at, self.snapshot, self.fingerprints = root, stop_at, snapshot, fingerprints
+                 states_dir: Path | None = None, exclude: Iterable[str] = ()):
+        self.root, self.stop_at, self.snapshot, self.states_dir = root, stop_at, snapshot, states_dir
         self.steps: list[CommitStep] = []
-        self.states: list[tuple[tuple[int, str], str]] = []
+        # fingerprint -> (the first point with that state, the copy of the data root there)
+        self.kept: dict[str, tuple[tuple[int, str], Path]] = {}
+        self._excluded = set(exclude)
         self.steps_at_fault: list[CommitStep] | None = None  # (what cleanup code does after it is not a step)
+        if states_dir is not None and states_dir.exists():
+            shutil.rmtree(states_dir)
 
     def _target(self, operation: str, args: tuple) -> str:
         uris = [a for a in args if isinstance(a, str) and "://" in a]
@@ -549,8 +555,12 @@ class FaultPoints:
         return _RANDOM_PART.sub("*", text.replace(self.root.as_uri() + "/", ""))
 
     def _point(self, index: int, when: str) -> None:
-        if self.fingerprints:
-            self.states.append(((index, when), tree_fingerprint(self.root)))
+        if self.states_dir is not None:
+            fingerprint = tree_fingerprint(self.root)
+            if fingerprint not in self._excluded and fingerprint not in self.kept:
+                copy = self.states_dir / f"{len(self.kept)}-{when}-{index}"
+                copy_tree(self.root, copy)
+                self.kept[fingerprint] = ((index, when), copy)
         if self.stop_at == (index, when):
             self.steps_at_fault = list(self.steps)
             copy_tree(self.root, self.snapshot)
@@ -587,15 +597,6 @@ class FaultPoints:
                 patch.setattr(module, name, self._wrap(f"{module.__name__.rsplit('.', 1)[-1]}.{name}",
                                                        getattr(module, name)))
             function(**kwargs)
-
-    def distinct_states(self, exclude: Iterable[str] = ()) -> list[tuple[int, str]]:
-        """The first point of each distinct data-root state seen (fingerprints), less ``exclude``."""
-        seen, points = set(exclude), []
-        for point, fingerprint in self.states:
-            if fingerprint not in seen:
-                seen.add(fingerprint)
-                points.append(point)
-        return points
 
 
 def tree_fingerprint(root: Path) -> str:

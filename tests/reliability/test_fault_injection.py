@@ -8,10 +8,12 @@ worker without Spark, is stopped the same way at the calls of ``nbknn_airflow.mo
 with every call that changes the data root counted: the Hadoop FileSystem operations of
 ``nbknn.common.fs`` (each rename, each atomic replacement of a small file such as a summary, a
 manifest or LATEST, each deletion) and Spark's ``DataFrameWriter`` (each staged or scratch table).
-A first run lists these steps and the distinct states of the data root before and after each one;
-then, for each distinct state, one run is stopped there: the data root is copied at that point
-(what a SIGKILL there would leave, since the calls are synchronous) and the run ends. From that
-copy:
+A first run lists these steps and copies the data root at the first point (before or after a step)
+of each distinct state it passes through: what a run stopped there, by a SIGKILL or by an exception
+raised at that call, would leave, since the calls are synchronous (nothing of the steps before is
+still in flight, nothing after has started). The copy is taken from that one run rather than from a
+run stopped at each point: the application is deterministic, so the two copies are the same, and
+the test does not run it again up to each point. From each copy:
 
 * a reader sees no partial output (the checks of the watcher below);
 * every published output is the old one intact or the new one complete: on a first publication
@@ -306,33 +308,30 @@ def old_or_new(root: Path, old_root: Path, rel: str, new: dict) -> str | None:
 
 
 def stop_at_every_commit_state(pipeline, step: Step, scenario: str, attempt) -> dict:
-    """Stop ``attempt`` (a run of the application with the given FaultPoints installed) at each
-    distinct state of the data root along its commit steps, check what it left, retry; the figures."""
+    """Take ``attempt`` (a run of the application with the given FaultPoints installed) to each
+    distinct state of the data root along its commit steps, check what a run stopped there leaves,
+    retry from it; the figures."""
     root = pipeline.root
     start = step.before if scenario == "first" else step.after
     reference = outputs_of(step.after, step.outputs)
     published = [rel for rel in step.outputs if not (step.scratch and rel.startswith(step.scratch))]
 
-    # The steps of an undisturbed run, and the distinct states of the data root along it.
+    # One undisturbed run lists the steps and keeps the data root as it is at the first point of
+    # each distinct state: what a run stopped there leaves (the calls are synchronous). Stopped
+    # before any step, the data root is the start; after the last, the finished run (both are the
+    # retries checked elsewhere: a run over its own output, below, and the reference).
     copy_tree(start, root)
-    probe = FaultPoints(root, fingerprints=True)
+    probe = FaultPoints(root, states_dir=pipeline.scratch / "states", exclude=[tree_fingerprint(start)])
     attempt(probe)
     assert compare_all(reference, outputs_of(root, step.outputs)).differences == []
-    done = tree_fingerprint(root)
-    # Stopped before any step, the data root is the start; after the last, the finished run
-    # (both are the retries checked elsewhere: a run over its own output, below, and the reference).
-    points = probe.distinct_states(exclude=[tree_fingerprint(start), done])
     assert probe.steps, "no commit step recorded: the fault points cover nothing"
+    done = tree_fingerprint(root)
+    points = [kept for fingerprint, kept in probe.kept.items() if fingerprint != done]
 
     found: dict[str, int] = {}
-    for index, when in points:
-        copy_tree(start, root)
-        stopped = FaultPoints(root, stop_at=(index, when), snapshot=pipeline.scratch / "at-fault")
-        with pytest.raises(InjectedKill):
-            attempt(stopped)
+    for (index, when), state in points:
         where = f"{step.app} stopped {when} step {index} {probe.steps[index]}"
-        assert stopped.steps_at_fault == probe.steps[:index + 1], f"{where}: the run took another path"
-        copy_tree(pipeline.scratch / "at-fault", root)  # exactly what the stopped run left
+        copy_tree(state, root)  # exactly what a run stopped there leaves
 
         assert pipeline.visible_problems() == [], where
         for rel in published:
