@@ -63,3 +63,27 @@ def class_top_terms(docs: list, alpha: float, top: int = 10) -> dict[str, list[s
         seen = np.flatnonzero(inside)
         expected[label] = [str(names[i]) for i in seen[np.lexsort((seen, -ratio[seen]))][:top]]
     return expected
+
+
+def check_top_terms_up_to_ties(got: dict, docs: list, alpha: float, top: int = 10, tolerance: float = 1e-9) -> None:
+    """``got`` (label: terms) are each class's ``top`` terms of largest ratio, largest first, as
+    :func:`class_top_terms` computes them, except that terms whose ratios differ by less than
+    ``tolerance`` may come in either order: with integer counts and alpha = 1 different counts
+    often give mathematically equal ratios, which two float computations may round apart."""
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    X = vectorizer.fit_transform([d["text"] for d in docs])
+    labels = np.array([d["label"] for d in docs])
+    index = {str(name): i for i, name in enumerate(vectorizer.get_feature_names_out())}
+    total = np.asarray(X.sum(axis=0)).ravel()
+    assert sorted(got) == sorted(set(labels))
+    for label, terms in got.items():
+        inside = np.asarray(X[labels == label].sum(axis=0)).ravel()
+        nb = MultinomialNB(alpha=alpha).fit(np.stack([inside, total - inside]), ["in", "rest"])
+        ratio = nb.feature_log_prob_[0] - nb.feature_log_prob_[1]
+        seen = set(np.flatnonzero(inside).tolist())
+        listed = [index[t] for t in terms]
+        assert len(listed) == len(set(listed)) == min(top, len(seen)) and set(listed) <= seen, label
+        assert all(ratio[a] >= ratio[b] - tolerance for a, b in zip(listed, listed[1:])), label
+        left_out = seen - set(listed)
+        assert not left_out or max(ratio[list(left_out)]) <= ratio[listed[-1]] + tolerance, label
+

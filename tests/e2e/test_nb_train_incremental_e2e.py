@@ -5,6 +5,7 @@ models, the child holding the counts of both days; the same interval again is re
 import json
 
 import pytest
+from selection_oracles import check_top_terms_up_to_ties
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.naive_bayes import MultinomialNB
 
@@ -37,6 +38,8 @@ def test_two_interval_runs_publish_a_parent_and_a_child_model(airflow_db, corpus
     assert states[("publish", -1)] == states[("register", -1)] == "success", states
     assert parent_manifest["lineage"]["parent_version"] is None
     assert parent_manifest["counts"]["documents"] == 180
+    # Without selection the model still has its report: each class's top terms at alpha = 1.
+    check_top_terms_up_to_ties(parent_manifest["report"]["top_terms"], days["2026-03-01"], 1.0)
 
     result, output = run("2026-03-03")
     assert result.returncode == 0, output
@@ -65,6 +68,9 @@ def test_two_interval_runs_publish_a_parent_and_a_child_model(airflow_db, corpus
     assert manifest["counts"]["tokens"] == int(X.sum())
     assert manifest["records"]["accepted"] == 180  # this run's own input: one day
     assert manifest["num_shards"] == 2
+    # merge rewrote the report for the merged counts.
+    check_top_terms_up_to_ties(manifest["report"]["top_terms"], docs, 1.0)
+    assert "Selection was off" in (models / child / manifest["report"]["page"]).read_text()
 
     # The same interval again (a new run, not a retry of the last one): refused before any Spark job.
     result, output = run("2026-03-03")

@@ -51,13 +51,18 @@ def class_top_terms(spark: SparkSession, model_dir: str, alpha: float,
     n, class_total, term_total = F.col("count").cast("double"), F.col("class_total"), F.col("total_count")
     inside = F.log(n + alpha) - F.log(class_total + alpha * vocabulary_size)
     outside = F.log(term_total - n + alpha) - F.log(grand_total - class_total + alpha * vocabulary_size)
-    # Ties to the first term in sorted order, not the lower id: a merged model numbers its new
-    # terms after the old ones, and its report must be the one a full run would write.
-    rank = F.row_number().over(Window.partitionBy("class_id").orderBy(F.desc("ratio"), "term"))
+    # Within a class the ratio grows with (n + a) / (A - n + a), one correctly rounded division:
+    # ranking by it keeps the mathematical ties (e.g. 2/1 and 4/2 at a = 1) that the difference of
+    # four logarithms may round apart. Ties go to the first term in sorted order, not the lower id:
+    # a merged model numbers its new terms after the old ones, and its report must be the one a
+    # full run would write.
+    odds = (n + alpha) / (term_total - n + alpha)
+    rank = F.row_number().over(Window.partitionBy("class_id").orderBy(F.desc("odds"), "term"))
     top = (
         entries.join(F.broadcast(totals), "class_id")
         .join(vocabulary.select("term_id", "term", "total_count"), "term_id")
         .withColumn("ratio", inside - outside)
+        .withColumn("odds", odds)
         .withColumn("rank", rank)
         .where(F.col("rank") <= k)
         .select("class_id", "rank", "term", "ratio")
