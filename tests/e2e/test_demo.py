@@ -77,7 +77,7 @@ def test_the_demo_report_shows_its_figures_and_pictures(demo):
     page = (report / "report.html").read_text()
     images = _Images()
     images.feed(page)
-    assert images.sources == ["per_class_f1.png", "confusion_matrix.png"]
+    assert images.sources == ["quality_history.png", "per_class_f1.png", "confusion_matrix.png"]
     for source in images.sources:
         with Image.open(report / source) as picture:
             picture.verify()
