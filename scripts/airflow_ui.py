@@ -22,7 +22,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 
 
-def wait_until_up(port: int, process: subprocess.Popen, timeout: float = 180.0) -> None:
+# A loaded machine (two cores shared with other jobs) has taken more than 3 minutes to start it.
+START_TIMEOUT_SECONDS = 600.0
+
+
+def wait_until_up(port: int, process: subprocess.Popen, timeout: float = START_TIMEOUT_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -62,6 +66,11 @@ def main(argv: list[str]) -> None:
     except KeyboardInterrupt:
         process.terminate()
         process.wait()
+    except SystemExit:
+        # The API server never answered: airflow standalone must not outlive the script.
+        process.terminate()
+        process.wait()
+        raise
 
 
 if __name__ == "__main__":

@@ -50,6 +50,11 @@ def environment(data_root: Path, airflow_home: Path, port: int | None = None, ho
         # The DAGs run on their schedules and assets from the start: nb_predict follows nb_train,
         # knn_neighbors follows doc_vectors; a scheduled run whose input is missing skips itself.
         env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+        # airflow standalone starts the scheduler and the API server together and the DAGs are live
+        # at once: on a loaded machine the first scheduled tasks start before the API server
+        # listens. Their task runners then retry for minutes (random exponential waits up to 90 s)
+        # instead of failing after the default 5 attempts.
+        env["AIRFLOW__WORKERS__EXECUTION_API_RETRIES"] = "10"
     return env
 
 
