@@ -64,7 +64,7 @@ def neighbors_broadcast(
 ) -> KnnResult:
     """Exact top-k from the broadcast reference (``self_join``: the queries are the reference)."""
     metric = validate_metric(metric)
-    if self_join:
+    if self_join and metric in gemm.METRICS:
         n, d, id_type = describe(reference)
         if fits_one_task(reference.sparkSession.sparkContext, n, d, validate_k(k, n, self_join=exclude_self),
                          metric, block_bytes_budget):

@@ -64,8 +64,6 @@ def whole_set_topk(
     """The task: the ``n`` rows of the set (its only partition) -> their output rows, in id order."""
     limit_task_threads()
     ids, X = whole_set(batches, n, d, id_type)
-    if ids.shape[0] == 0:
-        return
     started = time.perf_counter()
     # The kernel breaks ties by rank: rank order is id order (the validated ids are unique).
     unique, ranks = id_ranks(ids)
@@ -91,7 +89,6 @@ def whole_set(batches: Iterator[pa.RecordBatch], n: int, d: int, id_type: str) -
         X[filled:filled + chunk.shape[0]] = chunk
         id_chunks.append(chunk_ids)
         filled += chunk.shape[0]
-    if filled != n and filled != 0:
+    if filled != n:
         raise RuntimeError(f"internal error: the set has {filled} rows, {n} counted")
-    ids = np.concatenate(id_chunks) if id_chunks else np.empty(0, np.int64)
-    return ids, X[:filled]
+    return np.concatenate(id_chunks), X

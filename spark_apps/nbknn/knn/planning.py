@@ -132,13 +132,17 @@ def tile_bytes(b: int) -> int:
     return 4 * min(b, TILE_ROWS) ** 2
 
 
+def prepared_row_bytes(d: int) -> int:
+    """A prepared row as planned: its float64 values, its kernel operands (8 (d + 2)), norms and ids."""
+    return 8 * d + 8 * (d + 2) + 24
+
+
 def kernel_row_bytes(d: int, k: int) -> int:
     """Memory per row of a unit of two groups: the group's float64 rows and prepared float32
     operands (8 d + 8 (d + 2) + 3 x 8 for norms and ids), their copy in the unit's joined set
     (as much again), the candidate state (heap 8 k, buffer 16 x cap, counters) and the result
     (16 k)."""
-    prepared = 8 * d + 8 * (d + 2) + 24
-    return 2 * prepared + 8 * k + 16 * default_cap(k) + 33 + 16 * k
+    return 2 * prepared_row_bytes(d) + 8 * k + 16 * default_cap(k) + 33 + 16 * k
 
 
 def unit_bytes(b: int, d: int, k: int) -> int:
@@ -166,8 +170,7 @@ def group_rows_for_budget(d: int, k: int, budget: int) -> int:
 def diagonal_unit_bytes(b: int, d: int, k: int) -> int:
     """Memory of a diagonal unit of one group of ``b`` rows: the tile and the group's rows once
     (no joined copy: the group is joined with itself)."""
-    prepared = 8 * d + 8 * (d + 2) + 24
-    return tile_bytes(b) + b * (kernel_row_bytes(d, k) - prepared)
+    return tile_bytes(b) + b * (kernel_row_bytes(d, k) - prepared_row_bytes(d))
 
 
 def groups_for_cores(parallelism: int) -> int:
