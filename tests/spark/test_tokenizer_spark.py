@@ -100,3 +100,25 @@ def test_every_code_point_tokenises_the_same_in_the_jvm_and_in_python(spark):
             tokens += len(expected)
     # Not vacuous: the letters, marks and numbers of Unicode 13 made tokens in every configuration.
     assert tokens > 3 * 130_000
+
+
+def test_the_jvm_replaces_exactly_the_code_points_the_table_leaves_unassigned(spark):
+    """On Java 17 an unassigned code point makes no token whether replaced or not, so the sweep
+    above cannot see the JVM's replacement class; here its output is compared with the table."""
+    from nbknn.inputs.tokenizer import UNASSIGNED_REPLACEMENT, jvm_unassigned_pattern
+    from nbknn.inputs.unicode_table import ASSIGNED_RANGES
+
+    assigned = bytearray(0x110000)
+    for first, last in ASSIGNED_RANGES:
+        assigned[first:last + 1] = b"\x01" * (last - first + 1)
+    chunks = _sweep_chunks()
+    frame = spark.createDataFrame([(i, "".join(map(chr, c))) for i, c in enumerate(chunks)], "i int, text string")
+    replaced = frame.select("i", F.regexp_replace("text", F.lit(jvm_unassigned_pattern()),
+                                                  F.lit(UNASSIGNED_REPLACEMENT)).alias("text")).collect()
+    differing = []
+    for row in replaced:
+        expected = "".join(chr(cp) if assigned[cp] else UNASSIGNED_REPLACEMENT for cp in chunks[row["i"]])
+        if row["text"] != expected:
+            differing.append(next(f"U+{cp:04X}" for cp, a, b in zip(chunks[row["i"]], row["text"], expected) if a != b))
+    assert len(replaced) == len(chunks)
+    assert differing == []

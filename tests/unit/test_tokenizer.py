@@ -105,3 +105,28 @@ def test_same_tokenizer_treats_missing_fields_as_the_defaults():
     assert same_tokenizer(old, TokenizerConfig().to_dict())
     assert same_tokenizer(old, tokenizer_record(DEFAULT_TOKEN_PATTERN, True))
     assert not same_tokenizer(old, TokenizerConfig(normalization="NFC").to_dict())
+
+
+def test_the_jvms_search_tree_class_holds_exactly_the_unassigned_code_points():
+    """The JVM's pattern (nested classes, ``&&`` bounds) read by ``regex`` in its V1 mode, which
+    has Java's set syntax, against the table itself: every code point but the surrogates (which a
+    JVM string decoded from UTF-8 cannot hold). The Spark sweep checks the same through Java."""
+    import regex
+
+    from nbknn.inputs.tokenizer import jvm_unassigned_pattern
+    from nbknn.inputs.unicode_table import ASSIGNED_RANGES
+
+    assigned = bytearray(0x110000)
+    for first, last in ASSIGNED_RANGES:
+        assigned[first:last + 1] = b"\x01" * (last - first + 1)
+    tree = regex.compile(jvm_unassigned_pattern(), regex.V1)
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    matched = {ord(m.group()) for m in tree.finditer(text)}
+    expected = {c for c in range(0x110000) if not assigned[c] and not 0xD800 <= c <= 0xDFFF}
+    assert matched == expected
+    # A search tree, not a flat class: about log2(runs) levels of three brackets each.
+    depth = deepest = 0
+    for character in jvm_unassigned_pattern():
+        depth += {"[": 1, "]": -1}.get(character, 0)
+        deepest = max(deepest, depth)
+    assert 10 <= deepest <= 30

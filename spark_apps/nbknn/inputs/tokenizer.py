@@ -124,6 +124,47 @@ def unassigned_pattern() -> str:
     return f"[^{runs}]"
 
 
+# Runs per leaf class of the JVM's search tree (below): a leaf is scanned run by run.
+_LEAF_RUNS = 4
+_LAST_CODE_POINT = 0x10FFFF
+
+
+def _complement(runs) -> list[tuple[int, int]]:
+    """The code points of U+0000..U+10FFFF outside ascending disjoint ``runs``, as runs."""
+    gaps, start = [], 0
+    for first, last in runs:
+        if first > start:
+            gaps.append((start, first - 1))
+        start = last + 1
+    if start <= _LAST_CODE_POINT:
+        gaps.append((start, _LAST_CODE_POINT))
+    return gaps
+
+
+def _search_tree_class(runs: list[tuple[int, int]], low: int, high: int) -> str:
+    """A Java class matching the code points of ``runs`` (all within low..high) in a few range
+    tests: a binary search spelled with nested classes, ``[[low-split)&&left]`` united with
+    ``[[split-high]&&right]``; Java evaluates ``&&`` left to right and stops at a false bound."""
+    if len(runs) <= _LEAF_RUNS:
+        return "[" + "".join(f"{_class_char(a)}-{_class_char(b)}" for a, b in runs) + "]"
+    middle = len(runs) // 2
+    split = runs[middle][0]
+    left = _search_tree_class(runs[:middle], low, split - 1)
+    right = _search_tree_class(runs[middle:], split, high)
+    return (f"[[[{_class_char(low)}-{_class_char(split - 1)}]&&{left}]"
+            f"[[{_class_char(split)}-{_class_char(high)}]&&{right}]]")
+
+
+@lru_cache(maxsize=1)
+def jvm_unassigned_pattern() -> str:
+    """The set of :func:`unassigned_pattern` for Java's regex, in about 20 range tests per
+    character instead of one per run: Java chains the runs of a flat class into nested calls, so
+    every character of the text would pay for all ~680 of them. Surrogates are left out: a string
+    in the JVM (decoded from Spark's UTF-8) never holds a lone one."""
+    unassigned = _complement(sorted([*_without_surrogates(ASSIGNED_RANGES), (0xD800, 0xDFFF)]))
+    return _search_tree_class(unassigned, 0, _LAST_CODE_POINT)
+
+
 @lru_cache(maxsize=1)
 def _unassigned_regex():
     return regex.compile(unassigned_pattern())
@@ -146,7 +187,7 @@ def tokens_column(text_col, config: TokenizerConfig):
     from pyspark.sql import functions as F
 
     # Column arguments (not a SQL string) so that backslashes reach Java's regex unescaped.
-    source = F.regexp_replace(text_col, F.lit(unassigned_pattern()), F.lit(UNASSIGNED_REPLACEMENT))
+    source = F.regexp_replace(text_col, F.lit(jvm_unassigned_pattern()), F.lit(UNASSIGNED_REPLACEMENT))
     if config.normalization != "none":
         compat = F.lit(config.normalization == "NFKC")
         source = F.reflect(F.lit(ICU_NORMALIZER), F.lit("compose"), source, compat)
