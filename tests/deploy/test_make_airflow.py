@@ -66,6 +66,10 @@ class AirflowUI:
             "\n" + log_tail(self.process, 6000)
 
 
+def whole_log(process) -> str:
+    return process.log_path.read_text(errors="replace") if process.log_path.exists() else ""
+
+
 def user_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in USER_ENVIRONMENT if name in os.environ}
 
@@ -83,7 +87,9 @@ def airflow_ui(tmp_path_factory):
     process = start(command, user_environment(), base / "airflow_ui.log", cwd=REPO_ROOT)
     with stop_on_sigterm():
         try:
-            wait_until(lambda: "Airflow UI: http://127.0.0.1:" in log_tail(process, 20000), START_TIMEOUT,
+            # The whole log: airflow standalone's components can write more than any tail between
+            # two looks on a loaded machine, pushing the script's line out of it.
+            wait_until(lambda: "Airflow UI: http://127.0.0.1:" in whole_log(process), START_TIMEOUT,
                        "make airflow printed its URL and password", interval=2, processes=(process,))
             ui = AirflowUI(f"http://127.0.0.1:{port}", home, data_root, process)
             ui.login()
