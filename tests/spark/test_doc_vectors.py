@@ -9,7 +9,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 from helpers import write_jsonl
 from nbknn.common.errors import ConfigError
-from nbknn.doc_vectors.job import run_doc_vectors
+from nbknn.doc_vectors.job import DRIVER_SVD_MAX_NONZEROS, run_doc_vectors
 from nbknn.inputs.documents import InputError, InputSpec
 from nbknn.inputs.tokenizer import TokenizerConfig, tokenize
 
@@ -30,15 +30,21 @@ def numpy_lsa(texts, dims, min_doc_freq):
     return U[:, :dims] * s[:dims], s[:dims]
 
 
-@pytest.fixture(scope="module")
-def r8_vectors(spark, corpus, tmp_path_factory):
+# Where the SVD runs: on the driver (the matrix's entries within the limit), or in the executors.
+SVD_PLANS = {"driver": DRIVER_SVD_MAX_NONZEROS, "distributed": 0}
+
+
+@pytest.fixture(scope="module", params=sorted(SVD_PLANS))
+def r8_vectors(request, spark, corpus, tmp_path_factory):
     docs = corpus("reuters-r8", "test", 300)
     workdir = tmp_path_factory.mktemp("doc-vectors")
     source = write_jsonl(workdir / "docs.jsonl", docs)
     output = (workdir / "vectors").as_uri()
     summary = run_doc_vectors(
-        spark, InputSpec(uri=source.as_uri()), output, (workdir / "rejects").as_uri(), 0.0, TokenizerConfig(), DIMS, 2
+        spark, InputSpec(uri=source.as_uri()), output, (workdir / "rejects").as_uri(), 0.0, TokenizerConfig(), DIMS, 2,
+        driver_svd_max_nonzeros=SVD_PLANS[request.param],
     )
+    assert summary["svd"]["plan"] == request.param
     rows = {r["id"]: r["vector"] for r in spark.read.parquet(output).collect()}
     return docs, rows, summary, workdir
 
