@@ -155,6 +155,14 @@ def _search_tree_class(runs: list[tuple[int, int]], low: int, high: int) -> str:
             f"[[{_class_char(split)}-{_class_char(high)}]&&{right}]]")
 
 
+def beyond_first_assigned_run() -> str:
+    """A class matching any code point after the table's first run of assigned code points."""
+    first, last = ASSIGNED_RANGES[0]
+    if first != 0:
+        raise AssertionError("the table's first run must start at U+0000")
+    return f"[^{_class_char(first)}-{_class_char(last)}]"
+
+
 @lru_cache(maxsize=1)
 def jvm_unassigned_pattern() -> str:
     """The set of :func:`unassigned_pattern` for Java's regex, in about 20 range tests per
@@ -182,12 +190,24 @@ def tokenize(text: str, config: TokenizerConfig = TokenizerConfig()) -> list[str
     return [match.group(0) for match in regex.finditer(config.pattern, text)]
 
 
+def pinned_to_table(text_col):
+    """Spark Column: ``text_col`` with every code point the table leaves unassigned as U+FFFD."""
+    from pyspark.sql import functions as F
+
+    # Column arguments (not a SQL string) so that backslashes reach Java's regex unescaped. A text
+    # wholly in the first assigned run (ASCII, Latin-1, ...) has nothing to replace: one range test
+    # per character finds out, and only the other texts go through the search tree.
+    return F.when(
+        text_col.rlike(beyond_first_assigned_run()),
+        F.regexp_replace(text_col, F.lit(jvm_unassigned_pattern()), F.lit(UNASSIGNED_REPLACEMENT)),
+    ).otherwise(text_col)
+
+
 def tokens_column(text_col, config: TokenizerConfig):
     """Spark Column of ``array<string>``: the tokens of ``text_col``, computed in the JVM."""
     from pyspark.sql import functions as F
 
-    # Column arguments (not a SQL string) so that backslashes reach Java's regex unescaped.
-    source = F.regexp_replace(text_col, F.lit(jvm_unassigned_pattern()), F.lit(UNASSIGNED_REPLACEMENT))
+    source = pinned_to_table(text_col)
     if config.normalization != "none":
         compat = F.lit(config.normalization == "NFKC")
         source = F.reflect(F.lit(ICU_NORMALIZER), F.lit("compose"), source, compat)
