@@ -46,6 +46,8 @@ GRIDS = {
         ("mllib", 200, 16), ("mllib", 200, 18), ("mllib", 1000, 18), ("mllib", 200, 20),
         ("ours", 1000, 20), ("ours", 5000, 22),
     ],
+    # The original design's example size (10 000 classes x 2^20 hashed terms) and twice it.
+    "design": [("ours", 10000, 20), ("ours", 5000, 22)],
 }
 
 
