@@ -9,10 +9,10 @@ TSV) and publishes a new **model version** under `models/naive_bayes/<version>/`
 | `plan` | validates the parameters, computes every URI of the run (see its XCom) |
 | `class_prior` | Spark: quarantines bad records (`rejects/nb_train/<run-key>/`), counts documents per class |
 | `term_counts` | Spark: tokenises, counts every (class, term) pair, numbers the vocabulary, splits the model into shards balanced by entries |
-| `selection_needed` | runs with `selection=kfold` go on to `select`; otherwise `select` is skipped |
-| `select` | Spark: k-fold cross-validation of the grid (`alpha_grid` x `model_type_grid` x `fit_prior_grid`) from per-fold counts: the model of every fold but f is the total minus fold f, so nothing is refitted; writes the table and the chosen point |
 | `merge_needed` | incremental runs with a base model go on to `merge`; otherwise `merge` is skipped |
 | `merge` | Spark: adds the new partition's counts to the base model (new terms get new ids, old ids stay), re-plans the shards |
+| `selection_needed` | runs with `selection=kfold` go on to `select`; otherwise `select` is skipped |
+| `select` | Spark: k-fold cross-validation of the grid (`alpha_grid` x `model_type_grid` x `fit_prior_grid`) from per-fold counts: the model of every fold but f is the total minus fold f, so nothing is refitted; writes the table, the chosen point and the model's per-fold counts (`fold_counts/`); incremental: adds the new partition's per-fold counts to the base's and scores the base's documents too |
 | `publish` | no Spark: writes `manifest.json`, renames the staging directory into place, points `LATEST` at it, each one atomic step of the store (file:// or hdfs:// through WebHDFS) |
 | `register` | emits the model asset event (version, URI, shard count) that triggers `nb_predict` |
 
@@ -26,9 +26,14 @@ days (the DAG does not catch up) are folded in with a backfill, in any order:
 the result has the same counts as one full run over those partitions.
 
 The model holds counts; `model_type`, `alpha` and `fit_prior` are recorded in the manifest and
-applied when a shard is loaded for prediction. With `selection=kfold` (full runs only) they are the
-grid point with the best mean `selection_metric` over the folds (a document's fold is a hash of its
-id), and the manifest's `selection` holds every point's per-fold scores. Every published model
+applied when a shard is loaded for prediction. With `selection=kfold` they are the grid point with
+the best mean `selection_metric` over the folds (a document's fold is a hash of its id), the
+manifest's `selection` holds every point's per-fold scores, and the model keeps its per-fold counts
+(`fold_counts/`, the manifest's `fold_counts`). An incremental run with selection adds the new
+partition's per-fold counts to the base's and scores every document of the merged model (the
+base's are read again from the input folders of its lineage), so its scores equal a full run's over
+the union; it is refused at `plan` when the base keeps no per-fold counts (trained or last merged
+without selection) or counts of another number of `folds`. Every published model
 carries a report (`report/report.html`): each class's top terms at the model's alpha, and with
 selection the table and the metric against alpha. A run fails loudly when more than
 `max_reject_fraction` of the records are rejected. Retrying any task is safe: each task
@@ -107,7 +112,8 @@ PARAMS = {
         S,
         "selection",
         "kfold: choose model_type, alpha and fit_prior by exact k-fold cross-validation over the grids "
-        "below (the three Params above are then ignored); off: use them as given. Full runs only.",
+        "below (the three Params above are then ignored); off: use them as given. Incremental runs need a "
+        "base model trained with kfold and the same folds (its per-fold counts are kept).",
     ),
     "folds": schema_param(D["folds"], S, "folds", "Selection: number of folds (a document's fold is a hash of its id)."),
     "alpha_grid": schema_param(D["alpha_grid"], S, "alpha_grid", "Selection: the smoothings tried."),
@@ -150,13 +156,7 @@ def nb_train():
         except NothingToDo as exc:
             raise AirflowSkipException(str(exc)) from None
 
-    # Skips only `select` when the run does not select its model's parameters.
-    @task.short_circuit(ignore_downstream_trigger_rules=False, execution_timeout=timedelta(minutes=5))
-    def selection_needed(selection: bool) -> bool:
-        return selection
-
-    # Skips only `merge` (publish still runs) when there is no base model to fold into. Runs after
-    # term_counts whether `select` ran or was skipped, not when plan skipped the whole run.
+    # Skips only `merge` when there is no base model to fold into.
     @task.short_circuit(
         ignore_downstream_trigger_rules=False,
         trigger_rule="none_failed_min_one_success",
@@ -164,6 +164,17 @@ def nb_train():
     )
     def merge_needed(merge: bool) -> bool:
         return merge
+
+    # Skips only `select` (publish still runs) when the run does not select its model's parameters.
+    # Runs after the model's final counts, whether `merge` ran or was skipped, not when plan
+    # skipped the whole run. After merge: an incremental selection scores the merged model.
+    @task.short_circuit(
+        ignore_downstream_trigger_rules=False,
+        trigger_rule="none_failed_min_one_success",
+        execution_timeout=timedelta(minutes=5),
+    )
+    def selection_needed(selection: bool) -> bool:
+        return selection
 
     @task(outlets=[NB_MODEL], execution_timeout=timedelta(minutes=10))
     def register(uris: dict, outlet_events=None) -> dict:
@@ -175,7 +186,7 @@ def nb_train():
         return {**event, "counts": model.counts, "records": model.records}
 
     # No Spark: renames and two small files through the Airflow side's storage layer. Runs when
-    # merge was skipped (no base model), not when plan skipped the whole run.
+    # select was skipped (no selection), not when plan skipped the whole run.
     @task(trigger_rule="none_failed_min_one_success", execution_timeout=timedelta(minutes=10))
     def publish(arguments: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
@@ -194,9 +205,8 @@ def nb_train():
     select = spark_app("select", "nb_select.py", run_plan["select_args"])
     merge = spark_app("merge", "nb_merge_model.py", run_plan["merge_args"])
     published = publish(run_plan["publish"])
-    check_merge = merge_needed(run_plan["merge"])
-    run_plan >> class_prior >> term_counts >> selection_needed(run_plan["selection"]) >> select >> check_merge
-    term_counts >> check_merge >> merge >> published
+    run_plan >> class_prior >> term_counts >> merge_needed(run_plan["merge"]) >> merge
+    merge >> selection_needed(run_plan["selection"]) >> select >> published
     published >> register(run_plan["uris"])
 
 

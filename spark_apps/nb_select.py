@@ -21,6 +21,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model-types", type=cli.word_list, required=True, help=f"comma-separated, of {contract.MODEL_TYPES}")
     parser.add_argument("--fit-priors", type=cli.bool_list, required=True, help="comma-separated true/false")
     parser.add_argument("--metric", choices=contract.SELECTION_METRICS, required=True)
+    parser.add_argument(
+        "--base-dir",
+        help="incremental run: the base model the staged model was merged from (its per-fold counts are "
+        "added, its documents scored again)",
+    )
     return parser.parse_args(argv)
 
 
@@ -30,7 +35,7 @@ def main(argv: list[str]) -> None:
     try:
         summary = run_selection(
             spark, cli.input_spec(args), args.model_dir, args.folds, args.alphas, args.model_types,
-            args.fit_priors, args.metric,
+            args.fit_priors, args.metric, base_dir=args.base_dir,
         )
         print(json.dumps({key: summary[key] for key in ("metric", "folds", "best", "fold_documents")}, indent=2))
     finally:

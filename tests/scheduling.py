@@ -31,6 +31,7 @@ MODULE_SECONDS = {
     "tests/spark/test_nb_predict.py": 200,
     "tests/spark/test_knn_spark.py": 180,
     "tests/spark/test_nb_incremental.py": 150,
+    "tests/spark/test_nb_incremental_selection.py": 120,
     "tests/reliability/test_hostile_params.py": 120,
     "tests/e2e/test_nb_train_e2e.py": 120,
     "tests/e2e/test_nb_train_incremental_e2e.py": 95,

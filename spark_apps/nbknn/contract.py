@@ -121,6 +121,61 @@ def fold_of(doc_id: str, folds: int) -> int:
 SELECTION_JOB = "selection"
 SELECTION_RECORD_KEYS = ("metric", "folds", "fold_documents", "best_index", "best", "points", "report")
 
+# A model trained with selection keeps its per-fold counts beside term_counts, so that an
+# incremental run adds the new documents' per-fold counts to them and selection stays exact:
+# fold_counts/documents (fold, class_id, doc_count) and fold_counts/terms (fold, class_id,
+# term_id, count), in the model's own ids. The manifest's ``fold_counts`` records the number of
+# folds and how a document's fold is computed: counts of other folds cannot be added.
+FOLD_COUNTS_DIR = "fold_counts"
+FOLD_DOCUMENTS_TABLE = "fold_counts/documents"
+FOLD_TERMS_TABLE = "fold_counts/terms"
+FOLD_HASH = f"sha256-utf8-hex{FOLD_HASH_HEX_DIGITS}-mod"
+
+
+def fold_documents_uri(model_dir: str) -> str:
+    return join_uri(model_dir, FOLD_DOCUMENTS_TABLE)
+
+
+def fold_terms_uri(model_dir: str) -> str:
+    return join_uri(model_dir, FOLD_TERMS_TABLE)
+
+
+def fold_counts_record(folds: int, fold_documents: list[int], entries: int, base_version: str | None) -> dict:
+    """The manifest's ``fold_counts``: where the per-fold counts are and what they are counted by."""
+    return {
+        "folds": folds,
+        "fold_hash": FOLD_HASH,
+        "tables": {"documents": FOLD_DOCUMENTS_TABLE, "terms": FOLD_TERMS_TABLE},
+        "fold_documents": list(fold_documents),
+        "entries": entries,
+        "base_version": base_version,
+    }
+
+
+def fold_counts_problem(manifest: dict, folds: int) -> str | None:
+    """Why an incremental run with ``folds``-fold selection cannot add its counts to the base model
+    of ``manifest``, or None when it can (the plan and the selection job both ask)."""
+    version = manifest.get("version")
+    record = manifest.get("fold_counts")
+    if not record:
+        return (
+            f"base model {version} keeps no per-fold counts (it was trained, or last merged, without "
+            "selection=kfold): exact cross-validation after a merge needs the base's counts of every "
+            "fold; train with mode=full and selection=kfold first"
+        )
+    if record.get("fold_hash") != FOLD_HASH:
+        return (
+            f"base model {version} assigned documents to folds by {record.get('fold_hash')!r}, this "
+            f"code by {FOLD_HASH!r}: counts of different folds cannot be added"
+        )
+    if record.get("folds") != folds:
+        return (
+            f"base model {version} keeps counts of {record.get('folds')} folds, this run asks for "
+            f"folds={folds}: a document's fold depends on the number of folds, so the counts cannot "
+            f"be added (use folds={record.get('folds')}, or mode=full)"
+        )
+    return None
+
 
 def selected_model(selection_summary: dict) -> dict:
     """The manifest's ``model`` entry of a model whose parameters selection chose."""
@@ -198,11 +253,12 @@ def model_manifest(
 
     ``model``: {"type", "alpha", "fit_prior"}; ``lineage``: the run's own record (from its plan);
     ``selection``: the selection job's summary when selection chose ``model`` (the manifest then
-    keeps its whole table). ``report``: the model's report (its page, each class's top terms), from
+    keeps its whole table, and ``fold_counts``: where its per-fold counts are). ``report``: the model's report (its page, each class's top terms), from
     the job that wrote it (selection, else term counts, which merge rewrites for the merged model)."""
     report = selection["report"] if selection else terms.get("report")
     return {
         **({"selection": {key: selection[key] for key in SELECTION_RECORD_KEYS}} if selection else {}),
+        **({"fold_counts": selection["fold_counts"]} if selection and selection.get("fold_counts") else {}),
         **({"report": report} if report else {}),
         "format_version": MANIFEST_FORMAT_VERSION,
         "kind": "naive_bayes",

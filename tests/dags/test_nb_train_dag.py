@@ -18,11 +18,11 @@ def test_tasks_and_dependencies(dag):
         "plan": [],
         "class_prior": ["plan"],
         "term_counts": ["class_prior", "plan"],
-        "selection_needed": ["plan", "term_counts"],
-        "select": ["plan", "selection_needed"],
-        "merge_needed": ["plan", "select", "term_counts"],
+        "merge_needed": ["plan", "term_counts"],
         "merge": ["merge_needed", "plan"],
-        "publish": ["merge", "plan"],
+        "selection_needed": ["merge", "plan"],
+        "select": ["plan", "selection_needed"],
+        "publish": ["plan", "select"],
         "register": ["plan", "publish"],
     }
 
@@ -34,9 +34,11 @@ def test_a_skipped_merge_skips_nothing_else(dag):
 
 
 def test_a_skipped_select_skips_nothing_else(dag):
-    """Runs without selection skip `select`; merge_needed must still run after term_counts."""
+    """Runs without selection skip `select`; `publish` must still run. Full runs skip `merge`;
+    selection_needed must still run after it (selection scores the final, merged counts)."""
     assert dag.task_dict["selection_needed"].ignore_downstream_trigger_rules is False
-    assert dag.task_dict["merge_needed"].trigger_rule == "none_failed_min_one_success"
+    assert dag.task_dict["selection_needed"].trigger_rule == "none_failed_min_one_success"
+    assert dag.task_dict["publish"].trigger_rule == "none_failed_min_one_success"
 
 
 def test_spark_tasks_are_spark_submit_operators_fed_by_the_plan(dag):

@@ -306,7 +306,6 @@ def test_a_retry_of_the_same_run_rebuilds_its_own_version_from_its_parent(file_r
         ({"partition_format": "static"}, {}, "partition_format must format the interval's date"),
         ({"partition_format": "%Y/../x"}, {}, "invalid folder name"),
         ({"mode": "sometimes"}, {}, "mode must be one of"),
-        ({"selection": "kfold"}, {}, "selection=kfold needs mode=full"),
     ],
 )
 def test_incremental_refusals(file_root, override, manifest, message):
@@ -318,3 +317,50 @@ def test_incremental_refusals(file_root, override, manifest, message):
 def test_incremental_needs_a_data_interval(file_root):
     with pytest.raises(PlanError, match="has none: trigger it with a logical date"):
         plan_training({**INCREMENTAL, "mode": "incremental"}, RUN_ID, RUN_AFTER, "manual", (None, None))
+
+
+# --- incremental selection: the base's per-fold counts -------------------------------------------
+
+INCREMENTAL_SELECTION = {**INCREMENTAL, **{k: v for k, v in SELECTION.items() if k not in PARAMS}}
+
+
+def fold_counts_record(folds=4, **overrides):
+    from nbknn import contract
+
+    return {**contract.fold_counts_record(folds, [10] * folds, 100, None), **overrides}
+
+
+def test_incremental_selection_adds_to_the_base_fold_counts_and_scores_its_documents(file_root):
+    publish_fake(file_root, "v1", "r1", fold_counts=fold_counts_record())
+    plan = scheduled_plan(INCREMENTAL_SELECTION)
+    assert plan["mode"] == "incremental" and plan["merge"] is True and plan["selection"] is True
+    args = entry_script("nb_select").parse_args(plan["select_args"])
+    assert args.base_dir == plan["uris"]["base_dir"] and args.model_dir == plan["uris"]["staging_dir"]
+    assert args.input == plan["uris"]["input"] and args.folds == 4
+    # The selection job (after merge) writes the merged model's report at the chosen alpha.
+    assert entry_script("nb_merge_model").parse_args(plan["merge_args"]).report_alpha is None
+    assert plan["publish"]["selection"] is True
+    # Without selection the merge writes the report, and the select job is not planned.
+    plain = scheduled_plan(INCREMENTAL)
+    assert plain["select_args"] == [] and entry_script("nb_merge_model").parse_args(plain["merge_args"]).report_alpha == 0.5
+
+
+def test_incremental_selection_without_a_base_selects_on_the_partition_alone(file_root):
+    plan = scheduled_plan(INCREMENTAL_SELECTION)
+    assert plan["merge"] is False and plan["selection"] is True
+    assert entry_script("nb_select").parse_args(plan["select_args"]).base_dir is None
+
+
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        ({}, r"base model v1 keeps no per-fold counts \(it was trained, or last merged, without selection=kfold\)"),
+        ({"fold_counts": None}, "base model v1 keeps no per-fold counts"),
+        ({"fold_counts": fold_counts_record(folds=5)}, r"keeps counts of 5 folds, this run asks for folds=4"),
+        ({"fold_counts": fold_counts_record(fold_hash="md5-mod")}, r"assigned documents to folds by 'md5-mod'"),
+    ],
+)
+def test_incremental_selection_is_refused_unless_the_base_keeps_counts_of_the_same_folds(file_root, manifest, message):
+    publish_fake(file_root, "v1", "r1", **manifest)
+    with pytest.raises(PlanError, match=f"selection=kfold in an incremental run: .*{message}"):
+        scheduled_plan(INCREMENTAL_SELECTION)

@@ -140,7 +140,7 @@ def plan_training(
     if mode == "incremental":
         partition, input_uri, base = _incremental_input(params, root, run_id, input_uri, data_interval[0])
         _require_partition(input_uri, partition, run_type)
-    selection = _selection_on(params, mode)
+    selection = _selection_on(params, mode, base)
     # After the checks above, whose messages say more than a schema's.
     check_params(params, param_schemas.NB_TRAIN, optional=("mode", "base_version", "partition_format"))
 
@@ -169,21 +169,22 @@ def plan_training(
     }
 
 
-def _selection_on(params: dict, mode: str) -> bool:
-    """Whether the run selects its model's parameters by k-fold cross-validation; refused for
-    incremental runs, whose held-out folds would span partitions this run does not read."""
+def _selection_on(params: dict, mode: str, base: dict | None) -> bool:
+    """Whether the run selects its model's parameters by k-fold cross-validation. An incremental
+    run with a base model adds its per-fold counts to the base's, so the base must keep them, for
+    the same folds (a document's fold depends on their number)."""
     if params["selection"] != "kfold":
         return False
-    if mode == "incremental":
-        raise PlanError(
-            "selection=kfold needs mode=full: an incremental run reads one partition, and exact "
-            "cross-validation scores the documents of every partition the model holds"
-        )
+    if mode == "incremental" and base is not None:
+        problem = contract.fold_counts_problem(base["manifest"], params["folds"])
+        if problem:
+            raise PlanError(f"selection=kfold in an incremental run: {problem}")
     return True
 
 
 def _select_args(params: dict, uris: dict) -> list[str]:
-    """Arguments of the selection job (nb_select.py), which reads the staged model and the input."""
+    """Arguments of the selection job (nb_select.py), which reads the staged model and the input;
+    in an incremental run also the base model (its per-fold counts, and its documents again)."""
     return [
         *input_args(params, uris["input"]),
         "--model-dir", uris["staging_dir"],
@@ -192,6 +193,7 @@ def _select_args(params: dict, uris: dict) -> list[str]:
         "--model-types", ",".join(params["model_type_grid"]),
         "--fit-priors", ",".join("true" if p else "false" for p in params["fit_prior_grid"]),
         "--metric", params["selection_metric"],
+        *(["--base-dir", uris["base_dir"]] if "base_dir" in uris else []),
     ]
 
 
@@ -289,7 +291,8 @@ def _model_args(params: dict, uris: dict, version: str, lineage: dict, selection
             "--delta-dir", uris["delta_dir"],
             "--model-dir", uris["staging_dir"],
             *_shard_args(params),
-            *_report_args(params),
+            # With selection, the selection job (after merge) writes the report at the chosen alpha.
+            *([] if selection else _report_args(params)),
         ]
     return {
         "merge_args": merge_args,

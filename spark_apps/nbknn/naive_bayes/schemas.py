@@ -38,3 +38,22 @@ TERM_COUNTS = StructType(
         StructField("count", LongType(), False),
     ]
 )
+
+# The per-fold counts a model trained with selection keeps (nbknn.contract.FOLD_COUNTS_DIR):
+# documents per (fold, class) and tokens per (fold, class, term), in the model's ids.
+FOLD_DOCUMENTS = StructType(
+    [
+        StructField("fold", IntegerType(), False),
+        StructField("class_id", IntegerType(), False),
+        StructField("doc_count", LongType(), False),
+    ]
+)
+
+FOLD_TERMS = StructType(
+    [
+        StructField("fold", IntegerType(), False),
+        StructField("class_id", IntegerType(), False),
+        StructField("term_id", IntegerType(), False),
+        StructField("count", LongType(), False),
+    ]
+)

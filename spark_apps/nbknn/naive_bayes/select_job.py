@@ -1,26 +1,35 @@
 """The selection job: k-fold cross-validation of a grid of Naive Bayes models over the counts of the
 model being trained, in Spark; the math is :mod:`nbknn.naive_bayes.selection`.
 
-It runs after the term counts job, on the same input, against the staged model:
+It runs after the term counts job (and after the merge job when incremental), on the same input,
+against the staged model:
 
 1. the accepted documents are vectorised against the staged vocabulary (the prediction's own
    vectoriser) and each gets its fold (:func:`fold_column`, the Spark spelling of
    :func:`nbknn.contract.fold_of`);
 2. the documents are counted per (fold, class) and their terms per (fold, class, term) in Spark;
-   the per-fold counts must add up to the staged model's counts exactly (else the input changed
-   between the jobs, and the run is refused);
-3. the per-fold counts (the size of the model times at most the number of folds) go to the tasks
+   for an incremental run the base model's stored per-fold counts are added (classes mapped by
+   label; base term ids are the merged model's). The result is the model's ``fold_counts/``,
+   published with it, and must add up to the staged model's counts exactly, every (class, term)
+   (else the input changed between the jobs, or the base's fold counts are not its counts, and
+   the run is refused);
+3. an incremental run also reads the base model's documents again, from the input folders of its
+   lineage, and checks that they are the ones its per-fold counts hold: exact scores need every
+   document the model counts, the base's included;
+4. the per-fold counts (the size of the model times at most the number of folds) go to the tasks
    once; the documents are range-partitioned by fold so that a task holds one or two folds, and
    each task scores its documents with the model of the other folds at every grid point and
    emits additive tallies, summed on the driver;
-4. the table (every point's per-fold and mean scores) and the chosen point are written as the
-   job's summary, from which publishing takes the model's parameters and the manifest's table.
+5. the table (every point's per-fold and mean scores) and the chosen point are written as the
+   job's summary, from which publishing takes the model's parameters and the manifest's table
+   and ``fold_counts`` record.
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
+from dataclasses import replace
+from functools import partial, reduce
 
 import numpy as np
 import pyarrow as pa
@@ -52,9 +61,9 @@ def fold_column(doc_id: Column, folds: int) -> Column:
     return F.pmod(F.conv(digits, 16, 10).cast("long"), F.lit(folds)).cast("int")
 
 
-def labelled_vectors(spark: SparkSession, spec: InputSpec, model_dir: str, folds: int):
-    """(fold, class_id, term_ids, counts) of the accepted documents, the staged classes
-    [(class_id, label, doc_count, term_total)] and the vocabulary's lookup (terms by id)."""
+def staged_model(spark: SparkSession, model_dir: str):
+    """(tokenizer, classes [(class_id, label, doc_count, term_total)], vocabulary lookup) of the
+    staged model."""
     terms_summary = fs.read_json(spark, summary_uri(model_dir, "term_counts"))
     tokenizer = TokenizerConfig.from_dict(terms_summary["tokenizer"])
     vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
@@ -63,52 +72,205 @@ def labelled_vectors(spark: SparkSession, spec: InputSpec, model_dir: str, folds
         (row["class_id"], row["label"], row["doc_count"], row["term_total"])
         for row in spark.read.schema(schemas.CLASSES).parquet(contract.classes_uri(model_dir)).collect()
     )
+    return tokenizer, classes, lookup
+
+
+def labelled_vectors(
+    spark: SparkSession, specs: list[InputSpec], tokenizer: TokenizerConfig, classes: list, lookup_broadcast, folds: int
+) -> DataFrame:
+    """(fold, doc_id, class_id, term_ids, counts, source) of the accepted documents of every spec,
+    vectorised against the staged vocabulary; ``source`` is the spec's position in ``specs``."""
     labels = spark.createDataFrame([(c, label) for c, label, _, _ in classes], "class_id int, label string")
-    broadcast = spark.sparkContext.broadcast(lookup)
-    vectors = document_vectors(accepted_documents(read_documents(spark, spec, labelled=True)), broadcast, tokenizer)
-    framed = vectors.join(F.broadcast(labels), "label", "left").select(
-        fold_column(F.col("doc_id"), folds).alias("fold"), "doc_id", "class_id", "term_ids", "counts"
-    )
-    return framed, classes, lookup
+    frames = []
+    for source, spec in enumerate(specs):
+        vectors = document_vectors(accepted_documents(read_documents(spark, spec, labelled=True)), lookup_broadcast, tokenizer)
+        frames.append(
+            vectors.join(F.broadcast(labels), "label", "left").select(
+                fold_column(F.col("doc_id"), folds).alias("fold"), "doc_id", "class_id", "term_ids", "counts",
+                F.lit(source).alias("source"),
+            )
+        )
+    return reduce(DataFrame.unionByName, frames)
 
 
-def collect_fold_counts(vectors: DataFrame, classes: list, folds: int, vocabulary_size: int) -> FoldCounts:
-    """Per-fold document and term counts of the vectors, checked against the staged model's."""
+def check_labels_known(vectors: DataFrame) -> None:
     if vectors.where(F.col("class_id").isNull()).limit(1).count():
         raise InputError("a document's label is not one of the model's classes: the input changed "
                          "since the counting jobs; rerun the training from the start")
-    doc_counts = np.zeros((folds, len(classes)), dtype=np.int64)
-    for row in vectors.groupBy("fold", "class_id").count().collect():
-        doc_counts[row["fold"], row["class_id"]] = row["count"]
-    entries = (
+
+
+def fold_entries(vectors: DataFrame) -> DataFrame:
+    """(fold, class_id, term_id, count) of the vectors: their tokens per (fold, class, term)."""
+    return (
         vectors.select("fold", "class_id", F.explode(F.arrays_zip("term_ids", "counts")).alias("e"))
         .groupBy("fold", "class_id", F.col("e.term_ids").alias("term_id"))
         .agg(F.sum(F.col("e.counts").cast("long")).alias("count"))
-        .toArrow()
     )
-    counts = FoldCounts.from_entries(
-        doc_counts,
+
+
+def fold_doc_counts(vectors: DataFrame, folds: int, classes: int) -> np.ndarray:
+    """(F, C) documents of the vectors per (fold, class)."""
+    doc_counts = np.zeros((folds, classes), dtype=np.int64)
+    for row in vectors.groupBy("fold", "class_id").count().collect():
+        doc_counts[row["fold"], row["class_id"]] = row["count"]
+    return doc_counts
+
+
+def fold_class_totals(vectors: DataFrame) -> dict[tuple[int, int], tuple[int, int]]:
+    """{(fold, class_id): (documents, tokens)} of the vectors."""
+    tokens = F.aggregate(F.col("counts"), F.lit(0).cast("long"), lambda acc, x: acc + x.cast("long"))
+    rows = vectors.groupBy("fold", "class_id").agg(F.count(F.lit(1)).alias("n"), F.sum(tokens).alias("tokens")).collect()
+    return {(row["fold"], row["class_id"]): (row["n"], row["tokens"]) for row in rows}
+
+
+def write_fold_counts(
+    spark: SparkSession, model_dir: str, doc_counts: np.ndarray, entries: DataFrame, vocabulary_size: int
+) -> FoldCounts:
+    """Write the model's per-fold counts (its ``fold_counts/`` tables) and return them as read back."""
+    folds, classes = doc_counts.shape
+    rows = [(f, c, int(doc_counts[f, c])) for f in range(folds) for c in range(classes) if doc_counts[f, c]]
+    spark.createDataFrame(rows, schemas.FOLD_DOCUMENTS).coalesce(1).write.mode("overwrite").parquet(
+        contract.fold_documents_uri(model_dir)
+    )
+    entries.select(
+        F.col("fold").cast("int"), F.col("class_id").cast("int"), F.col("term_id").cast("int"), F.col("count").cast("long")
+    ).write.mode("overwrite").parquet(contract.fold_terms_uri(model_dir))
+    entries = spark.read.schema(schemas.FOLD_TERMS).parquet(contract.fold_terms_uri(model_dir)).toArrow()
+    return FoldCounts.from_entries(
+        read_fold_doc_counts(spark, model_dir, folds, classes),
         entries.column("fold").to_numpy(),
         entries.column("class_id").to_numpy(),
         entries.column("term_id").to_numpy(),
         entries.column("count").to_numpy(),
         vocabulary_size,
     )
-    check_counts_match_model(counts, classes)
-    return counts
 
 
-def check_counts_match_model(counts: FoldCounts, classes: list) -> None:
-    """The folds must add up to the model: same documents and tokens per class."""
+def read_fold_doc_counts(
+    spark: SparkSession, model_dir: str, folds: int, classes: int, class_map: dict[int, int] | None = None
+) -> np.ndarray:
+    """(F, C) a model's stored documents per (fold, class), class ids through ``class_map`` (old id
+    -> new id) when given."""
+    doc_counts = np.zeros((folds, classes), dtype=np.int64)
+    for row in spark.read.schema(schemas.FOLD_DOCUMENTS).parquet(contract.fold_documents_uri(model_dir)).collect():
+        class_id = class_map[row["class_id"]] if class_map is not None else row["class_id"]
+        doc_counts[row["fold"], class_id] += row["doc_count"]
+    return doc_counts
+
+
+def staged_terms(spark: SparkSession, model_dir: str, classes: int, vocabulary_size: int) -> sp.csr_array:
+    """(C, V) the staged model's term counts (every shard)."""
+    entries = spark.read.parquet(contract.term_counts_uri(model_dir)).select("class_id", "term_id", "count").toArrow()
+    return sp.csr_array(
+        (
+            entries.column("count").to_numpy().astype(np.int64),
+            (entries.column("class_id").to_numpy(), entries.column("term_id").to_numpy()),
+        ),
+        shape=(classes, vocabulary_size),
+        dtype=np.int64,
+    )
+
+
+def check_counts_match_model(counts: FoldCounts, classes: list, model_terms: sp.csr_array | None = None) -> None:
+    """The folds must add up to the model: same documents and tokens per class, and (given the
+    model's term counts) the same count of every (class, term)."""
     staged_docs = np.array([doc_count for _, _, doc_count, _ in classes])
     staged_terms = np.array([term_total for _, _, _, term_total in classes])
     counted_terms = np.asarray(counts.total_terms.sum(axis=1)).ravel()
-    if not (np.array_equal(counts.total_docs, staged_docs) and np.array_equal(counted_terms, staged_terms)):
+    entries_differ = model_terms is not None and (
+        model_terms.shape != counts.total_terms.shape or (model_terms != counts.total_terms).nnz > 0
+    )
+    if entries_differ or not (
+        np.array_equal(counts.total_docs, staged_docs) and np.array_equal(counted_terms, staged_terms)
+    ):
         raise InputError(
-            "the documents read for selection do not add up to the staged model's counts "
+            "the per-fold counts do not add up to the staged model's counts "
             f"(documents {counts.total_docs.sum()} vs {staged_docs.sum()}, tokens {counted_terms.sum()} vs "
-            f"{staged_terms.sum()}): the input changed since the counting jobs; rerun the training"
+            f"{staged_terms.sum()}, (class, term) counts {'differ' if entries_differ else 'equal'}): the input "
+            "changed since the counting jobs, or the base model's fold counts are not those of its "
+            "counts; rerun the training"
         )
+
+
+def base_fold_counts(spark: SparkSession, base_dir: str, folds: int):
+    """(manifest, base class id -> label) of the base model of an incremental run, refused unless
+    it keeps per-fold counts of ``folds`` folds made with this code's fold hash."""
+    manifest = fs.read_json(spark, contract.manifest_uri(base_dir))
+    problem = contract.fold_counts_problem(manifest, folds)
+    if problem:
+        raise ConfigError(problem)
+    base_labels = {
+        row["class_id"]: row["label"]
+        for row in spark.read.schema(schemas.CLASSES).parquet(contract.classes_uri(base_dir)).collect()
+    }
+    return manifest, base_labels
+
+
+def base_class_map(classes: list, base_labels: dict[int, str]) -> dict[int, int]:
+    """{base class id: staged (merged) class id}, by label: a merge renumbers the classes."""
+    merged_ids = {label: class_id for class_id, label, _, _ in classes}
+    return {old: merged_ids[label] for old, label in base_labels.items()}
+
+
+def merged_fold_counts(
+    spark: SparkSession, vectors: DataFrame, model_dir: str, folds: int, classes: list, vocabulary_size: int,
+    base_dir: str | None, base_labels: dict[int, str] | None,
+) -> FoldCounts:
+    """The staged model's per-fold counts, written to its ``fold_counts/`` and read back: those of
+    the new documents (``source`` 0), plus the base model's stored ones when there is a base (its
+    class ids mapped by label; its term ids are the merged model's, see nbknn.naive_bayes.merge)."""
+    new = vectors.where(F.col("source") == 0)
+    doc_counts = fold_doc_counts(new, folds, len(classes))
+    entries = fold_entries(new)
+    if base_dir is not None:
+        class_map = base_class_map(classes, base_labels)
+        doc_counts = doc_counts + read_fold_doc_counts(spark, base_dir, folds, len(classes), class_map)
+        mapping = spark.createDataFrame(sorted(class_map.items()), "class_id int, new_class_id int")
+        base_entries = (
+            spark.read.schema(schemas.FOLD_TERMS).parquet(contract.fold_terms_uri(base_dir))
+            .join(F.broadcast(mapping), "class_id")
+            .select("fold", F.col("new_class_id").alias("class_id"), "term_id", "count")
+        )
+        entries = (
+            entries.unionByName(base_entries)
+            .groupBy("fold", "class_id", "term_id")
+            .agg(F.sum("count").cast("long").alias("count"))
+        )
+    counts = write_fold_counts(spark, model_dir, doc_counts, entries, vocabulary_size)
+    check_counts_match_model(counts, classes, staged_terms(spark, model_dir, len(classes), vocabulary_size))
+    return counts
+
+
+def check_base_documents(
+    vectors: DataFrame, counts_of_base: dict[tuple[int, int], tuple[int, int]], base_version: str, folders: list[str]
+) -> None:
+    """The base model's documents read again for scoring (``source`` > 0) must be those its
+    per-fold counts hold: the same documents and tokens per (fold, class)."""
+    read = fold_class_totals(vectors.where(F.col("source") > 0))
+    if read != counts_of_base:
+        differing = sorted(set(read) ^ set(counts_of_base) | {k for k in read if read.get(k) != counts_of_base.get(k)})
+        f, c = differing[0]
+        raise InputError(
+            f"the documents of base model {base_version}'s {len(folders)} input folder(s) no longer add up to "
+            f"its per-fold counts (fold {f}, class id {c}: (documents, tokens) read {read.get((f, c))}, counted "
+            f"{counts_of_base.get((f, c))}; {len(differing)} (fold, class) pair(s) differ): they changed since "
+            "they were counted, and exact selection scores every document the model counts; "
+            "retrain with mode=full"
+        )
+
+
+def base_totals(spark: SparkSession, base_dir: str, class_map: dict[int, int]) -> dict[tuple[int, int], tuple[int, int]]:
+    """{(fold, merged class id): (documents, tokens)} of the base model's stored per-fold counts."""
+    docs = {
+        (row["fold"], class_map[row["class_id"]]): row["doc_count"]
+        for row in spark.read.schema(schemas.FOLD_DOCUMENTS).parquet(contract.fold_documents_uri(base_dir)).collect()
+    }
+    tokens = {
+        (row["fold"], class_map[row["class_id"]]): row["tokens"]
+        for row in spark.read.schema(schemas.FOLD_TERMS).parquet(contract.fold_terms_uri(base_dir))
+        .groupBy("fold", "class_id").agg(F.sum("count").alias("tokens")).collect()
+    }
+    return {key: (n, tokens.get(key, 0)) for key, n in docs.items()}
 
 
 def tally_batches(batches, counts_broadcast, points: list[GridPoint]):
@@ -179,9 +341,15 @@ def run_selection(
     model_types: list[str],
     fit_priors: list[bool],
     metric: str,
+    base_dir: str | None = None,
 ) -> dict:
     """Score every grid point on every held-out fold of the staged model's documents; write and
-    return the summary (the table and the chosen point)."""
+    return the summary (the table and the chosen point), and the model's per-fold counts.
+
+    With ``base_dir`` (an incremental run: the staged model is the base plus ``spec``'s documents,
+    merged), the per-fold counts are the base's stored ones plus those of ``spec``'s documents, and
+    the documents scored are ``spec``'s and the base's, read again from the input folders of its
+    lineage (with ``spec``'s format and columns) and checked against its per-fold counts."""
     if folds < 2:
         raise ConfigError(f"selection needs at least 2 folds (got {folds})")
     if metric not in contract.SELECTION_METRICS:
@@ -191,11 +359,23 @@ def run_selection(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     forget_staged_manifest(spark, model_dir)
-    vectors, classes, lookup = labelled_vectors(spark, spec, model_dir, folds)
+    base_manifest = base_labels = None
+    specs, folders = [spec], []
+    if base_dir is not None:
+        base_manifest, base_labels = base_fold_counts(spark, base_dir, folds)
+        folders = [entry["uri"] for entry in (base_manifest.get("lineage") or {}).get("partitions", [])]
+        specs += [replace(spec, uri=folder) for folder in folders]
+    tokenizer, classes, lookup = staged_model(spark, model_dir)
     vocabulary_size = lookup.vocabulary_size
+    lookup_broadcast = spark.sparkContext.broadcast(lookup)
+    vectors = labelled_vectors(spark, specs, tokenizer, classes, lookup_broadcast, folds)
     vectors = vectors.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = collect_fold_counts(vectors, classes, folds, vocabulary_size)
+        check_labels_known(vectors)
+        counts = merged_fold_counts(spark, vectors, model_dir, folds, classes, vocabulary_size, base_dir, base_labels)
+        if base_dir is not None:
+            base_counts = base_totals(spark, base_dir, base_class_map(classes, base_labels))
+            check_base_documents(vectors, base_counts, base_manifest["version"], folders)
         counts_broadcast = spark.sparkContext.broadcast(counts)
         try:
             tasks = folds * max(1, math.ceil(vectors.rdd.getNumPartitions() / folds))
@@ -210,11 +390,17 @@ def run_selection(
     finally:
         vectors.unpersist()
     table = selection_table(summed_tallies(rows, folds, len(points), len(classes)), points, metric)
+    fold_documents = counts.doc_counts.sum(axis=1).tolist()
     summary = {
         "job": contract.SELECTION_JOB,
         "input": input_summary(spec),
-        "fold_documents": counts.doc_counts.sum(axis=1).tolist(),
+        "scored_inputs": [spec.uri, *folders],
+        "fold_documents": fold_documents,
         **table,
+        "fold_counts": contract.fold_counts_record(
+            folds, fold_documents, int(sum(m.nnz for m in counts.term_counts)),
+            base_manifest["version"] if base_manifest else None,
+        ),
         "code_version": code_version(),
     }
     summary["report"] = write_model_report(spark, model_dir, summary["best"]["alpha"], summary)
