@@ -1,95 +1,21 @@
 """JVM options for the spark-submits the tests start: the suite launches about a hundred short
 Spark applications, and on a 2-core machine their JVM start-up is most of the suite's CPU time.
-
-Measured on a trivial local-mode application (read, group, write): 33-36 s of CPU with the JVM's
-defaults, 19-21 s with the quick JIT tier only (``-XX:TieredStopAtLevel=1``: the optimising tier
-costs more than it saves in a job this short), and 9.7 s when Spark's classes also come from a
-class-data-sharing archive (``-XX:SharedArchiveFile``) instead of being loaded and verified from
-the jars every time. The archive is built once per machine (about 40 s) by a representative
-application and cached under ``build/jvm/``; a JVM that finds it unusable (another JDK, another
-class path) prints a warning and loads the classes itself. Production submits keep the defaults.
+They get the options of the embedded local environment (:mod:`nbknn_local.jvm`: the quick JIT
+and the class archive of Spark's classes).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-QUICK_JIT = "-XX:TieredStopAtLevel=1"
+from nbknn_local.jvm import QUICK_JIT, short_job_options, spark_class_archive
 
-# What the archive's application does: the kinds of work the pipeline's applications do (JSON
-# and Parquet I/O, a shuffle, Python workers through Arrow), so that their classes are archived.
-_ARCHIVE_APP = """
-import sys
-import pyarrow as pa
-from pyspark.sql import SparkSession
-spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
-out = sys.argv[1]
-spark.range(2000).selectExpr("cast(id as string) as id", "id % 7 as k", "repeat('x', 20) as text") \\
-    .write.mode("overwrite").json(out + "/json")
-docs = spark.read.schema("id string, k long, text string").json(out + "/json")
-counts = docs.groupBy("k").count().join(docs.selectExpr("k", "length(text) as n"), "k")
-def double(batches):
-    for batch in batches:
-        yield pa.RecordBatch.from_arrays([batch.column(0)], names=["k"])
-counts.select("k").mapInArrow(double, "k long").write.mode("overwrite").parquet(out + "/parquet")
-spark.read.parquet(out + "/parquet").count()
-spark.stop()
-"""
-
-
-def _archive_name() -> str:
-    """Names the JDK and the Spark build: a new one of either gets a new archive."""
-    import pyspark
-
-    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
-    return f"spark-{pyspark.__version__}-{hashlib.sha256(java.encode()).hexdigest()[:12]}.jsa"
-
-
-def spark_class_archive(build_dir: Path, venv_bin: Path) -> Path | None:
-    """The class-data-sharing archive of Spark's classes, built when missing; None if it cannot be."""
-    archive = build_dir / _archive_name()
-    if archive.exists():
-        return archive
-    build_dir.mkdir(parents=True, exist_ok=True)
-    # The suite's xdist workers all ask at start: one builds, the others wait for its archive.
-    with open(build_dir / ".archive.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if archive.exists():
-            return archive
-        return _build_archive(archive, venv_bin)
-
-
-def _build_archive(archive: Path, venv_bin: Path) -> Path | None:
-    with tempfile.TemporaryDirectory(prefix="nbknn-jvm-archive-") as scratch:
-        app = Path(scratch, "archive_app.py")
-        app.write_text(_ARCHIVE_APP)
-        partial = archive.parent / f".{archive.name}.{os.getpid()}.partial"
-        env = {
-            **os.environ,
-            "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PYSPARK_PYTHON": sys.executable,
-            "SPARK_SUBMIT_OPTS": f"{QUICK_JIT} -XX:ArchiveClassesAtExit={partial}",
-        }
-        result = subprocess.run([str(venv_bin / "spark-submit"), str(app), Path(scratch, "out").as_uri()],
-                                env=env, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0 or not partial.exists():
-            partial.unlink(missing_ok=True)
-            print(f"[tests] no JVM class archive (spark-submit exit {result.returncode}); "
-                  f"spark-submits load their classes from the jars:\n{result.stderr[-2000:]}", file=sys.stderr)
-            return None
-        # Whole or not at all: another session may be looking for the same file.
-        os.replace(partial, archive)
-    return archive
+__all__ = ["QUICK_JIT", "executor_options", "spark_class_archive", "submit_options"]
 
 
 def submit_options(archive: Path | None) -> str:
-    return QUICK_JIT if archive is None else f"{QUICK_JIT} -XX:SharedArchiveFile={archive}"
+    return short_job_options(archive)
 
 
 def executor_options() -> str:
