@@ -168,9 +168,10 @@ def test_duplicates_and_ties_break_by_id_in_every_exact_mode(spark):
     """Integer points on a small grid: exact duplicates (an identical twin stays a neighbour at
     distance 0) and many ties, which every exact mode breaks by id exactly."""
     rng = np.random.default_rng(7)
-    X = rng.integers(0, 3, size=(240, 3)).astype(np.float64)
-    X[200:] = X[:40]  # exact duplicates under other ids
-    ids = rng.permutation(np.arange(10_000, 10_240)).astype(np.int64)
+    # 27 grid points for 60 rows: every row has ties (the cost is in the number of blocks of 5).
+    X = rng.integers(0, 3, size=(60, 3)).astype(np.float64)
+    X[50:] = X[:10]  # exact duplicates under other ids
+    ids = rng.permutation(np.arange(10_000, 10_060)).astype(np.int64)
     frame = make_frame(spark, ids, X)
     k = 7
     sk_d, sk_idx = sklearn_self_join(X, k, "euclidean")
