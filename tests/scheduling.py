@@ -34,7 +34,7 @@ MODULE_SECONDS = {
     "tests/spark/test_nb_incremental_selection.py": 120,
     "tests/reliability/test_hostile_params.py": 120,
     "tests/e2e/test_nb_train_e2e.py": 120,
-    "tests/e2e/test_nb_train_incremental_e2e.py": 95,
+    "tests/e2e/test_nb_train_incremental_e2e.py": 220,
     "tests/unit/test_knn_core.py": 90,
     "tests/e2e/test_nb_predict_e2e.py": 90,
     "tests/reliability/test_concurrency.py": 70,

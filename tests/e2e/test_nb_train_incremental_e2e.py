@@ -78,3 +78,54 @@ def test_two_interval_runs_publish_a_parent_and_a_child_model(airflow_db, corpus
     assert "date=2026-03-02 is already part of model" in result.stdout + result.stderr
     assert (models / "LATEST").read_text().strip() == child
     assert latest_run_task_states("nb_train")[("plan", -1)] == "failed"
+
+
+def test_incremental_selection_adds_the_day_to_the_fold_counts_through_airflow(airflow_db, corpus, tmp_path):
+    """selection=kfold on both days: the first run (no base) keeps its per-fold counts, the second
+    merges, then selects over both days' documents (select runs after merge): the published point
+    and its mean scores are GridSearchCV's on the union, with the same folds."""
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+    from sklearn.naive_bayes import ComplementNB
+    from sklearn.pipeline import Pipeline
+
+    from nbknn import contract
+
+    docs = corpus("reuters-r8", "train", 360)
+    days = {"2026-03-01": docs[:180], "2026-03-02": docs[180:]}
+    for day, part in days.items():
+        write_jsonl(tmp_path / "input" / "labelled" / f"date={day}" / "part-0.jsonl", part)
+    models = tmp_path / "models" / "naive_bayes"
+    grid = {"alpha_grid": [0.1, 1.0], "model_type_grid": ["multinomial", "complement"], "fit_prior_grid": [True]}
+    conf = {**CONF, "selection": "kfold", "folds": 3, "selection_metric": "accuracy", **grid}
+
+    manifests = []
+    for logical_date, merge_state in (("2026-03-02", "skipped"), ("2026-03-03", "success")):
+        result = run_dag_test("nb_train", conf, tmp_path.as_uri(), logical_date=logical_date)
+        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+        states = latest_run_task_states("nb_train")
+        assert states[("merge", -1)] == merge_state and states[("select", -1)] == "success", states
+        manifests.append(json.loads((models / (models / "LATEST").read_text().strip() / "manifest.json").read_text()))
+    parent, child = manifests
+    assert parent["fold_counts"]["folds"] == 3 and parent["fold_counts"]["base_version"] is None
+    assert child["lineage"]["parent_version"] == parent["version"]
+    assert child["fold_counts"]["base_version"] == parent["version"]
+    assert child["fold_counts"]["fold_documents"] == child["selection"]["fold_documents"]
+    assert sum(child["selection"]["fold_documents"]) == len(docs)
+
+    X = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None).fit_transform(d["text"] for d in docs)
+    search = GridSearchCV(
+        Pipeline([("nb", MultinomialNB())]),
+        [{"nb": [nb], "nb__alpha": grid["alpha_grid"], "nb__fit_prior": [True]}
+         for nb in (MultinomialNB(), ComplementNB(norm=False))],
+        scoring="accuracy", cv=PredefinedSplit([contract.fold_of(d["id"], 3) for d in docs]),
+    ).fit(X, [d["label"] for d in docs])
+    best = search.best_params_
+    assert child["model"] == {
+        "type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
+        "alpha": best["nb__alpha"],
+        "fit_prior": True,
+    }
+    assert [row["mean_accuracy"] for row in child["selection"]["points"]] == pytest.approx(
+        list(search.cv_results_["mean_test_score"]), abs=1e-12
+    )
+    assert "Selection was off" not in (models / child["version"] / child["report"]["page"]).read_text()
