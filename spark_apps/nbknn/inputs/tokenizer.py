@@ -118,9 +118,9 @@ def _without_surrogates(runs) -> list[tuple[int, int]]:
 
 @lru_cache(maxsize=1)
 def unassigned_pattern() -> str:
-    """A class matching one code point outside the pinned table, in syntax both engines read."""
+    """A class matching one code point outside the pinned table: the Python reference's (its
+    ``regex`` module compiles a class into a set; the JVM reads :func:`jvm_unassigned_pattern`)."""
     runs = "".join(f"{_class_char(a)}-{_class_char(b)}" for a, b in _without_surrogates(ASSIGNED_RANGES))
-    # A negated class of the assigned runs: ASCII, the most common text, matches the first run.
     return f"[^{runs}]"
 
 
