@@ -1,6 +1,7 @@
-"""nb_train incremental end to end: two runs with consecutive data intervals through
-`airflow dags test` (real SparkSubmitOperator and spark-submit) give a parent/child pair of
-models, the child holding the counts of both days; the same interval again is refused."""
+"""nb_train incremental end to end: three runs with consecutive data intervals through
+`airflow dags test` (real SparkSubmitOperator and spark-submit) give a chain of models, each child
+holding the counts of every day so far, with selection kept exact after a merge; the same interval
+again is refused. One chain of runs serves every check: each nb_train run costs about a minute."""
 
 import json
 
@@ -17,73 +18,12 @@ pytestmark = pytest.mark.e2e
 CONF = {"input_uri": "input/labelled", "mode": "incremental", "num_shards": 2}
 
 
-def test_two_interval_runs_publish_a_parent_and_a_child_model(airflow_db, corpus, tmp_path):
-    docs = corpus("reuters-r8", "train", 360)
-    days = {"2026-03-01": docs[:180], "2026-03-02": docs[180:]}
-    for day, part in days.items():
-        write_jsonl(tmp_path / "input" / "labelled" / f"date={day}" / "part-0.jsonl", part)
-    models = tmp_path / "models" / "naive_bayes"
-
-    def run(logical_date):
-        result = run_dag_test("nb_train", CONF, tmp_path.as_uri(), logical_date=logical_date)
-        return result, result.stdout[-5000:] + result.stderr[-5000:]
-
-    # `dags test` at logical date 03-02 gets the interval [03-01, 03-02): the partition of 03-01.
-    result, output = run("2026-03-02")
-    assert result.returncode == 0, output
-    parent = (models / "LATEST").read_text().strip()
-    parent_manifest = json.loads((models / parent / "manifest.json").read_text())
-    states = latest_run_task_states("nb_train")
-    assert states[("merge", -1)] == "skipped", states  # no base model yet: trained on the partition
-    assert states[("publish", -1)] == states[("register", -1)] == "success", states
-    assert parent_manifest["lineage"]["parent_version"] is None
-    assert parent_manifest["counts"]["documents"] == 180
-    # Without selection the model still has its report: each class's top terms at alpha = 1.
-    check_top_terms_up_to_ties(parent_manifest["report"]["top_terms"], days["2026-03-01"], 1.0)
-
-    result, output = run("2026-03-03")
-    assert result.returncode == 0, output
-    child = (models / "LATEST").read_text().strip()
-    assert child != parent
-    states = latest_run_task_states("nb_train")
-    assert states.pop(("select", -1)) == "skipped", states  # selection is off
-    assert set(states.values()) == {"success"}, states
-    manifest = json.loads((models / child / "manifest.json").read_text())
-    lineage = manifest["lineage"]
-    assert lineage["mode"] == "incremental"
-    assert lineage["parent_version"] == parent
-    assert lineage["data_interval"] == ["2026-03-02T00:00:00+00:00", "2026-03-03T00:00:00+00:00"]
-    assert [p["uri"].rsplit("/", 1)[1] for p in lineage["partitions"]] == ["date=2026-03-01", "date=2026-03-02"]
-    assert [p["version"] for p in lineage["partitions"]] == [parent, child]
-    assert (models / parent / "manifest.json").exists()  # the parent stays published
-
-    # The child counts both days, as scikit-learn does on their union.
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    X = vectorizer.fit_transform([d["text"] for d in docs])
-    nb = MultinomialNB().fit(X, [d["label"] for d in docs])
-    assert manifest["counts"]["documents"] == len(docs)
-    assert manifest["counts"]["classes"] == len(nb.classes_)
-    assert manifest["counts"]["vocabulary_size"] == X.shape[1]
-    assert manifest["counts"]["entries"] == int((nb.feature_count_ > 0).sum())
-    assert manifest["counts"]["tokens"] == int(X.sum())
-    assert manifest["records"]["accepted"] == 180  # this run's own input: one day
-    assert manifest["num_shards"] == 2
-    # merge rewrote the report for the merged counts.
-    check_top_terms_up_to_ties(manifest["report"]["top_terms"], docs, 1.0)
-    assert "Selection was off" in (models / child / manifest["report"]["page"]).read_text()
-
-    # The same interval again (a new run, not a retry of the last one): refused before any Spark job.
-    result, output = run("2026-03-03")
-    assert result.returncode != 0
-    assert "date=2026-03-02 is already part of model" in result.stdout + result.stderr
-    assert (models / "LATEST").read_text().strip() == child
-    assert latest_run_task_states("nb_train")[("plan", -1)] == "failed"
-
-
-def test_incremental_selection_adds_the_day_to_the_fold_counts_through_airflow(airflow_db, corpus, tmp_path):
-    """selection=kfold on both days: the first run (no base) keeps its per-fold counts, the second
-    merges, then selects over both days' documents (select runs after merge): the published point
-    and its mean scores are GridSearchCV's on the union, with the same folds."""
+def test_interval_runs_chain_models_and_selection_stays_exact_after_a_merge(airflow_db, corpus, tmp_path):
+    """Day 1 with selection=kfold and no base model: trained on its partition (no merge), its
+    per-fold counts kept. Day 2 with selection: merged into day 1's model, then selected over both
+    days' documents (select after merge): GridSearchCV's choice and mean scores on the union, same
+    folds. Day 3 without selection: merged, no select, the report at the Params' alpha. Then day 3's
+    interval again: refused before any Spark job."""
     from sklearn.model_selection import GridSearchCV, PredefinedSplit
     from sklearn.naive_bayes import ComplementNB
     from sklearn.pipeline import Pipeline
@@ -91,34 +31,50 @@ def test_incremental_selection_adds_the_day_to_the_fold_counts_through_airflow(a
     from nbknn import contract
 
     docs = corpus("reuters-r8", "train", 360)
-    days = {"2026-03-01": docs[:180], "2026-03-02": docs[180:]}
+    days = {"2026-03-01": docs[:120], "2026-03-02": docs[120:240], "2026-03-03": docs[240:]}
     for day, part in days.items():
         write_jsonl(tmp_path / "input" / "labelled" / f"date={day}" / "part-0.jsonl", part)
     models = tmp_path / "models" / "naive_bayes"
     grid = {"alpha_grid": [0.1, 1.0], "model_type_grid": ["multinomial", "complement"], "fit_prior_grid": [True]}
-    conf = {**CONF, "selection": "kfold", "folds": 3, "selection_metric": "accuracy", **grid}
+    selecting = {**CONF, "selection": "kfold", "folds": 3, "selection_metric": "accuracy", **grid}
 
-    manifests = []
-    for logical_date, merge_state in (("2026-03-02", "skipped"), ("2026-03-03", "success")):
+    def run(conf, logical_date):
+        # `dags test` at logical date D gets the interval [D - 1 day, D): the partition of D - 1 day.
         result = run_dag_test("nb_train", conf, tmp_path.as_uri(), logical_date=logical_date)
-        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-        states = latest_run_task_states("nb_train")
-        assert states[("merge", -1)] == merge_state and states[("select", -1)] == "success", states
-        manifests.append(json.loads((models / (models / "LATEST").read_text().strip() / "manifest.json").read_text()))
-    parent, child = manifests
+        return result, result.stdout[-5000:] + result.stderr[-5000:]
+
+    def published():
+        return json.loads((models / (models / "LATEST").read_text().strip() / "manifest.json").read_text())
+
+    # Day 1: no base model yet, trained on the partition; selection keeps the per-fold counts.
+    result, output = run(selecting, "2026-03-02")
+    assert result.returncode == 0, output
+    states = latest_run_task_states("nb_train")
+    assert states[("merge", -1)] == "skipped" and states[("select", -1)] == "success", states
+    assert states[("publish", -1)] == states[("register", -1)] == "success", states
+    parent = published()
+    assert parent["lineage"]["parent_version"] is None
+    assert parent["counts"]["documents"] == 120
     assert parent["fold_counts"]["folds"] == 3 and parent["fold_counts"]["base_version"] is None
+
+    # Day 2: merged, then selected over both days' documents.
+    result, output = run(selecting, "2026-03-03")
+    assert result.returncode == 0, output
+    states = latest_run_task_states("nb_train")
+    assert states[("merge", -1)] == "success" and states[("select", -1)] == "success", states
+    child = published()
     assert child["lineage"]["parent_version"] == parent["version"]
     assert child["fold_counts"]["base_version"] == parent["version"]
     assert child["fold_counts"]["fold_documents"] == child["selection"]["fold_documents"]
-    assert sum(child["selection"]["fold_documents"]) == len(docs)
-
-    X = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None).fit_transform(d["text"] for d in docs)
+    union = docs[:240]
+    assert sum(child["selection"]["fold_documents"]) == len(union)
+    X = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None).fit_transform(d["text"] for d in union)
     search = GridSearchCV(
         Pipeline([("nb", MultinomialNB())]),
         [{"nb": [nb], "nb__alpha": grid["alpha_grid"], "nb__fit_prior": [True]}
          for nb in (MultinomialNB(), ComplementNB(norm=False))],
-        scoring="accuracy", cv=PredefinedSplit([contract.fold_of(d["id"], 3) for d in docs]),
-    ).fit(X, [d["label"] for d in docs])
+        scoring="accuracy", cv=PredefinedSplit([contract.fold_of(d["id"], 3) for d in union]),
+    ).fit(X, [d["label"] for d in union])
     best = search.best_params_
     assert child["model"] == {
         "type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
@@ -129,3 +85,42 @@ def test_incremental_selection_adds_the_day_to_the_fold_counts_through_airflow(a
         list(search.cv_results_["mean_test_score"]), abs=1e-12
     )
     assert "Selection was off" not in (models / child["version"] / child["report"]["page"]).read_text()
+
+    # Day 3 without selection: merged into day 2's model, select skipped.
+    result, output = run(CONF, "2026-03-04")
+    assert result.returncode == 0, output
+    states = latest_run_task_states("nb_train")
+    assert states.pop(("select", -1)) == "skipped", states  # selection is off
+    assert set(states.values()) == {"success"}, states
+    grandchild = published()
+    lineage = grandchild["lineage"]
+    assert lineage["mode"] == "incremental"
+    assert lineage["parent_version"] == child["version"]
+    assert lineage["data_interval"] == ["2026-03-03T00:00:00+00:00", "2026-03-04T00:00:00+00:00"]
+    assert [p["uri"].rsplit("/", 1)[1] for p in lineage["partitions"]] == [f"date={day}" for day in days]
+    assert [p["version"] for p in lineage["partitions"]] == [parent["version"], child["version"],
+                                                             grandchild["version"]]
+    for version in (parent["version"], child["version"]):
+        assert (models / version / "manifest.json").exists()  # the ancestors stay published
+
+    # The grandchild counts every day, as scikit-learn does on their union.
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    X = vectorizer.fit_transform([d["text"] for d in docs])
+    nb = MultinomialNB().fit(X, [d["label"] for d in docs])
+    assert grandchild["counts"]["documents"] == len(docs)
+    assert grandchild["counts"]["classes"] == len(nb.classes_)
+    assert grandchild["counts"]["vocabulary_size"] == X.shape[1]
+    assert grandchild["counts"]["entries"] == int((nb.feature_count_ > 0).sum())
+    assert grandchild["counts"]["tokens"] == int(X.sum())
+    assert grandchild["records"]["accepted"] == 120  # this run's own input: one day
+    assert grandchild["num_shards"] == 2
+    # merge rewrote the report for the merged counts, at the Params' alpha (selection off).
+    check_top_terms_up_to_ties(grandchild["report"]["top_terms"], docs, 1.0)
+    assert "Selection was off" in (models / grandchild["version"] / grandchild["report"]["page"]).read_text()
+
+    # The same interval again (a new run, not a retry of the last one): refused before any Spark job.
+    result, output = run(CONF, "2026-03-04")
+    assert result.returncode != 0
+    assert "date=2026-03-03 is already part of model" in result.stdout + result.stderr
+    assert (models / "LATEST").read_text().strip() == grandchild["version"]
+    assert latest_run_task_states("nb_train")[("plan", -1)] == "failed"
