@@ -138,24 +138,16 @@ def asset_event_extras(asset_name: str) -> list[dict]:
         return [dict(event.extra or {}) for event in events]
 
 
-def fold_partition_in_process(
-    spark,
-    docs: list[dict],
-    workdir: Path,
-    partition: str,
-    version: str,
-    base_dir: str | None,
-    num_shards: int = 3,
-    run_id: str | None = None,
-) -> str:
-    """One incremental nb_train run, in process, with the library functions its Spark tasks call:
-    count ``docs`` written as ``input/labelled/<partition>/``, add them to the model at
-    ``base_dir`` (None: train on the partition alone) and publish ``version``; returns its URI."""
+def stage_partition_in_process(spark, docs: list[dict], workdir: Path, partition: str, version: str,
+                               base_dir: str | None, num_shards: int):
+    """The counting steps of an incremental nb_train run, in process, with the library functions its
+    Spark tasks call: count ``docs`` written as ``input/labelled/<partition>/`` and add them to the
+    model at ``base_dir`` (None: the partition alone). Returns (input spec, root URI, staging URI,
+    the URI ``version`` is published at)."""
     from nbknn.inputs.documents import InputSpec
     from nbknn.inputs.tokenizer import TokenizerConfig
     from nbknn.naive_bayes.class_prior import run_class_prior
     from nbknn.naive_bayes.merge import run_merge_model
-    from nbknn.naive_bayes.publish import publish_model
     from nbknn.naive_bayes.term_counts import run_term_counts
 
     partition_dir = workdir / "input" / "labelled" / partition
@@ -169,6 +161,25 @@ def fold_partition_in_process(
     run_term_counts(spark, spec, count_dir, TokenizerConfig(), num_shards=1 if base_dir else num_shards)
     if base_dir:
         run_merge_model(spark, base_dir, count_dir, staging, num_shards=num_shards)
+    return spec, root, staging, version_dir
+
+
+def fold_partition_in_process(
+    spark,
+    docs: list[dict],
+    workdir: Path,
+    partition: str,
+    version: str,
+    base_dir: str | None,
+    num_shards: int = 3,
+    run_id: str | None = None,
+) -> str:
+    """One incremental nb_train run, in process (:func:`stage_partition_in_process`, then publish
+    ``version``); returns its URI."""
+    from nbknn.naive_bayes.publish import publish_model
+
+    _, root, staging, version_dir = stage_partition_in_process(spark, docs, workdir, partition, version, base_dir,
+                                                               num_shards)
     lineage = {"run_id": run_id or f"scheduled__{partition}", "mode": "incremental"}
     publish_model(spark, staging, version_dir, f"{root}/models/LATEST", version, "multinomial", 1.0, True, lineage)
     return version_dir

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.naive_bayes import MultinomialNB
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
+from sklearn.naive_bayes import ComplementNB, MultinomialNB
+from sklearn.pipeline import Pipeline
 
 from nbknn import contract
 from nbknn.inputs.tokenizer import tokenize
@@ -87,3 +89,26 @@ def check_top_terms_up_to_ties(got: dict, docs: list, alpha: float, top: int = 1
         left_out = seen - set(listed)
         assert not left_out or max(ratio[list(left_out)]) <= ratio[listed[-1]] + tolerance, label
 
+
+def check_equals_grid_search(summary: dict, folds, X, y) -> None:
+    """The selection summary's per-fold F1 and accuracy (1e-12), best index and chosen point are
+    scikit-learn's GridSearchCV with a PredefinedSplit of the same folds over the default grid."""
+    grid = [
+        {"nb": [estimator], "nb__alpha": ALPHAS, "nb__fit_prior": FIT_PRIORS}
+        for estimator in (MultinomialNB(), ComplementNB(norm=False))
+    ]
+    search = GridSearchCV(
+        Pipeline([("nb", MultinomialNB())]), grid, cv=PredefinedSplit(folds),
+        scoring={"f1_macro": "f1_macro", "accuracy": "accuracy"}, refit="f1_macro", error_score="raise",
+    ).fit(X, y)
+    for g, row in enumerate(summary["points"]):
+        for metric in ("f1_macro", "accuracy"):
+            theirs = [search.cv_results_[f"split{f}_test_{metric}"][g] for f in range(FOLDS)]
+            np.testing.assert_allclose(row[f"fold_{metric}"], theirs, rtol=0, atol=1e-12)
+    assert summary["best_index"] == search.best_index_
+    best = search.best_params_
+    assert summary["best"] == {
+        "model_type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
+        "alpha": best["nb__alpha"],
+        "fit_prior": best["nb__fit_prior"],
+    }

@@ -14,15 +14,12 @@ import shutil
 
 import numpy as np
 import pytest
-from selection_oracles import ALPHAS, FIT_PRIORS, FOLDS, MODEL_TYPES, corpus_matrix, our_table
-from sklearn.model_selection import GridSearchCV, PredefinedSplit
-from sklearn.naive_bayes import ComplementNB, MultinomialNB
-from sklearn.pipeline import Pipeline
+from selection_oracles import ALPHAS, FIT_PRIORS, FOLDS, MODEL_TYPES, check_equals_grid_search, corpus_matrix, our_table
 
-from helpers import local_path, write_jsonl
+from helpers import local_path, stage_partition_in_process, write_jsonl
 from nbknn import contract
 from nbknn.common.errors import ConfigError
-from nbknn.inputs.documents import InputError, InputSpec
+from nbknn.inputs.documents import InputError
 from nbknn.inputs.tokenizer import tokenize
 from nbknn.naive_bayes import schemas
 from nbknn.naive_bayes.select_job import run_selection
@@ -37,23 +34,10 @@ def train(spark, docs, workdir, partition, version, base_dir=None, selection=Tru
     """One nb_train run in process with the library functions its Spark tasks call, in the DAG's
     order: class_prior, term_counts (into a delta when there is a base), merge, select, publish.
     Returns (published model URI, the selection summary or None)."""
-    from nbknn.inputs.tokenizer import TokenizerConfig
-    from nbknn.naive_bayes.class_prior import run_class_prior
-    from nbknn.naive_bayes.merge import run_merge_model
     from nbknn.naive_bayes.publish import publish_model
-    from nbknn.naive_bayes.term_counts import run_term_counts
 
-    partition_dir = workdir / "input" / "labelled" / partition
-    write_jsonl(partition_dir / "part-0.jsonl", docs)
-    root = workdir.as_uri()
-    staging, version_dir = f"{root}/models/_staging/{version}", f"{root}/models/{version}"
-    count_dir = f"{staging}/_work/delta" if base_dir else staging
-    # Not Path.as_uri(): it percent-encodes the "=" of the partition name, which Spark keeps as is.
-    spec = InputSpec(uri=f"file://{partition_dir}")
-    run_class_prior(spark, spec, count_dir, f"{root}/rejects/{version}", max_reject_fraction=0.0)
-    run_term_counts(spark, spec, count_dir, TokenizerConfig(), num_shards=1 if base_dir else 2)
-    if base_dir:
-        run_merge_model(spark, base_dir, count_dir, staging, num_shards=2)
+    spec, root, staging, version_dir = stage_partition_in_process(spark, docs, workdir, partition, version,
+                                                                  base_dir, num_shards=2)
     summary = None
     if selection:
         summary = run_selection(
@@ -107,26 +91,8 @@ def test_scores_and_choice_equal_grid_search_on_the_union(chain, parts):
     a, b, _ = parts
     *_, summary = chain
     folds, X, y = corpus_matrix(a + b)
-    grid = [
-        {"nb": [estimator], "nb__alpha": ALPHAS, "nb__fit_prior": FIT_PRIORS}
-        for estimator in (MultinomialNB(), ComplementNB(norm=False))
-    ]
-    search = GridSearchCV(
-        Pipeline([("nb", MultinomialNB())]), grid, cv=PredefinedSplit(folds),
-        scoring={"f1_macro": "f1_macro", "accuracy": "accuracy"}, refit="f1_macro", error_score="raise",
-    ).fit(X, y)
-    for g, row in enumerate(summary["points"]):
-        for metric in ("f1_macro", "accuracy"):
-            theirs = [search.cv_results_[f"split{f}_test_{metric}"][g] for f in range(FOLDS)]
-            np.testing.assert_allclose(row[f"fold_{metric}"], theirs, rtol=0, atol=1e-12)
+    check_equals_grid_search(summary, folds, X, y)
     assert summary["fold_documents"] == np.bincount(folds, minlength=FOLDS).tolist()
-    assert summary["best_index"] == search.best_index_
-    best = search.best_params_
-    assert summary["best"] == {
-        "model_type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
-        "alpha": best["nb__alpha"],
-        "fit_prior": best["nb__fit_prior"],
-    }
     # The log-loss too, against the numpy selection fed with scikit-learn's count matrix.
     expected = our_table(folds, X, y, METRIC)
     for row, want in zip(summary["points"], expected["points"], strict=True):

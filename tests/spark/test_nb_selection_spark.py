@@ -8,10 +8,7 @@ tests/unit/test_nb_selection.py) and GridSearchCV on a PredefinedSplit of the sa
 import numpy as np
 import pytest
 from pyspark.sql import functions as F
-from selection_oracles import ALPHAS, FIT_PRIORS, FOLDS, MODEL_TYPES, corpus_matrix, our_table
-from sklearn.model_selection import GridSearchCV, PredefinedSplit
-from sklearn.naive_bayes import ComplementNB, MultinomialNB
-from sklearn.pipeline import Pipeline
+from selection_oracles import ALPHAS, FIT_PRIORS, FOLDS, MODEL_TYPES, check_equals_grid_search, corpus_matrix, our_table
 
 from helpers import write_jsonl
 from nbknn import contract
@@ -57,25 +54,7 @@ def test_every_fold_score_equals_numpy_selection(r52_selection):
 def test_scores_and_choice_equal_grid_search(r52_selection):
     docs, _, _, summary = r52_selection
     folds, X, y = corpus_matrix(docs)
-    grid = [
-        {"nb": [estimator], "nb__alpha": ALPHAS, "nb__fit_prior": FIT_PRIORS}
-        for estimator in (MultinomialNB(), ComplementNB(norm=False))
-    ]
-    search = GridSearchCV(
-        Pipeline([("nb", MultinomialNB())]), grid, cv=PredefinedSplit(folds),
-        scoring={"f1_macro": "f1_macro", "accuracy": "accuracy"}, refit="f1_macro", error_score="raise",
-    ).fit(X, y)
-    for g, row in enumerate(summary["points"]):
-        for metric in ("f1_macro", "accuracy"):
-            theirs = [search.cv_results_[f"split{f}_test_{metric}"][g] for f in range(FOLDS)]
-            np.testing.assert_allclose(row[f"fold_{metric}"], theirs, rtol=0, atol=1e-12)
-    assert summary["best_index"] == search.best_index_
-    best = search.best_params_
-    assert summary["best"] == {
-        "model_type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
-        "alpha": best["nb__alpha"],
-        "fit_prior": best["nb__fit_prior"],
-    }
+    check_equals_grid_search(summary, folds, X, y)
 
 
 def test_fold_column_equals_contract_fold_of(spark):
