@@ -7,19 +7,21 @@ against the staged model:
 1. the accepted documents are vectorised against the staged vocabulary (the prediction's own
    vectoriser) and each gets its fold (:func:`fold_column`, the Spark spelling of
    :func:`nbknn.contract.fold_of`);
-2. the documents are counted per (fold, class) and their terms per (fold, class, term) in Spark;
-   for an incremental run the base model's stored per-fold counts are added (classes mapped by
-   label; base term ids are the merged model's). The result is the model's ``fold_counts/``,
-   published with it, and must add up to the staged model's counts exactly, every (class, term)
-   (else the input changed between the jobs, or the base's fold counts are not its counts, and
-   the run is refused);
+2. the documents are counted per (fold, class) and their terms per (fold, class, term) in the
+   same pass that caches the vectors: each task adds up its documents' counts in numpy
+   (:func:`fold_count_batches`) and the driver sums the tasks' partial counts; for an
+   incremental run the base model's stored per-fold counts are added (classes mapped by label;
+   base term ids are the merged model's). The result is the model's ``fold_counts/``, published
+   with it, and must add up to the staged model's counts exactly, every (class, term) (else the
+   input changed between the jobs, or the base's fold counts are not its counts, and the run is
+   refused);
 3. an incremental run also reads the base model's documents again, from the input folders of its
    lineage, and checks that they are the ones its per-fold counts hold: exact scores need every
    document the model counts, the base's included;
 4. the per-fold counts (the size of the model times at most the number of folds) go to the tasks
-   once; the documents are range-partitioned by fold so that a task holds one or two folds, and
-   each task scores its documents with the model of the other folds at every grid point and
-   emits additive tallies, summed on the driver;
+   once; each task scores the cached documents of its partition, fold by fold, with the model
+   of the other folds at every grid point and emits additive tallies, summed on the driver (no
+   shuffle: building a held-out model is cheap next to scoring its documents);
 5. the table (every point's per-fold and mean scores) and the chosen point are written as the
    job's summary, from which publishing takes the model's parameters and the manifest's table
    and ``fold_counts`` record.
@@ -27,12 +29,12 @@ against the staged model:
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial, reduce
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -83,7 +85,8 @@ def labelled_vectors(
     labels = spark.createDataFrame([(c, label) for c, label, _, _ in classes], "class_id int, label string")
     frames = []
     for source, spec in enumerate(specs):
-        vectors = document_vectors(accepted_documents(read_documents(spark, spec, labelled=True)), lookup_broadcast, tokenizer)
+        accepted = accepted_documents(read_documents(spark, spec, labelled=True))
+        vectors = document_vectors(accepted, lookup_broadcast, tokenizer, sort_by_id=False)
         frames.append(
             vectors.join(F.broadcast(labels), "label", "left").select(
                 fold_column(F.col("doc_id"), folds).alias("fold"), "doc_id", "class_id", "term_ids", "counts",
@@ -93,57 +96,148 @@ def labelled_vectors(
     return reduce(DataFrame.unionByName, frames)
 
 
-def check_labels_known(vectors: DataFrame) -> None:
-    if vectors.where(F.col("class_id").isNull()).limit(1).count():
-        raise InputError("a document's label is not one of the model's classes: the input changed "
-                         "since the counting jobs; rerun the training from the start")
+UNKNOWN_LABEL = "a document's label is not one of the model's classes: the input changed " \
+    "since the counting jobs; rerun the training from the start"
+
+PARTIAL_COUNTS_SCHEMA = "source int, fold int, class_id int, term_id int, count long"
+#: ``term_id`` of the partial counts' rows that hold a (source, fold, class)'s documents or tokens.
+DOCUMENTS, TOKENS = -1, -2
+#: Largest folds x classes x vocabulary that a task or the driver adds up in one dense array of
+#: counters (8 bytes each); larger models are added up by sorting their keys.
+DENSE_KEYS = 1 << 23
 
 
-def fold_entries(vectors: DataFrame) -> DataFrame:
-    """(fold, class_id, term_id, count) of the vectors: their tokens per (fold, class, term)."""
-    return (
-        vectors.select("fold", "class_id", F.explode(F.arrays_zip("term_ids", "counts")).alias("e"))
-        .groupBy("fold", "class_id", F.col("e.term_ids").alias("term_id"))
-        .agg(F.sum(F.col("e.counts").cast("long")).alias("count"))
+def summed_by_key(keys: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys ascending, the sum of the weights of each), keys in [0, size)."""
+    if keys.size == 0:
+        return keys.astype(np.int64), np.zeros(0, dtype=np.int64)
+    if size <= DENSE_KEYS:
+        sums = np.bincount(keys, weights=weights, minlength=size)
+        distinct = np.flatnonzero(sums)
+        return distinct, sums[distinct].astype(np.int64)
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    return distinct, np.bincount(inverse, weights=weights, minlength=distinct.size).astype(np.int64)
+
+
+def fold_count_batches(batches, folds: int, classes: int, vocabulary_size: int):
+    """mapInArrow body: a task's counts, added up over its batches. Rows (source, fold,
+    class_id, term_id, count): per (fold, class, term) the tokens of the new documents (source
+    0), per (source, fold, class) the documents (term_id DOCUMENTS) and the known tokens (term_id
+    TOKENS); documents whose label is not a class are counted in one row with class_id -1."""
+    keys, weights, unknown = [], [], 0
+    totals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for batch in batches:
+        class_id = batch.column("class_id")
+        unknown += class_id.null_count
+        known = pc.is_valid(class_id)
+        if class_id.null_count:
+            batch = batch.filter(known)
+        if batch.num_rows == 0:
+            continue
+        source = batch.column("source").to_numpy(zero_copy_only=False).astype(np.int64)
+        fold = batch.column("fold").to_numpy(zero_copy_only=False).astype(np.int64)
+        cls = batch.column("class_id").to_numpy(zero_copy_only=False).astype(np.int64)
+        term_ids, counts = batch.column("term_ids"), batch.column("counts")
+        lengths = pc.fill_null(pc.list_value_length(term_ids), 0).to_numpy(zero_copy_only=False)
+        flat_terms = pc.list_flatten(term_ids).to_numpy(zero_copy_only=False).astype(np.int64)
+        flat_counts = pc.list_flatten(counts).to_numpy(zero_copy_only=False).astype(np.float64)
+        row = np.repeat(np.arange(batch.num_rows), lengths)
+        tokens = np.bincount(row, weights=flat_counts, minlength=batch.num_rows)
+        group = fold * classes + cls
+        for src in np.unique(source):
+            mine = source == src
+            docs, toks = totals.setdefault(int(src), (np.zeros(folds * classes), np.zeros(folds * classes)))
+            docs += np.bincount(group[mine], minlength=folds * classes)
+            toks += np.bincount(group[mine], weights=tokens[mine], minlength=folds * classes)
+        new = (source == 0)[row]
+        keys.append(group[row[new]] * vocabulary_size + flat_terms[new])
+        weights.append(flat_counts[new])
+    size = folds * classes * vocabulary_size
+    entries, sums = summed_by_key(
+        np.concatenate(keys) if keys else np.zeros(0, np.int64), np.concatenate(weights) if weights else np.zeros(0), size
+    )
+    group, term = np.divmod(entries, vocabulary_size)
+    parts = [(np.zeros(entries.size, np.int64), group // classes, group % classes, term, sums)]
+    for src, (docs, toks) in sorted(totals.items()):
+        (present,) = np.nonzero(docs)
+        for marker, values in ((DOCUMENTS, docs), (TOKENS, toks)):
+            parts.append((np.full(present.size, src), present // classes, present % classes,
+                          np.full(present.size, marker), values[present].astype(np.int64)))
+    if unknown:
+        parts.append((np.zeros(1, np.int64), np.zeros(1, np.int64), np.full(1, -1), np.full(1, DOCUMENTS),
+                      np.full(1, unknown)))
+    columns = [np.concatenate(c) for c in zip(*parts)]
+    yield pa.RecordBatch.from_arrays(
+        [pa.array(c.astype(np.int32)) for c in columns[:4]] + [pa.array(columns[4].astype(np.int64))],
+        names=["source", "fold", "class_id", "term_id", "count"],
     )
 
 
-def fold_doc_counts(vectors: DataFrame, folds: int, classes: int) -> np.ndarray:
-    """(F, C) documents of the vectors per (fold, class)."""
+@dataclass
+class CountedVectors:
+    """What one pass over the vectors counts (:func:`count_vectors`)."""
+
+    doc_counts: np.ndarray  # (F, C) documents of the new input (source 0)
+    fold: np.ndarray  # the new input's (fold, class, term) entries, ascending, with their counts
+    class_id: np.ndarray
+    term_id: np.ndarray
+    count: np.ndarray
+    base_totals: dict[tuple[int, int], tuple[int, int]]  # {(fold, class): (documents, tokens)}, sources > 0
+
+
+def count_vectors(vectors: DataFrame, folds: int, classes: int, vocabulary_size: int) -> CountedVectors:
+    """Count the vectors per (fold, class, term) and per (source, fold, class) in one Spark job
+    (the tasks add up their own documents; the driver sums the tasks' partial counts); refused
+    if a document's label is not one of the model's classes."""
+    count = partial(fold_count_batches, folds=folds, classes=classes, vocabulary_size=vocabulary_size)
+    rows = vectors.select("source", "fold", "class_id", "term_ids", "counts").mapInArrow(count, PARTIAL_COUNTS_SCHEMA)
+    table = rows.toArrow()
+    source, fold, class_id, term_id, counted = (
+        table.column(name).to_numpy().astype(np.int64) for name in ("source", "fold", "class_id", "term_id", "count")
+    )
+    if (class_id < 0).any():
+        raise InputError(UNKNOWN_LABEL)
+    entry = term_id >= 0
+    keys, sums = summed_by_key(
+        (fold[entry] * classes + class_id[entry]) * vocabulary_size + term_id[entry],
+        counted[entry].astype(np.float64),
+        folds * classes * vocabulary_size,
+    )
+    group, terms = np.divmod(keys, vocabulary_size)
     doc_counts = np.zeros((folds, classes), dtype=np.int64)
-    for row in vectors.groupBy("fold", "class_id").count().collect():
-        doc_counts[row["fold"], row["class_id"]] = row["count"]
-    return doc_counts
-
-
-def fold_class_totals(vectors: DataFrame) -> dict[tuple[int, int], tuple[int, int]]:
-    """{(fold, class_id): (documents, tokens)} of the vectors."""
-    tokens = F.aggregate(F.col("counts"), F.lit(0).cast("long"), lambda acc, x: acc + x.cast("long"))
-    rows = vectors.groupBy("fold", "class_id").agg(F.count(F.lit(1)).alias("n"), F.sum(tokens).alias("tokens")).collect()
-    return {(row["fold"], row["class_id"]): (row["n"], row["tokens"]) for row in rows}
+    new_docs = (source == 0) & (term_id == DOCUMENTS)
+    np.add.at(doc_counts, (fold[new_docs], class_id[new_docs]), counted[new_docs])
+    base_totals: dict[tuple[int, int], list[int]] = {}
+    for s_, f, c, t, n in zip(source, fold, class_id, term_id, counted):
+        if s_ > 0:
+            pair = base_totals.setdefault((int(f), int(c)), [0, 0])
+            pair[0 if t == DOCUMENTS else 1] += int(n)
+    return CountedVectors(
+        doc_counts, group // classes, group % classes, terms, sums, {k: tuple(v) for k, v in base_totals.items()}
+    )
 
 
 def write_fold_counts(
-    spark: SparkSession, model_dir: str, doc_counts: np.ndarray, entries: DataFrame, vocabulary_size: int
+    spark: SparkSession, model_dir: str, doc_counts: np.ndarray, entries: tuple, vocabulary_size: int
 ) -> FoldCounts:
-    """Write the model's per-fold counts (its ``fold_counts/`` tables) and return them as read back."""
+    """Write the model's per-fold counts (its ``fold_counts/`` tables) from the driver's arrays
+    ``entries`` (fold, class_id, term_id, count) and return them as :class:`FoldCounts`."""
     folds, classes = doc_counts.shape
     rows = [(f, c, int(doc_counts[f, c])) for f in range(folds) for c in range(classes) if doc_counts[f, c]]
     spark.createDataFrame(rows, schemas.FOLD_DOCUMENTS).coalesce(1).write.mode("overwrite").parquet(
         contract.fold_documents_uri(model_dir)
     )
-    entries.select(
-        F.col("fold").cast("int"), F.col("class_id").cast("int"), F.col("term_id").cast("int"), F.col("count").cast("long")
-    ).write.mode("overwrite").parquet(contract.fold_terms_uri(model_dir))
-    entries = spark.read.schema(schemas.FOLD_TERMS).parquet(contract.fold_terms_uri(model_dir)).toArrow()
-    return FoldCounts.from_entries(
-        read_fold_doc_counts(spark, model_dir, folds, classes),
-        entries.column("fold").to_numpy(),
-        entries.column("class_id").to_numpy(),
-        entries.column("term_id").to_numpy(),
-        entries.column("count").to_numpy(),
-        vocabulary_size,
+    fold, class_id, term_id, count = entries
+    table = pa.table(
+        {
+            "fold": pa.array(fold, pa.int32()),
+            "class_id": pa.array(class_id, pa.int32()),
+            "term_id": pa.array(term_id, pa.int32()),
+            "count": pa.array(count, pa.int64()),
+        }
     )
+    spark.createDataFrame(table, schemas.FOLD_TERMS).write.mode("overwrite").parquet(contract.fold_terms_uri(model_dir))
+    return FoldCounts.from_entries(doc_counts, fold, class_id, term_id, count, vocabulary_size)
 
 
 def read_fold_doc_counts(
@@ -213,40 +307,43 @@ def base_class_map(classes: list, base_labels: dict[int, str]) -> dict[int, int]
 
 
 def merged_fold_counts(
-    spark: SparkSession, vectors: DataFrame, model_dir: str, folds: int, classes: list, vocabulary_size: int,
+    spark: SparkSession, counted: CountedVectors, model_dir: str, classes: list, vocabulary_size: int,
     base_dir: str | None, base_labels: dict[int, str] | None,
 ) -> FoldCounts:
-    """The staged model's per-fold counts, written to its ``fold_counts/`` and read back: those of
-    the new documents (``source`` 0), plus the base model's stored ones when there is a base (its
-    class ids mapped by label; its term ids are the merged model's, see nbknn.naive_bayes.merge)."""
-    new = vectors.where(F.col("source") == 0)
-    doc_counts = fold_doc_counts(new, folds, len(classes))
-    entries = fold_entries(new)
+    """The staged model's per-fold counts, written to its ``fold_counts/``: those of the new
+    documents (``source`` 0), plus the base model's stored ones when there is a base (its class
+    ids mapped by label; its term ids are the merged model's, see nbknn.naive_bayes.merge)."""
+    folds = counted.doc_counts.shape[0]
+    doc_counts = counted.doc_counts
+    entries = (counted.fold, counted.class_id, counted.term_id, counted.count)
     if base_dir is not None:
         class_map = base_class_map(classes, base_labels)
         doc_counts = doc_counts + read_fold_doc_counts(spark, base_dir, folds, len(classes), class_map)
-        mapping = spark.createDataFrame(sorted(class_map.items()), "class_id int, new_class_id int")
-        base_entries = (
-            spark.read.schema(schemas.FOLD_TERMS).parquet(contract.fold_terms_uri(base_dir))
-            .join(F.broadcast(mapping), "class_id")
-            .select("fold", F.col("new_class_id").alias("class_id"), "term_id", "count")
-        )
-        entries = (
-            entries.unionByName(base_entries)
-            .groupBy("fold", "class_id", "term_id")
-            .agg(F.sum("count").cast("long").alias("count"))
-        )
+        base = spark.read.schema(schemas.FOLD_TERMS).parquet(contract.fold_terms_uri(base_dir)).toArrow()
+        old_ids = np.array(sorted(class_map), dtype=np.int64)
+        base_class = base.column("class_id").to_numpy().astype(np.int64)
+        new_class = np.array([class_map[c] for c in old_ids], dtype=np.int64)[np.searchsorted(old_ids, base_class)]
+        size = folds * len(classes) * vocabulary_size
+        keys = np.concatenate([
+            (counted.fold * len(classes) + counted.class_id) * vocabulary_size + counted.term_id,
+            (base.column("fold").to_numpy().astype(np.int64) * len(classes) + new_class) * vocabulary_size
+            + base.column("term_id").to_numpy().astype(np.int64),
+        ])
+        weights = np.concatenate([counted.count, base.column("count").to_numpy()]).astype(np.float64)
+        keys, sums = summed_by_key(keys, weights, size)
+        group, terms = np.divmod(keys, vocabulary_size)
+        entries = (group // len(classes), group % len(classes), terms, sums)
     counts = write_fold_counts(spark, model_dir, doc_counts, entries, vocabulary_size)
     check_counts_match_model(counts, classes, staged_terms(spark, model_dir, len(classes), vocabulary_size))
     return counts
 
 
 def check_base_documents(
-    vectors: DataFrame, counts_of_base: dict[tuple[int, int], tuple[int, int]], base_version: str, folders: list[str]
+    read: dict[tuple[int, int], tuple[int, int]], counts_of_base: dict[tuple[int, int], tuple[int, int]],
+    base_version: str, folders: list[str],
 ) -> None:
-    """The base model's documents read again for scoring (``source`` > 0) must be those its
-    per-fold counts hold: the same documents and tokens per (fold, class)."""
-    read = fold_class_totals(vectors.where(F.col("source") > 0))
+    """The base model's documents read again for scoring (``source`` > 0; ``read``: their
+    (documents, tokens) per (fold, class)) must be those its per-fold counts hold."""
     if read != counts_of_base:
         differing = sorted(set(read) ^ set(counts_of_base) | {k for k in read if read.get(k) != counts_of_base.get(k)})
         f, c = differing[0]
@@ -371,17 +468,18 @@ def run_selection(
     vectors = labelled_vectors(spark, specs, tokenizer, classes, lookup_broadcast, folds)
     vectors = vectors.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        check_labels_known(vectors)
-        counts = merged_fold_counts(spark, vectors, model_dir, folds, classes, vocabulary_size, base_dir, base_labels)
+        # One job: reading, vectorising and caching the documents, and counting them per fold.
+        counted = count_vectors(vectors, folds, len(classes), vocabulary_size)
+        counts = merged_fold_counts(spark, counted, model_dir, classes, vocabulary_size, base_dir, base_labels)
         if base_dir is not None:
             base_counts = base_totals(spark, base_dir, base_class_map(classes, base_labels))
-            check_base_documents(vectors, base_counts, base_manifest["version"], folders)
+            check_base_documents(counted.base_totals, base_counts, base_manifest["version"], folders)
         counts_broadcast = spark.sparkContext.broadcast(counts)
         try:
-            tasks = folds * max(1, math.ceil(vectors.rdd.getNumPartitions() / folds))
+            # Each task scores the cached documents of its partition: no shuffle, and as many
+            # tasks as the input has partitions (the cores stay evenly busy).
             rows = (
-                vectors.repartitionByRange(tasks, "fold", "doc_id")
-                .select("fold", "class_id", "term_ids", "counts")
+                vectors.select("fold", "class_id", "term_ids", "counts")
                 .mapInArrow(partial(tally_batches, counts_broadcast=counts_broadcast, points=points), TALLY_SCHEMA)
                 .collect()
             )
