@@ -35,6 +35,7 @@ from functools import partial, reduce
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -44,6 +45,7 @@ from nbknn import contract
 from nbknn.common import fs
 from nbknn.common.errors import ConfigError
 from nbknn.common.provenance import code_version
+from nbknn.contract import join_uri
 from nbknn.inputs.documents import InputError, InputSpec, accepted_documents, read_documents
 from nbknn.inputs.tokenizer import TokenizerConfig
 from nbknn.naive_bayes import schemas
@@ -98,6 +100,14 @@ def labelled_vectors(
 
 UNKNOWN_LABEL = "a document's label is not one of the model's classes: the input changed " \
     "since the counting jobs; rerun the training from the start"
+
+FOLD_DOCUMENTS_ARROW = pa.schema(
+    [pa.field(f.name, pa.int32() if f.name != "doc_count" else pa.int64(), nullable=False)
+     for f in schemas.FOLD_DOCUMENTS.fields]
+)
+FOLD_TERMS_ARROW = pa.schema(
+    [pa.field(f.name, pa.int32() if f.name != "count" else pa.int64(), nullable=False) for f in schemas.FOLD_TERMS.fields]
+)
 
 PARTIAL_COUNTS_SCHEMA = "source int, fold int, class_id int, term_id int, count long"
 #: ``term_id`` of the partial counts' rows that hold a (source, fold, class)'s documents or tokens.
@@ -191,7 +201,11 @@ def count_vectors(vectors: DataFrame, folds: int, classes: int, vocabulary_size:
     if a document's label is not one of the model's classes."""
     count = partial(fold_count_batches, folds=folds, classes=classes, vocabulary_size=vocabulary_size)
     rows = vectors.select("source", "fold", "class_id", "term_ids", "counts").mapInArrow(count, PARTIAL_COUNTS_SCHEMA)
-    table = rows.toArrow()
+    return summed_partial_counts(rows.toArrow(), folds, classes, vocabulary_size)
+
+
+def summed_partial_counts(table: pa.Table, folds: int, classes: int, vocabulary_size: int) -> CountedVectors:
+    """The driver's sum of the tasks' partial counts (:func:`fold_count_batches` rows)."""
     source, fold, class_id, term_id, counted = (
         table.column(name).to_numpy().astype(np.int64) for name in ("source", "fold", "class_id", "term_id", "count")
     )
@@ -217,26 +231,36 @@ def count_vectors(vectors: DataFrame, folds: int, classes: int, vocabulary_size:
     )
 
 
+def write_driver_table(spark: SparkSession, uri: str, table: pa.Table) -> None:
+    """Replace the Parquet table at ``uri`` by ``table``, written from the driver as one file:
+    for counts already summed on the driver this costs a fraction of a Spark job that would
+    ship them to the JVM and write them from there. (The staged model is published as a whole,
+    so the table need not appear atomically.)"""
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    fs.delete(spark, uri)
+    fs.write_bytes(spark, join_uri(uri, "part-00000.parquet"), buffer.getvalue().to_pybytes())
+
+
 def write_fold_counts(
     spark: SparkSession, model_dir: str, doc_counts: np.ndarray, entries: tuple, vocabulary_size: int
 ) -> FoldCounts:
     """Write the model's per-fold counts (its ``fold_counts/`` tables) from the driver's arrays
     ``entries`` (fold, class_id, term_id, count) and return them as :class:`FoldCounts`."""
     folds, classes = doc_counts.shape
-    rows = [(f, c, int(doc_counts[f, c])) for f in range(folds) for c in range(classes) if doc_counts[f, c]]
-    spark.createDataFrame(rows, schemas.FOLD_DOCUMENTS).coalesce(1).write.mode("overwrite").parquet(
-        contract.fold_documents_uri(model_dir)
+    fold_of, class_of = np.nonzero(doc_counts)
+    documents = pa.table(
+        [pa.array(fold_of, pa.int32()), pa.array(class_of, pa.int32()), pa.array(doc_counts[fold_of, class_of], pa.int64())],
+        schema=FOLD_DOCUMENTS_ARROW,
     )
+    write_driver_table(spark, contract.fold_documents_uri(model_dir), documents)
     fold, class_id, term_id, count = entries
-    table = pa.table(
-        {
-            "fold": pa.array(fold, pa.int32()),
-            "class_id": pa.array(class_id, pa.int32()),
-            "term_id": pa.array(term_id, pa.int32()),
-            "count": pa.array(count, pa.int64()),
-        }
+    terms = pa.table(
+        [pa.array(fold, pa.int32()), pa.array(class_id, pa.int32()), pa.array(term_id, pa.int32()),
+         pa.array(count, pa.int64())],
+        schema=FOLD_TERMS_ARROW,
     )
-    spark.createDataFrame(table, schemas.FOLD_TERMS).write.mode("overwrite").parquet(contract.fold_terms_uri(model_dir))
+    write_driver_table(spark, contract.fold_terms_uri(model_dir), terms)
     return FoldCounts.from_entries(doc_counts, fold, class_id, term_id, count, vocabulary_size)
 
 
