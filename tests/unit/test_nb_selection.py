@@ -69,6 +69,20 @@ def test_r8_every_fold_and_metric_equals_grid_search(r8):
         assert our_table(folds, X, y, metric)["best_index"] == int(np.argmin(ranks)), metric
 
 
+def test_r8_sparse_weights_score_as_dense_ones_and_sklearn(r8, monkeypatch):
+    """Models above DENSE_WEIGHTS classes x terms are scored with a sparse product: same scores."""
+    from nbknn.naive_bayes import selection
+
+    folds, X, y = r8
+    dense = our_table(folds, X, y, "f1_macro", alphas=[0.01, 1.0])
+    monkeypatch.setattr(selection, "DENSE_WEIGHTS", 0)
+    sparse = our_table(folds, X, y, "f1_macro", alphas=[0.01, 1.0])
+    search = sklearn_search(folds, X, y, SCORERS, refit="f1_macro", alphas=[0.01, 1.0])
+    assert_same_as_sklearn(sparse, search, SCORERS)
+    assert_same_as_sklearn(dense, search, SCORERS)
+    assert sparse["best_index"] == dense["best_index"] == search.best_index_
+
+
 def test_r52_classes_missing_from_training_folds_score_as_in_sklearn(r52):
     """R52 has classes with one or two documents: some training splits lack them, so the held-out
     model must not know them (scikit-learn's classes_ do not hold them). Log-loss is undefined
