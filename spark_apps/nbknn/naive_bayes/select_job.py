@@ -222,10 +222,11 @@ def summed_partial_counts(table: pa.Table, folds: int, classes: int, vocabulary_
     new_docs = (source == 0) & (term_id == DOCUMENTS)
     np.add.at(doc_counts, (fold[new_docs], class_id[new_docs]), counted[new_docs])
     base_totals: dict[tuple[int, int], list[int]] = {}
-    for s_, f, c, t, n in zip(source, fold, class_id, term_id, counted):
-        if s_ > 0:
-            pair = base_totals.setdefault((int(f), int(c)), [0, 0])
-            pair[0 if t == DOCUMENTS else 1] += int(n)
+    # Only the few (source, fold, class) total rows of base documents: never the entries.
+    (base_rows,) = np.nonzero(source > 0)
+    for f, c, t, n in zip(fold[base_rows], class_id[base_rows], term_id[base_rows], counted[base_rows]):
+        pair = base_totals.setdefault((int(f), int(c)), [0, 0])
+        pair[0 if t == DOCUMENTS else 1] += int(n)
     return CountedVectors(
         doc_counts, group // classes, group % classes, terms, sums, {k: tuple(v) for k, v in base_totals.items()}
     )
