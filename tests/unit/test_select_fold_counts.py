@@ -1,5 +1,5 @@
 """The selection job's per-fold counting without Spark: the tasks' partial counts
-(``fold_count_batches``) summed on the driver (``summed_partial_counts``) against per-fold counts
+(``PartialFoldCounts``) summed on the driver (``summed_partial_counts``) against per-fold counts
 built directly from the same count matrix (tests/selection_oracles.py), for both ways of adding
 up keys (dense counters and sorting)."""
 
@@ -31,12 +31,15 @@ def vector_batch(X, y, folds, source, class_ids=None) -> pa.RecordBatch:
     })
 
 
+def task_rows(batches, classes, vocabulary_size) -> pa.RecordBatch:
+    partial_counts = select_job.PartialFoldCounts(FOLDS, classes, vocabulary_size)
+    for batch in batches:
+        partial_counts.add(batch)
+    return partial_counts.rows()
+
+
 def tasks_output(batches_per_task, classes, vocabulary_size) -> pa.Table:
-    return pa.Table.from_batches([
-        out
-        for batches in batches_per_task
-        for out in select_job.fold_count_batches(iter(batches), FOLDS, classes, vocabulary_size)
-    ])
+    return pa.Table.from_batches([task_rows(batches, classes, vocabulary_size) for batches in batches_per_task])
 
 
 @pytest.mark.parametrize("dense", [True, False], ids=["dense counters", "sorted keys"])

@@ -4,17 +4,17 @@ model being trained, in Spark; the math is :mod:`nbknn.naive_bayes.selection`.
 It runs after the term counts job (and after the merge job when incremental), on the same input,
 against the staged model:
 
-1. the accepted documents are vectorised against the staged vocabulary (the prediction's own
-   vectoriser) and each gets its fold (:func:`fold_column`, the Spark spelling of
-   :func:`nbknn.contract.fold_of`);
-2. the documents are counted per (fold, class) and their terms per (fold, class, term) in the
-   same pass that caches the vectors: each task adds up its documents' counts in numpy
-   (:func:`fold_count_batches`) and the driver sums the tasks' partial counts; for an
-   incremental run the base model's stored per-fold counts are added (classes mapped by label;
-   base term ids are the merged model's). The result is the model's ``fold_counts/``, published
-   with it, and must add up to the staged model's counts exactly, every (class, term) (else the
-   input changed between the jobs, or the base's fold counts are not its counts, and the run is
-   refused);
+1. the accepted documents are tokenised in the JVM, each with its fold (:func:`fold_column`, the
+   Spark spelling of :func:`nbknn.contract.fold_of`) and class; one pass through Python
+   (:func:`vectorise_and_count_batches`) vectorises them against the staged vocabulary (the
+   prediction's own vectoriser) and counts them, and both its outputs are cached;
+2. the documents are counted per (fold, class) and their terms per (fold, class, term) in that
+   pass: each task adds up its documents' counts in numpy (:class:`PartialFoldCounts`) and the
+   driver sums the tasks' partial counts; for an incremental run the base model's stored per-fold
+   counts are added (classes mapped by label; base term ids are the merged model's). The result is
+   the model's ``fold_counts/``, published with it, and must add up to the staged model's counts
+   exactly, every (class, term) (else the input changed between the jobs, or the base's fold
+   counts are not its counts, and the run is refused);
 3. an incremental run also reads the base model's documents again, from the input folders of its
    lineage, and checks that they are the ones its per-fold counts hold: exact scores need every
    document the model counts, the base's included;
@@ -47,12 +47,12 @@ from nbknn.common.errors import ConfigError
 from nbknn.common.provenance import code_version
 from nbknn.contract import join_uri
 from nbknn.inputs.documents import InputError, InputSpec, accepted_documents, read_documents
-from nbknn.inputs.tokenizer import TokenizerConfig
+from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
 from nbknn.naive_bayes import schemas
 from nbknn.naive_bayes.model_report import write_model_report
 from nbknn.naive_bayes.selection import FoldCounts, FoldTally, GridPoint, grid_points, selection_table, tally_fold
 from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, summary_uri
-from nbknn.naive_bayes.vectorize import document_vectors, vocabulary_lookup
+from nbknn.naive_bayes.vectorize import count_known_terms, vocabulary_lookup
 
 TALLY_SCHEMA = (
     "fold int, point int, documents long, log_loss_sum double, tp array<long>, fp array<long>, fn array<long>"
@@ -79,20 +79,20 @@ def staged_model(spark: SparkSession, model_dir: str):
     return tokenizer, classes, lookup
 
 
-def labelled_vectors(
-    spark: SparkSession, specs: list[InputSpec], tokenizer: TokenizerConfig, classes: list, lookup_broadcast, folds: int
+def labelled_tokens(
+    spark: SparkSession, specs: list[InputSpec], tokenizer: TokenizerConfig, classes: list, folds: int
 ) -> DataFrame:
-    """(fold, doc_id, class_id, term_ids, counts, source) of the accepted documents of every spec,
-    vectorised against the staged vocabulary; ``source`` is the spec's position in ``specs``."""
+    """(source, fold, doc_id, class_id, tokens) of the accepted documents of every spec, tokenised
+    in the JVM; ``source`` is the spec's position in ``specs``, ``class_id`` null for a label that
+    is not one of the model's classes."""
     labels = spark.createDataFrame([(c, label) for c, label, _, _ in classes], "class_id int, label string")
     frames = []
     for source, spec in enumerate(specs):
         accepted = accepted_documents(read_documents(spark, spec, labelled=True))
-        vectors = document_vectors(accepted, lookup_broadcast, tokenizer, sort_by_id=False)
         frames.append(
-            vectors.join(F.broadcast(labels), "label", "left").select(
-                fold_column(F.col("doc_id"), folds).alias("fold"), "doc_id", "class_id", "term_ids", "counts",
-                F.lit(source).alias("source"),
+            accepted.join(F.broadcast(labels), "label", "left").select(
+                F.lit(source).alias("source"), fold_column(F.col("doc_id"), folds).alias("fold"), "doc_id",
+                "class_id", tokens_column(F.col("text"), tokenizer).alias("tokens"),
             )
         )
     return reduce(DataFrame.unionByName, frames)
@@ -109,7 +109,6 @@ FOLD_TERMS_ARROW = pa.schema(
     [pa.field(f.name, pa.int32() if f.name != "count" else pa.int64(), nullable=False) for f in schemas.FOLD_TERMS.fields]
 )
 
-PARTIAL_COUNTS_SCHEMA = "source int, fold int, class_id int, term_id int, count long"
 #: ``term_id`` of the partial counts' rows that hold a (source, fold, class)'s documents or tokens.
 DOCUMENTS, TOKENS = -1, -2
 #: Largest folds x classes x vocabulary that a task or the driver adds up in one dense array of
@@ -129,21 +128,28 @@ def summed_by_key(keys: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.
     return distinct, np.bincount(inverse, weights=weights, minlength=distinct.size).astype(np.int64)
 
 
-def fold_count_batches(batches, folds: int, classes: int, vocabulary_size: int):
-    """mapInArrow body: a task's counts, added up over its batches. Rows (source, fold,
-    class_id, term_id, count): per (fold, class, term) the tokens of the new documents (source
-    0), per (source, fold, class) the documents (term_id DOCUMENTS) and the known tokens (term_id
+class PartialFoldCounts:
+    """A task's counts of its documents, added up batch by batch (:meth:`add`) and emitted once
+    (:meth:`rows`): per (fold, class, term) the tokens of the new documents (source 0), per
+    (source, fold, class) the documents (term_id DOCUMENTS) and the known tokens (term_id
     TOKENS); documents whose label is not a class are counted in one row with class_id -1."""
-    keys, weights, unknown = [], [], 0
-    totals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for batch in batches:
+
+    def __init__(self, folds: int, classes: int, vocabulary_size: int) -> None:
+        self.folds, self.classes, self.vocabulary_size = folds, classes, vocabulary_size
+        self.keys: list[np.ndarray] = []
+        self.weights: list[np.ndarray] = []
+        self.unknown = 0
+        self.totals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Count a batch of vectors: source, fold, class_id, term_ids, counts."""
         class_id = batch.column("class_id")
-        unknown += class_id.null_count
-        known = pc.is_valid(class_id)
+        self.unknown += class_id.null_count
         if class_id.null_count:
-            batch = batch.filter(known)
+            batch = batch.filter(pc.is_valid(class_id))
         if batch.num_rows == 0:
-            continue
+            return
+        folds, classes = self.folds, self.classes
         source = batch.column("source").to_numpy(zero_copy_only=False).astype(np.int64)
         fold = batch.column("fold").to_numpy(zero_copy_only=False).astype(np.int64)
         cls = batch.column("class_id").to_numpy(zero_copy_only=False).astype(np.int64)
@@ -156,36 +162,83 @@ def fold_count_batches(batches, folds: int, classes: int, vocabulary_size: int):
         group = fold * classes + cls
         for src in np.unique(source):
             mine = source == src
-            docs, toks = totals.setdefault(int(src), (np.zeros(folds * classes), np.zeros(folds * classes)))
+            docs, toks = self.totals.setdefault(int(src), (np.zeros(folds * classes), np.zeros(folds * classes)))
             docs += np.bincount(group[mine], minlength=folds * classes)
             toks += np.bincount(group[mine], weights=tokens[mine], minlength=folds * classes)
         new = (source == 0)[row]
-        keys.append(group[row[new]] * vocabulary_size + flat_terms[new])
-        weights.append(flat_counts[new])
-    size = folds * classes * vocabulary_size
-    entries, sums = summed_by_key(
-        np.concatenate(keys) if keys else np.zeros(0, np.int64), np.concatenate(weights) if weights else np.zeros(0), size
-    )
-    group, term = np.divmod(entries, vocabulary_size)
-    parts = [(np.zeros(entries.size, np.int64), group // classes, group % classes, term, sums)]
-    for src, (docs, toks) in sorted(totals.items()):
-        (present,) = np.nonzero(docs)
-        for marker, values in ((DOCUMENTS, docs), (TOKENS, toks)):
-            parts.append((np.full(present.size, src), present // classes, present % classes,
-                          np.full(present.size, marker), values[present].astype(np.int64)))
-    if unknown:
-        parts.append((np.zeros(1, np.int64), np.zeros(1, np.int64), np.full(1, -1), np.full(1, DOCUMENTS),
-                      np.full(1, unknown)))
-    columns = [np.concatenate(c) for c in zip(*parts)]
-    yield pa.RecordBatch.from_arrays(
-        [pa.array(c.astype(np.int32)) for c in columns[:4]] + [pa.array(columns[4].astype(np.int64))],
-        names=["source", "fold", "class_id", "term_id", "count"],
-    )
+        self.keys.append(group[row[new]] * self.vocabulary_size + flat_terms[new])
+        self.weights.append(flat_counts[new])
+
+    def rows(self) -> pa.RecordBatch:
+        """The task's counts as rows (source, fold, class_id, term_id, count)."""
+        classes, vocabulary_size = self.classes, self.vocabulary_size
+        entries, sums = summed_by_key(
+            np.concatenate(self.keys) if self.keys else np.zeros(0, np.int64),
+            np.concatenate(self.weights) if self.weights else np.zeros(0),
+            self.folds * classes * vocabulary_size,
+        )
+        group, term = np.divmod(entries, vocabulary_size)
+        parts = [(np.zeros(entries.size, np.int64), group // classes, group % classes, term, sums)]
+        for src, (docs, toks) in sorted(self.totals.items()):
+            (present,) = np.nonzero(docs)
+            for marker, values in ((DOCUMENTS, docs), (TOKENS, toks)):
+                parts.append((np.full(present.size, src), present // classes, present % classes,
+                              np.full(present.size, marker), values[present].astype(np.int64)))
+        if self.unknown:
+            parts.append((np.zeros(1, np.int64), np.zeros(1, np.int64), np.full(1, -1), np.full(1, DOCUMENTS),
+                          np.full(1, self.unknown)))
+        columns = [np.concatenate(c) for c in zip(*parts)]
+        return pa.RecordBatch.from_arrays(
+            [pa.array(c.astype(np.int32)) for c in columns[:4]] + [pa.array(columns[4].astype(np.int64))],
+            names=["source", "fold", "class_id", "term_id", "count"],
+        )
+
+
+#: ``kind`` of the rows of :func:`vectorise_and_count_batches`: a document's vector, or a
+#: partial count (:class:`PartialFoldCounts`); the columns of the other kind are null.
+VECTOR, PARTIAL_COUNT = 0, 1
+VECTORS_AND_COUNTS_SCHEMA = (
+    "kind int, source int, fold int, class_id int, term_ids array<int>, counts array<int>, term_id int, count long"
+)
+
+
+def vectorise_and_count_batches(batches, lookup_broadcast, folds: int, classes: int, vocabulary_size: int):
+    """mapInArrow body: each batch of token lists vectorised against the vocabulary (emitted as
+    VECTOR rows) and counted per fold; the task's partial counts follow as PARTIAL_COUNT rows.
+    One pass of the documents through Python does both: counting the cached vectors again would
+    ship them to Python a second time."""
+    lookup = lookup_broadcast.value
+    partial_counts = PartialFoldCounts(folds, classes, vocabulary_size)
+    for batch in batches:
+        term_ids, counts, _ = count_known_terms(batch.column("tokens"), lookup)
+        vectors = pa.RecordBatch.from_arrays(
+            [batch.column("source"), batch.column("fold"), batch.column("class_id"), term_ids, counts],
+            names=["source", "fold", "class_id", "term_ids", "counts"],
+        )
+        partial_counts.add(vectors)
+        yield _with_kind(vectors, VECTOR)
+    yield _with_kind(partial_counts.rows(), PARTIAL_COUNT)
+
+
+_KIND_COLUMNS = {
+    "source": pa.int32(), "fold": pa.int32(), "class_id": pa.int32(), "term_ids": pa.list_(pa.int32()),
+    "counts": pa.list_(pa.int32()), "term_id": pa.int32(), "count": pa.int64(),
+}
+
+
+def _with_kind(batch: pa.RecordBatch, kind: int) -> pa.RecordBatch:
+    """``batch`` in VECTORS_AND_COUNTS_SCHEMA's columns: its own, the others null."""
+    n = batch.num_rows
+    columns = [pa.array(np.full(n, kind, dtype=np.int32))]
+    for name, type_ in _KIND_COLUMNS.items():
+        column = batch.column(name) if name in batch.schema.names else pa.nulls(n, type_)
+        columns.append(column.cast(type_) if column.type != type_ else column)
+    return pa.RecordBatch.from_arrays(columns, names=["kind", *_KIND_COLUMNS])
 
 
 @dataclass
 class CountedVectors:
-    """What one pass over the vectors counts (:func:`count_vectors`)."""
+    """What one pass over the documents counts (:func:`summed_partial_counts`)."""
 
     doc_counts: np.ndarray  # (F, C) documents of the new input (source 0)
     fold: np.ndarray  # the new input's (fold, class, term) entries, ascending, with their counts
@@ -195,17 +248,24 @@ class CountedVectors:
     base_totals: dict[tuple[int, int], tuple[int, int]]  # {(fold, class): (documents, tokens)}, sources > 0
 
 
-def count_vectors(vectors: DataFrame, folds: int, classes: int, vocabulary_size: int) -> CountedVectors:
-    """Count the vectors per (fold, class, term) and per (source, fold, class) in one Spark job
-    (the tasks add up their own documents; the driver sums the tasks' partial counts); refused
-    if a document's label is not one of the model's classes."""
-    count = partial(fold_count_batches, folds=folds, classes=classes, vocabulary_size=vocabulary_size)
-    rows = vectors.select("source", "fold", "class_id", "term_ids", "counts").mapInArrow(count, PARTIAL_COUNTS_SCHEMA)
-    return summed_partial_counts(rows.toArrow(), folds, classes, vocabulary_size)
+def vectors_and_counts(
+    tokens: DataFrame, lookup_broadcast, folds: int, classes: int, vocabulary_size: int
+) -> DataFrame:
+    """The documents' vectors and the tasks' partial per-fold counts, in one pass through Python
+    (:func:`vectorise_and_count_batches`); select a kind with :func:`of_kind`."""
+    body = partial(vectorise_and_count_batches, lookup_broadcast=lookup_broadcast, folds=folds, classes=classes,
+                   vocabulary_size=vocabulary_size)
+    return tokens.select("source", "fold", "class_id", "tokens").mapInArrow(body, VECTORS_AND_COUNTS_SCHEMA)
+
+
+def of_kind(rows: DataFrame, kind: int) -> DataFrame:
+    if kind == VECTOR:
+        return rows.where(F.col("kind") == VECTOR).select("source", "fold", "class_id", "term_ids", "counts")
+    return rows.where(F.col("kind") == PARTIAL_COUNT).select("source", "fold", "class_id", "term_id", "count")
 
 
 def summed_partial_counts(table: pa.Table, folds: int, classes: int, vocabulary_size: int) -> CountedVectors:
-    """The driver's sum of the tasks' partial counts (:func:`fold_count_batches` rows)."""
+    """The driver's sum of the tasks' partial counts (:meth:`PartialFoldCounts.rows`)."""
     source, fold, class_id, term_id, counted = (
         table.column(name).to_numpy().astype(np.int64) for name in ("source", "fold", "class_id", "term_id", "count")
     )
@@ -490,11 +550,12 @@ def run_selection(
     tokenizer, classes, lookup = staged_model(spark, model_dir)
     vocabulary_size = lookup.vocabulary_size
     lookup_broadcast = spark.sparkContext.broadcast(lookup)
-    vectors = labelled_vectors(spark, specs, tokenizer, classes, lookup_broadcast, folds)
-    vectors = vectors.persist(StorageLevel.MEMORY_AND_DISK)
+    tokens = labelled_tokens(spark, specs, tokenizer, classes, folds)
+    rows = vectors_and_counts(tokens, lookup_broadcast, folds, len(classes), vocabulary_size)
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        # One job: reading, vectorising and caching the documents, and counting them per fold.
-        counted = count_vectors(vectors, folds, len(classes), vocabulary_size)
+        # One job: reading, tokenising, vectorising and caching the documents, and counting them per fold.
+        counted = summed_partial_counts(of_kind(rows, PARTIAL_COUNT).toArrow(), folds, len(classes), vocabulary_size)
         counts = merged_fold_counts(spark, counted, model_dir, classes, vocabulary_size, base_dir, base_labels)
         if base_dir is not None:
             base_counts = base_totals(spark, base_dir, base_class_map(classes, base_labels))
@@ -503,16 +564,16 @@ def run_selection(
         try:
             # Each task scores the cached documents of its partition: no shuffle, and as many
             # tasks as the input has partitions (the cores stay evenly busy).
-            rows = (
-                vectors.select("fold", "class_id", "term_ids", "counts")
+            tallies = (
+                of_kind(rows, VECTOR).select("fold", "class_id", "term_ids", "counts")
                 .mapInArrow(partial(tally_batches, counts_broadcast=counts_broadcast, points=points), TALLY_SCHEMA)
                 .collect()
             )
         finally:
             counts_broadcast.destroy()
     finally:
-        vectors.unpersist()
-    table = selection_table(summed_tallies(rows, folds, len(points), len(classes)), points, metric)
+        rows.unpersist()
+    table = selection_table(summed_tallies(tallies, folds, len(points), len(classes)), points, metric)
     fold_documents = counts.doc_counts.sum(axis=1).tolist()
     summary = {
         "job": contract.SELECTION_JOB,
