@@ -158,9 +158,7 @@ def count_known_terms(tokens: pa.Array, lookup: VocabularyLookup):
     )
 
 
-def document_vectors(
-    accepted: DataFrame, lookup_broadcast, tokenizer: TokenizerConfig, sort_by_id: bool = True
-) -> DataFrame:
+def document_vectors(accepted: DataFrame, lookup_broadcast, tokenizer: TokenizerConfig) -> DataFrame:
     """Sparse term-count vectors of the accepted documents over the model's vocabulary.
 
     ``accepted``: doc_id, label, text (ids unique). ``lookup_broadcast``: a broadcast
@@ -168,13 +166,10 @@ def document_vectors(
     project's one tokeniser); each Arrow batch of token lists is then mapped to term ids and
     counted inside its rows (:func:`count_known_terms`), with no shuffle. Unknown terms are
     dropped; a document without any known term keeps empty arrays (prior-only prediction).
-    Each partition's vectors are sorted by doc_id unless ``sort_by_id`` is false (for a reader to
-    whom their order does not matter).
     """
     tokenized = accepted.select("doc_id", "label", tokens_column(F.col("text"), tokenizer).alias("tokens"))
     vectorise = partial(_vectorise_batches, lookup_broadcast=lookup_broadcast)
-    vectors = tokenized.mapInArrow(vectorise, VECTORS_SCHEMA)
-    return vectors.sortWithinPartitions("doc_id") if sort_by_id else vectors
+    return tokenized.mapInArrow(vectorise, VECTORS_SCHEMA).sortWithinPartitions("doc_id")
 
 
 def _vectorise_batches(batches, lookup_broadcast):
