@@ -21,10 +21,9 @@ Order of events (one stack for the module):
       Spark task in the pool, on the cluster (no kill links on the master UI), authenticated;
   (d) the model publication (an Asset event) makes the scheduler run nb_predict, which succeeds;
   (e) knn_neighbors' first scheduled run, with no vectors yet, skips at its plan;
-      doc_vectors' scheduled run publishes vectors, whose Asset event runs knn_neighbors; a
-      knn_neighbors run triggered through the REST API with conf honours it;
-  (f) headless Chromium logs in through FAB's form, submits knn_neighbors' trigger form and sees
-      the run succeed.
+      doc_vectors' scheduled run publishes vectors, whose Asset event runs knn_neighbors;
+  (f) headless Chromium logs in through FAB's form, changes k in knn_neighbors' trigger form,
+      submits it and sees the run succeed with that k (its conf, its XCom, its neighbours).
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ import requests
 from compose_file import Localiser, command, environment
 
 from helpers import VENV_BIN, write_jsonl
+from nbknn import contract
 from processes import free_port, get_json, start, stop, stop_on_sigterm, wait_until
 from submit_jvm import executor_options
 
@@ -59,6 +59,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 RUN_TIMEOUT = 480
 # doc_vectors' scheduled run keeps its default 128 dimensions, which need more documents than that.
 TEST_DOCS = 200
+# (f) changes k in knn_neighbors' trigger form from its default to this.
+FORM_K = 3
 AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
 SPARK_WORKERS = ["spark-worker-1", "spark-worker-2"]
 # Spark properties the test adds to the compose's NBKNN_SPARK_CONF: small shuffles for small data,
@@ -590,20 +592,9 @@ def test_e_doc_vectors_publishes_vectors_that_run_knn_neighbors(stack):
 
     knn = stack.wait_for_run("knn_neighbors", "asset_triggered")
     assert knn["state"] == "success", stack.explain(knn)
-
-    response = stack.trigger("knn_neighbors", {"k": 3, "metric": "cosine", "mode": "broadcast"})
-    assert response.status_code == 200, response.text
-    assert response.json()["run_type"] == "manual" and response.json()["conf"]["k"] == 3
-    run = stack.wait_for_run_id("knn_neighbors", response.json()["dag_run_id"])
-    assert run["state"] == "success", stack.explain(run)
-    summaries = [json.loads(p.read_text()) for p in (stack.data_root / "neighbors").glob("*/report/summary.json")]
-    (summary,) = [s for s in summaries if s["k"] == 3]
-    assert summary["metric"] == "cosine" and summary["mode"] == "broadcast"
+    (summary,) = [json.loads(p.read_text()) for p in (stack.data_root / "neighbors").glob("*/report/summary.json")]
     rows = pq.read_table(urlparse(summary["output"]["uri"]).path).to_pylist()
-    assert len(rows) == TEST_DOCS and all(len(row["neighbor_ids"]) == 3 for row in rows)
-    xcom = stack.api("GET", f"/dags/knn_neighbors/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances/report/"
-                            "xcomEntries/return_value", params={"deserialize": "true"})
-    assert xcom.status_code == 200 and xcom.json()["value"]["k"] == 3, xcom.text
+    assert len(rows) == TEST_DOCS and all(len(row["neighbor_ids"]) == summary["k"] for row in rows)
 
 
 # --- (f) the UI: FAB's login form, then a DAG's trigger form ---------------------------------
@@ -663,6 +654,10 @@ def test_f_browser_logs_in_through_fab_and_triggers_a_dag_from_its_form(stack):
             expect(dialog.get_by_text("Trigger Dag")).to_be_visible()
             # The form is rendered from the DAG's Params: their descriptions are shown.
             expect(dialog.get_by_text("Neighbours per vector.")).to_be_visible()
+            # A user's change to a field reaches the run's conf.
+            k_field = dialog.get_by_role("spinbutton", name="k", exact=True)
+            expect(k_field).to_have_value(str(contract.DEFAULT_K))
+            k_field.fill(str(FORM_K))
             page.screenshot(path=str(ARTIFACTS / "knn_neighbors-trigger-form.png"), full_page=True)
             dialog.get_by_role("button", name="Trigger").last.click()
             # .first: the UI sometimes renders the toast twice (a strict-mode violation otherwise).
@@ -681,6 +676,15 @@ def test_f_browser_logs_in_through_fab_and_triggers_a_dag_from_its_form(stack):
             page.goto(f"{stack.base_url}/dags/knn_neighbors/runs/{quote(run['dag_run_id'], safe='')}")
             expect(page.get_by_text(re.compile("success", re.IGNORECASE)).first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "knn_neighbors-run-success.png"), full_page=True)
+            # The run honoured the form's k: its conf, the report task's XCom and the neighbours.
+            assert run["conf"]["k"] == FORM_K, run["conf"]
+            xcom = stack.api("GET", f"/dags/knn_neighbors/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances/"
+                                    "report/xcomEntries/return_value", params={"deserialize": "true"})
+            assert xcom.status_code == 200 and xcom.json()["value"]["k"] == FORM_K, xcom.text
+            summaries = [json.loads(p.read_text()) for p in (stack.data_root / "neighbors").glob("*/report/summary.json")]
+            (summary,) = [s for s in summaries if s["k"] == FORM_K]
+            rows = pq.read_table(urlparse(summary["output"]["uri"]).path).to_pylist()
+            assert len(rows) == TEST_DOCS and all(len(row["neighbor_ids"]) == FORM_K for row in rows)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "browser-failure.png"), full_page=True)
             raise

@@ -2,7 +2,8 @@
 
 Annoy on JSON lines here; the exact blocked mode (chosen by ``auto``, on Parquet) goes through
 Airflow on the standalone cluster (tests/deploy/test_spark_standalone_cluster.py), the broadcast
-mode in the demo (tests/e2e/test_demo.py) and in the compose stack."""
+mode in the demo (tests/e2e/test_demo.py), and ``auto``'s choice on the document vectors in the
+compose stack."""
 
 import json
 
