@@ -19,25 +19,25 @@ from pathlib import Path
 
 from xdist.scheduler import LoadFileScheduling
 
-# Seconds of one worker per module on an idle 2-core machine (two workers), from a full run: the
+# Seconds of one worker per module on a 2-core machine (two workers), the mean of two full runs: the
 # "module seconds" section at the end of the pytest output (also in build/test-module-seconds.json).
 # Only the order matters; a module missing here is estimated from its engine markers.
 MODULE_SECONDS = {
-    "tests/deploy/test_compose_stack.py": 450,
-    "tests/reliability/test_fault_injection.py": 250,
-    "tests/deploy/test_spark_standalone_cluster.py": 225,
-    "tests/e2e/test_nb_train_incremental_e2e.py": 170,
-    "tests/spark/test_nb_predict.py": 170,
-    "tests/e2e/test_demo.py": 170,
-    "tests/deploy/test_make_airflow.py": 135,
-    "tests/spark/test_knn_spark.py": 90,
+    "tests/deploy/test_compose_stack.py": 400,
+    "tests/reliability/test_fault_injection.py": 310,
+    "tests/e2e/test_nb_train_incremental_e2e.py": 240,
+    "tests/deploy/test_spark_standalone_cluster.py": 205,
+    "tests/deploy/test_make_airflow.py": 200,
+    "tests/e2e/test_demo.py": 165,
+    "tests/spark/test_nb_predict.py": 135,
+    "tests/spark/test_knn_spark.py": 135,
+    "tests/e2e/test_nb_train_e2e.py": 100,
     "tests/spark/test_nb_incremental.py": 80,
-    "tests/e2e/test_nb_train_e2e.py": 80,
-    "tests/reliability/test_bad_input_matrix.py": 55,
-    "tests/spark/test_nb_incremental_selection.py": 50,
-    "tests/e2e/test_nb_predict_e2e.py": 35,
-    "tests/e2e/test_knn_e2e.py": 30,
-    "tests/spark/test_nb_top_terms.py": 30,
+    "tests/reliability/test_bad_input_matrix.py": 75,
+    "tests/spark/test_nb_incremental_selection.py": 60,
+    "tests/e2e/test_nb_predict_e2e.py": 40,
+    "tests/e2e/test_knn_e2e.py": 40,
+    "tests/spark/test_nb_top_terms.py": 35,
 }
 MARKER_SECONDS = {"services": 300, "cluster": 200, "reliability": 100, "e2e": 60, "spark": 30}
 
