@@ -259,6 +259,8 @@ def vectors_and_counts(
 
 
 def of_kind(rows: DataFrame, kind: int) -> DataFrame:
+    """The VECTOR rows (source, fold, class_id, term_ids, counts) or the PARTIAL_COUNT rows
+    (source, fold, class_id, term_id, count) of :func:`vectors_and_counts`."""
     if kind == VECTOR:
         return rows.where(F.col("kind") == VECTOR).select("source", "fold", "class_id", "term_ids", "counts")
     return rows.where(F.col("kind") == PARTIAL_COUNT).select("source", "fold", "class_id", "term_id", "count")
