@@ -327,16 +327,48 @@ def write_fold_counts(
     return FoldCounts.from_entries(doc_counts, fold, class_id, term_id, count, vocabulary_size)
 
 
-def read_fold_doc_counts(
-    spark: SparkSession, model_dir: str, folds: int, classes: int, class_map: dict[int, int] | None = None
-) -> np.ndarray:
-    """(F, C) a model's stored documents per (fold, class), class ids through ``class_map`` (old id
-    -> new id) when given."""
+@dataclass
+class BaseFoldCounts:
+    """The base model's stored per-fold counts, its class ids mapped to the staged (merged) model's."""
+
+    doc_counts: np.ndarray  # (F, C) documents per (fold, class)
+    fold: np.ndarray  # its (fold, class, term) entries with their counts
+    class_id: np.ndarray
+    term_id: np.ndarray
+    count: np.ndarray
+
+    def totals(self) -> dict[tuple[int, int], tuple[int, int]]:
+        """{(fold, class): (documents, tokens)} of every (fold, class) with documents."""
+        folds, classes = self.doc_counts.shape
+        tokens = np.bincount(self.fold * classes + self.class_id, weights=self.count,
+                             minlength=folds * classes).reshape(folds, classes)
+        return {(int(f), int(c)): (int(self.doc_counts[f, c]), int(tokens[f, c]))
+                for f, c in zip(*np.nonzero(self.doc_counts))}
+
+
+def read_base_fold_counts(
+    spark: SparkSession, base_dir: str, folds: int, classes: int, class_map: dict[int, int]
+) -> BaseFoldCounts:
+    """The base model's ``fold_counts/`` tables, each read once, class ids through ``class_map``
+    (old id -> new id)."""
+    old_ids = np.array(sorted(class_map), dtype=np.int64)
+    new_ids = np.array([class_map[c] for c in old_ids], dtype=np.int64)
+
+    def mapped(class_id: pa.ChunkedArray) -> np.ndarray:
+        return new_ids[np.searchsorted(old_ids, class_id.to_numpy().astype(np.int64))]
+
+    documents = spark.read.schema(schemas.FOLD_DOCUMENTS).parquet(contract.fold_documents_uri(base_dir)).toArrow()
     doc_counts = np.zeros((folds, classes), dtype=np.int64)
-    for row in spark.read.schema(schemas.FOLD_DOCUMENTS).parquet(contract.fold_documents_uri(model_dir)).collect():
-        class_id = class_map[row["class_id"]] if class_map is not None else row["class_id"]
-        doc_counts[row["fold"], class_id] += row["doc_count"]
-    return doc_counts
+    np.add.at(doc_counts, (documents.column("fold").to_numpy().astype(np.int64), mapped(documents.column("class_id"))),
+              documents.column("doc_count").to_numpy().astype(np.int64))
+    terms = spark.read.schema(schemas.FOLD_TERMS).parquet(contract.fold_terms_uri(base_dir)).toArrow()
+    return BaseFoldCounts(
+        doc_counts,
+        terms.column("fold").to_numpy().astype(np.int64),
+        mapped(terms.column("class_id")),
+        terms.column("term_id").to_numpy().astype(np.int64),
+        terms.column("count").to_numpy().astype(np.int64),
+    )
 
 
 def staged_terms(spark: SparkSession, model_dir: str, classes: int, vocabulary_size: int) -> sp.csr_array:
@@ -395,31 +427,25 @@ def base_class_map(classes: list, base_labels: dict[int, str]) -> dict[int, int]
 
 def merged_fold_counts(
     spark: SparkSession, counted: CountedVectors, model_dir: str, classes: list, vocabulary_size: int,
-    base_dir: str | None, base_labels: dict[int, str] | None,
+    base: BaseFoldCounts | None,
 ) -> FoldCounts:
     """The staged model's per-fold counts, written to its ``fold_counts/``: those of the new
-    documents (``source`` 0), plus the base model's stored ones when there is a base (its class
-    ids mapped by label; its term ids are the merged model's, see nbknn.naive_bayes.merge)."""
-    folds = counted.doc_counts.shape[0]
+    documents (``source`` 0), plus the base model's stored ones when there is a base (its term ids
+    are the merged model's, see nbknn.naive_bayes.merge)."""
     doc_counts = counted.doc_counts
     entries = (counted.fold, counted.class_id, counted.term_id, counted.count)
-    if base_dir is not None:
-        class_map = base_class_map(classes, base_labels)
-        doc_counts = doc_counts + read_fold_doc_counts(spark, base_dir, folds, len(classes), class_map)
-        base = spark.read.schema(schemas.FOLD_TERMS).parquet(contract.fold_terms_uri(base_dir)).toArrow()
-        old_ids = np.array(sorted(class_map), dtype=np.int64)
-        base_class = base.column("class_id").to_numpy().astype(np.int64)
-        new_class = np.array([class_map[c] for c in old_ids], dtype=np.int64)[np.searchsorted(old_ids, base_class)]
-        size = folds * len(classes) * vocabulary_size
-        keys = np.concatenate([
-            (counted.fold * len(classes) + counted.class_id) * vocabulary_size + counted.term_id,
-            (base.column("fold").to_numpy().astype(np.int64) * len(classes) + new_class) * vocabulary_size
-            + base.column("term_id").to_numpy().astype(np.int64),
-        ])
-        weights = np.concatenate([counted.count, base.column("count").to_numpy()]).astype(np.float64)
-        keys, sums = summed_by_key(keys, weights, size)
+    if base is not None:
+        folds, n_classes = doc_counts.shape
+        doc_counts = doc_counts + base.doc_counts
+        keys, sums = summed_by_key(
+            np.concatenate([counted.fold, base.fold]) * n_classes * vocabulary_size
+            + np.concatenate([counted.class_id, base.class_id]) * vocabulary_size
+            + np.concatenate([counted.term_id, base.term_id]),
+            np.concatenate([counted.count, base.count]).astype(np.float64),
+            folds * n_classes * vocabulary_size,
+        )
         group, terms = np.divmod(keys, vocabulary_size)
-        entries = (group // len(classes), group % len(classes), terms, sums)
+        entries = (group // n_classes, group % n_classes, terms, sums)
     counts = write_fold_counts(spark, model_dir, doc_counts, entries, vocabulary_size)
     check_counts_match_model(counts, classes, staged_terms(spark, model_dir, len(classes), vocabulary_size))
     return counts
@@ -441,20 +467,6 @@ def check_base_documents(
             "they were counted, and exact selection scores every document the model counts; "
             "retrain with mode=full"
         )
-
-
-def base_totals(spark: SparkSession, base_dir: str, class_map: dict[int, int]) -> dict[tuple[int, int], tuple[int, int]]:
-    """{(fold, merged class id): (documents, tokens)} of the base model's stored per-fold counts."""
-    docs = {
-        (row["fold"], class_map[row["class_id"]]): row["doc_count"]
-        for row in spark.read.schema(schemas.FOLD_DOCUMENTS).parquet(contract.fold_documents_uri(base_dir)).collect()
-    }
-    tokens = {
-        (row["fold"], class_map[row["class_id"]]): row["tokens"]
-        for row in spark.read.schema(schemas.FOLD_TERMS).parquet(contract.fold_terms_uri(base_dir))
-        .groupBy("fold", "class_id").agg(F.sum("count").alias("tokens")).collect()
-    }
-    return {key: (n, tokens.get(key, 0)) for key, n in docs.items()}
 
 
 def tally_batches(batches, counts_broadcast, points: list[GridPoint]):
@@ -558,10 +570,11 @@ def run_selection(
     try:
         # One job: reading, tokenising, vectorising and caching the documents, and counting them per fold.
         counted = summed_partial_counts(of_kind(rows, PARTIAL_COUNT).toArrow(), folds, len(classes), vocabulary_size)
-        counts = merged_fold_counts(spark, counted, model_dir, classes, vocabulary_size, base_dir, base_labels)
+        base = None
         if base_dir is not None:
-            base_counts = base_totals(spark, base_dir, base_class_map(classes, base_labels))
-            check_base_documents(counted.base_totals, base_counts, base_manifest["version"], folders)
+            base = read_base_fold_counts(spark, base_dir, folds, len(classes), base_class_map(classes, base_labels))
+            check_base_documents(counted.base_totals, base.totals(), base_manifest["version"], folders)
+        counts = merged_fold_counts(spark, counted, model_dir, classes, vocabulary_size, base)
         counts_broadcast = spark.sparkContext.broadcast(counts)
         try:
             # Each task scores the cached documents of its partition: no shuffle, and as many
@@ -575,6 +588,7 @@ def run_selection(
             counts_broadcast.destroy()
     finally:
         rows.unpersist()
+        lookup_broadcast.destroy()
     table = selection_table(summed_tallies(tallies, folds, len(points), len(classes)), points, metric)
     fold_documents = counts.doc_counts.sum(axis=1).tolist()
     summary = {
