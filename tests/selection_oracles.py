@@ -90,25 +90,37 @@ def check_top_terms_up_to_ties(got: dict, docs: list, alpha: float, top: int = 1
         assert not left_out or max(ratio[list(left_out)]) <= ratio[listed[-1]] + tolerance, label
 
 
-def check_equals_grid_search(summary: dict, folds, X, y) -> None:
-    """The selection summary's per-fold F1 and accuracy (1e-12), best index and chosen point are
-    scikit-learn's GridSearchCV with a PredefinedSplit of the same folds over the default grid."""
+def sklearn_search(folds, X, y, scoring, refit, alphas=ALPHAS, fit_priors=FIT_PRIORS):
+    """scikit-learn's GridSearchCV over MultinomialNB and ComplementNB(norm=False) (the grid's model
+    types, in its order) with a PredefinedSplit of ``folds``, fitted on ``X``, ``y``."""
     grid = [
-        {"nb": [estimator], "nb__alpha": ALPHAS, "nb__fit_prior": FIT_PRIORS}
+        {"nb": [estimator], "nb__alpha": alphas, "nb__fit_prior": fit_priors}
         for estimator in (MultinomialNB(), ComplementNB(norm=False))
     ]
     search = GridSearchCV(
-        Pipeline([("nb", MultinomialNB())]), grid, cv=PredefinedSplit(folds),
-        scoring={"f1_macro": "f1_macro", "accuracy": "accuracy"}, refit="f1_macro", error_score="raise",
-    ).fit(X, y)
+        Pipeline([("nb", MultinomialNB())]), grid, cv=PredefinedSplit(folds), scoring=scoring, refit=refit,
+        error_score="raise",
+    )
+    return search.fit(X, y)
+
+
+def chosen_point(search) -> dict:
+    """GridSearchCV's best parameters as a selection summary's ``best``."""
+    best = search.best_params_
+    return {
+        "model_type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
+        "alpha": best["nb__alpha"],
+        "fit_prior": best["nb__fit_prior"],
+    }
+
+
+def check_equals_grid_search(summary: dict, folds, X, y) -> None:
+    """The selection summary's per-fold F1 and accuracy (1e-12), best index and chosen point are
+    scikit-learn's GridSearchCV with a PredefinedSplit of the same folds over the default grid."""
+    search = sklearn_search(folds, X, y, {"f1_macro": "f1_macro", "accuracy": "accuracy"}, refit="f1_macro")
     for g, row in enumerate(summary["points"]):
         for metric in ("f1_macro", "accuracy"):
             theirs = [search.cv_results_[f"split{f}_test_{metric}"][g] for f in range(FOLDS)]
             np.testing.assert_allclose(row[f"fold_{metric}"], theirs, rtol=0, atol=1e-12)
     assert summary["best_index"] == search.best_index_
-    best = search.best_params_
-    assert summary["best"] == {
-        "model_type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
-        "alpha": best["nb__alpha"],
-        "fit_prior": best["nb__fit_prior"],
-    }
+    assert summary["best"] == chosen_point(search)

@@ -6,7 +6,7 @@ again is refused. One chain of runs serves every check: each nb_train run costs 
 import json
 
 import pytest
-from selection_oracles import check_top_terms_up_to_ties
+from selection_oracles import check_top_terms_up_to_ties, chosen_point, sklearn_search
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.naive_bayes import MultinomialNB
 
@@ -24,10 +24,6 @@ def test_interval_runs_chain_models_and_selection_stays_exact_after_a_merge(airf
     days' documents (select after merge): GridSearchCV's choice and mean scores on the union, same
     folds. Day 3 without selection: merged, no select, the report at the Params' alpha. Then day 3's
     interval again: refused before any Spark job."""
-    from sklearn.model_selection import GridSearchCV, PredefinedSplit
-    from sklearn.naive_bayes import ComplementNB
-    from sklearn.pipeline import Pipeline
-
     from nbknn import contract
 
     docs = corpus("reuters-r8", "train", 360)
@@ -69,18 +65,10 @@ def test_interval_runs_chain_models_and_selection_stays_exact_after_a_merge(airf
     union = docs[:240]
     assert sum(child["selection"]["fold_documents"]) == len(union)
     X = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None).fit_transform(d["text"] for d in union)
-    search = GridSearchCV(
-        Pipeline([("nb", MultinomialNB())]),
-        [{"nb": [nb], "nb__alpha": grid["alpha_grid"], "nb__fit_prior": [True]}
-         for nb in (MultinomialNB(), ComplementNB(norm=False))],
-        scoring="accuracy", cv=PredefinedSplit([contract.fold_of(d["id"], 3) for d in union]),
-    ).fit(X, [d["label"] for d in union])
-    best = search.best_params_
-    assert child["model"] == {
-        "type": "multinomial" if isinstance(best["nb"], MultinomialNB) else "complement",
-        "alpha": best["nb__alpha"],
-        "fit_prior": True,
-    }
+    search = sklearn_search([contract.fold_of(d["id"], 3) for d in union], X, [d["label"] for d in union],
+                            "accuracy", refit=True, alphas=grid["alpha_grid"], fit_priors=grid["fit_prior_grid"])
+    chosen = chosen_point(search)
+    assert child["model"] == {"type": chosen["model_type"], "alpha": chosen["alpha"], "fit_prior": chosen["fit_prior"]}
     assert [row["mean_accuracy"] for row in child["selection"]["points"]] == pytest.approx(
         list(search.cv_results_["mean_test_score"]), abs=1e-12
     )

@@ -10,27 +10,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from selection_oracles import ALPHAS, FIT_PRIORS, FOLDS, MODEL_TYPES, corpus_matrix, fold_counts, our_table
-from sklearn.model_selection import GridSearchCV, PredefinedSplit
-from sklearn.naive_bayes import ComplementNB, MultinomialNB
-from sklearn.pipeline import Pipeline
+from selection_oracles import (
+    FIT_PRIORS,
+    FOLDS,
+    MODEL_TYPES,
+    corpus_matrix,
+    fold_counts,
+    our_table,
+    sklearn_search,
+)
+from sklearn.naive_bayes import MultinomialNB
 
 from nbknn import contract
 from nbknn.naive_bayes.selection import FoldCounts, FoldTally, grid_points, selection_table, tally_fold
 
 SCORERS = {"f1_macro": "f1_macro", "accuracy": "accuracy", "log_loss": "neg_log_loss"}
-
-
-def sklearn_search(folds, X, y, scoring, refit, alphas=ALPHAS):
-    grid = [
-        {"nb": [estimator], "nb__alpha": alphas, "nb__fit_prior": FIT_PRIORS}
-        for estimator in (MultinomialNB(), ComplementNB(norm=False))
-    ]
-    search = GridSearchCV(
-        Pipeline([("nb", MultinomialNB())]), grid, cv=PredefinedSplit(folds), scoring=scoring, refit=refit,
-        error_score="raise",
-    )
-    return search.fit(X, y)
 
 
 @pytest.fixture(scope="module")
@@ -143,12 +137,8 @@ def test_class_absent_from_training_split_is_never_predicted():
     points = grid_points(MODEL_TYPES, [1.0], FIT_PRIORS)
     table = selection_table([tally_fold(counts, f, X[folds == f], y[folds == f], points) for f in range(3)], points,
                             "accuracy")
-    search = GridSearchCV(
-        Pipeline([("nb", MultinomialNB())]),
-        [{"nb": [e], "nb__alpha": [1.0], "nb__fit_prior": FIT_PRIORS} for e in (MultinomialNB(), ComplementNB())],
-        cv=PredefinedSplit(folds), scoring={"f1_macro": "f1_macro", "accuracy": "accuracy"}, refit="accuracy",
-        error_score="raise",
-    ).fit(X, y)
+    search = sklearn_search(folds, X, y, {"f1_macro": "f1_macro", "accuracy": "accuracy"}, refit="accuracy",
+                            alphas=[1.0])
     for g, row in enumerate(table["points"]):
         for metric in ("f1_macro", "accuracy"):
             theirs = [search.cv_results_[f"split{f}_test_{metric}"][g] for f in range(3)]
