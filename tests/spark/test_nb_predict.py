@@ -252,41 +252,78 @@ def test_empty_unknown_and_unicode_documents_match_sklearn(spark, edge_model, tm
     assert summary["metrics"]["labelled_documents"] == 5
 
 
-@pytest.mark.parametrize("path", ["in_row_lookup", "join"])
-def test_both_vectorisers_count_each_documents_known_terms(spark, edge_model, tmp_path, path):
-    """The in-row lookup and the join used above max_lookup_terms write the same vectors and totals,
-    and both equal a Counter over the Python tokeniser restricted to the model's vocabulary."""
+VECTORISER_DOCS = EDGE_TEST + [{"id": "repeats", "text": "café café CAFÉ 東京 café zwei qqq"}]
+
+
+def _expected_vectors(spark, model_dir: str) -> tuple[dict, dict]:
+    """({doc id: (term ids, counts, tokens)}, the vector totals) of VECTORISER_DOCS: a Counter over
+    the Python tokeniser restricted to the model's vocabulary."""
     from collections import Counter
 
-    from helpers import write_jsonl
     from nbknn import contract
-    from nbknn.inputs.documents import InputSpec
     from nbknn.inputs.tokenizer import tokenize
-    from nbknn.naive_bayes.vectorize import run_vectorize
 
-    term_id = {r["term"]: r["term_id"] for r in spark.read.parquet(contract.vocabulary_uri(edge_model)).collect()}
-    docs = EDGE_TEST + [{"id": "repeats", "text": "café café CAFÉ 東京 café zwei qqq"}]
-    input_path = write_jsonl(tmp_path / "docs.jsonl", docs)
-    vectors_uri = (tmp_path / "vectors").as_uri()
-    summary = run_vectorize(spark, InputSpec(uri=input_path.as_uri()), edge_model, vectors_uri,
-                            (tmp_path / "rejects").as_uri(), 0.0,
-                            max_lookup_terms=len(term_id) if path == "in_row_lookup" else len(term_id) - 1)
-    got = {r["doc_id"]: (r["term_ids"], r["counts"], r["tokens"]) for r in spark.read.parquet(vectors_uri).collect()}
+    term_id = {r["term"]: r["term_id"] for r in spark.read.parquet(contract.vocabulary_uri(model_dir)).collect()}
     expected = {}
-    for doc in docs:
+    for doc in VECTORISER_DOCS:
         tokens = tokenize(doc["text"])
         known = Counter(term_id[t] for t in tokens if t in term_id)
         ids = sorted(known)
         expected[doc["id"]] = (ids, [known[i] for i in ids], len(tokens))
-    assert summary["vectoriser"] == path
-    assert got == expected
-    assert summary["vectors"] == {
-        "documents": len(docs),
-        "labelled": sum(1 for d in docs if "label" in d),
+    totals = {
+        "documents": len(VECTORISER_DOCS),
+        "labelled": sum(1 for d in VECTORISER_DOCS if "label" in d),
         "without_known_term": sum(1 for ids, _, _ in expected.values() if not ids),
         "tokens": sum(n for _, _, n in expected.values()),
         "known_tokens": sum(sum(c) for _, c, _ in expected.values()),
     }
+    return expected, totals
+
+
+def _max_lookup_terms(spark, model_dir: str, vectoriser: str) -> int:
+    """The largest vocabulary shipped to the tasks that makes the run use ``vectoriser``."""
+    from nbknn import contract
+
+    vocabulary_size = spark.read.parquet(contract.vocabulary_uri(model_dir)).count()
+    return vocabulary_size if vectoriser == "in_row_lookup" else vocabulary_size - 1
+
+
+@pytest.mark.parametrize("vectoriser", ["in_row_lookup", "join"])
+def test_both_vectorisers_count_each_documents_known_terms(spark, edge_model, tmp_path, vectoriser):
+    """The in-row lookup and the join used above max_lookup_terms write the same vectors and totals,
+    and both equal a Counter over the Python tokeniser restricted to the model's vocabulary."""
+    from helpers import write_jsonl
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.naive_bayes.vectorize import run_vectorize
+
+    input_path = write_jsonl(tmp_path / "docs.jsonl", VECTORISER_DOCS)
+    vectors_uri = (tmp_path / "vectors").as_uri()
+    summary = run_vectorize(spark, InputSpec(uri=input_path.as_uri()), edge_model, vectors_uri,
+                            (tmp_path / "rejects").as_uri(), 0.0,
+                            max_lookup_terms=_max_lookup_terms(spark, edge_model, vectoriser))
+    got = {r["doc_id"]: (r["term_ids"], r["counts"], r["tokens"]) for r in spark.read.parquet(vectors_uri).collect()}
+    expected, totals = _expected_vectors(spark, edge_model)
+    assert summary["vectoriser"] == vectoriser
+    assert got == expected
+    assert summary["vectors"] == totals
+
+
+@pytest.mark.parametrize("vectoriser", ["in_row_lookup", "join"])
+def test_the_single_pass_counts_the_same_totals_with_both_vectorisers(spark, edge_model, tmp_path, vectoriser):
+    """The single pass counts and scores the token lists in one Python call with the in-row lookup
+    (its term counts never reach a frame): its totals still equal the Counter's, as the join's do."""
+    from helpers import write_jsonl
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.naive_bayes.single_pass import run_predict_single_pass
+
+    spec = InputSpec(uri=write_jsonl(tmp_path / "docs.jsonl", VECTORISER_DOCS).as_uri())
+    run = (tmp_path / "run").as_uri()
+    summary = run_predict_single_pass(spark, spec, edge_model, f"{run}/predictions", f"{run}/report",
+                                      f"{run}/rejects", 0.0,
+                                      max_lookup_terms=_max_lookup_terms(spark, edge_model, vectoriser))
+    assert summary["vectoriser"] == vectoriser
+    assert summary["vectors"] == _expected_vectors(spark, edge_model)[1]
+    assert summary["counts"]["predicted"] == len(VECTORISER_DOCS)
 
 
 def test_single_class_model_matches_sklearn(spark, tmp_path):

@@ -6,6 +6,8 @@ intermediate outputs (vectors, scores) cost more than the work itself: every app
 a JVM and plans its first query. Here the whole model is loaded as one shard, so each document's
 answer comes out of its own row (no shuffle), and the predictions and report are the ones the
 per-shard path publishes: the model's answers do not depend on how its classes are grouped.
+With the vocabulary broadcast (the usual case), one Python call per Arrow batch counts the
+documents' tokens and scores them: the term counts never go back to the JVM.
 
 Same guarantees as the per-shard path: bad records go to the rejects with their reason, counts
 reconcile (read = rejected + predicted), nothing is published when the reject fraction is
@@ -14,7 +16,12 @@ exceeded, and the predictions and the report are each published by one rename.
 
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
+from functools import partial
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from nbknn import contract
 from nbknn.common import fs
@@ -33,12 +40,19 @@ from nbknn.naive_bayes.model_reader import class_labels, load_whole_model, read_
 from nbknn.naive_bayes.outputs import publish_output
 from nbknn.naive_bayes.quality_history import HistoryTarget
 from nbknn.naive_bayes.report import publish_report
-from nbknn.naive_bayes.shard_pass import model_memory, shard_scores
+from nbknn.naive_bayes.scoring_checks import check_top_n
+from nbknn.naive_bayes.shard_pass import model_memory, score_arrow_batch, scores_schema, shard_scores
 from nbknn.naive_bayes.vectorize import (
     DEFAULT_MAX_LOOKUP_TERMS,
+    IN_ROW_LOOKUP,
+    JOIN,
+    count_known_terms,
+    document_vectors_joined,
+    lookup_broadcast,
+    model_vocabulary,
     observe_vector_stats,
     quarantine,
-    vector_frame,
+    tokenized,
     vector_stats,
     with_duplicate_ids_rejected,
 )
@@ -91,15 +105,23 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
     ``tops``: (top_n, top_terms)."""
     top_n, top_terms = tops
     observed, totals = observe_read_totals(documents)
-    vectoriser, vectors, lookup = vector_frame(spark, accepted_documents(observed), manifest, tokenizer, model_dir,
-                                               max_lookup_terms)
-    vectors, observation = observe_vector_stats(vectors)
+    accepted = accepted_documents(observed)
     broadcast = spark.sparkContext.broadcast(model)
+    lookup = lookup_broadcast(spark, manifest, model_dir, max_lookup_terms)
     try:
+        if lookup is not None:
+            vectoriser = IN_ROW_LOOKUP
+            scores, observation = observe_vector_stats(
+                token_scores(tokenized(accepted, tokenizer), lookup, broadcast, top_n, top_terms),
+                known_tokens=F.col("known_tokens"))
+        else:
+            vectoriser = JOIN
+            vectors, observation = observe_vector_stats(
+                document_vectors_joined(accepted, model_vocabulary(spark, model_dir), tokenizer))
+            scores = shard_scores(vectors, broadcast, top_n, top_terms)
         # One shard holding every class: each scores row already is its document's answer.
         vocabulary = read_vocabulary(spark, model_dir) if top_terms else None
-        combine_scores(shard_scores(vectors, broadcast, top_n, top_terms), labels, 1, top_n, top_terms,
-                       vocabulary).write.parquet(temp_uri)
+        combine_scores(scores, labels, 1, top_n, top_terms, vocabulary).write.parquet(temp_uri)
     finally:
         broadcast.destroy()
         if lookup is not None:
@@ -108,3 +130,37 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
     return {"totals": (*read_totals(totals), observed_blank_lines(totals), observed_label_changes(totals)),
             "vector_stats": stats,
             "vectoriser": vectoriser, "labelled": stats["labelled"] > 0}
+
+
+def token_scores(tokens: DataFrame, lookup_broadcast, model_broadcast, top_n: int, top_terms: int) -> DataFrame:
+    """The shard scores of documents given as token lists (doc_id, label, tokens), each Arrow batch
+    counted against the broadcast vocabulary lookup and scored in the same Python call: the
+    documents' term counts never go back to the JVM. Two more columns for the vector totals:
+    ``tokens`` (all tokens of the document) and ``known_tokens`` (those in the vocabulary)."""
+    check_top_n(top_n)
+    check_top_n(top_terms)
+    score = partial(_score_token_batches, lookup_broadcast=lookup_broadcast, model_broadcast=model_broadcast,
+                    top_n=top_n, top_terms=top_terms)
+    return tokens.mapInArrow(score, f"{scores_schema(top_terms)}, {TOKEN_TOTALS_SCHEMA}")
+
+
+TOKEN_TOTALS_SCHEMA = "tokens int, known_tokens long"
+
+
+def _score_token_batches(batches, lookup_broadcast, model_broadcast, top_n: int, top_terms: int):
+    """mapInArrow body of :func:`token_scores`."""
+    lookup, model = lookup_broadcast.value, model_broadcast.value
+    for batch in batches:
+        term_ids, counts, tokens = count_known_terms(batch.column("tokens"), lookup)
+        vectors = pa.RecordBatch.from_arrays([batch.column("doc_id"), batch.column("label"), term_ids, counts],
+                                             names=["doc_id", "label", "term_ids", "counts"])
+        scores = score_arrow_batch(vectors, model, top_n, top_terms)
+        yield pa.RecordBatch.from_arrays([*scores.columns, tokens, pa.array(row_totals(counts), pa.int64())],
+                                         names=[*scores.schema.names, "tokens", "known_tokens"])
+
+
+def row_totals(lists: pa.ListArray) -> np.ndarray:
+    """The sum of each row of an Arrow list<int> column (no nulls), as int64."""
+    offsets = np.asarray(lists.offsets, dtype=np.int64)
+    running = np.concatenate([[0], np.cumsum(np.asarray(lists.values, dtype=np.int64))])
+    return running[offsets[1:]] - running[offsets[:-1]]

@@ -20,7 +20,7 @@ from functools import partial
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, Observation, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from nbknn import contract
@@ -82,6 +82,9 @@ def with_duplicate_ids_rejected(documents: DataFrame) -> DataFrame:
 #: collected). 5 M terms are a few hundred MB as an Arrow string array on the driver and in
 #: every Python worker, still far below a dense model of the same vocabulary.
 DEFAULT_MAX_LOOKUP_TERMS = 5_000_000
+
+# How the vectoriser maps terms to ids (the summaries' "vectoriser").
+IN_ROW_LOOKUP, JOIN = "in_row_lookup", "join"
 
 VECTORS_SCHEMA = "doc_id string, label string, term_ids array<int>, counts array<int>, tokens int"
 
@@ -167,9 +170,13 @@ def document_vectors(accepted: DataFrame, lookup_broadcast, tokenizer: Tokenizer
     counted inside its rows (:func:`count_known_terms`), with no shuffle. Unknown terms are
     dropped; a document without any known term keeps empty arrays (prior-only prediction).
     """
-    tokenized = accepted.select("doc_id", "label", tokens_column(F.col("text"), tokenizer).alias("tokens"))
     vectorise = partial(_vectorise_batches, lookup_broadcast=lookup_broadcast)
-    return tokenized.mapInArrow(vectorise, VECTORS_SCHEMA).sortWithinPartitions("doc_id")
+    return tokenized(accepted, tokenizer).mapInArrow(vectorise, VECTORS_SCHEMA).sortWithinPartitions("doc_id")
+
+
+def tokenized(accepted: DataFrame, tokenizer: TokenizerConfig) -> DataFrame:
+    """doc_id, label, tokens (array<string>, the model's tokeniser in the JVM) of ``accepted``."""
+    return accepted.select("doc_id", "label", tokens_column(F.col("text"), tokenizer).alias("tokens"))
 
 
 def _vectorise_batches(batches, lookup_broadcast):
@@ -190,11 +197,11 @@ def document_vectors_joined(accepted: DataFrame, vocabulary: DataFrame, tokenize
     vocabulary is never collected), at the price of two shuffles of one row per (document,
     distinct term).
     """
-    tokenized = accepted.select("doc_id", "label", tokens_column(F.col("text"), tokenizer).alias("tokens"))
+    tokens = tokenized(accepted, tokenizer)
     # Count per (document, term) before the join: the join then sees each distinct term of a
     # document once instead of every occurrence.
     term_counts = (
-        tokenized.select("doc_id", F.explode("tokens").alias("term"))
+        tokens.select("doc_id", F.explode("tokens").alias("term"))
         .groupBy("doc_id", "term")
         .agg(F.count(F.lit(1)).cast("int").alias("count"))
     )
@@ -205,7 +212,7 @@ def document_vectors_joined(accepted: DataFrame, vocabulary: DataFrame, tokenize
     )
     empty = F.array().cast("array<int>")
     return (
-        tokenized.select("doc_id", "label", F.size("tokens").cast("int").alias("tokens"))
+        tokens.select("doc_id", "label", F.size("tokens").cast("int").alias("tokens"))
         .join(per_document, "doc_id", "left")
         .select(
             "doc_id",
@@ -218,20 +225,23 @@ def document_vectors_joined(accepted: DataFrame, vocabulary: DataFrame, tokenize
     )
 
 
-def observe_vector_stats(vectors: DataFrame) -> tuple[DataFrame, Observation]:
+def observe_vector_stats(vectors: DataFrame, known_tokens: Column | None = None) -> tuple[DataFrame, Observation]:
     """``vectors`` with its totals observed while an action (the write) runs over it.
 
     After the action, :func:`vector_stats` reads them: documents, labelled, without known term,
     tokens, known tokens. Observed in the writing job itself (Spark merges the metrics of
     successful task attempts only) instead of a second pass that reads the vectors back.
+    ``known_tokens``: a frame without the counts gives each row's known tokens as this column.
     """
     observation = Observation("vectors")
-    known = F.aggregate("counts", F.lit(0).cast("long"), lambda acc, x: acc + x)
+    known = F.aggregate("counts", F.lit(0).cast("long"), lambda acc, x: acc + x) if known_tokens is None \
+        else known_tokens
     observed = vectors.observe(
         observation,
         F.count(F.lit(1)).alias("documents"),
         F.count("label").alias("labelled"),
-        F.sum(F.when(F.size("term_ids") == 0, 1).otherwise(0)).alias("without_known_term"),
+        # Every count is at least 1: no known token is no known term.
+        F.sum(F.when(known == 0, 1).otherwise(0)).alias("without_known_term"),
         F.sum("tokens").alias("tokens"),
         F.sum(known).alias("known_tokens"),
     )
@@ -297,12 +307,23 @@ def vector_frame(spark, accepted: DataFrame, manifest: dict, tokenizer, model_di
     Vocabularies of at most ``max_lookup_terms`` terms go to the tasks once (broadcast) and every
     document is counted in its row; larger ones are joined in Spark. The caller destroys the broadcast
     after the action."""
-    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
-    if manifest["counts"]["vocabulary_size"] <= max_lookup_terms:
-        lookup = vocabulary_lookup(vocabulary.select("term_id", "term").toArrow())
-        broadcast = spark.sparkContext.broadcast(lookup)
-        return "in_row_lookup", document_vectors(accepted, broadcast, tokenizer), broadcast
-    return "join", document_vectors_joined(accepted, vocabulary, tokenizer), None
+    broadcast = lookup_broadcast(spark, manifest, model_dir, max_lookup_terms)
+    if broadcast is not None:
+        return IN_ROW_LOOKUP, document_vectors(accepted, broadcast, tokenizer), broadcast
+    return JOIN, document_vectors_joined(accepted, model_vocabulary(spark, model_dir), tokenizer), None
+
+
+def model_vocabulary(spark, model_dir: str) -> DataFrame:
+    return spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
+
+
+def lookup_broadcast(spark, manifest: dict, model_dir: str, max_lookup_terms: int):
+    """The model's vocabulary broadcast as a :class:`VocabularyLookup` when it has at most
+    ``max_lookup_terms`` terms (the caller destroys it after the action), else None: join it."""
+    if manifest["counts"]["vocabulary_size"] > max_lookup_terms:
+        return None
+    lookup = vocabulary_lookup(model_vocabulary(spark, model_dir).select("term_id", "term").toArrow())
+    return spark.sparkContext.broadcast(lookup)
 
 
 def _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri, max_lookup_terms):
