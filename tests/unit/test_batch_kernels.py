@@ -15,6 +15,7 @@ import pytest
 from sklearn.metrics import pairwise_distances
 
 from nbknn.knn.kernels import block_topk
+from nbknn.naive_bayes import term_counts
 from nbknn.naive_bayes.term_counts import batch_class_term_counts
 from nbknn.naive_bayes.vectorize import count_known_terms, vocabulary_lookup
 
@@ -51,7 +52,10 @@ def test_in_row_counting_of_a_batch_without_tokens():
     assert ids.to_pylist() == [[], []] and counts.to_pylist() == [[], []] and lengths.to_pylist() == [0, 0]
 
 
-def test_batch_class_term_counts_counts_occurrences_and_documents_per_label():
+@pytest.mark.parametrize("dense_keys", [term_counts.DENSE_CLASS_TERM_KEYS, 0])
+def test_batch_class_term_counts_counts_occurrences_and_documents_per_label(monkeypatch, dense_keys):
+    # dense_keys 0: the (label, term) keys are sorted instead of counted in dense arrays.
+    monkeypatch.setattr(term_counts, "DENSE_CLASS_TERM_KEYS", dense_keys)
     labels = ["a", "b", "a", "a", "b", "a"]
     batch = batch_class_term_counts(pa.array(labels), pa.array(TOKENS, pa.list_(pa.large_string())))
     expected: dict = {}
@@ -61,7 +65,14 @@ def test_batch_class_term_counts_counts_occurrences_and_documents_per_label():
             expected[(label, term)] = (total + count, docs + 1)
     got = {(l, t): (c, f) for l, t, c, f in zip(*(column.to_pylist() for column in batch.columns))}
     assert got == expected
-    assert batch.schema.names == ["label", "term", "count", "doc_freq"]
+    assert batch.schema == term_counts.CLASS_TERMS_ARROW_SCHEMA
+
+
+def test_batch_class_term_counts_of_documents_without_tokens_and_of_unlabelled_ones():
+    empty = batch_class_term_counts(pa.array(["a", "b"]), pa.array([[], None], pa.list_(pa.string())))
+    assert empty.num_rows == 0 and empty.schema == term_counts.CLASS_TERMS_ARROW_SCHEMA
+    with pytest.raises(ValueError, match="label"):
+        batch_class_term_counts(pa.array(["a", None]), pa.array([["x"], ["y"]], pa.list_(pa.string())))
 
 
 def _reference_topk(query_ids, Q, ref_ids, R, k, metric, exclude_self):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import scipy.sparse as sp
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -42,35 +43,61 @@ def tokenized_documents(accepted: DataFrame, tokenizer: TokenizerConfig) -> Data
 
 
 CLASS_TERMS_SCHEMA = "label string, term string, count long, doc_freq long"
+CLASS_TERMS_ARROW_SCHEMA = pa.schema(
+    [("label", pa.string()), ("term", pa.string()), ("count", pa.int64()), ("doc_freq", pa.int64())]
+)
+
+
+#: Largest (label, term) key space of a batch counted in dense arrays; a larger one is sorted.
+DENSE_CLASS_TERM_KEYS = 1 << 24
 
 
 def batch_class_term_counts(labels: pa.Array, tokens: pa.Array) -> pa.RecordBatch:
     """(label, term, count, doc_freq) of one Arrow batch of documents, aggregated in the batch.
 
-    labels: string array (n,); tokens: list<string> array (n,), one document per row (a null
-    list counts as empty). ``count`` is the term's occurrences in the batch's documents of the
-    label, ``doc_freq`` the number of those documents that contain it: both add up over batches.
+    labels: string array (n,), no nulls; tokens: list<string> array (n,), one document per row (a
+    null list counts as empty). ``count`` is the term's occurrences in the batch's documents of
+    the label, ``doc_freq`` the number of those documents that contain it: both add up over
+    batches. Terms and labels are numbered once per batch (dictionary encoding); the counting is
+    then on integers: each document's distinct terms are its row of a sparse matrix with the
+    duplicates summed, and the (label, term) totals are bin counts.
     """
+    if labels.null_count:
+        raise ValueError("every document of a training batch must have a label")
     n = len(tokens)
-    lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False)
-    flat = pc.list_flatten(tokens)
-    rows = pa.array(np.repeat(np.arange(n, dtype=np.int64), lengths))
-    # use_threads=False: the task already has its core; Arrow's own pool would oversubscribe it.
-    per_document = pa.table({"row": rows, "term": flat}).group_by(["row", "term"], use_threads=False).aggregate(
-        [([], "count_all")]
+    lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    terms = pc.dictionary_encode(pc.list_flatten(tokens))
+    n_terms = len(terms.dictionary)
+    if n_terms == 0:
+        return pa.RecordBatch.from_pylist([], schema=CLASS_TERMS_ARROW_SCHEMA)
+    per_document = sp.csr_matrix(
+        (np.ones(len(terms), dtype=np.int64), terms.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+         np.concatenate([[0], np.cumsum(lengths)])),
+        shape=(n, n_terms),
     )
-    per_document = per_document.append_column("label", labels.take(per_document.column("row")))
-    per_class = per_document.group_by(["label", "term"], use_threads=False).aggregate(
-        [("count_all", "sum"), ([], "count_all")]
-    )
+    per_document.sum_duplicates()
+    classes = pc.dictionary_encode(labels)
+    class_of_entry = np.repeat(classes.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                               np.diff(per_document.indptr))
+    keys = class_of_entry * n_terms + per_document.indices
+    key_space = len(classes.dictionary) * n_terms
+    if key_space <= DENSE_CLASS_TERM_KEYS:
+        doc_freq = np.bincount(keys, minlength=key_space)
+        count = np.bincount(keys, weights=per_document.data, minlength=key_space)
+        keys = np.flatnonzero(doc_freq)
+        doc_freq, count = doc_freq[keys], count[keys]
+    else:
+        keys, inverse = np.unique(keys, return_inverse=True)
+        doc_freq = np.bincount(inverse)
+        count = np.bincount(inverse, weights=per_document.data)
     return pa.RecordBatch.from_arrays(
         [
-            per_class.column("label").combine_chunks().cast(pa.string()),
-            per_class.column("term").combine_chunks().cast(pa.string()),
-            per_class.column("count_all_sum").combine_chunks().cast(pa.int64()),
-            per_class.column("count_all").combine_chunks().cast(pa.int64()),
+            classes.dictionary.take(pa.array(keys // n_terms)).cast(pa.string()),
+            terms.dictionary.take(pa.array(keys % n_terms)).cast(pa.string()),
+            pa.array(count.astype(np.int64)),
+            pa.array(doc_freq.astype(np.int64)),
         ],
-        names=["label", "term", "count", "doc_freq"],
+        schema=CLASS_TERMS_ARROW_SCHEMA,
     )
 
 
