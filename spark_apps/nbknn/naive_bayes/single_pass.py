@@ -107,8 +107,9 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
     observed, totals = observe_read_totals(documents)
     accepted = accepted_documents(observed)
     broadcast = spark.sparkContext.broadcast(model)
-    lookup = lookup_broadcast(spark, manifest, model_dir, max_lookup_terms)
+    lookup = None
     try:
+        lookup = lookup_broadcast(spark, manifest, model_dir, max_lookup_terms)
         if lookup is not None:
             vectoriser = IN_ROW_LOOKUP
             scores, observation = observe_vector_stats(

@@ -310,6 +310,7 @@ def vector_frame(spark, accepted: DataFrame, manifest: dict, tokenizer, model_di
 
 
 def model_vocabulary(spark, model_dir: str) -> DataFrame:
+    """The model's vocabulary table (term_id, term, total_count, doc_freq), lazily."""
     return spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
 
 
