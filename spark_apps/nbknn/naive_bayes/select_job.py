@@ -49,6 +49,7 @@ from nbknn.contract import join_uri
 from nbknn.inputs.documents import InputError, InputSpec, accepted_documents, read_documents
 from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
 from nbknn.naive_bayes import schemas
+from nbknn.naive_bayes.model_reader import read_vocabulary
 from nbknn.naive_bayes.model_report import write_model_report
 from nbknn.naive_bayes.selection import FoldCounts, FoldTally, GridPoint, grid_points, selection_table, tally_fold
 from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, summary_uri
@@ -70,8 +71,7 @@ def staged_model(spark: SparkSession, model_dir: str):
     staged model."""
     terms_summary = fs.read_json(spark, summary_uri(model_dir, "term_counts"))
     tokenizer = TokenizerConfig.from_dict(terms_summary["tokenizer"])
-    vocabulary = spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
-    lookup = vocabulary_lookup(vocabulary.select("term_id", "term").toArrow())
+    lookup = vocabulary_lookup(read_vocabulary(spark, model_dir).toArrow())
     classes = sorted(
         (row["class_id"], row["label"], row["doc_count"], row["term_total"])
         for row in spark.read.schema(schemas.CLASSES).parquet(contract.classes_uri(model_dir)).collect()

@@ -49,7 +49,6 @@ from nbknn.naive_bayes.vectorize import (
     count_known_terms,
     document_vectors_joined,
     lookup_broadcast,
-    model_vocabulary,
     observe_vector_stats,
     quarantine,
     tokenized,
@@ -118,7 +117,7 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
         else:
             vectoriser = JOIN
             vectors, observation = observe_vector_stats(
-                document_vectors_joined(accepted, model_vocabulary(spark, model_dir), tokenizer))
+                document_vectors_joined(accepted, read_vocabulary(spark, model_dir), tokenizer))
             scores = shard_scores(vectors, broadcast, top_n, top_terms)
         # One shard holding every class: each scores row already is its document's answer.
         vocabulary = read_vocabulary(spark, model_dir) if top_terms else None

@@ -24,7 +24,6 @@ import scipy.sparse as sp
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
-from nbknn import contract
 from nbknn.common import fs
 from nbknn.common.provenance import code_version
 from nbknn.inputs.documents import (
@@ -44,8 +43,7 @@ from nbknn.inputs.documents import (
     rejected_records,
 )
 from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
-from nbknn.naive_bayes import schemas
-from nbknn.naive_bayes.model_reader import model_summary, read_model_manifest
+from nbknn.naive_bayes.model_reader import model_summary, read_model_manifest, read_vocabulary
 from nbknn.naive_bayes.outputs import publish_output
 
 DUPLICATE_ID = "duplicate_id"
@@ -306,12 +304,7 @@ def vector_frame(spark, accepted: DataFrame, manifest: dict, tokenizer, model_di
     broadcast = lookup_broadcast(spark, manifest, model_dir, max_lookup_terms)
     if broadcast is not None:
         return IN_ROW_LOOKUP, document_vectors(accepted, broadcast, tokenizer), broadcast
-    return JOIN, document_vectors_joined(accepted, model_vocabulary(spark, model_dir), tokenizer), None
-
-
-def model_vocabulary(spark, model_dir: str) -> DataFrame:
-    """The model's vocabulary table (term_id, term, total_count, doc_freq), lazily."""
-    return spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir))
+    return JOIN, document_vectors_joined(accepted, read_vocabulary(spark, model_dir), tokenizer), None
 
 
 def lookup_broadcast(spark, manifest: dict, model_dir: str, max_lookup_terms: int):
@@ -319,7 +312,7 @@ def lookup_broadcast(spark, manifest: dict, model_dir: str, max_lookup_terms: in
     ``max_lookup_terms`` terms (the caller destroys it after the action), else None: join it."""
     if manifest["counts"]["vocabulary_size"] > max_lookup_terms:
         return None
-    lookup = vocabulary_lookup(model_vocabulary(spark, model_dir).select("term_id", "term").toArrow())
+    lookup = vocabulary_lookup(read_vocabulary(spark, model_dir).toArrow())
     return spark.sparkContext.broadcast(lookup)
 
 
