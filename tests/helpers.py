@@ -233,3 +233,37 @@ def sklearn_nb_predictions(train: list, test: list, alpha: float) -> dict:
     proba = model.predict_proba(vectorizer.transform([d["text"] for d in test]))
     best = proba.argmax(axis=1)
     return {d["id"]: (model.classes_[best[i]], proba[i, best[i]]) for i, d in enumerate(test)}
+
+
+def model_differences_from_sklearn(model_dir: Path, docs: list) -> list[str]:
+    """How a published model's tables (classes, vocabulary, term counts; read with pyarrow, no
+    Spark) differ from scikit-learn's counts on the same documents: CountVectorizer with the
+    project's tokeniser and MultinomialNB's class and feature counts. Empty when they agree."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.naive_bayes import MultinomialNB
+
+    from nbknn import contract
+    from nbknn.inputs.tokenizer import tokenize
+
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    X = vectorizer.fit_transform([d["text"] for d in docs])
+    nb = MultinomialNB().fit(X, [d["label"] for d in docs])
+    classes = pq.read_table(model_dir / contract.CLASSES_TABLE).sort_by("class_id").to_pydict()
+    vocabulary = pq.read_table(model_dir / contract.VOCABULARY_TABLE).sort_by("term_id").to_pydict()
+    entries = pq.read_table(model_dir / contract.TERM_COUNTS_TABLE, columns=["class_id", "term_id", "count"]).to_pydict()
+    # Both sides in one shape, so that a missing or extra class or term shows as a difference.
+    shape = (max(len(classes["label"]), len(nb.classes_)), max(len(vocabulary["term"]), X.shape[1]))
+    counts, expected = np.zeros(shape), np.zeros(shape)
+    np.add.at(counts, (entries["class_id"], entries["term_id"]), entries["count"])
+    expected[: nb.feature_count_.shape[0], : nb.feature_count_.shape[1]] = nb.feature_count_
+    found = {
+        "class labels": (classes["label"], nb.classes_.tolist()),
+        "class document counts": (classes["doc_count"], nb.class_count_.astype(int).tolist()),
+        "vocabulary": (vocabulary["term"], vectorizer.get_feature_names_out().tolist()),
+        "stored entries": (len(entries["count"]), int((nb.feature_count_ > 0).sum())),
+        "class-term counts": (counts.tolist(), expected.tolist()),
+    }
+    return [f"{name}: model {ours!r:.200} != scikit-learn {theirs!r:.200}"
+            for name, (ours, theirs) in found.items() if ours != theirs]

@@ -18,7 +18,8 @@ Order of events (one stack for the module):
   (c) unpausing nb_train makes the scheduler create the run of the latest complete daily interval;
       the scheduler is killed (SIGKILL, with its task processes) while a Spark task runs and
       restarted from the same command; the run completes, the killed task on a later try, every
-      Spark task in the pool, on the cluster (no kill links on the master UI), authenticated;
+      Spark task in the pool, on the cluster (no kill links on the master UI), authenticated; the
+      model's tables equal scikit-learn's counts of the same documents;
   (d) the model publication (an Asset event) makes the scheduler run nb_predict, which succeeds;
   (e) knn_neighbors' first scheduled run, with no vectors yet, skips at its plan;
       doc_vectors' scheduled run publishes vectors, whose Asset event runs knn_neighbors;
@@ -48,7 +49,7 @@ import pytest
 import requests
 from compose_file import Localiser, command, environment
 
-from helpers import VENV_BIN, write_jsonl
+from helpers import VENV_BIN, model_differences_from_sklearn, write_jsonl
 from nbknn import contract
 from processes import free_port, get_json, start, stop, stop_on_sigterm, wait_until
 from submit_jvm import executor_options
@@ -57,6 +58,7 @@ pytestmark = pytest.mark.services
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 RUN_TIMEOUT = 480
+TRAIN_DOCS = 200
 # doc_vectors' scheduled run keeps its default 128 dimensions, which need more documents than that.
 TEST_DOCS = 200
 # (f) changes k in knn_neighbors' trigger form from its default to this.
@@ -355,7 +357,7 @@ def _run_init_job(stack: Stack) -> subprocess.CompletedProcess:
 
 
 def _lay_out_inputs(root: Path, corpus) -> None:
-    docs = corpus("reuters-r8", "train", 200)
+    docs = corpus("reuters-r8", "train", TRAIN_DOCS)
     # The scheduler's nb_train run reads the partition of the latest complete day; around
     # midnight UTC that day may change while the test runs, so both candidates get a copy.
     today = datetime.now(timezone.utc).date()
@@ -494,7 +496,7 @@ def _is_spark_task(ti: dict) -> bool:
     return ti["operator"] == SPARK_OPERATOR
 
 
-def test_c_d_scheduled_training_survives_a_scheduler_kill_and_triggers_prediction(stack):
+def test_c_d_scheduled_training_survives_a_scheduler_kill_and_triggers_prediction(stack, corpus):
     stack.unpause("nb_predict")
     stack.unpause("nb_train")
 
@@ -548,7 +550,10 @@ def test_c_d_scheduled_training_survives_a_scheduler_kill_and_triggers_predictio
     version = (models / "LATEST").read_text().strip()
     manifest = json.loads((models / version / "manifest.json").read_text())
     assert manifest["lineage"]["run_id"] == train["dag_run_id"]
-    assert manifest["records"]["accepted"] == 200
+    assert manifest["records"]["accepted"] == TRAIN_DOCS
+    # What the cluster's executors counted (with the library shipped to them) is scikit-learn's
+    # count of the same documents, class by class and term by term.
+    assert model_differences_from_sklearn(models / version, corpus("reuters-r8", "train", TRAIN_DOCS)) == []
 
     # The applications ran on the cluster, authenticated with the shared secret, and took at most
     # spark.cores.max cores each.

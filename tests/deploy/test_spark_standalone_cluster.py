@@ -1,5 +1,6 @@
-"""The DAGs on a REAL Spark standalone cluster: a master and a worker, separate JVMs started from the
-installed pyspark on 127.0.0.1, with the spark_default connection pointing at the master.
+"""The prediction and kNN DAGs on a REAL Spark standalone cluster: a master and a worker, separate
+JVMs started from the installed pyspark on 127.0.0.1, with the spark_default connection pointing at
+the master.
 
 The DAG runs go through the cluster; their outputs must equal those of the same jobs in local mode
 (local[2], computed in process by the library functions the applications call) and those of
@@ -8,13 +9,16 @@ Airflow: nb_predict's per-shard path (one mapped task instance per shard) and kn
 mode chosen by ``auto`` on a Parquet input with its own column names. On the cluster,
 executors are other JVMs started by the worker, with Python workers that can import the library
 only from the zip spark_submit.py ships (``--py-files``): this is what proves the code shipping
-works, which local mode cannot (there the driver's own interpreter runs everything).
+works, which local mode cannot (there the driver's own interpreter runs everything). nb_train's
+applications run on a standalone cluster in the compose-stack test, whose model is checked against
+scikit-learn's counts; here prediction starts from the local-mode model, published as the latest.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +116,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return np.arange(400, dtype=np.int64) * 3 + 1, load_digits().data[:400].astype(np.float64)
 
 
-def _lay_out_inputs(root: Path, train: list[dict], test: list[dict]) -> Path:
-    write_jsonl(root / "input" / "nb_train" / "labelled" / "docs.jsonl", train)
+def _lay_out_inputs(root: Path, test: list[dict]) -> Path:
     write_jsonl(root / "input" / "nb_predict" / "documents" / "docs.jsonl", test)
     ids, X = _digits()
     (root / "input" / "digits").mkdir(parents=True)
@@ -143,6 +146,15 @@ def _local_mode_references(spark, train: list[dict], test: list[dict], digits_di
     return {"model": local_path(model_dir), "predictions": predictions, "neighbors": workdir / "knn" / "neighbors"}
 
 
+def _publish_as_latest(model: Path, root: Path) -> None:
+    """The published model directory ``model`` as the data root's latest Naive Bayes model."""
+    from nbknn import contract
+
+    models = root / "models" / "naive_bayes"
+    shutil.copytree(model, models / model.name)
+    (models / contract.LATEST_NAME).write_text(model.name + "\n")
+
+
 @dataclass
 class ClusterRuns:
     """The three DAGs run on the cluster and the same jobs in local mode, made once for the module."""
@@ -159,34 +171,22 @@ def cluster_runs(airflow_db, spark, corpus, tmp_path_factory, standalone_cluster
     base = tmp_path_factory.mktemp("cluster-runs")
     train, test = corpus("reuters-r8", "train", TRAIN_DOCS), corpus("reuters-r8", "test", TEST_DOCS)
     root = base / "cluster"
-    digits_dir = _lay_out_inputs(root, train, test)
+    digits_dir = _lay_out_inputs(root, test)
     local = _local_mode_references(spark, train, test, digits_dir, base / "local")
+
+    # nb_train's applications on a standalone cluster are the compose stack's subject
+    # (tests/deploy/test_compose_stack.py); here prediction starts from the local-mode model.
+    _publish_as_latest(local["model"], root)
 
     # The driver (spark-submit under `airflow dags test`) binds and advertises 127.0.0.1 too.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
         master = standalone_cluster["master_url"]
-        _run("nb_train", {"num_shards": NUM_SHARDS}, root, master)
         # One mapped pass per shard: the path of models too large for one broadcast, on real executors.
         _run("nb_predict", {"top_n": 2, "prediction_path": "per_shard"}, root, master)
         predict_states = latest_run_task_states("nb_predict")
         _run("knn_neighbors", KNN_CONF, root, master)
     return ClusterRuns(root, train, test, local, predict_states)
-
-
-def test_the_model_trained_on_the_cluster_equals_local_mode(cluster_runs):
-    root, local = cluster_runs.root, cluster_runs.local
-    # Model: the class and term tables are equal (versions and paths differ, the counts may not).
-    cluster_model = _model_dir(root)
-    for table, key in [("classes", ["class_id"]), ("vocabulary", ["term_id"]), ("term_counts", ["class_id", "term_id"])]:
-        local_rows = _rows(local["model"] / table, key)
-        assert local_rows, f"empty {table}"
-        assert _rows(cluster_model / table, key) == local_rows, table
-    local_manifest = json.loads((local["model"] / "manifest.json").read_text())
-    cluster_manifest = json.loads((cluster_model / "manifest.json").read_text())
-    for key in ("counts", "records", "num_shards", "shards", "model"):
-        assert cluster_manifest[key] == local_manifest[key], key
-    assert cluster_manifest["num_shards"] == NUM_SHARDS
 
 
 def test_per_shard_predictions_on_the_cluster_equal_local_mode_and_sklearn(cluster_runs):
@@ -252,9 +252,8 @@ def test_the_cluster_ran_every_application_with_the_shipped_library(cluster_runs
     # started executors for them, each of which fetched the library zip shipped with --py-files.
     state = get_json(standalone_cluster["master_json"])
     completed = sorted(app["name"] for app in state["completedapps"])
-    # nb_train's publish step runs in the Airflow worker, without Spark.
-    expected = sorted(["nb_class_prior", "nb_term_counts", "nb_vectorize", "nb_combine",
-                       "knn_neighbors", *(f"nb_predict_shard_{shard}" for shard in range(NUM_SHARDS))])
+    expected = sorted(["nb_vectorize", "nb_combine", "knn_neighbors",
+                       *(f"nb_predict_shard_{shard}" for shard in range(NUM_SHARDS))])
     assert completed == expected
     # Executors fetch the zip when they run a task; applications whose tasks run Python code (the
     # library's batch functions) must have it.
@@ -264,7 +263,7 @@ def test_the_cluster_ran_every_application_with_the_shipped_library(cluster_runs
     for app_dir in app_dirs:
         executor_dirs = [d for d in app_dir.iterdir() if d.is_dir()]
         assert executor_dirs, f"no executor ran for {app_dir.name}"
-        if names[app_dir.name].startswith(("nb_term_counts", "nb_predict_shard", "knn_neighbors")):
+        if names[app_dir.name].startswith(("nb_predict_shard", "knn_neighbors")):
             assert any(list(executor.glob("nbknn-*.zip")) for executor in executor_dirs), (
                 f"{names[app_dir.name]} ({app_dir.name}): library zip not fetched"
             )
