@@ -81,11 +81,11 @@ def spark_run(spark, uri: str, mode: str, k: int, metric: str, out_uri: str) -> 
 
 
 def run_spark_mode(mode: str, X: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, dict]:
-    from nbknn.common.session import DAEMON_MODULE_KEY, TASK_CPUS_KEY, WORKER_DAEMON_MODULE, executor_cores
+    from nbknn.common.session import DAEMON_MODULE_KEY, KNN_WORKER_DAEMON_MODULE, TASK_CPUS_KEY, executor_cores
 
     # The kNN application's own session settings (build_session sets them for spark-submit): its
     # worker daemon, and tasks with every core of the executor.
-    conf = {DAEMON_MODULE_KEY: WORKER_DAEMON_MODULE, TASK_CPUS_KEY: str(executor_cores(common.MASTER, None) or 1)}
+    conf = {DAEMON_MODULE_KEY: KNN_WORKER_DAEMON_MODULE, TASK_CPUS_KEY: str(executor_cores(common.MASTER, None) or 1)}
     spark, startup = common.start_spark(f"bench-knn-{mode}", conf)
     workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-knn-"))
     try:

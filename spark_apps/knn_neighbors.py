@@ -62,7 +62,7 @@ def main(argv: list[str]) -> None:
         query_chunk_rows=args.query_chunk_rows, block_rows=args.block_rows, annoy_trees=args.annoy_trees,
         annoy_search_k=args.annoy_search_k, annoy_seed=args.annoy_seed, recall_sample=args.recall_sample,
     )
-    spark = build_session("knn_neighbors", whole_executor_tasks=True)
+    spark = build_session("knn_neighbors", whole_executor_tasks=True, knn_kernel=True)
     try:
         summary = run_knn(
             spark, spec(args.input), args.output_dir, args.rejects, options,

@@ -1,5 +1,6 @@
-"""The applications' Python worker daemon and task cores, through a real spark-submit: the workers
-the daemon forks start with the kNN kernel's compiled loops already loaded; an application that
+"""The applications' Python worker daemons and task cores, through a real spark-submit: the workers
+forked by the kNN application's daemon start with the kNN kernel's compiled loops already loaded,
+those of the other applications with numpy and pyarrow but without the kernel; an application that
 asks for whole-executor tasks (kNN) gets tasks with all of local[2]'s cores; a daemon or
 ``spark.task.cpus`` chosen on the command line wins.
 
@@ -19,22 +20,24 @@ import pytest
 
 pytestmark = pytest.mark.spark
 
-# A task reports, before touching anything itself, whether its worker process already holds the
-# kernel's loaded loops, which daemon module started its parent, and its cores.
+# A task reports, before touching anything itself, whether its worker process already holds numpy
+# and pyarrow and the kernel's loaded loops, which daemon module started its parent, and its cores.
 APP = """
 import json, sys
 from pyspark import TaskContext
 from nbknn.common.session import build_session
 
 def probe(_):
+    preloaded = "pyarrow" in sys.modules and "numpy" in sys.modules
     from nbknn.knn import gemm_compiled
     with open("/proc/%d/cmdline" % __import__("os").getppid(), "rb") as f:
         parent = f.read().split(b"\\0")
-    return [json.dumps({"kernel_loaded": bool(gemm_compiled._loaded),
+    return [json.dumps({"kernel_loaded": bool(gemm_compiled._loaded), "preloaded": preloaded,
                         "daemon": parent[parent.index(b"-m") + 1].decode(),
                         "cpus": TaskContext.get().cpus()})]
 
-spark = build_session("worker-daemon-probe", whole_executor_tasks=sys.argv[2] == "whole")
+options = sys.argv[2].split(",")
+spark = build_session("worker-daemon-probe", whole_executor_tasks="whole" in options, knn_kernel="knn" in options)
 rows = spark.sparkContext.parallelize(range(2), 2).flatMap(probe).collect()
 with open(sys.argv[1], "w") as out:
     out.write(json.dumps([json.loads(row) for row in rows]))
@@ -42,29 +45,32 @@ spark.stop()
 """
 
 
-def submit_probe(tmp_path: Path, *conf: str, tasks: str = "default") -> list[dict]:
+def submit_probe(tmp_path: Path, *conf: str, options: str = "default") -> list[dict]:
+    """The probe's report from each of two tasks; ``options``: comma-separated build_session
+    flags, ``whole`` (whole-executor tasks) and ``knn`` (the kNN kernel's daemon)."""
     app = tmp_path / "probe.py"
     app.write_text(APP)
     out = tmp_path / "probe.json"
     venv_bin = Path(sys.executable).parent
-    command = [str(venv_bin / "spark-submit"), "--master", "local[2]", *conf, str(app), str(out), tasks]
+    command = [str(venv_bin / "spark-submit"), "--master", "local[2]", *conf, str(app), str(out), options]
     env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYSPARK_PYTHON": sys.executable}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(out.read_text())
 
 
-def test_workers_start_with_the_kernel_loaded(tmp_path):
+def test_the_knn_workers_start_with_the_kernel_loaded_and_every_core(tmp_path):
+    probes = submit_probe(tmp_path, options="whole,knn")
+    assert probes == [{"kernel_loaded": True, "preloaded": True, "daemon": "nbknn.knn.worker_daemon", "cpus": 2}] * 2
+
+
+def test_the_other_applications_workers_start_with_their_imports_but_not_the_kernel(tmp_path):
     probes = submit_probe(tmp_path)
-    assert probes == [{"kernel_loaded": True, "daemon": "nbknn.common.worker_daemon", "cpus": 1}] * 2
-
-
-def test_whole_executor_tasks_get_every_core_of_local_mode(tmp_path):
-    probes = submit_probe(tmp_path, tasks="whole")
-    assert probes == [{"kernel_loaded": True, "daemon": "nbknn.common.worker_daemon", "cpus": 2}] * 2
+    assert probes == [{"kernel_loaded": False, "preloaded": True, "daemon": "nbknn.common.worker_daemon",
+                       "cpus": 1}] * 2
 
 
 def test_a_daemon_and_task_cores_set_on_the_command_line_are_kept(tmp_path):
     probes = submit_probe(tmp_path, "--conf", "spark.python.daemon.module=pyspark.daemon",
-                          "--conf", "spark.task.cpus=1", tasks="whole")
-    assert probes == [{"kernel_loaded": False, "daemon": "pyspark.daemon", "cpus": 1}] * 2
+                          "--conf", "spark.task.cpus=1", options="whole,knn")
+    assert probes == [{"kernel_loaded": False, "preloaded": False, "daemon": "pyspark.daemon", "cpus": 1}] * 2

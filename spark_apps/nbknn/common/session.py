@@ -8,25 +8,28 @@ import re
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
-#: The Python worker daemon: PySpark's, with the tasks' imports done once before it forks workers.
-#: The executors' Python must have the project installed (the image does); a cluster that ships
-#: it only with --py-files sets ``spark.python.daemon.module=pyspark.daemon``, which is kept.
+#: The Python worker daemons: PySpark's, with the tasks' imports done once before it forks workers
+#: (the kNN application's also loads the exact kernel's compiled loops). The executors' Python must
+#: have the project installed (the image does); a cluster that ships it only with --py-files sets
+#: ``spark.python.daemon.module=pyspark.daemon``, which is kept.
 WORKER_DAEMON_MODULE = "nbknn.common.worker_daemon"
+KNN_WORKER_DAEMON_MODULE = "nbknn.knn.worker_daemon"
 DAEMON_MODULE_KEY = "spark.python.daemon.module"
 TASK_CPUS_KEY = "spark.task.cpus"
 
 
-def build_session(app_name: str, whole_executor_tasks: bool = False) -> SparkSession:
+def build_session(app_name: str, whole_executor_tasks: bool = False, knn_kernel: bool = False) -> SparkSession:
     """Session for an entry script; master and resources come from spark-submit, not from code.
 
     ``whole_executor_tasks``: every task gets all the cores of its executor (``spark.task.cpus``,
     unless spark-submit sets it): for applications whose tasks run a multi-threaded kernel (kNN),
-    one task per executor at a time, its BLAS threads on every core."""
+    one task per executor at a time, its BLAS threads on every core. ``knn_kernel``: the tasks run
+    the exact kNN kernel, whose compiled loops the worker daemon loads before forking."""
     builder = SparkSession.builder.appName(app_name)
     SparkContext._ensure_initialized()  # the JVM, so that SparkConf() reads spark-submit's settings
     conf = SparkConf()
     if not conf.contains(DAEMON_MODULE_KEY):
-        builder = builder.config(DAEMON_MODULE_KEY, WORKER_DAEMON_MODULE)
+        builder = builder.config(DAEMON_MODULE_KEY, KNN_WORKER_DAEMON_MODULE if knn_kernel else WORKER_DAEMON_MODULE)
     if whole_executor_tasks and not conf.contains(TASK_CPUS_KEY):
         cores = executor_cores(conf.get("spark.master", ""), conf.get("spark.executor.cores", None))
         if cores is not None and cores > 1:
