@@ -117,16 +117,28 @@ def read_documents(spark: SparkSession, spec: InputSpec, labelled: bool = True) 
     )
 
 
+def rows_where(frame: DataFrame, keep: Column, columns: list[Column]) -> DataFrame:
+    """``columns`` of the rows of ``frame`` where ``keep`` holds, kept by a generator (each row
+    becomes an array of itself or of nothing) rather than by a filter.
+
+    On a frame fresh from :func:`read_documents` the optimizer pushes a filter below the
+    projection that parses each record, and the condition then parses every record a second
+    time: reading and tokenising 56 000 documents took 3.9 s with a filter and 2.8 s this way
+    (2.7 s with no selection at all). A generator's output is not pushed through.
+    """
+    kept = F.struct(*columns)
+    return frame.select(F.inline(F.when(keep, F.array(kept))))
+
+
 def accepted_documents(documents: DataFrame) -> DataFrame:
     """The accepted records: doc_id, label, text."""
-    return documents.where(F.col("reject_reason").isNull()).select("doc_id", "label", "text")
+    return rows_where(documents, F.col("reject_reason").isNull(), [F.col("doc_id"), F.col("label"), F.col("text")])
 
 
 def rejected_records(documents: DataFrame) -> DataFrame:
     """The quarantined records: reason, source, raw (blank lines are no records)."""
-    return documents.where(F.col("reject_reason").isNotNull() & (F.col("reject_reason") != BLANK_LINE)).select(
-        F.col("reject_reason").alias("reason"), "source", "raw"
-    )
+    return rows_where(documents, F.col("reject_reason").isNotNull() & (F.col("reject_reason") != BLANK_LINE),
+                      [F.col("reject_reason").alias("reason"), F.col("source"), F.col("raw")])
 
 
 def write_rejects(documents: DataFrame, uri: str) -> None:
