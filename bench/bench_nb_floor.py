@@ -2,11 +2,11 @@
 
 Any prediction run of this pipeline reads its JSON Lines input with the record checks of the
 quarantine and tokenises every document with the model's tokeniser (scikit-learn's token pattern,
-which MLlib's whitespace ``Tokenizer`` does not reproduce). This benchmark times that floor (the
-checked read alone; read and tokenise; read, duplicate-id check and tokenise; each written to
-Spark's ``noop`` sink), our whole
-prediction, and MLlib's prediction with its own ``Tokenizer`` (transform and write, the model
-trained beforehand), interleaved, on the same resampled 20 Newsgroups test set as ``bench_nb.py``.
+which MLlib's whitespace ``Tokenizer`` does not reproduce), and checks that no id appears twice.
+This benchmark times that floor (the checked read alone; read and tokenise; read, duplicate-id
+check and tokenise; each written to Spark's ``noop`` sink), our whole prediction, and MLlib's
+prediction with its own ``Tokenizer`` (transform and write, the model trained beforehand),
+interleaved, on the same resampled 20 Newsgroups test set as ``bench_nb.py``.
 When the floor alone takes more than the goal's share of MLlib's time, no faster scorer or writer
 reaches the goal.
 
