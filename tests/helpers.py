@@ -235,21 +235,29 @@ def sklearn_nb_predictions(train: list, test: list, alpha: float) -> dict:
     return {d["id"]: (model.classes_[best[i]], proba[i, best[i]]) for i, d in enumerate(test)}
 
 
+def sklearn_counts(docs: list):
+    """(vectorizer, X, nb): CountVectorizer with the project's tokeniser, the document-term matrix,
+    and MultinomialNB fitted on it, whose class and feature counts a model's tables must equal."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.naive_bayes import MultinomialNB
+
+    from nbknn.inputs.tokenizer import tokenize
+
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    X = vectorizer.fit_transform([d["text"] for d in docs])
+    return vectorizer, X, MultinomialNB().fit(X, [d["label"] for d in docs])
+
+
 def model_differences_from_sklearn(model_dir: Path, docs: list) -> list[str]:
     """How a published model's tables (classes, vocabulary, term counts; read with pyarrow, no
     Spark) differ from scikit-learn's counts on the same documents: CountVectorizer with the
     project's tokeniser and MultinomialNB's class and feature counts. Empty when they agree."""
     import numpy as np
     import pyarrow.parquet as pq
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.naive_bayes import MultinomialNB
 
     from nbknn import contract
-    from nbknn.inputs.tokenizer import tokenize
 
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    X = vectorizer.fit_transform([d["text"] for d in docs])
-    nb = MultinomialNB().fit(X, [d["label"] for d in docs])
+    vectorizer, X, nb = sklearn_counts(docs)
     classes = pq.read_table(model_dir / contract.CLASSES_TABLE).sort_by("class_id").to_pydict()
     vocabulary = pq.read_table(model_dir / contract.VOCABULARY_TABLE).sort_by("term_id").to_pydict()
     entries = pq.read_table(model_dir / contract.TERM_COUNTS_TABLE, columns=["class_id", "term_id", "count"]).to_pydict()

@@ -157,7 +157,7 @@ def _publish_as_latest(model: Path, root: Path) -> None:
 
 @dataclass
 class ClusterRuns:
-    """The three DAGs run on the cluster and the same jobs in local mode, made once for the module."""
+    """The two DAGs run on the cluster and the same jobs in local mode, made once for the module."""
 
     root: Path
     train: list

@@ -7,25 +7,14 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.naive_bayes import MultinomialNB
 
-from helpers import train_model_in_process
+from helpers import sklearn_counts, train_model_in_process
 from nbknn import contract
-from nbknn.inputs.tokenizer import tokenize
 from nbknn.naive_bayes import schemas
 from nbknn.naive_bayes.sharding import imbalance, plan_shards
 from nbknn.naive_bayes.vocabulary import number_terms
 
 pytestmark = pytest.mark.spark
-
-
-def sklearn_counts(docs):
-    """CountVectorizer with the project's tokeniser + MultinomialNB's class and feature counts."""
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    X = vectorizer.fit_transform([d["text"] for d in docs])
-    nb = MultinomialNB().fit(X, [d["label"] for d in docs])
-    return vectorizer, X, nb
 
 
 def read_table(spark, uri, schema):
