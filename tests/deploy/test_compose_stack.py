@@ -18,8 +18,8 @@ Order of events (one stack for the module):
   (c) unpausing nb_train makes the scheduler create the run of the latest complete daily interval;
       the scheduler is killed (SIGKILL, with its task processes) while a Spark task runs and
       restarted from the same command; the run completes, the killed task on a later try, every
-      Spark task in the pool, on the cluster (no kill links on the master UI), authenticated; the
-      model's tables equal scikit-learn's counts of the same documents;
+      Spark task in the pool, on the cluster (no kill links on the master UI), authenticated, with
+      one executor per application; the model's tables equal scikit-learn's counts of the same documents;
   (d) the model publication (an Asset event) makes the scheduler run nb_predict, which succeeds;
   (e) knn_neighbors' first scheduled run, with no vectors yet, skips at its plan;
       doc_vectors' scheduled run publishes vectors, whose Asset event runs knn_neighbors;
@@ -38,6 +38,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote, urlparse
@@ -565,6 +566,10 @@ def test_c_d_scheduled_training_survives_a_scheduler_kill_and_triggers_predictio
         assert "SecurityManager: authentication enabled" in log, f"{daemon} runs without spark.authenticate"
     cores_max = int(json.loads(environment("airflow-scheduler", stack.dotenv)["NBKNN_SPARK_CONF"])["spark.cores.max"])
     assert all(app["cores"] <= cores_max for app in state["completedapps"] + active), state["completedapps"]
+    # ... as one executor of those cores (spark.executor.cores): one executor JVM per application.
+    executors = Counter(app.name for worker in SPARK_WORKERS for app in (stack.base / worker / "work").iterdir()
+                        for executor in app.iterdir() if executor.is_dir())
+    assert executors and set(executors.values()) == {1}, executors
 
     predict = stack.wait_for_run("nb_predict", "asset_triggered")
     assert predict["state"] == "success", stack.explain(predict)

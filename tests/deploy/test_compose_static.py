@@ -420,6 +420,10 @@ def test_spark_tasks_are_bounded_by_a_pool_cores_and_driver_memory():
                        for w in ("spark-worker-1", "spark-worker-2"))
     # As many drivers as the pool lets run at once get their cores together.
     assert slots * int(conf["spark.cores.max"]) <= worker_cores
+    # Each application gets one executor of all its cores, which one worker can offer.
+    assert conf["spark.executor.cores"] == conf["spark.cores.max"]
+    assert all(int(conf["spark.executor.cores"]) <= int(resolved(w)["command"][resolved(w)["command"].index("--cores") + 1])
+               for w in ("spark-worker-1", "spark-worker-2"))
     # The cluster policy puts every Spark task in the pool named by NBKNN_SPARK_POOL.
     mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["airflow-scheduler"]["volumes"]}
     policy_file = REPO_ROOT / mounts["/opt/airflow/config"] / "airflow_local_settings.py"
