@@ -42,9 +42,7 @@ SUBMITTING_MARKERS = ("e2e", "cluster", "services", "reliability")
 # `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadfile
 # --no-loadscope-reorder`): a 2-core machine spends much of the suite in one-threaded JVM and
 # Airflow start-ups, which two workers overlap. Each worker has its own Airflow home and
-# SparkSession. A work unit is a test module, handed out longest first (tests/scheduling.py); the
-# nb_train run that two e2e modules share is made once per session whichever worker asks first
-# (tests/e2e/conftest.py).
+# SparkSession. A work unit is a test module, handed out longest first (tests/scheduling.py).
 from scheduling import LongestFirstFileScheduling, ModuleSeconds, order_longest_first  # noqa: E402
 
 MODULE_SECONDS_RECORD = REPO_ROOT / "build" / "test-module-seconds.json"

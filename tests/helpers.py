@@ -123,21 +123,6 @@ def latest_run_task_states(dag_id: str) -> dict[tuple[str, int], str]:
         return {(ti.task_id, ti.map_index): str(ti.state) for ti in instances}
 
 
-def asset_event_extras(asset_name: str) -> list[dict]:
-    """The ``extra`` of every event of an asset, oldest first, from the metadata DB."""
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        events = (
-            session.query(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .filter(AssetModel.name == asset_name)
-            .order_by(AssetEvent.id)
-        )
-        return [dict(event.extra or {}) for event in events]
-
-
 def stage_partition_in_process(spark, docs: list[dict], workdir: Path, partition: str, version: str,
                                base_dir: str | None, num_shards: int):
     """The counting steps of an incremental nb_train run, in process, with the library functions its

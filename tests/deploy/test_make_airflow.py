@@ -8,6 +8,12 @@ password): the DAGs are live from the start, triggering nb_train with its defaul
 an asset-triggered nb_predict that succeeds and evaluates its predictions (its row in the quality
 history), and no DAG run fails (the scheduled runs made on unpausing skip or succeed).
 
+These two runs are also the suite's end-to-end check of the default training and prediction paths
+(full training without selection, then the single pass), with scikit-learn as the oracle: the
+model's tables equal its counts of the accepted documents, the predictions its labels and
+probabilities; a few bad records in both inputs are quarantined with their reasons and counted.
+(`airflow dags test` runs every DAG in the demo, tests/e2e/test_demo.py.)
+
 The script gets a user's environment, not the test session's: PATH, HOME, the locale and Java;
 only SPARK_SUBMIT_OPTS (JVM options of the short spark-submits, tests/submit_jvm.py) is passed on.
 """
@@ -22,6 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from helpers import model_differences_from_sklearn, sklearn_nb_predictions, write_jsonl
 from processes import free_port, log_tail, start, stop, stop_on_sigterm, wait_until
 
 pytestmark = pytest.mark.services
@@ -30,14 +37,21 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # doc_vectors (scheduled on unpausing) reads the test split and needs more documents than its 128 dims.
 TRAIN_DOCS, TEST_DOCS = 300, 200
 DAGS = ("nb_train", "nb_predict", "doc_vectors", "knn_neighbors")
+# Bad records beside the corpus, each in a file of its own: quarantined, within the default
+# max_reject_fraction (1 %).
+BAD_TRAIN_RECORDS = {"malformed_json": "{not json", "missing_text": '{"id": "no-text", "label": "earn"}'}
+BAD_PREDICT_RECORD = '{"id": "broken"'
+UNLABELLED = {"id": "no-label", "text": "oil prices rose sharply"}  # labels are optional in prediction
 START_TIMEOUT = 700  # beyond the script's own (scripts/airflow_ui.py), which then says why
 RUN_TIMEOUT = 1500
 USER_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "JAVA_HOME", "TMPDIR", "USER", "SPARK_SUBMIT_OPTS")
 
 
 class AirflowUI:
-    def __init__(self, base_url: str, home: Path, data_root: Path, process):
+    def __init__(self, base_url: str, home: Path, data_root: Path, process, train: list, test: list):
         self.base_url, self.home, self.data_root, self.process = base_url, home, data_root, process
+        self.train, self.test = train, test  # the good documents of the inputs
+        self.finished: dict[str, dict] = {}  # the runs the first test waited for, by DAG id
         self.session = requests.Session()
 
     def login(self) -> None:
@@ -60,6 +74,11 @@ class AirflowUI:
             return found and found[0]["state"] in ("success", "failed") and found[0]
         return wait_until(finished, RUN_TIMEOUT, what, interval=5, processes=(self.process,))
 
+    def task_states(self, run: dict) -> dict[str, str]:
+        response = self.api("GET", f"/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances")
+        assert response.ok, response.text
+        return {ti["task_id"]: ti["state"] for ti in response.json()["task_instances"]}
+
     def explain(self, run: dict) -> str:
         instances = self.api("GET", f"/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances").json()
         return json.dumps([(ti["task_id"], ti["state"]) for ti in instances.get("task_instances", [])]) + \
@@ -76,11 +95,13 @@ def user_environment() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def airflow_ui(tmp_path_factory):
-    from nbknn_local.environment import lay_out_corpus
+    from nbknn_local.environment import SCORING_INPUT, TRAIN_INPUT, TRAIN_PARTITIONS, lay_out_corpus
 
     base = tmp_path_factory.mktemp("make-airflow")
     data_root, home = base / "data", base / "airflow_home"
-    lay_out_corpus(data_root, TRAIN_DOCS, TEST_DOCS)
+    train, test = lay_out_corpus(data_root, TRAIN_DOCS, TEST_DOCS)
+    write_jsonl(data_root / TRAIN_INPUT / TRAIN_PARTITIONS[0] / "bad.jsonl", list(BAD_TRAIN_RECORDS.values()))
+    write_jsonl(data_root / SCORING_INPUT / "extra.jsonl", [UNLABELLED, BAD_PREDICT_RECORD])
     port = free_port()
     command = [sys.executable, str(REPO_ROOT / "scripts" / "airflow_ui.py"), "--port", str(port),
                "--data-root", str(data_root), "--airflow-home", str(home)]
@@ -91,7 +112,7 @@ def airflow_ui(tmp_path_factory):
             # two looks on a loaded machine, pushing the script's line out of it.
             wait_until(lambda: "Airflow UI: http://127.0.0.1:" in whole_log(process), START_TIMEOUT,
                        "make airflow printed its URL and password", interval=2, processes=(process,))
-            ui = AirflowUI(f"http://127.0.0.1:{port}", home, data_root, process)
+            ui = AirflowUI(f"http://127.0.0.1:{port}", home, data_root, process, train, test)
             ui.login()
             yield ui
         finally:
@@ -119,18 +140,81 @@ def test_the_dags_are_live_and_nb_train_is_followed_by_an_asset_triggered_nb_pre
     run_id = triggered.json()["dag_run_id"]
     train = ui.wait_for("nb_train", lambda run: run["dag_run_id"] == run_id, "the triggered nb_train run")
     assert train["state"] == "success", ui.explain(train)
+    states = ui.task_states(train)
+    # A manual run trains in full mode (nothing to merge into), selection is off by default.
+    assert states.pop("merge") == states.pop("select") == "skipped", states
+    assert set(states.values()) == {"success"}, states
 
     predict = ui.wait_for("nb_predict", lambda run: run["run_type"] == "asset_triggered",
                           "an asset-triggered nb_predict run")
     assert predict["state"] == "success", ui.explain(predict)
+    # The single pass (this small model fits the broadcast budget); the per-shard tasks skipped.
+    states = ui.task_states(predict)
+    assert {task for task, state in states.items() if state == "success"} == {"plan", "choose_path", "predict", "report"}
+    assert set(states.values()) <= {"success", "skipped"}, states
+    ui.finished = {"nb_train": train, "nb_predict": predict}
 
-    version = (ui.data_root / "models" / "naive_bayes" / "LATEST").read_text().strip()
+
+def _published(ui: AirflowUI) -> tuple[str, Path, dict]:
+    models = ui.data_root / "models" / "naive_bayes"
+    version = (models / "LATEST").read_text().strip()
+    return version, models / version, json.loads((models / version / "manifest.json").read_text())
+
+
+def test_the_model_is_scikit_learns_counts_and_the_bad_records_are_quarantined(airflow_ui):
+    ui = airflow_ui
+    train = ui.finished["nb_train"]
+    version, model_dir, manifest = _published(ui)
+    assert manifest["lineage"]["run_id"] == train["dag_run_id"]
+    assert manifest["lineage"]["mode"] == "full" and manifest["lineage"]["parent_version"] is None
+    assert manifest["model"] == {"type": "multinomial", "alpha": 1.0, "fit_prior": True}
+    assert manifest["records"]["read"] == len(ui.train) + len(BAD_TRAIN_RECORDS)
+    assert manifest["records"]["accepted"] == len(ui.train)
+    assert manifest["records"]["rejected_by_reason"] == dict.fromkeys(BAD_TRAIN_RECORDS, 1)
+    rejects = [json.loads(line) for f in ui.data_root.glob("rejects/nb_train/*/part-*") for line in open(f)]
+    assert sorted((r["reason"], r["raw"]) for r in rejects) == sorted(BAD_TRAIN_RECORDS.items())
+    assert model_differences_from_sklearn(model_dir, ui.train) == []
+    shards = sorted(p.name for p in (model_dir / "term_counts").glob("shard=*"))
+    assert shards == [f"shard={s['shard']}" for s in manifest["shards"]] and len(shards) == manifest["num_shards"]
+    assert sum(s["entries"] for s in manifest["shards"]) == manifest["counts"]["entries"]
+    assert not (model_dir.parent / "_staging" / version).exists()
+    events = ui.api("GET", "/assets/events", params={"limit": 100}).json()["asset_events"]
+    (event,) = [e for e in events if e["source_dag_id"] == "nb_train"]
+    assert event["source_run_id"] == train["dag_run_id"]
+    assert event["extra"] == {"version": version, "uri": model_dir.as_uri(), "num_shards": manifest["num_shards"]}
+
+
+def test_the_predictions_are_scikit_learns_and_the_quality_history_has_their_row(airflow_ui):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    ui = airflow_ui
+    version, _, manifest = _published(ui)
     runs = [d for d in (ui.data_root / "predictions" / "naive_bayes").iterdir() if not d.name.startswith("_")]
-    (summary,) = [s for s in (json.loads((d / "report" / "summary.json").read_text()) for d in runs)
-                  if s["model"]["version"] == version]
-    assert summary["counts"]["predicted"] == TEST_DOCS and summary["metrics"]["labelled_documents"] == TEST_DOCS
+    (run_dir,) = [d for d in runs if json.loads((d / "report" / "summary.json").read_text())["model"]["version"] == version]
+    summary = json.loads((run_dir / "report" / "summary.json").read_text())
+    assert summary["path"] == "single_pass"
+    assert summary["counts"]["read"] == len(ui.test) + 2 and summary["counts"]["rejected"] == 1
+    assert summary["counts"]["predicted"] == len(ui.test) + 1 and summary["counts"]["reconciled"]
+    assert summary["metrics"]["labelled_documents"] == len(ui.test) == TEST_DOCS
+    (reject,) = [json.loads(line) for f in (ui.data_root / "rejects" / "nb_predict" / run_dir.name).glob("part-*")
+                 for line in open(f)]
+    assert (reject["reason"], reject["raw"]) == ("malformed_json", BAD_PREDICT_RECORD)
+
+    by_id = {row["doc_id"]: row for row in pq.read_table(run_dir / "predictions").to_pylist()}
+    assert len(by_id) == len(ui.test) + 1 and by_id[UNLABELLED["id"]]["true_label"] is None
+    # The independent oracle: scikit-learn on the same training and test documents.
+    expected = sklearn_nb_predictions(ui.train, [*ui.test, UNLABELLED], manifest["model"]["alpha"])
+    assert {i: row["label"] for i, row in by_id.items()} == {i: label for i, (label, _) in expected.items()}
+    np.testing.assert_allclose([by_id[i]["probability"] for i in expected], [p for _, p in expected.values()],
+                               rtol=0, atol=1e-9)
+    assert all(by_id[d["id"]]["true_label"] == d["label"] for d in ui.test)
+
+    metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
+    correct = sum(by_id[d["id"]]["label"] == d["label"] for d in ui.test)
+    assert metrics["documents"] == TEST_DOCS and metrics["accuracy"] == pytest.approx(correct / TEST_DOCS)
     rows = [json.loads(p.read_text()) for p in (ui.data_root / "predictions" / "naive_bayes" / "_quality_history").glob("*.json")]
-    assert [(row["model_version"], row["accuracy"]) for row in rows] == [(version, summary["metrics"]["accuracy"])]
+    assert [(row["model_version"], row["accuracy"]) for row in rows] == [(version, metrics["accuracy"])]
 
 
 def test_no_dag_run_failed(airflow_ui):

@@ -1,55 +1,16 @@
-"""nb_train end to end: `airflow dags test` with the real SparkSubmitOperator and spark-submit.
+"""nb_train end to end: `airflow dags test` with the real SparkSubmitOperator and spark-submit, on
+input over max_reject_fraction.
 
-Training with selection=kfold goes through Airflow in the demo (tests/e2e/test_demo.py), with
-GridSearchCV as the oracle there."""
-
-import json
+The paths that publish a model go through Airflow elsewhere, each once, with scikit-learn as the
+oracle: full training without selection in `make airflow` (tests/deploy/test_make_airflow.py),
+with selection=kfold in the demo (tests/e2e/test_demo.py), incremental training in
+tests/e2e/test_nb_train_incremental_e2e.py, a scheduled run on a cluster in the compose stack."""
 
 import pytest
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.naive_bayes import MultinomialNB
 
 from helpers import latest_run_task_states, run_dag_test, write_jsonl
-from nbknn.inputs.tokenizer import tokenize
 
 pytestmark = pytest.mark.e2e
-
-
-def test_nb_train_dag_publishes_a_complete_model(r8_training_run):
-    run = r8_training_run
-    docs, manifest, version, model_dir = run.docs, run.manifest, run.version, run.model_dir
-    models = model_dir.parent
-    assert manifest["version"] == version
-    assert manifest["model"] == {"type": "multinomial", "alpha": 0.5, "fit_prior": True}
-    assert manifest["records"]["read"] == len(docs) + len(run.bad_records)
-    assert manifest["records"]["accepted"] == len(docs)
-    assert manifest["records"]["rejected_by_reason"] == {"malformed_json": 1, "missing_text": 1}
-    assert manifest["num_shards"] == run.num_shards == 2
-    assert manifest["lineage"]["run_id"].startswith("manual__")
-    assert sorted(p.name for p in (model_dir / "term_counts").glob("shard=*")) == ["shard=0", "shard=1"]
-    assert not (models / "_staging" / version).exists()
-
-    rejects = [json.loads(line) for f in run.root.glob("rejects/nb_train/*/part-*") for line in open(f)]
-    assert sorted(r["reason"] for r in rejects) == ["malformed_json", "missing_text"]
-
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    X = vectorizer.fit_transform([d["text"] for d in docs])
-    nb = MultinomialNB().fit(X, [d["label"] for d in docs])
-    assert manifest["counts"]["vocabulary_size"] == X.shape[1]
-    assert manifest["counts"]["entries"] == int((nb.feature_count_ > 0).sum())
-    assert manifest["counts"]["tokens"] == int(X.sum())
-    assert sum(s["entries"] for s in manifest["shards"]) == manifest["counts"]["entries"]
-    states = dict(run.task_states)
-    # A manual run trains in full mode: there is nothing to merge into.
-    assert states.pop(("merge", -1)) == "skipped", states
-    assert states.pop(("select", -1)) == "skipped", states  # selection is off by default
-    assert set(states.values()) == {"success"}, states
-    assert manifest["lineage"]["mode"] == "full" and manifest["lineage"]["parent_version"] is None
-    assert run.asset_extras[-1] == {
-        "version": version,
-        "uri": model_dir.as_uri(),
-        "num_shards": 2,
-    }
 
 
 def test_nb_train_dag_fails_loudly_over_max_reject_fraction(airflow_db, corpus, tmp_path):
