@@ -25,6 +25,22 @@ def entry_script(name: str):
     return module
 
 
+def run_entry_in_process(spark, script: str, argv: list[str]) -> None:
+    """``spark_apps/<script>``'s ``main(argv)`` on the shared SparkSession: the entry script's own
+    argument parsing and library calls, without its ``spark.stop()`` (which would end the shared
+    session) and without a spark-submit JVM start."""
+    import pytest
+    from pyspark.sql import SparkSession
+
+    module = entry_script(script.removesuffix(".py"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SparkSession, "stop", lambda self: None)
+        try:
+            module.main(list(argv))
+        finally:
+            spark.sparkContext.setLogLevel("ERROR")
+
+
 def write_jsonl(path: Path, records: list) -> Path:
     """Write records (dicts, or raw strings written as they are) as JSON Lines."""
     path.parent.mkdir(parents=True, exist_ok=True)

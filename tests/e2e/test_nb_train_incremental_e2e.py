@@ -1,16 +1,25 @@
-"""nb_train incremental end to end: three runs with consecutive data intervals through
-`airflow dags test` (real SparkSubmitOperator and spark-submit) give a chain of models, each child
-holding the counts of every day so far, with selection kept exact after a merge; the same interval
-again is refused. One chain of runs serves every check: each nb_train run costs about a minute."""
+"""nb_train incremental end to end: runs with consecutive data intervals through `airflow dags
+test` (real SparkSubmitOperator and spark-submit) give a chain of models, each child holding the
+counts of every day so far, with selection kept exact after a merge; the same interval again is
+refused. One chain of runs serves every check: each nb_train run costs about a minute.
 
+Day 1 (no base model yet, selection=kfold) is the DAG's plan and tasks run in process on the
+shared SparkSession: the plan function with the DAG's Param defaults and the run's conf, each Spark
+task's entry script with the plan's arguments, and the publish task's function. Its DAG path
+(merge skipped, select run) goes through Airflow in the demo, and the plan of an incremental run
+without a base model in the compose stack's scheduled run. Days 2 and 3 merge, with and without
+selection: through Airflow here and nowhere else."""
+
+import importlib.util
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from selection_oracles import check_top_terms_up_to_ties, chosen_point, sklearn_search
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.naive_bayes import MultinomialNB
 
-from helpers import latest_run_task_states, run_dag_test, write_jsonl
+from helpers import REPO_ROOT, latest_run_task_states, run_dag_test, run_entry_in_process, write_jsonl
 from nbknn.inputs.tokenizer import tokenize
 
 pytestmark = pytest.mark.e2e
@@ -18,9 +27,35 @@ pytestmark = pytest.mark.e2e
 CONF = {"input_uri": "input/labelled", "mode": "incremental", "num_shards": 2}
 
 
-def test_interval_runs_chain_models_and_selection_stays_exact_after_a_merge(airflow_db, corpus, tmp_path):
-    """Day 1 with selection=kfold and no base model: trained on its partition (no merge), its
-    per-fold counts kept. Day 2 with selection: merged into day 1's model, then selected over both
+def dag_param_defaults(dag_id: str) -> dict:
+    """The Param defaults of a DAG file (``PARAMS``), as a run without conf gets them."""
+    spec = importlib.util.spec_from_file_location(f"dag_{dag_id}", REPO_ROOT / "dags" / f"{dag_id}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {name: param.value for name, param in module.PARAMS.items()}
+
+
+def train_interval_in_process(spark, conf: dict, day: datetime) -> None:
+    """One scheduled nb_train run for the interval [day, day + 1) without Airflow: its plan, then
+    class_prior, term_counts, select (when planned) and publish, as the DAG orders them."""
+    from nbknn_airflow.model_publish import publish_model
+    from nbknn_airflow.plans.nb_train import plan_training
+
+    interval = (day, day + timedelta(days=1))
+    plan = plan_training({**dag_param_defaults("nb_train"), **conf}, f"scheduled__{day.isoformat()}",
+                         interval[1], "scheduled", interval)
+    assert not plan["merge"], "the in-process run does not merge: that is the Airflow runs' part"
+    run_entry_in_process(spark, "nb_class_prior.py", plan["class_prior_args"])
+    run_entry_in_process(spark, "nb_term_counts.py", plan["term_counts_args"])
+    if plan["selection"]:
+        run_entry_in_process(spark, "nb_select.py", plan["select_args"])
+    publish_model(**plan["publish"])
+
+
+def test_interval_runs_chain_models_and_selection_stays_exact_after_a_merge(airflow_db, spark, corpus, tmp_path,
+                                                                           monkeypatch):
+    """Day 1 (in process) with selection=kfold and no base model: trained on its partition (no
+    merge), its per-fold counts kept. Day 2 with selection: merged into day 1's model, then selected over both
     days' documents (select after merge): GridSearchCV's choice and mean scores on the union, same
     folds. Day 3 without selection: merged, no select, the report at the Params' alpha. Then day 3's
     interval again: refused before any Spark job."""
@@ -43,11 +78,9 @@ def test_interval_runs_chain_models_and_selection_stays_exact_after_a_merge(airf
         return json.loads((models / (models / "LATEST").read_text().strip() / "manifest.json").read_text())
 
     # Day 1: no base model yet, trained on the partition; selection keeps the per-fold counts.
-    result, output = run(selecting, "2026-03-02")
-    assert result.returncode == 0, output
-    states = latest_run_task_states("nb_train")
-    assert states[("merge", -1)] == "skipped" and states[("select", -1)] == "success", states
-    assert states[("publish", -1)] == states[("register", -1)] == "success", states
+    monkeypatch.setenv("NBKNN_DATA_ROOT", tmp_path.as_uri())
+    monkeypatch.delenv("NBKNN_INPUT_ROOTS", raising=False)
+    train_interval_in_process(spark, selecting, datetime(2026, 3, 1, tzinfo=timezone.utc))
     parent = published()
     assert parent["lineage"]["parent_version"] is None
     assert parent["counts"]["documents"] == 120

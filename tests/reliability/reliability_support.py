@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO_ROOT, VENV_BIN, entry_script
+from helpers import REPO_ROOT, VENV_BIN, run_entry_in_process
 from processes import log_tail, start
 
 FIGURES_DIR = REPO_ROOT / "build" / "reliability"
@@ -168,24 +168,6 @@ def _log_holds(path: Path, offset: int, marker: bytes) -> bool:
             return marker in log.read()
     except FileNotFoundError:
         return False
-
-
-# --- the same application in process (the undisturbed reference) ------------------------------------
-
-
-def run_entry_in_process(spark, script: str, argv: list[str]) -> None:
-    """``spark_apps/<script>``'s ``main(argv)`` on the shared SparkSession: the entry script's own
-    argument parsing and library calls, without its ``spark.stop()`` (which would end the shared
-    session) and without a spark-submit JVM start."""
-    from pyspark.sql import SparkSession
-
-    module = entry_script(script.removesuffix(".py"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SparkSession, "stop", lambda self: None)
-        try:
-            module.main(list(argv))
-        finally:
-            spark.sparkContext.setLogLevel("ERROR")
 
 
 # --- watching what readers can see while a run goes on ------------------------------------------------
