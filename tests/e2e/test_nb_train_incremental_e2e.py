@@ -1,7 +1,7 @@
 """nb_train incremental end to end: runs with consecutive data intervals through `airflow dags
 test` (real SparkSubmitOperator and spark-submit) give a chain of models, each child holding the
-counts of every day so far, with selection kept exact after a merge; the same interval again is
-refused. One chain of runs serves every check: each nb_train run costs about a minute.
+counts of every day so far, with selection kept exact after a merge; the plan refuses the same
+interval again. One chain of runs serves every check: each nb_train run costs about a minute.
 
 Day 1 (no base model yet, selection=kfold) is the DAG's plan and tasks run in process on the
 shared SparkSession: the plan function with the DAG's Param defaults and the run's conf, each Spark
@@ -35,15 +35,21 @@ def dag_param_defaults(dag_id: str) -> dict:
     return {name: param.value for name, param in module.PARAMS.items()}
 
 
+def plan_interval(conf: dict, day: datetime) -> dict:
+    """The plan task of a scheduled nb_train run for the interval [day, day + 1)."""
+    from nbknn_airflow.plans.nb_train import plan_training
+
+    interval = (day, day + timedelta(days=1))
+    return plan_training({**dag_param_defaults("nb_train"), **conf}, f"scheduled__{interval[1].isoformat()}",
+                         interval[1], "scheduled", interval)
+
+
 def train_interval_in_process(spark, conf: dict, day: datetime) -> None:
     """One scheduled nb_train run for the interval [day, day + 1) without Airflow: its plan, then
     class_prior, term_counts, select (when planned) and publish, as the DAG orders them."""
     from nbknn_airflow.model_publish import publish_model
-    from nbknn_airflow.plans.nb_train import plan_training
 
-    interval = (day, day + timedelta(days=1))
-    plan = plan_training({**dag_param_defaults("nb_train"), **conf}, f"scheduled__{day.isoformat()}",
-                         interval[1], "scheduled", interval)
+    plan = plan_interval(conf, day)
     assert not plan["merge"], "the in-process run does not merge: that is the Airflow runs' part"
     run_entry_in_process(spark, "nb_class_prior.py", plan["class_prior_args"])
     run_entry_in_process(spark, "nb_term_counts.py", plan["term_counts_args"])
@@ -55,10 +61,10 @@ def train_interval_in_process(spark, conf: dict, day: datetime) -> None:
 def test_interval_runs_chain_models_and_selection_stays_exact_after_a_merge(airflow_db, spark, corpus, tmp_path,
                                                                            monkeypatch):
     """Day 1 (in process) with selection=kfold and no base model: trained on its partition (no
-    merge), its per-fold counts kept. Day 2 with selection: merged into day 1's model, then selected over both
-    days' documents (select after merge): GridSearchCV's choice and mean scores on the union, same
-    folds. Day 3 without selection: merged, no select, the report at the Params' alpha. Then day 3's
-    interval again: refused before any Spark job."""
+    merge), its per-fold counts kept. Day 2 with selection: merged into day 1's model, then
+    selected over both days' documents (select after merge): GridSearchCV's choice and mean scores
+    on the union, same folds. Day 3 without selection: merged, no select, the report at the Params'
+    alpha. Then day 3's interval again: refused by its plan, before any Spark job."""
     from nbknn import contract
 
     docs = corpus("reuters-r8", "train", 360)
@@ -139,9 +145,11 @@ def test_interval_runs_chain_models_and_selection_stays_exact_after_a_merge(airf
     check_top_terms_up_to_ties(grandchild["report"]["top_terms"], docs, 1.0)
     assert "Selection was off" in (models / grandchild["version"] / grandchild["report"]["page"]).read_text()
 
-    # The same interval again (a new run, not a retry of the last one): refused before any Spark job.
-    result, output = run(CONF, "2026-03-04")
-    assert result.returncode != 0
-    assert "date=2026-03-03 is already part of model" in result.stdout + result.stderr
+    # The same interval again (a new run, not a retry of the last one): refused by the plan, before
+    # any Spark job. (A plan that fails stops a DAG run through Airflow in
+    # tests/reliability/test_hostile_params.py.)
+    from nbknn_airflow.plans.base import PlanError
+
+    with pytest.raises(PlanError, match=rf"date=2026-03-03 is already part of model {grandchild['version']}"):
+        plan_interval(CONF, datetime(2026, 3, 3, tzinfo=timezone.utc))
     assert (models / "LATEST").read_text().strip() == grandchild["version"]
-    assert latest_run_task_states("nb_train")[("plan", -1)] == "failed"
