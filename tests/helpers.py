@@ -25,6 +25,14 @@ def entry_script(name: str):
     return module
 
 
+def dag_param_defaults(dag_id: str) -> dict:
+    """The Param defaults of a DAG file (``PARAMS``), as a run without conf gets them."""
+    spec = importlib.util.spec_from_file_location(f"dag_{dag_id}", REPO_ROOT / "dags" / f"{dag_id}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {name: param.value for name, param in module.PARAMS.items()}
+
+
 def run_entry_in_process(spark, script: str, argv: list[str]) -> None:
     """``spark_apps/<script>``'s ``main(argv)`` on the shared SparkSession: the entry script's own
     argument parsing and library calls, without its ``spark.stop()`` (which would end the shared

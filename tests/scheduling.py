@@ -34,7 +34,6 @@ MODULE_SECONDS = {
     "tests/spark/test_nb_incremental.py": 70,
     "tests/reliability/test_bad_input_matrix.py": 55,
     "tests/spark/test_nb_incremental_selection.py": 55,
-    "tests/e2e/test_knn_e2e.py": 40,
     "tests/e2e/test_nb_train_e2e.py": 32,
     "tests/spark/test_nb_top_terms.py": 30,
 }

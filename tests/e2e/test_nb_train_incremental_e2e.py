@@ -10,7 +10,6 @@ task's entry script with the plan's arguments, and the publish task's function. 
 without a base model in the compose stack's scheduled run. Days 2 and 3 merge, with and without
 selection: through Airflow here and nowhere else."""
 
-import importlib.util
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -19,20 +18,12 @@ from selection_oracles import check_top_terms_up_to_ties, chosen_point, sklearn_
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.naive_bayes import MultinomialNB
 
-from helpers import REPO_ROOT, latest_run_task_states, run_dag_test, run_entry_in_process, write_jsonl
+from helpers import dag_param_defaults, latest_run_task_states, run_dag_test, run_entry_in_process, write_jsonl
 from nbknn.inputs.tokenizer import tokenize
 
 pytestmark = pytest.mark.e2e
 
 CONF = {"input_uri": "input/labelled", "mode": "incremental", "num_shards": 2}
-
-
-def dag_param_defaults(dag_id: str) -> dict:
-    """The Param defaults of a DAG file (``PARAMS``), as a run without conf gets them."""
-    spec = importlib.util.spec_from_file_location(f"dag_{dag_id}", REPO_ROOT / "dags" / f"{dag_id}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {name: param.value for name, param in module.PARAMS.items()}
 
 
 def plan_interval(conf: dict, day: datetime) -> dict:

@@ -21,7 +21,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
-from helpers import write_jsonl
+from helpers import dag_param_defaults, run_entry_in_process, write_jsonl
 from knn_oracles import direct_topk
 from nbknn.inputs.documents import InputError, TooManyRejects
 from nbknn.inputs.vectors import DuplicateIdError, VectorSpec
@@ -321,6 +321,56 @@ def test_run_knn_annoy_reports_measured_recall(spark, digits, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- the application
+
+
+def test_the_dags_plan_runs_annoy_on_jsonl_quarantines_and_reports_its_recall(spark, tmp_path, monkeypatch):
+    """knn_neighbors' plan (the DAG's Param defaults and a run's conf) and its entry script with the
+    plan's arguments, in process: Annoy, cosine, JSON Lines with two bad records. The DAG path goes
+    through Airflow with real spark-submits elsewhere: broadcast in the demo, blocked on the
+    standalone cluster, ``auto`` in the compose stack and in make airflow."""
+    from nbknn_airflow.plans.knn_neighbors import plan_knn
+
+    X = load_digits().data[:400].astype(np.float64)
+    records = [{"id": f"d{i}", "vector": x.tolist()} for i, x in enumerate(X)]
+    records += ['{"id": "bad-nan", "vector": [NaN]}', '{"id": "bad-dim", "vector": [1.0, 2.0]}']
+    write_jsonl(tmp_path / "input" / "vectors.jsonl", records)
+    conf = {"input_uri": "input/vectors.jsonl", "input_format": "jsonl", "k": 10, "mode": "annoy",
+            "metric": "cosine", "max_reject_fraction": 0.01}
+    monkeypatch.setenv("NBKNN_DATA_ROOT", tmp_path.as_uri())
+    monkeypatch.delenv("NBKNN_INPUT_ROOTS", raising=False)
+    plan = plan_knn({**dag_param_defaults("knn_neighbors"), **conf}, "manual__2026-11-29T00:00:00+00:00")
+    run_entry_in_process(spark, "knn_neighbors.py", plan["knn_args"])
+
+    (run_dir,) = (tmp_path / "neighbors").iterdir()
+    summary = json.loads((run_dir / "report" / "summary.json").read_text())
+    assert summary["mode"] == "annoy" and summary["metric"] == "cosine"
+    assert summary["records"]["reference"]["rejected_by_reason"] == {"non_finite_component": 1, "wrong_dimension": 1}
+    rejects = [json.loads(line) for f in tmp_path.glob(f"rejects/knn_neighbors/{run_dir.name}/part-*") for line in open(f)]
+    assert sorted((r["reason"], json.loads(r["raw"])["id"]) for r in rejects) == [
+        ("non_finite_component", "bad-nan"), ("wrong_dimension", "bad-dim")]
+    rows = pq.read_table(run_dir / "neighbors").to_pylist()
+    assert sorted(r["id"] for r in rows) == sorted(f"d{i}" for i in range(400))
+    assert all(len(r["neighbor_ids"]) == 10 and r["id"] not in r["neighbor_ids"] for r in rows)
+
+    # The oracle: exact cosine distances of every pair, numpy float64 brute force, self excluded.
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    exact = 1.0 - unit @ unit.T
+    np.fill_diagonal(exact, np.inf)
+    kth = np.sort(exact, axis=1)[:, 9]
+    hits = 0
+    for row in rows:
+        i = int(row["id"][1:])
+        found = [int(n[1:]) for n in row["neighbor_ids"]]
+        assert len(set(found)) == 10, row
+        # Each reported distance is the true distance of the neighbour it names (Annoy works in float32).
+        np.testing.assert_allclose(row["distances"], exact[i, found], rtol=0, atol=1e-5)
+        assert row["distances"] == sorted(row["distances"]), row
+        # A returned neighbour counts when it is among the true 10 nearest (ties at the 10th included).
+        hits += int(np.sum(exact[i, found] <= kth[i] + 1e-12))
+    recall = hits / (10 * len(rows))
+    assert recall >= 0.9, recall
+    # The report's own figure (a sample of queries) tells the same story.
+    assert abs(summary["annoy"]["recall_at_k"] - recall) <= 0.05, (summary["annoy"], recall)
 
 
 def test_run_knn_parquet_query_set_auto_blocked_and_retry(spark, digits, tmp_path):
