@@ -228,25 +228,10 @@ def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: 
     return {row["doc_id"]: row.asDict(recursive=True) for row in rows}, summary, run
 
 
-def sklearn_nb_predictions(train: list, test: list, alpha: float) -> dict:
-    """{doc id: (label, probability)} of scikit-learn's MultinomialNB with the project's tokeniser:
-    the independent oracle of the end-to-end predictions."""
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.naive_bayes import MultinomialNB
-
-    from nbknn.inputs.tokenizer import tokenize
-
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    model = MultinomialNB(alpha=alpha).fit(vectorizer.fit_transform([d["text"] for d in train]),
-                                           [d["label"] for d in train])
-    proba = model.predict_proba(vectorizer.transform([d["text"] for d in test]))
-    best = proba.argmax(axis=1)
-    return {d["id"]: (model.classes_[best[i]], proba[i, best[i]]) for i, d in enumerate(test)}
-
-
-def sklearn_counts(docs: list):
+def sklearn_counts(docs: list, alpha: float = 1.0):
     """(vectorizer, X, nb): CountVectorizer with the project's tokeniser, the document-term matrix,
-    and MultinomialNB fitted on it, whose class and feature counts a model's tables must equal."""
+    and MultinomialNB (``alpha``) fitted on it, whose class and feature counts a model's tables must
+    equal."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.naive_bayes import MultinomialNB
 
@@ -254,7 +239,16 @@ def sklearn_counts(docs: list):
 
     vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
     X = vectorizer.fit_transform([d["text"] for d in docs])
-    return vectorizer, X, MultinomialNB().fit(X, [d["label"] for d in docs])
+    return vectorizer, X, MultinomialNB(alpha=alpha).fit(X, [d["label"] for d in docs])
+
+
+def sklearn_nb_predictions(train: list, test: list, alpha: float) -> dict:
+    """{doc id: (label, probability)} of scikit-learn's MultinomialNB with the project's tokeniser:
+    the independent oracle of the end-to-end predictions."""
+    vectorizer, _, model = sklearn_counts(train, alpha)
+    proba = model.predict_proba(vectorizer.transform([d["text"] for d in test]))
+    best = proba.argmax(axis=1)
+    return {d["id"]: (model.classes_[best[i]], proba[i, best[i]]) for i, d in enumerate(test)}
 
 
 def model_differences_from_sklearn(model_dir: Path, docs: list) -> list[str]:
