@@ -254,25 +254,41 @@ def sklearn_nb_predictions(train: list, test: list, alpha: float) -> dict:
 def model_differences_from_sklearn(model_dir: Path, docs: list) -> list[str]:
     """How a published model's tables (classes, vocabulary, term counts; read with pyarrow, no
     Spark) differ from scikit-learn's counts on the same documents: CountVectorizer with the
-    project's tokeniser and MultinomialNB's class and feature counts. Empty when they agree."""
+    project's tokeniser and MultinomialNB's class and feature counts. Empty when they agree.
+
+    Classes and terms are matched by label and term, not by id: a merged model keeps its parents'
+    ids and appends new ones, so its ids need not follow scikit-learn's sorted order."""
     import numpy as np
     import pyarrow.parquet as pq
 
     from nbknn import contract
 
     vectorizer, X, nb = sklearn_counts(docs)
-    classes = pq.read_table(model_dir / contract.CLASSES_TABLE).sort_by("class_id").to_pydict()
-    vocabulary = pq.read_table(model_dir / contract.VOCABULARY_TABLE).sort_by("term_id").to_pydict()
+    classes = pq.read_table(model_dir / contract.CLASSES_TABLE).to_pydict()
+    vocabulary = pq.read_table(model_dir / contract.VOCABULARY_TABLE).to_pydict()
     entries = pq.read_table(model_dir / contract.TERM_COUNTS_TABLE, columns=["class_id", "term_id", "count"]).to_pydict()
+    labels = dict(zip(classes["class_id"], classes["label"]))
+    terms = dict(zip(vocabulary["term_id"], vocabulary["term"]))
+    class_row = {class_id: row for row, class_id in enumerate(sorted(labels, key=labels.get))}
+    term_column = {term_id: column for column, term_id in enumerate(sorted(terms, key=terms.get))}
+    doc_counts = dict(zip(classes["class_id"], classes["doc_count"]))
     # Both sides in one shape, so that a missing or extra class or term shows as a difference.
-    shape = (max(len(classes["label"]), len(nb.classes_)), max(len(vocabulary["term"]), X.shape[1]))
+    shape = (max(len(labels), len(nb.classes_)), max(len(terms), X.shape[1]))
     counts, expected = np.zeros(shape), np.zeros(shape)
-    np.add.at(counts, (entries["class_id"], entries["term_id"]), entries["count"])
+    unknown = []
+    for class_id, term_id, count in zip(entries["class_id"], entries["term_id"], entries["count"]):
+        if class_id in class_row and term_id in term_column:
+            counts[class_row[class_id], term_column[term_id]] += count
+        else:
+            unknown.append((class_id, term_id))
     expected[: nb.feature_count_.shape[0], : nb.feature_count_.shape[1]] = nb.feature_count_
     found = {
-        "class labels": (classes["label"], nb.classes_.tolist()),
-        "class document counts": (classes["doc_count"], nb.class_count_.astype(int).tolist()),
-        "vocabulary": (vocabulary["term"], vectorizer.get_feature_names_out().tolist()),
+        "unique class ids": (len(labels), len(classes["class_id"])),
+        "unique term ids": (len(terms), len(vocabulary["term_id"])),
+        "class labels": (sorted(labels.values()), nb.classes_.tolist()),
+        "class document counts": ([doc_counts[c] for c in sorted(labels, key=labels.get)], nb.class_count_.astype(int).tolist()),
+        "vocabulary": (sorted(terms.values()), vectorizer.get_feature_names_out().tolist()),
+        "entries of unknown classes or terms": (unknown, []),
         "stored entries": (len(entries["count"]), int((nb.feature_count_ > 0).sum())),
         "class-term counts": (counts.tolist(), expected.tolist()),
     }
