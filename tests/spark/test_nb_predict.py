@@ -129,11 +129,22 @@ def test_predictions_equal_sklearn_on_reuters(runs, corpus, case, path):
     }
 
 
-@pytest.mark.parametrize("shards", [1, 7])
-def test_predictions_do_not_depend_on_the_number_of_shards(runs, shards):
-    reference, _, _, _ = runs("r8", 3, "multinomial", 1.0, True)
-    predictions, summary, _, _ = runs("r8", shards, "multinomial", 1.0, True)
-    assert summary["num_shards"] == shards
+# (a per-shard run, the run it must equal): the same documents scored with the classes grouped
+# otherwise. A model trained in one shard against one in three; and seven shard passes against the
+# single pass, which loads the whole model as one shard (both runs made for the tests above).
+SHARD_GROUPINGS = {
+    "1-shard-model": (("r8", 1, "multinomial", 1.0, True), ("r8", 3, "multinomial", 1.0, True, "per_shard")),
+    "7-shards-or-one-pass": (("r52", 7, "multinomial", 0.1, False), ("r52", 7, "multinomial", 0.1, False, "single_pass")),
+}
+
+
+@pytest.mark.parametrize("grouping", SHARD_GROUPINGS)
+def test_predictions_do_not_depend_on_the_number_of_shards(runs, grouping):
+    case, (*reference_case, reference_path) = SHARD_GROUPINGS[grouping]
+    reference, reference_summary, _, _ = runs(*reference_case, path=reference_path)
+    predictions, summary, _, _ = runs(*case)
+    assert summary["path"] == "per_shard" and len(summary["shard_memory"]) == case[1]
+    assert reference_summary["path"] == reference_path
     assert predictions.keys() == reference.keys()
     for doc_id, expected in reference.items():
         got = predictions[doc_id]
