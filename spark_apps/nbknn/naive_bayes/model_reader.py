@@ -88,17 +88,18 @@ def load_model_shard(
     return _scoring_form(spark, model_dir, manifest, class_ids, doc_count, term_total, entries, include_term_base)
 
 
-def load_whole_model(spark: SparkSession, model_dir: str, manifest: dict) -> scoring.ShardModel:
-    """Every class of the model as one shard's scoring form (the single-pass prediction path).
+def load_whole_model(spark: SparkSession, model_dir: str, manifest: dict) -> tuple[list[str], scoring.ShardModel]:
+    """(class labels, every class of the model as one shard's scoring form): the single-pass
+    prediction path, which needs both from one read of classes/.
 
     Scores, winners and posteriors do not depend on how the classes are grouped into shards."""
-    _, doc_count, term_total, shard_of = read_classes(spark, model_dir, manifest)
+    labels, doc_count, term_total, shard_of = read_classes(spark, model_dir, manifest)
     for shard in range(manifest["num_shards"]):
         _shard_class_ids(shard_of, shard, manifest, model_dir)
     expected = sum(entry["entries"] for entry in manifest["shards"])
     entries = _read_entries(spark, contract.term_counts_uri(model_dir), expected, model_dir)
     class_ids = np.arange(len(doc_count))
-    return _scoring_form(spark, model_dir, manifest, class_ids, doc_count, term_total, entries, False)
+    return labels, _scoring_form(spark, model_dir, manifest, class_ids, doc_count, term_total, entries, False)
 
 
 def _scoring_form(spark, model_dir, manifest, class_ids, doc_count, term_total, entries, include_term_base):

@@ -36,7 +36,7 @@ from nbknn.inputs.documents import (
 )
 from nbknn.inputs.tokenizer import TokenizerConfig
 from nbknn.naive_bayes.combine import combine_scores, confusion_and_counts, prediction_summary
-from nbknn.naive_bayes.model_reader import class_labels, load_whole_model, read_model_manifest, read_vocabulary
+from nbknn.naive_bayes.model_reader import load_whole_model, read_model_manifest, read_vocabulary
 from nbknn.naive_bayes.outputs import publish_output
 from nbknn.naive_bayes.quality_history import HistoryTarget
 from nbknn.naive_bayes.report import publish_report
@@ -75,8 +75,7 @@ def run_predict_single_pass(
     (an evaluated run adds its row to the quality ``history`` when given)."""
     manifest = read_model_manifest(spark, model_dir)
     tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
-    model = load_whole_model(spark, model_dir, manifest)
-    labels = class_labels(spark, model_dir, manifest)
+    labels, model = load_whole_model(spark, model_dir, manifest)
     documents = with_duplicate_ids_rejected(read_documents(spark, spec, labelled=False))
     temp_uri = fs.temporary_sibling(predictions_uri)
     try:
