@@ -95,6 +95,7 @@ bench: install
 	$(BIN)/python bench/bench_nb.py
 	$(BIN)/python bench/profile_nb_predict.py
 	$(BIN)/python bench/profile_nb_vectorize.py
+	$(BIN)/python bench/profile_nb_single_pass.py
 	$(BIN)/python bench/bench_scale.py
 	$(BIN)/python bench/bench_knn.py --sizes 50000 --reps 3
 	$(BIN)/python bench/bench_demo.py

@@ -1,0 +1,151 @@
+"""Where the single-pass Naive Bayes prediction spends its time at x1 (20 Newsgroups, 7 528 test
+documents), next to MLlib's prediction with its own Tokenizer in the same session. Evidence for
+the x1 goal of bench_nb.py; the library is not changed.
+
+    python bench/profile_nb_single_pass.py [--reps 3]
+
+Per repetition (interleaved with MLlib's): the run's wall time, its Spark jobs (count and summed
+duration, from the driver's status REST API) and the rest, which is driver-side Python (model
+load and broadcast, planning through py4j, the report's pictures). One more run under cProfile
+splits the driver's time by library function (profiler overhead included: read it as shares).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+import common
+from common import Timer, log
+
+# Library functions whose cumulative time the profiled run reports (module file, function).
+PHASES = [
+    ("model_reader.py", "read_model_manifest"),
+    ("model_reader.py", "load_whole_model"),
+    ("model_reader.py", "read_classes"),
+    ("vectorize.py", "lookup_broadcast"),
+    ("documents.py", "read_documents"),
+    ("single_pass.py", "_write_predictions"),
+    ("vectorize.py", "quarantine"),
+    ("combine.py", "confusion_and_counts"),
+    ("outputs.py", "publish_output"),
+    ("report.py", "publish_report"),
+    ("report.py", "confusion_png"),
+    ("report.py", "class_f1_png"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spark_jobs(ui_port: int, app_id: str) -> list[dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/api/v1/applications/{app_id}/jobs") as response:
+        return json.load(response)
+
+
+def job_seconds(job: dict) -> float:
+    def at(text: str) -> datetime:
+        return datetime.strptime(text.removesuffix("GMT"), "%Y-%m-%dT%H:%M:%S.%f")
+
+    return (at(job["completionTime"]) - at(job["submissionTime"])).total_seconds()
+
+
+def phase_seconds(profile: cProfile.Profile) -> dict[str, float]:
+    stats = pstats.Stats(profile).stats
+    found = {}
+    for (filename, _, function), (_, _, _, cumulative, _) in stats.items():
+        for module, name in PHASES:
+            if function == name and "/nbknn/" in filename and filename.endswith(f"/{module}"):
+                found[name] = found.get(name, 0.0) + cumulative
+    return {name: round(found.get(name, 0.0), 3) for _, name in PHASES}
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--name", default="nb_x1_single_pass_profile")
+    args = parser.parse_args(argv)
+
+    from bench_nb import mllib_run, ours_train, write_jsonl
+
+    from nbknn.inputs.documents import InputSpec
+    from nbknn.naive_bayes.single_pass import run_predict_single_pass
+    from nbknn_local import corpora
+
+    ui_port = free_port()
+    results = {"benchmark": "naive_bayes_single_pass_profile", "machine": common.machine()}
+    spark, startup = common.start_spark("bench-nb-single-pass", {"spark.ui.enabled": "true",
+                                                                 "spark.ui.port": str(ui_port)})
+    app_id = spark.sparkContext.applicationId
+    results["spark_startup_s"] = round(startup, 3)
+    workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-single-pass-"))
+    try:
+        train, test = corpora.documents("20newsgroups", "train"), corpora.documents("20newsgroups", "test")
+        results["documents"] = {"train": len(train), "test": len(test)}
+        train_uri = write_jsonl(train, workdir / "train.jsonl")
+        test_uri = write_jsonl(test, workdir / "test.jsonl")
+        timer = Timer()
+        model_dir = ours_train(spark, train_uri, workdir / "model", 1, timer)
+
+        def predict(tag: str) -> tuple[float, list[dict]]:
+            before = {job["jobId"] for job in spark_jobs(ui_port, app_id)}
+            run = (workdir / tag).as_uri()
+            started = time.perf_counter()
+            run_predict_single_pass(spark, InputSpec(uri=test_uri), model_dir, f"{run}/predictions",
+                                    f"{run}/report", f"{run}/rejects", 0.0)
+            seconds = time.perf_counter() - started
+            return seconds, [job for job in spark_jobs(ui_port, app_id) if job["jobId"] not in before]
+
+        log("warm-up")
+        predict("warmup")
+        mllib_run(spark, train_uri, test_uri, workdir / "mllib-warmup", "multinomial", False, Timer(), "mllib")
+        reps = []
+        for rep in range(args.reps):
+            log(f"rep {rep}")
+            seconds, jobs = predict(f"run{rep}")
+            mllib_run(spark, train_uri, test_uri, workdir / f"mllib-{rep}", "multinomial", False, timer, "mllib")
+            job_total = sum(job_seconds(job) for job in jobs)
+            reps.append({"ours_s": round(seconds, 3), "mllib_s": round(timer.samples["mllib.predict"][-1], 3),
+                         "spark_jobs": len(jobs), "spark_jobs_s": round(job_total, 3),
+                         "outside_jobs_s": round(seconds - job_total, 3),
+                         "jobs": [{"name": job["name"][:80], "s": round(job_seconds(job), 3)}
+                                  for job in sorted(jobs, key=lambda job: job["jobId"])]})
+        profile = cProfile.Profile()
+        profile.enable()
+        profiled_seconds, _ = predict("profiled")
+        profile.disable()
+        results["repetitions"] = reps
+        results["ours_s"] = spread([r["ours_s"] for r in reps])
+        results["mllib_own_tokenizer_s"] = spread([r["mllib_s"] for r in reps])
+        results["ours_over_mllib"] = spread([r["ours_s"] / r["mllib_s"] for r in reps])
+        results["spark_jobs_s"] = spread([r["spark_jobs_s"] for r in reps])
+        results["outside_jobs_s"] = spread([r["outside_jobs_s"] for r in reps])
+        results["profiled_run"] = {"seconds_with_profiler": round(profiled_seconds, 3),
+                                   "cumulative_s": phase_seconds(profile)}
+        common.write_results(args.name, results)
+        log(f"nb predict x1 single pass: ours/mllib={results['ours_over_mllib']['median']} "
+            f"(jobs {results['spark_jobs_s']['median']} s, outside jobs {results['outside_jobs_s']['median']} s)")
+    finally:
+        spark.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
