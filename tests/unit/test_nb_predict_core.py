@@ -95,6 +95,37 @@ def test_confusion_picture_draws_the_matrix_not_a_blank():
     assert np.ptp(column[:, 1]) < np.ptp(column[:, 0]) / 3 and column[:, 1].max() < diagonal[:, 1].mean()
 
 
+def _rgb(picture: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(picture)) as image:
+        return np.asarray(image.convert("RGB")).astype(int)
+
+
+def test_confusion_picture_writes_each_count_centred_in_its_cell(monkeypatch):
+    from scipy import ndimage
+
+    from nbknn.naive_bayes import report
+
+    labels, matrix = ["a", "b"], np.diag([40, 30])
+    with_counts = _rgb(confusion_png(labels, matrix))
+    monkeypatch.setattr(report, "COUNTS_UP_TO_CLASSES", 0)  # the same picture without the counts
+    without_counts = _rgb(confusion_png(labels, matrix))
+    written = (with_counts != without_counts).any(axis=2)
+    # The two dark cells of the diagonal: the square dark regions (the colour bar's dark end is a
+    # narrow one).
+    regions, _ = ndimage.label((without_counts[..., 2] > 90) & (without_counts[..., 2] > without_counts[..., 0] + 60))
+    cells = [box for box in ndimage.find_objects(regions)
+             if abs((box[0].stop - box[0].start) - (box[1].stop - box[1].start)) <= 2 and box[0].stop - box[0].start > 40]
+    assert len(cells) == 2, cells
+    for rows, columns in cells:
+        text = np.argwhere(written[rows, columns])
+        assert len(text) > 20, "no count drawn in the cell"
+        # Centred on the cell's centre, to within 2 pixels in each direction.
+        centre = np.array([rows.stop - rows.start, columns.stop - columns.start]) / 2
+        assert np.abs((text.min(axis=0) + text.max(axis=0) + 1) / 2 - centre).max() <= 2, (text.min(axis=0), text.max(axis=0), centre)
+    # Nothing is written outside the two cells.
+    assert written.sum() == sum(written[box].sum() for box in cells)
+
+
 def test_confusion_picture_draws_any_label_text_as_it_is():
     # Labels are user data: mathtext in one would fail the report (matplotlib raises on "$\notamacro{$").
     labels = [r"$\notamacro{$", "cost $5 to $10", "x" * 300]

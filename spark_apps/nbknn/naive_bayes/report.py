@@ -132,10 +132,34 @@ def class_f1_png(per_class: dict, title: str = "F1 per class") -> bytes:
 
 
 def _write_counts(axes, counts: np.ndarray, shares: np.ndarray, fontsize: int) -> None:
-    """The count of every non-empty cell, white on the dark ones."""
-    for i, j in zip(*np.nonzero(counts)):
-        axes.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=fontsize, parse_math=False,
-                  color="white" if shares[i, j] > 0.5 else "black")
+    """The count of every non-empty cell, white on the dark ones, centred in its cell.
+
+    Drawn as one collection of glyph outlines, each distinct number laid out once: a text artist
+    per cell took about 1 ms to lay out and draw, 0.4 s of the driver's time at 20 classes."""
+    from matplotlib.collections import PathCollection
+    from matplotlib.textpath import TextPath
+    from matplotlib.transforms import Affine2D
+
+    cells = list(zip(*np.nonzero(counts)))
+    if not cells:
+        return
+    outlines = {}
+    for i, j in cells:
+        text = str(counts[i, j])
+        if text not in outlines:
+            path = TextPath((0, 0), text, size=fontsize)
+            box = path.get_extents()
+            outlines[text] = path.transformed(Affine2D().translate(-box.x0 - box.width / 2, -box.y0 - box.height / 2))
+    glyphs = PathCollection(
+        [outlines[str(counts[i, j])] for i, j in cells],
+        offsets=[(j, i) for i, j in cells],
+        offset_transform=axes.transData,
+        # Outlines in points, scaled to the picture's pixels at whatever resolution it is saved.
+        transform=Affine2D().scale(1 / 72) + axes.figure.dpi_scale_trans,
+        facecolors=["white" if shares[i, j] > 0.5 else "black" for i, j in cells],
+        edgecolors="none",
+    )
+    axes.add_collection(glyphs, autolim=False)
 
 
 def _shortened(label: str) -> str:
