@@ -2,12 +2,14 @@
 documents), next to MLlib's prediction with its own Tokenizer in the same session. Evidence for
 the x1 goal of bench_nb.py; the library is not changed.
 
-    python bench/profile_nb_single_pass.py [--reps 3]
+    python bench/profile_nb_single_pass.py [--reps 3] [--baseline REVISION --name NAME]
 
 Per repetition (interleaved with MLlib's): the run's wall time, its Spark jobs (count and summed
 duration, from the driver's status REST API) and the rest, which is driver-side Python (model
 load and broadcast, planning through py4j, the report's pictures). One more run under cProfile
 splits the driver's time by library function (profiler overhead included: read it as shares).
+With ``--baseline``, the library at that git revision predicts too, interleaved, from the same
+model: the measure of a change.
 """
 
 from __future__ import annotations
@@ -81,9 +83,13 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--name", default="nb_x1_single_pass_profile")
+    parser.add_argument("--baseline", metavar="REVISION", help="also predict with the library at this git revision")
     args = parser.parse_args(argv)
 
-    from bench_nb import mllib_run, ours_train, write_jsonl
+    import importlib
+    import sys
+
+    from bench_nb import BASELINE_PACKAGE, baseline_package, mllib_run, ours_train, write_jsonl
 
     from nbknn.inputs.documents import InputSpec
     from nbknn.naive_bayes.single_pass import run_predict_single_pass
@@ -91,11 +97,18 @@ def main(argv=None) -> None:
 
     ui_port = free_port()
     results = {"benchmark": "naive_bayes_single_pass_profile", "machine": common.machine()}
-    spark, startup = common.start_spark("bench-nb-single-pass", {"spark.ui.enabled": "true",
-                                                                 "spark.ui.port": str(ui_port)})
+    workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-single-pass-"))
+    extra_conf = {"spark.ui.enabled": "true", "spark.ui.port": str(ui_port)}
+    runners = {"ours": run_predict_single_pass}
+    if args.baseline:
+        folder = baseline_package(args.baseline, workdir)
+        sys.path.insert(0, str(folder))
+        extra_conf["spark.executorEnv.PYTHONPATH"] = f"{common.REPO_ROOT / 'spark_apps'}:{folder}"
+        runners["baseline"] = importlib.import_module(f"{BASELINE_PACKAGE}.naive_bayes.single_pass").run_predict_single_pass
+        results["baseline_revision"] = args.baseline
+    spark, startup = common.start_spark("bench-nb-single-pass", extra_conf)
     app_id = spark.sparkContext.applicationId
     results["spark_startup_s"] = round(startup, 3)
-    workdir = Path(tempfile.mkdtemp(prefix="nbknn-bench-single-pass-"))
     try:
         train, test = corpora.documents("20newsgroups", "train"), corpora.documents("20newsgroups", "test")
         results["documents"] = {"train": len(train), "test": len(test)}
@@ -104,17 +117,20 @@ def main(argv=None) -> None:
         timer = Timer()
         model_dir = ours_train(spark, train_uri, workdir / "model", 1, timer)
 
-        def predict(tag: str) -> tuple[float, list[dict]]:
+        def predict(tag: str, side: str = "ours") -> tuple[float, list[dict]]:
             before = {job["jobId"] for job in spark_jobs(ui_port, app_id)}
             run = (workdir / tag).as_uri()
+            spec = InputSpec(uri=test_uri)
+            if side == "baseline":
+                spec = importlib.import_module(f"{BASELINE_PACKAGE}.inputs.documents").InputSpec(uri=test_uri)
             started = time.perf_counter()
-            run_predict_single_pass(spark, InputSpec(uri=test_uri), model_dir, f"{run}/predictions",
-                                    f"{run}/report", f"{run}/rejects", 0.0)
+            runners[side](spark, spec, model_dir, f"{run}/predictions", f"{run}/report", f"{run}/rejects", 0.0)
             seconds = time.perf_counter() - started
             return seconds, [job for job in spark_jobs(ui_port, app_id) if job["jobId"] not in before]
 
         log("warm-up")
-        predict("warmup")
+        for side in runners:
+            predict(f"warmup-{side}", side)
         mllib_run(spark, train_uri, test_uri, workdir / "mllib-warmup", "multinomial", False, Timer(), "mllib")
         reps = []
         for rep in range(args.reps):
@@ -122,6 +138,8 @@ def main(argv=None) -> None:
             seconds, jobs = predict(f"run{rep}")
             mllib_run(spark, train_uri, test_uri, workdir / f"mllib-{rep}", "multinomial", False, timer, "mllib")
             job_total = sum(job_seconds(job) for job in jobs)
+            if "baseline" in runners:
+                timer.add("baseline", predict(f"baseline{rep}", "baseline")[0])
             reps.append({"ours_s": round(seconds, 3), "mllib_s": round(timer.samples["mllib.predict"][-1], 3),
                          "spark_jobs": len(jobs), "spark_jobs_s": round(job_total, 3),
                          "outside_jobs_s": round(seconds - job_total, 3),
@@ -135,6 +153,9 @@ def main(argv=None) -> None:
         results["ours_s"] = spread([r["ours_s"] for r in reps])
         results["mllib_own_tokenizer_s"] = spread([r["mllib_s"] for r in reps])
         results["ours_over_mllib"] = spread([r["ours_s"] / r["mllib_s"] for r in reps])
+        if "baseline" in runners:
+            results["baseline_s"] = spread(timer.samples["baseline"])
+            results["ours_over_baseline"] = spread([r["ours_s"] / b for r, b in zip(reps, timer.samples["baseline"])])
         results["spark_jobs_s"] = spread([r["spark_jobs_s"] for r in reps])
         results["outside_jobs_s"] = spread([r["outside_jobs_s"] for r in reps])
         results["profiled_run"] = {"seconds_with_profiler": round(profiled_seconds, 3),

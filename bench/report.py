@@ -396,7 +396,10 @@ def single_pass_profile_section(result: dict, goals: list) -> list[str]:
            f"| of which Spark jobs ({result['repetitions'][0]['spark_jobs']}) | {cell(result['spark_jobs_s'])} |",
            f"| of which outside jobs (driver) | {cell(result['outside_jobs_s'])} |",
            f"| MLlib, own Tokenizer | {cell(result['mllib_own_tokenizer_s'])} |",
-           f"| ours / MLlib | {cell(result['ours_over_mllib'])} |", "",
+           f"| ours / MLlib | {cell(result['ours_over_mllib'])} |",
+           *([f"| the library at {result['baseline_revision']}, whole run | {cell(result['baseline_s'])} |",
+              f"| ours / that library | {cell(result['ours_over_baseline'])} |"] if "baseline_s" in result else []),
+           "",
            f"One more run under cProfile ({result['profiled_run']['seconds_with_profiler']} s with the profiler), "
            "cumulative seconds by library function: "
            + ", ".join(f"`{name}` {seconds}" for name, seconds in phases.items()) + "."]
