@@ -19,23 +19,25 @@ from pathlib import Path
 
 from xdist.scheduler import LoadFileScheduling
 
-# Seconds of one worker per module on a 2-core machine (two workers), the mean of two full runs: the
-# "module seconds" section at the end of the pytest output (also in build/test-module-seconds.json).
+# Seconds of one worker per module on a 2-core machine (two workers), from a full run: the "module
+# seconds" section at the end of the pytest output (also in build/test-module-seconds.json).
 # Only the order matters; a module missing here is estimated from its engine markers.
 MODULE_SECONDS = {
-    "tests/reliability/test_fault_injection.py": 330,
-    "tests/deploy/test_compose_stack.py": 315,
-    "tests/e2e/test_nb_train_incremental_e2e.py": 245,
+    "tests/reliability/test_fault_injection.py": 370,
+    "tests/deploy/test_compose_stack.py": 320,
+    "tests/spark/test_nb_predict.py": 250,
+    "tests/e2e/test_demo.py": 240,
+    "tests/spark/test_knn_spark.py": 240,
     "tests/deploy/test_spark_standalone_cluster.py": 220,
-    "tests/e2e/test_demo.py": 200,
-    "tests/spark/test_nb_predict.py": 180,
-    "tests/spark/test_knn_spark.py": 160,
-    "tests/deploy/test_make_airflow.py": 140,
-    "tests/spark/test_nb_incremental.py": 70,
-    "tests/reliability/test_bad_input_matrix.py": 55,
-    "tests/spark/test_nb_incremental_selection.py": 55,
-    "tests/e2e/test_nb_train_e2e.py": 32,
+    "tests/e2e/test_nb_train_incremental_e2e.py": 190,
+    "tests/deploy/test_make_airflow.py": 190,
+    "tests/spark/test_nb_incremental.py": 80,
+    "tests/reliability/test_bad_input_matrix.py": 60,
+    "tests/spark/test_nb_incremental_selection.py": 50,
+    "tests/e2e/test_nb_train_e2e.py": 40,
+    "tests/spark/test_nb_selection_spark.py": 40,
     "tests/spark/test_nb_top_terms.py": 30,
+    "tests/spark/test_tokenizer_spark.py": 30,
 }
 MARKER_SECONDS = {"services": 300, "cluster": 200, "reliability": 100, "e2e": 60, "spark": 30}
 
