@@ -1,9 +1,9 @@
-"""nb_train incremental end to end: runs with consecutive data intervals through `airflow dags
-test` (real SparkSubmitOperator and spark-submit) give a chain of models, each child holding the
-counts of every day so far, with selection kept exact after a merge; the plan refuses the same
-interval again. One chain of runs serves every check: each nb_train run costs about a minute.
+"""nb_train incremental end to end: runs with consecutive data intervals give a chain of models,
+each child holding the counts of every day so far, with selection kept exact after a merge; the
+plan refuses the same interval again. One chain of runs serves every check.
 
-Day 2 merges and then selects: through Airflow here and nowhere else. Days 1 (no base model yet,
+Day 2 merges and then selects through `airflow dags test` (real SparkSubmitOperator and
+spark-submit): that path goes through Airflow here and nowhere else. Days 1 (no base model yet,
 selection=kfold) and 3 (merge, selection off) are the DAG's plan and tasks run in process on the
 shared SparkSession: the plan function with the DAG's Param defaults and the run's conf, each Spark
 task's entry script with the plan's arguments, and the publish task's function. Their task paths
@@ -42,9 +42,10 @@ def plan_interval(conf: dict, day: datetime, run_type: str = "scheduled") -> dic
                          interval[1], run_type, interval)
 
 
-def train_interval_in_process(spark, conf: dict, day: datetime) -> None:
+def train_interval_in_process(spark, conf: dict, day: datetime) -> dict:
     """One scheduled nb_train run for the interval [day, day + 1) without Airflow: its plan, then
-    class_prior, term_counts, merge and select (when planned) and publish, as the DAG orders them."""
+    class_prior, term_counts, merge and select (when planned) and publish, as the DAG orders them.
+    Returns the plan."""
     from nbknn_airflow.model_publish import publish_model
 
     plan = plan_interval(conf, day)
@@ -55,6 +56,7 @@ def train_interval_in_process(spark, conf: dict, day: datetime) -> None:
     if plan["selection"]:
         run_entry_in_process(spark, "nb_select.py", plan["select_args"])
     publish_model(**plan["publish"])
+    return plan
 
 
 def test_interval_runs_chain_models_and_selection_stays_exact_after_a_merge(airflow_db, spark, corpus, tmp_path,
@@ -110,9 +112,8 @@ def test_interval_runs_chain_models_and_selection_stays_exact_after_a_merge(airf
     assert "Selection was off" not in (models / child["version"] / child["report"]["page"]).read_text()
 
     # Day 3 without selection: merged into day 2's model, no select.
-    plan = plan_interval(CONF, datetime(2026, 3, 3, tzinfo=timezone.utc))
+    plan = train_interval_in_process(spark, CONF, datetime(2026, 3, 3, tzinfo=timezone.utc))
     assert plan["merge"] and not plan["selection"], plan
-    train_interval_in_process(spark, CONF, datetime(2026, 3, 3, tzinfo=timezone.utc))
     grandchild = published()
     lineage = grandchild["lineage"]
     assert lineage["mode"] == "incremental"
