@@ -251,6 +251,15 @@ def sklearn_nb_predictions(train: list, test: list, alpha: float) -> dict:
     return {d["id"]: (model.classes_[best[i]], proba[i, best[i]]) for i, d in enumerate(test)}
 
 
+def _positions(ids, order, wanted):
+    """Position in ``ids[order]`` of each of the ids ``wanted`` (non-negative ints; -1: no such id)."""
+    import numpy as np
+
+    table = np.full(max(ids.max(initial=-1), wanted.max(initial=-1)) + 1, -1)
+    table[ids[order]] = np.arange(len(ids))
+    return table[wanted]
+
+
 def model_differences_from_sklearn(model_dir: Path, docs: list) -> list[str]:
     """How a published model's tables (classes, vocabulary, term counts; read with pyarrow, no
     Spark) differ from scikit-learn's counts on the same documents: CountVectorizer with the
@@ -267,28 +276,24 @@ def model_differences_from_sklearn(model_dir: Path, docs: list) -> list[str]:
     classes = pq.read_table(model_dir / contract.CLASSES_TABLE).to_pydict()
     vocabulary = pq.read_table(model_dir / contract.VOCABULARY_TABLE).to_pydict()
     entries = pq.read_table(model_dir / contract.TERM_COUNTS_TABLE, columns=["class_id", "term_id", "count"]).to_pydict()
-    labels = dict(zip(classes["class_id"], classes["label"]))
-    terms = dict(zip(vocabulary["term_id"], vocabulary["term"]))
-    class_row = {class_id: row for row, class_id in enumerate(sorted(labels, key=labels.get))}
-    term_column = {term_id: column for column, term_id in enumerate(sorted(terms, key=terms.get))}
-    doc_counts = dict(zip(classes["class_id"], classes["doc_count"]))
+    # Each entry's row and column in scikit-learn's order: classes by label, terms by term.
+    class_ids, term_ids = np.asarray(classes["class_id"]), np.asarray(vocabulary["term_id"])
+    by_label, by_term = np.argsort(classes["label"], kind="stable"), np.argsort(vocabulary["term"], kind="stable")
+    entry_class, entry_term = np.asarray(entries["class_id"]), np.asarray(entries["term_id"])
+    rows, columns = _positions(class_ids, by_label, entry_class), _positions(term_ids, by_term, entry_term)
+    known = (rows >= 0) & (columns >= 0)
     # Both sides in one shape, so that a missing or extra class or term shows as a difference.
-    shape = (max(len(labels), len(nb.classes_)), max(len(terms), X.shape[1]))
+    shape = (max(len(class_ids), len(nb.classes_)), max(len(term_ids), X.shape[1]))
     counts, expected = np.zeros(shape), np.zeros(shape)
-    unknown = []
-    for class_id, term_id, count in zip(entries["class_id"], entries["term_id"], entries["count"]):
-        if class_id in class_row and term_id in term_column:
-            counts[class_row[class_id], term_column[term_id]] += count
-        else:
-            unknown.append((class_id, term_id))
+    np.add.at(counts, (rows[known], columns[known]), np.asarray(entries["count"])[known])
     expected[: nb.feature_count_.shape[0], : nb.feature_count_.shape[1]] = nb.feature_count_
     found = {
-        "unique class ids": (len(labels), len(classes["class_id"])),
-        "unique term ids": (len(terms), len(vocabulary["term_id"])),
-        "class labels": (sorted(labels.values()), nb.classes_.tolist()),
-        "class document counts": ([doc_counts[c] for c in sorted(labels, key=labels.get)], nb.class_count_.astype(int).tolist()),
-        "vocabulary": (sorted(terms.values()), vectorizer.get_feature_names_out().tolist()),
-        "entries of unknown classes or terms": (unknown, []),
+        "unique class ids": (len(set(class_ids.tolist())), len(class_ids)),
+        "unique term ids": (len(set(term_ids.tolist())), len(term_ids)),
+        "class labels": ([classes["label"][i] for i in by_label], nb.classes_.tolist()),
+        "class document counts": ([classes["doc_count"][i] for i in by_label], nb.class_count_.astype(int).tolist()),
+        "vocabulary": ([vocabulary["term"][i] for i in by_term], vectorizer.get_feature_names_out().tolist()),
+        "entries of unknown classes or terms": (list(zip(entry_class[~known].tolist(), entry_term[~known].tolist())), []),
         "stored entries": (len(entries["count"]), int((nb.feature_count_ > 0).sum())),
         "class-term counts": (counts.tolist(), expected.tolist()),
     }
