@@ -143,15 +143,14 @@ def _write_counts(axes, counts: np.ndarray, shares: np.ndarray, fontsize: int) -
     cells = list(zip(*np.nonzero(counts)))
     if not cells:
         return
+    texts = [str(counts[i, j]) for i, j in cells]
     outlines = {}
-    for i, j in cells:
-        text = str(counts[i, j])
-        if text not in outlines:
-            path = TextPath((0, 0), text, size=fontsize)
-            box = path.get_extents()
-            outlines[text] = path.transformed(Affine2D().translate(-box.x0 - box.width / 2, -box.y0 - box.height / 2))
+    for text in set(texts):
+        path = TextPath((0, 0), text, size=fontsize)
+        box = path.get_extents()
+        outlines[text] = path.transformed(Affine2D().translate(-box.x0 - box.width / 2, -box.y0 - box.height / 2))
     glyphs = PathCollection(
-        [outlines[str(counts[i, j])] for i, j in cells],
+        [outlines[text] for text in texts],
         offsets=[(j, i) for i, j in cells],
         offset_transform=axes.transData,
         # Outlines in points, scaled to the picture's pixels at whatever resolution it is saved.
