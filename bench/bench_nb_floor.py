@@ -16,7 +16,6 @@ reaches the goal.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -46,8 +45,7 @@ def read_and_tokenise(spark, test_uri: str, duplicate_check: bool = False):
 
 
 def per_rep_ratios(timer: Timer, ours: str, theirs: str) -> dict:
-    values = [a / b for a, b in zip(timer.samples[ours], timer.samples[theirs])]
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+    return common.spread([a / b for a, b in zip(timer.samples[ours], timer.samples[theirs])])
 
 
 def main(argv=None) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -36,8 +35,7 @@ SIDES = ("ours", "baseline", "mllib_tokenizer")
 
 
 def spread(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "samples": [round(v, 3) for v in values]}
+    return {**common.spread(values), "samples": [round(v, 3) for v in values]}
 
 
 def per_rep_ratios(timer: Timer, numerator: str, denominator: str) -> dict:

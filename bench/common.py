@@ -86,6 +86,11 @@ class Timer:
         }
 
 
+def spread(values: list[float]) -> dict:
+    """Median, min and max of repeated measurements (seconds or per-repetition ratios)."""
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+
+
 def ratio(numerator: float, denominator: float) -> float | None:
     return None if not denominator else round(numerator / denominator, 4)
 

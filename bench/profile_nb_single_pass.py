@@ -20,7 +20,6 @@ import json
 import pstats
 import shutil
 import socket
-import statistics
 import tempfile
 import time
 import urllib.request
@@ -28,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 import common
-from common import Timer, log
+from common import Timer, log, spread
 
 # Library functions whose cumulative time the profiled run reports (module file, function).
 PHASES = [
@@ -73,10 +72,6 @@ def phase_seconds(profile: cProfile.Profile) -> dict[str, float]:
             if function == name and "/nbknn/" in filename and filename.endswith(f"/{module}"):
                 found[name] = found.get(name, 0.0) + cumulative
     return {name: round(found.get(name, 0.0), 3) for _, name in PHASES}
-
-
-def spread(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
 
 
 def main(argv=None) -> None:
