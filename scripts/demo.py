@@ -5,8 +5,9 @@
 1. lays the corpus out under the data root: the R52 training split as dated partitions of
    labelled documents, the test split as the scoring input (labels kept, so the run is evaluated);
 2. runs, through ``airflow dags test`` (real scheduler-side code, real SparkSubmitOperator,
-   real spark-submit on local Spark, SQLite metadata DB): ``nb_train`` -> ``nb_predict`` ->
-   ``doc_vectors`` -> ``knn_neighbors``;
+   real spark-submit on local Spark, SQLite metadata DB), the four in one process
+   (:mod:`nbknn_local.dag_runs`): ``nb_train`` -> ``nb_predict`` -> ``doc_vectors`` ->
+   ``knn_neighbors``;
 3. prints the model (its type, alpha and fit_prior chosen by nb_train's k-fold selection, with the
    top terms of the largest classes) and its shard map, accuracy and macro-F1 next to scikit-learn's on the same
    data, example predictions, example neighbour lists, every output URI and the time per DAG.
@@ -41,24 +42,30 @@ from nbknn_local.environment import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_dag(dag_id: str, conf: dict, env: dict, log_dir: Path) -> float:
-    """One DAG run through ``airflow dags test``; returns its wall time, exits on failure."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"demo-{dag_id}.log"
-    print(f"  running {dag_id} ...", flush=True)
-    started = time.monotonic()
-    with open(log_path, "w") as log:
-        result = subprocess.run(
-            [str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    elapsed = time.monotonic() - started
-    if result.returncode != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-40:]
-        print("\n".join(tail), file=sys.stderr)
-        sys.exit(f"{dag_id} failed after {elapsed:.0f} s; full log: {log_path}")
-    print(f"  {dag_id} succeeded in {elapsed:.0f} s", flush=True)
-    return elapsed
+def run_dags(runs: dict[str, dict], env: dict, log_dir: Path) -> dict[str, float]:
+    """The DAG runs, in order, through ``airflow dags test`` in one process (nbknn_local.dag_runs:
+    Airflow's start-up paid once); returns each one's wall time, exits at the first that fails."""
+    specs = [f"{dag_id}={json.dumps(conf)}" for dag_id, conf in runs.items()]
+    command = [sys.executable, "-m", "nbknn_local.dag_runs", str(log_dir), *specs]
+    timings: dict[str, float] = {}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as runner:
+        for line in runner.stdout:
+            event = json.loads(line)
+            dag_id = event["dag_id"]
+            if event["event"] == "start":
+                print(f"  running {dag_id} ...", flush=True)
+            elif event["state"] == "success":
+                timings[dag_id] = event["seconds"]
+                print(f"  {dag_id} succeeded in {event['seconds']:.0f} s", flush=True)
+            else:
+                log_path = log_dir / f"{dag_id}.log"
+                tail = log_path.read_text(errors="replace").splitlines()[-40:]
+                print("\n".join(tail), file=sys.stderr)
+                runner.kill()
+                sys.exit(f"{dag_id} failed after {event['seconds']:.0f} s; full log: {log_path}")
+    if runner.returncode != 0 or len(timings) != len(runs):
+        sys.exit(f"the DAG runs ended early (exit code {runner.returncode}); logs under {log_dir}")
+    return timings
 
 
 def read_parquet_dir(path: Path) -> list[dict]:
@@ -192,15 +199,13 @@ def main(argv: list[str]) -> None:
 
     print("[3/3] DAG runs", flush=True)
     dims = max(2, min(100, len(test) // 2))
-    log_dir = airflow_home / "logs"
-    timings = {
-        "nb_train": run_dag("nb_train", {"input_uri": TRAIN_INPUT, "mode": "full", "selection": "kfold", "num_shards": 4},
-                            env, log_dir),
-        "nb_predict": run_dag("nb_predict", {"input_uri": SCORING_INPUT, "top_n": 3, "top_terms": 5}, env, log_dir),
-        # A few hundred dimensions at most, and fewer than the documents (an SVD's rank limit).
-        "doc_vectors": run_dag("doc_vectors", {"input_uri": SCORING_INPUT, "output_uri": VECTORS, "dims": dims}, env, log_dir),
-        "knn_neighbors": run_dag("knn_neighbors", {"input_uri": VECTORS, "k": args.k, "metric": "cosine"}, env, log_dir),
-    }
+    # A few hundred dimensions at most, and fewer than the documents (an SVD's rank limit).
+    timings = run_dags({
+        "nb_train": {"input_uri": TRAIN_INPUT, "mode": "full", "selection": "kfold", "num_shards": 4},
+        "nb_predict": {"input_uri": SCORING_INPUT, "top_n": 3, "top_terms": 5},
+        "doc_vectors": {"input_uri": SCORING_INPUT, "output_uri": VECTORS, "dims": dims},
+        "knn_neighbors": {"input_uri": VECTORS, "k": args.k, "metric": "cosine"},
+    }, env, airflow_home / "logs" / "demo")
     print_summary(data_root, train, test, timings)
     print(f"\ndone in {time.monotonic() - started:.0f} s")
 

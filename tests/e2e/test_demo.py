@@ -122,3 +122,19 @@ def test_the_demo_model_is_the_point_grid_search_chooses(demo, corpus):
     assert [row[f"mean_{metric}"] for row in selection["points"]] == pytest.approx(
         list(search.cv_results_["mean_test_score"]), abs=1e-12
     )
+
+
+def test_the_dag_runner_reports_a_failed_run_and_stops_there(airflow_db, tmp_path):
+    """The demo's runner (nbknn_local.dag_runs): a DAG run that fails (here at ``plan``, on an input
+    outside the data roots) is reported failed with its log, ends the sequence and exits with 1."""
+    from helpers import latest_run_task_states, run_dag_tests
+
+    logs = tmp_path / "logs"
+    result = run_dag_tests({"nb_train": {"input_uri": "file:///etc/passwd"}, "nb_predict": {}}, tmp_path.as_uri(), logs)
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert [(e["dag_id"], e["event"], e.get("state")) for e in events] == [
+        ("nb_train", "start", None), ("nb_train", "end", "failed")]
+    assert "is outside the allowed roots" in (logs / "nb_train.log").read_text(errors="replace")
+    assert latest_run_task_states("nb_train")[("plan", -1)] == "failed"
+    assert not (logs / "nb_predict.log").exists()
