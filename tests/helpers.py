@@ -99,6 +99,18 @@ def run_dag_test(
     )
 
 
+def run_dag_tests(runs: dict[str, dict], data_root: str, log_dir: Path, timeout: int = 1200,
+                  spark_master: str = "local[2]") -> subprocess.CompletedProcess:
+    """``airflow dags test`` of each DAG in ``runs`` (DAG id -> conf), in order, in one process
+    (nbknn_local.dag_runs, which the demo uses: Airflow's start-up paid once); each run's log in
+    ``log_dir/<dag_id>.log``. The first failed run ends the sequence (exit code 1)."""
+    env = airflow_env_base(spark_master)
+    env["NBKNN_DATA_ROOT"] = data_root
+    specs = [f"{dag_id}={json.dumps(conf)}" for dag_id, conf in runs.items()]
+    return subprocess.run([str(VENV_BIN / "python"), "-m", "nbknn_local.dag_runs", str(log_dir), *specs],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def train_model_in_process(
     spark,
     docs: list[dict],

@@ -35,7 +35,7 @@ from helpers import (
     latest_run_task_states,
     local_path,
     predict_in_process,
-    run_dag_test,
+    run_dag_tests,
     sklearn_nb_predictions,
     train_model_in_process,
     write_jsonl,
@@ -96,9 +96,10 @@ def standalone_cluster(tmp_path_factory):
             stop(master)
 
 
-def _run(dag_id: str, conf: dict, root: Path, spark_master: str) -> None:
-    result = run_dag_test(dag_id, conf, root.as_uri(), timeout=600, spark_master=spark_master)
-    assert result.returncode == 0, f"{dag_id} on {spark_master}:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+def _run(runs: dict[str, dict], root: Path, log_dir: Path, spark_master: str) -> None:
+    result = run_dag_tests(runs, root.as_uri(), log_dir, spark_master=spark_master)
+    logs = "".join(f"\n--- {path.name}\n{path.read_text(errors='replace')[-6000:]}" for path in log_dir.glob("*.log"))
+    assert result.returncode == 0, f"on {spark_master}:\n{result.stdout}{result.stderr[-3000:]}{logs}"
 
 
 def _rows(directory: Path, sort_by: list[str], drop: tuple[str, ...] = ()) -> list[dict]:
@@ -183,9 +184,9 @@ def cluster_runs(airflow_db, spark, corpus, tmp_path_factory, standalone_cluster
         patch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
         master = standalone_cluster["master_url"]
         # One mapped pass per shard: the path of models too large for one broadcast, on real executors.
-        _run("nb_predict", {"top_n": 2, "prediction_path": "per_shard"}, root, master)
+        _run({"nb_predict": {"top_n": 2, "prediction_path": "per_shard"}, "knn_neighbors": KNN_CONF}, root,
+             base / "dag-logs", master)
         predict_states = latest_run_task_states("nb_predict")
-        _run("knn_neighbors", KNN_CONF, root, master)
     return ClusterRuns(root, train, test, local, predict_states)
 
 
