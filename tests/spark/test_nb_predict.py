@@ -37,22 +37,32 @@ def model_variant(base_dir: str, target: Path, model_type: str, alpha: float, fi
 # --- the scikit-learn reference ----------------------------------------------------------------
 
 
-def sklearn_reference(train: list, test: list, model_type: str, alpha: float, fit_prior: bool):
-    """(class labels, predict_proba of the test documents) of the scikit-learn equivalent."""
+def vectorise(train: list, test: list):
+    """(X_train, y_train, X_test): scikit-learn's counts of the documents, with the library's tokenizer."""
     from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
     from nbknn.inputs.tokenizer import tokenize
 
     vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
     X_train = vectorizer.fit_transform([d["text"] for d in train])
-    y_train = [d["label"] for d in train]
+    return X_train, [d["label"] for d in train], vectorizer.transform([d["text"] for d in test])
+
+
+def sklearn_fit_predict(vectorised, model_type: str, alpha: float, fit_prior: bool):
+    """(class labels, predict_proba of the test documents) of the scikit-learn equivalent."""
+    from sklearn.naive_bayes import ComplementNB, MultinomialNB
+
+    X_train, y_train, X_test = vectorised
     if model_type == "multinomial":
         model = MultinomialNB(alpha=alpha, fit_prior=fit_prior)
     else:
         model = ComplementNB(alpha=alpha, norm=False, fit_prior=fit_prior)
     model.fit(X_train, y_train)
-    return list(model.classes_), model.predict_proba(vectorizer.transform([d["text"] for d in test]))
+    return list(model.classes_), model.predict_proba(X_test)
+
+
+def sklearn_reference(train: list, test: list, model_type: str, alpha: float, fit_prior: bool):
+    return sklearn_fit_predict(vectorise(train, test), model_type, alpha, fit_prior)
 
 
 def assert_matches_sklearn(predictions: dict, test: list, classes: list, proba: np.ndarray, top_n: int) -> None:
@@ -104,6 +114,19 @@ def runs(spark, corpus, tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def reuters_vectorised(corpus):
+    """``reuters_vectorised(name)``: :func:`vectorise` of a Reuters corpus, made once per module."""
+    made: dict = {}
+
+    def get(name: str):
+        if name not in made:
+            made[name] = vectorise(corpus(CORPORA[name], "train"), corpus(CORPORA[name], "test"))
+        return made[name]
+
+    return get
+
+
 CASES = [
     ("r8", 3, "multinomial", 1.0, True),
     ("r8", 3, "complement", 0.5, True),
@@ -114,12 +137,12 @@ CASES = [
 
 @pytest.mark.parametrize("path", ["per_shard", "single_pass"])
 @pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
-def test_predictions_equal_sklearn_on_reuters(runs, corpus, case, path):
+def test_predictions_equal_sklearn_on_reuters(runs, corpus, reuters_vectorised, case, path):
     name, shards, model_type, alpha, fit_prior = case
     predictions, summary, _, _ = runs(*case, path=path)
     assert summary["path"] == path
-    train, test = corpus(CORPORA[name], "train"), corpus(CORPORA[name], "test")
-    classes, proba = sklearn_reference(train, test, model_type, alpha, fit_prior)
+    test = corpus(CORPORA[name], "test")
+    classes, proba = sklearn_fit_predict(reuters_vectorised(name), model_type, alpha, fit_prior)
     assert len(predictions) == len(test)
     assert_matches_sklearn(predictions, test, classes, proba, TOP_N)
     assert all(predictions[d["id"]]["true_label"] == d["label"] for d in test)
