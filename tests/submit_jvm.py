@@ -1,5 +1,5 @@
-"""JVM options for the spark-submits the tests start: the suite launches about a hundred short
-Spark applications, and on a 2-core machine their JVM start-up is most of the suite's CPU time.
+"""JVM options for the spark-submits the tests start: the suite launches about seventy short
+Spark applications, and most of each one's CPU is its JVM's start-up.
 They get the options of the embedded local environment (:mod:`nbknn_local.jvm`: the quick JIT
 and the class archive of Spark's classes).
 """
