@@ -240,16 +240,23 @@ def predict_in_process(spark, model_dir: str, docs: list, workdir: Path, top_n: 
     return {row["doc_id"]: row.asDict(recursive=True) for row in rows}, summary, run
 
 
+def project_vectorizer(**options):
+    """scikit-learn's CountVectorizer splitting text with the project's tokeniser (which lowercases
+    itself): the oracles' counts of the same documents."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from nbknn.inputs.tokenizer import tokenize
+
+    return CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, **options)
+
+
 def sklearn_counts(docs: list, alpha: float = 1.0):
     """(vectorizer, X, nb): CountVectorizer with the project's tokeniser, the document-term matrix,
     and MultinomialNB (``alpha``) fitted on it, whose class and feature counts a model's tables must
     equal."""
-    from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.naive_bayes import MultinomialNB
 
-    from nbknn.inputs.tokenizer import tokenize
-
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    vectorizer = project_vectorizer()
     X = vectorizer.fit_transform([d["text"] for d in docs])
     return vectorizer, X, MultinomialNB(alpha=alpha).fit(X, [d["label"] for d in docs])
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.naive_bayes import ComplementNB, MultinomialNB
 from sklearn.pipeline import Pipeline
 
+from helpers import project_vectorizer
 from nbknn import contract
-from nbknn.inputs.tokenizer import tokenize
 from nbknn.naive_bayes.selection import FoldCounts, grid_points, selection_table, tally_fold
 
 FOLDS = 5
@@ -21,7 +20,7 @@ FIT_PRIORS = [True, False]
 
 def corpus_matrix(docs):
     """(folds, X, y): the project's fold of each id, the count matrix, class ids in sorted label order."""
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    vectorizer = project_vectorizer()
     X = sp.csr_array(vectorizer.fit_transform([d["text"] for d in docs]))
     labels = np.array([d["label"] for d in docs])
     _, y = np.unique(labels, return_inverse=True)
@@ -52,7 +51,7 @@ def class_top_terms(docs: list, alpha: float, top: int = 10) -> dict[str, list[s
     "documents", the class's counts and all other classes' counts summed, gives the ratio as
     ``feature_log_prob_[0] - feature_log_prob_[1]``; the class's seen terms of largest ratio, ties
     to the first in sorted order."""
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    vectorizer = project_vectorizer()
     X = vectorizer.fit_transform([d["text"] for d in docs])
     labels = np.array([d["label"] for d in docs])
     names = vectorizer.get_feature_names_out()
@@ -72,7 +71,7 @@ def check_top_terms_up_to_ties(got: dict, docs: list, alpha: float, top: int = 1
     :func:`class_top_terms` computes them, except that terms whose ratios differ by less than
     ``tolerance`` may come in either order: with integer counts and alpha = 1 different counts
     often give mathematically equal ratios, which two float computations may round apart."""
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    vectorizer = project_vectorizer()
     X = vectorizer.fit_transform([d["text"] for d in docs])
     labels = np.array([d["label"] for d in docs])
     index = {str(name): i for i, name in enumerate(vectorizer.get_feature_names_out())}

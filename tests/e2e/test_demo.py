@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, project_vectorizer
 
 pytestmark = pytest.mark.e2e
 
@@ -89,13 +89,11 @@ def test_the_demo_model_is_the_point_grid_search_chooses(demo, corpus):
     """nb_train's selection=kfold through Airflow, with the default grid, folds and metric of its
     Params: the published model is GridSearchCV's choice on a PredefinedSplit of the same folds,
     and the manifest keeps every point's mean score."""
-    from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.model_selection import GridSearchCV, PredefinedSplit
     from sklearn.naive_bayes import ComplementNB, MultinomialNB
     from sklearn.pipeline import Pipeline
 
     from nbknn import contract
-    from nbknn.inputs.tokenizer import tokenize
     from nbknn_airflow.param_schemas import NB_TRAIN_DEFAULTS
 
     _, data_root = demo
@@ -106,7 +104,7 @@ def test_the_demo_model_is_the_point_grid_search_chooses(demo, corpus):
     estimators = {"multinomial": MultinomialNB(), "complement": ComplementNB(norm=False)}
     grid = [{"nb": [estimators[name]], "nb__alpha": NB_TRAIN_DEFAULTS["alpha_grid"],
              "nb__fit_prior": NB_TRAIN_DEFAULTS["fit_prior_grid"]} for name in NB_TRAIN_DEFAULTS["model_type_grid"]]
-    X = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None).fit_transform(d["text"] for d in docs)
+    X = project_vectorizer().fit_transform(d["text"] for d in docs)
     search = GridSearchCV(
         Pipeline([("nb", MultinomialNB())]), grid, scoring=metric,
         cv=PredefinedSplit([contract.fold_of(d["id"], folds) for d in docs]),

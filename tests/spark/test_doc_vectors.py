@@ -5,13 +5,12 @@ import json
 import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
-from sklearn.feature_extraction.text import CountVectorizer
 
-from helpers import write_jsonl
+from helpers import project_vectorizer, write_jsonl
 from nbknn.common.errors import ConfigError
 from nbknn.doc_vectors.job import DRIVER_SVD_MAX_NONZEROS, run_doc_vectors
 from nbknn.inputs.documents import InputError, InputSpec
-from nbknn.inputs.tokenizer import TokenizerConfig, tokenize
+from nbknn.inputs.tokenizer import TokenizerConfig
 
 pytestmark = pytest.mark.spark
 
@@ -20,7 +19,7 @@ DIMS = 12
 
 def numpy_lsa(texts, dims, min_doc_freq):
     """The documented definition, independently: Spark's IDF log((n+1)/(df+1)), L2 rows, SVD."""
-    X = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, min_df=min_doc_freq).fit_transform(texts)
+    X = project_vectorizer(min_df=min_doc_freq).fit_transform(texts)
     X = X.toarray().astype(float)
     df = (X > 0).sum(axis=0)
     tfidf = X * np.log((len(texts) + 1) / (df + 1))

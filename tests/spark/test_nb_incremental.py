@@ -10,10 +10,9 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
-from helpers import fold_partition_in_process, train_model_in_process
+from helpers import fold_partition_in_process, project_vectorizer, train_model_in_process
 from nb_oracles import combine_shard_results
 from nbknn import contract
 from nbknn.inputs.tokenizer import tokenize
@@ -140,7 +139,7 @@ def test_lineage_lists_every_partition_once_with_its_parents(chain):
 
 
 def sklearn_and_model_predictions(spark, model_dir, train, test, model_type):
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    vectorizer = project_vectorizer()
     X_train = vectorizer.fit_transform([d["text"] for d in train])
     y_train = [d["label"] for d in train]
     reference = (MultinomialNB() if model_type == "multinomial" else ComplementNB(norm=False)).fit(X_train, y_train)

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 from selection_oracles import ALPHAS, FIT_PRIORS, FOLDS, MODEL_TYPES, check_equals_grid_search, corpus_matrix, our_table
 
-from helpers import local_path, stage_partition_in_process, write_jsonl
+from helpers import local_path, project_vectorizer, stage_partition_in_process, write_jsonl
 from nbknn import contract
 from nbknn.common.errors import ConfigError
 from nbknn.inputs.documents import InputError
-from nbknn.inputs.tokenizer import tokenize
 from nbknn.naive_bayes import schemas
 from nbknn.naive_bayes.select_job import run_selection
 
@@ -101,7 +100,6 @@ def test_scores_and_choice_equal_grid_search_on_the_union(chain, parts):
 
 def test_published_fold_counts_are_those_of_the_union(spark, chain, parts):
     """The merged model keeps its per-fold counts: A's and B's added, by label and term."""
-    from sklearn.feature_extraction.text import CountVectorizer
 
     a, b, _ = parts
     _, base_dir, _, merged_dir, summary = chain
@@ -113,7 +111,7 @@ def test_published_fold_counts_are_those_of_the_union(spark, chain, parts):
     assert manifest["model"] == contract.selected_model(summary)
 
     docs = a + b
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    vectorizer = project_vectorizer()
     X = vectorizer.fit_transform([d["text"] for d in docs]).tocoo()
     names = vectorizer.get_feature_names_out()
     fold = [contract.fold_of(d["id"], FOLDS) for d in docs]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import local_path, predict_in_process
+from helpers import local_path, predict_in_process, project_vectorizer
 
 pytestmark = pytest.mark.spark
 
@@ -39,11 +39,7 @@ def model_variant(base_dir: str, target: Path, model_type: str, alpha: float, fi
 
 def vectorise(train: list, test: list):
     """(X_train, y_train, X_test): scikit-learn's counts of the documents, with the library's tokenizer."""
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    from nbknn.inputs.tokenizer import tokenize
-
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    vectorizer = project_vectorizer()
     X_train = vectorizer.fit_transform([d["text"] for d in train])
     return X_train, [d["label"] for d in train], vectorizer.transform([d["text"] for d in test])
 

@@ -13,7 +13,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from helpers import predict_in_process, train_model_in_process
+from helpers import predict_in_process, project_vectorizer, train_model_in_process
 
 pytestmark = pytest.mark.spark
 
@@ -44,15 +44,13 @@ def documents(seed: int, n_per_class: int, words_per_doc: int) -> list[dict]:
 
 def sklearn_on_normalised_text(train: list, test: list):
     """(classes, predict_proba of ``test``) of MultinomialNB on NFC-normalised text."""
-    from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.naive_bayes import MultinomialNB
 
-    from nbknn.inputs.tokenizer import tokenize
 
     def normalised(docs):
         return [unicodedata.normalize("NFC", d["text"]) for d in docs]
 
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    vectorizer = project_vectorizer()
     model = MultinomialNB(alpha=1.0).fit(vectorizer.fit_transform(normalised(train)), [d["label"] for d in train])
     return list(model.classes_), model.predict_proba(vectorizer.transform(normalised(test)))
 

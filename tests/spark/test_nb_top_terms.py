@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import local_path, write_jsonl
+from helpers import local_path, project_vectorizer, write_jsonl
 
 pytestmark = pytest.mark.spark
 
@@ -54,12 +54,10 @@ def predict(spark, model_dir: str, docs: list, workdir: Path, path: str, top_ter
 
 def sklearn_top_terms(train: list, test: list, model_type: str, alpha: float, fit_prior: bool, k: int):
     """{doc id: (winner label, runner-up label, [(term, count, contribution)])} from scikit-learn."""
-    from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
-    from nbknn.inputs.tokenizer import tokenize
 
-    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    vectorizer = project_vectorizer()
     X_train = vectorizer.fit_transform([d["text"] for d in train])
     if model_type == "multinomial":
         model = MultinomialNB(alpha=alpha, fit_prior=fit_prior)
