@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from nbknn_local import corpora
+from nbknn_local import corpora, dag_runs
 from nbknn_local.environment import (
     CORPUS,
     SCORING_INPUT,
@@ -45,10 +45,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def run_dags(runs: dict[str, dict], env: dict, log_dir: Path) -> dict[str, float]:
     """The DAG runs, in order, through ``airflow dags test`` in one process (nbknn_local.dag_runs:
     Airflow's start-up paid once); returns each one's wall time, exits at the first that fails."""
-    specs = [f"{dag_id}={json.dumps(conf)}" for dag_id, conf in runs.items()]
-    command = [sys.executable, "-m", "nbknn_local.dag_runs", str(log_dir), *specs]
     timings: dict[str, float] = {}
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as runner:
+    with subprocess.Popen(dag_runs.command(runs, log_dir), env=env, stdout=subprocess.PIPE, text=True) as runner:
         for line in runner.stdout:
             event = json.loads(line)
             dag_id = event["dag_id"]
@@ -61,7 +59,6 @@ def run_dags(runs: dict[str, dict], env: dict, log_dir: Path) -> dict[str, float
                 log_path = log_dir / f"{dag_id}.log"
                 tail = log_path.read_text(errors="replace").splitlines()[-40:]
                 print("\n".join(tail), file=sys.stderr)
-                runner.kill()
                 sys.exit(f"{dag_id} failed after {event['seconds']:.0f} s; full log: {log_path}")
     if runner.returncode != 0 or len(timings) != len(runs):
         sys.exit(f"the DAG runs ended early (exit code {runner.returncode}); logs under {log_dir}")

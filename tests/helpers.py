@@ -106,9 +106,9 @@ def run_dag_tests(runs: dict[str, dict], data_root: str, log_dir: Path, timeout:
     ``log_dir/<dag_id>.log``. The first failed run ends the sequence (exit code 1)."""
     env = airflow_env_base(spark_master)
     env["NBKNN_DATA_ROOT"] = data_root
-    specs = [f"{dag_id}={json.dumps(conf)}" for dag_id, conf in runs.items()]
-    return subprocess.run([str(VENV_BIN / "python"), "-m", "nbknn_local.dag_runs", str(log_dir), *specs],
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    from nbknn_local import dag_runs
+
+    return subprocess.run(dag_runs.command(runs, log_dir), env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def train_model_in_process(

@@ -23,6 +23,11 @@ import traceback
 from pathlib import Path
 
 
+def command(runs: dict[str, dict], log_dir: Path) -> list[str]:
+    """The argument list that runs ``runs`` (DAG id -> conf), in order, with this interpreter."""
+    return [sys.executable, "-m", __name__, str(log_dir), *(f"{dag_id}={json.dumps(conf)}" for dag_id, conf in runs.items())]
+
+
 def parse_runs(specs: list[str]) -> list[tuple[str, dict]]:
     runs = []
     for spec in specs:
