@@ -68,7 +68,7 @@ def main(argv=None) -> None:
     from nbknn.naive_bayes import schemas
     from nbknn.naive_bayes.class_prior import run_class_prior
     from nbknn.naive_bayes.metrics import classification_metrics
-    from nbknn.naive_bayes.report import confusion_png, report_html
+    from nbknn.naive_bayes.report_pictures import confusion_png, report_html
     from nbknn.naive_bayes.term_counts import class_term_counts, run_term_counts, tokenized_documents
 
     # The shuffle-based vectoriser this profile measured (the library's large-vocabulary fallback

@@ -6,7 +6,7 @@ the x1 goal of bench_nb.py; the library is not changed.
 
 Per repetition (interleaved with MLlib's): the run's wall time, its Spark jobs (count and summed
 duration, from the driver's status REST API) and the rest, which is driver-side Python (model
-load and broadcast, planning through py4j, the report's pictures). One more run under cProfile
+load and broadcast, planning through py4j). One more run under cProfile
 splits the driver's time by library function (profiler overhead included: read it as shares).
 With ``--baseline``, the library at that git revision predicts too, interleaved, from the same
 model: the measure of a change.
@@ -41,8 +41,6 @@ PHASES = [
     ("combine.py", "confusion_and_counts"),
     ("outputs.py", "publish_output"),
     ("report.py", "publish_report"),
-    ("report.py", "confusion_png"),
-    ("report.py", "class_f1_png"),
 ]
 
 

@@ -13,8 +13,8 @@ Runs every day at 06:00 UTC **and** whenever `nb_train` publishes a new model (t
 | `vectorize` | Spark: quarantines bad records and duplicated ids (`rejects/nb_predict/<run-key>/`), tokenises with the model's tokeniser, maps terms to the model's term ids → `vectors/` |
 | `shard_passes` | lists the prediction passes, one per shard of the chosen model |
 | `predict_shard` | Spark, **mapped: one task instance per model shard**; scores every document against the shard's classes in batches → `scores/shard=S/` |
-| `combine` | Spark: checks every shard scored the current vectors, picks each document's most probable class → `predictions/`; with labelled input, accuracy, macro-F1, per-class precision/recall and a confusion matrix → `report/metrics.json` + `report/confusion_matrix.png` + `report/per_class_f1.png`; the run's row in the quality history (`predictions/naive_bayes/_quality_history/`) and its picture over runs → `report/quality_history.png` |
-| `report` | logs and returns the headline numbers (path, counts read / rejected / predicted, accuracy) |
+| `combine` | Spark: checks every shard scored the current vectors, picks each document's most probable class → `predictions/`; with labelled input, accuracy, macro-F1, per-class precision/recall and a confusion matrix → `report/metrics.json`, and the run's row in the quality history (`predictions/naive_bayes/_quality_history/`) |
+| `report` | no Spark: draws the report's pictures from `metrics.json` (`confusion_matrix.png`, `per_class_f1.png`, the history over runs `quality_history.png`) and its page `report.html`; logs and returns the headline numbers (path, counts read / rejected / predicted, accuracy) |
 
 Both paths publish the same predictions and report: a model's answers do not depend on how its
 classes are grouped. The per-shard path is for models too large for one broadcast.
@@ -130,9 +130,12 @@ def nb_predict():
     @task(trigger_rule="none_failed_min_one_success", execution_timeout=timedelta(minutes=10))
     def report(uris: dict, model: dict) -> dict:
         from nbknn_airflow import storage
+        from nbknn_airflow.report_pages import publish_report_pages
 
         summary = storage.read_json(contract.report_summary_uri(uris["report"]))
-        headline = contract.PredictionSummary.from_dict(summary).headline(model["version"], uris)
+        pages = publish_report_pages(uris["report"])
+        headline = contract.PredictionSummary.from_dict(summary).headline(model["version"], uris,
+                                                                          pages and pages["page"])
         log.info("nb_predict summary: %s", headline)
         return headline
 

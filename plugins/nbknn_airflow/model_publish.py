@@ -128,11 +128,16 @@ def write_text_atomic(uri: str, text: str) -> None:
     """Write a small text file so that readers see either the old file or the whole new one; then
     remove what earlier writes of it left when killed before their rename (the Spark side's
     nbknn.common.fs.write_text_atomic, step for step)."""
+    write_bytes_atomic(uri, text.encode("utf-8"))
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> None:
+    """:func:`write_text_atomic` for any small file (a picture, a page)."""
     parent, name = uri.rstrip("/").rsplit("/", 1)
     for attempt in range(_SMALL_FILE_ATTEMPTS):
         temp_uri = f"{parent}/{contract.small_file_temp_name(name, uuid.uuid4().hex)}"
         try:
-            _write_new_file(temp_uri, text)
+            _write_new_file(temp_uri, data)
             replace_file(temp_uri, uri)
             break
         except Exception:
@@ -145,16 +150,16 @@ def write_text_atomic(uri: str, text: str) -> None:
 _SMALL_FILE_ATTEMPTS = 3
 
 
-def _write_new_file(uri: str, text: str) -> None:
+def _write_new_file(uri: str, data: bytes) -> None:
     local = _local_path(uri)
     if local is not None:
         os.makedirs(os.path.dirname(local), exist_ok=True)
-        with open(local, "w", encoding="utf-8") as out:
-            out.write(text)
+        with open(local, "wb") as out:
+            out.write(data)
         return
     fs, path = _webhdfs(uri)
     with fs.open(path, "wb") as out:
-        out.write(text.encode("utf-8"))
+        out.write(data)
 
 
 def remove_abandoned_temps(parent_uri: str, name: str) -> list[str]:

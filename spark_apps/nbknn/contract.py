@@ -506,8 +506,8 @@ class PredictionSummary(_Summary):
     # Terms listed per prediction (0: none; nbknn.naive_bayes.prediction_terms).
     top_terms: int = 0
 
-    def headline(self, model_version: str, uris: dict) -> dict:
-        """What the DAG's report task returns (its XCom)."""
+    def headline(self, model_version: str, uris: dict, page: str | None = None) -> dict:
+        """What the DAG's report task returns (its XCom); ``page``: the report page it drew."""
         return {
             "model_version": model_version,
             "num_shards": self.num_shards,
@@ -520,6 +520,7 @@ class PredictionSummary(_Summary):
             "macro_f1": self.metrics and self.metrics["macro_f1"],
             "predictions": uris["predictions"],
             "report": uris["report"],
+            "page": page,
         }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import local_path, predict_in_process, project_vectorizer
 
@@ -192,8 +193,6 @@ def test_report_metrics_equal_sklearn_metrics(runs, corpus):
             (precision[i], recall[i], f1[i], support[i]), abs=1e-12
         )
     assert metrics["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()
-    picture = (local_path(run) / "report" / "confusion_matrix.png").read_bytes()
-    assert picture[:8] == b"\x89PNG\r\n\x1a\n" and len(picture) > 1000
     assert summary["metrics"]["accuracy"] == metrics["accuracy"]
     # Published outputs only: no temporary or displaced sibling is left behind.
     assert sorted(p.name for p in local_path(run).iterdir() if not p.name.startswith(".")) == [
@@ -201,6 +200,26 @@ def test_report_metrics_equal_sklearn_metrics(runs, corpus):
     ]
     leftovers = [p for p in local_path(run).rglob("*") if p.name.startswith("_tmp-") or ".replaced-" in p.name]
     assert leftovers == []
+
+
+def test_the_report_task_draws_the_pictures_and_the_page_from_the_published_metrics(runs):
+    """The Spark application publishes the numbers only; the DAG's report task (no Spark) draws
+    the pictures and then the page beside them, each renamed into place."""
+    from nbknn_airflow.report_pages import publish_report_pages
+
+    _, _, run, _ = runs("r8", 3, "multinomial", 1.0, True)
+    report = local_path(run) / "report"
+    published = sorted(p.name for p in report.iterdir())
+    assert published == ["_summary.json", "metrics.json", "summary.json"], published
+    pages = publish_report_pages(f"{run}/report")
+    drawn = ["per_class_f1.png", "confusion_matrix.png", "report.html"]
+    assert pages == {"page": f"{run}/report/report.html", "files": [f"{run}/report/{name}" for name in drawn]}
+    assert sorted(p.name for p in report.iterdir()) == sorted(published + drawn)  # no temporary file left
+    metrics = json.loads((report / "metrics.json").read_text())
+    with Image.open(report / "confusion_matrix.png") as picture:
+        assert picture.format == "PNG" and min(picture.size) > 300
+    page = (report / "report.html").read_text()
+    assert f"accuracy {metrics['accuracy']:.4f}" in page and all(label in page for label in metrics["labels"])
 
 
 def test_compact_model_takes_at_most_12_bytes_per_entry(runs, spark):

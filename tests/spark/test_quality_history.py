@@ -83,6 +83,7 @@ def test_each_run_adds_its_row_with_the_quality_scikit_learn_measures(spark, his
 
 def test_the_second_runs_report_plots_both_runs(spark, history_runs):
     from nbknn.naive_bayes.quality_history import history_figure, read_history
+    from nbknn_airflow import report_pages
 
     targets, expected, models = history_runs
     runs = local_path(models[0]).parents[2]
@@ -90,12 +91,16 @@ def test_the_second_runs_report_plots_both_runs(spark, history_runs):
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["quality_history"] == {"uri": targets[1].uri, "run_key": targets[1].run_key, "runs": 2}
     first = json.loads((runs / "run-0" / "run" / "report" / "metrics.json").read_text())
-    assert first["quality_history"]["runs"] == 1  # the first run drew the history as it stood then
+    assert first["quality_history"]["runs"] == 1  # the history as it stood when the first run wrote its row
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["metrics"]["quality_history_uri"] == targets[1].uri
+    # The DAG's report task (no Spark) reads the same rows and draws them.
+    assert report_pages.read_history(targets[1].uri) == read_history(spark, targets[1].uri)
+    report_pages.publish_report_pages(report.as_uri())
     picture = (report / "quality_history.png").read_bytes()
     assert picture[:8] == b"\x89PNG\r\n\x1a\n"
-    assert 'src="quality_history.png"' in (report / "report.html").read_text()
-    summary = json.loads((report / "summary.json").read_text())
-    assert summary["metrics"]["quality_history_picture_uri"].endswith("/report/quality_history.png")
+    page = (report / "report.html").read_text()
+    assert 'src="quality_history.png"' in page and f"2 evaluated run(s) in {targets[1].uri}" in page
     # What the picture plots is the rows' values (tests/unit/test_quality_history_picture.py checks
     # that the PNG draws what the figure holds).
     lines = history_figure(read_history(spark, targets[1].uri)).axes[0].get_lines()

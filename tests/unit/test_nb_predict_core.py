@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from nbknn.naive_bayes.metrics import classification_metrics
-from nbknn.naive_bayes.report import confusion_png
+from nbknn.naive_bayes.report_pictures import confusion_png
 from nbknn.naive_bayes.shard_pass import csr_from_arrow
 
 
@@ -63,7 +63,7 @@ def test_metrics_need_a_labelled_document():
 
 
 def test_confusion_layout_orders_by_support_and_shows_shares_of_each_true_class():
-    from nbknn.naive_bayes.report import confusion_layout
+    from nbknn.naive_bayes.report_pictures import confusion_layout
 
     labels, counts, shares = confusion_layout(["small", "big", "never_true"], [[1, 3, 0], [10, 990, 0], [0, 0, 0]])
     assert labels == ["big", "small", "never_true"]
@@ -103,11 +103,11 @@ def _rgb(picture: bytes) -> np.ndarray:
 def test_confusion_picture_writes_each_count_centred_in_its_cell(monkeypatch):
     from scipy import ndimage
 
-    from nbknn.naive_bayes import report
+    from nbknn.naive_bayes import report_pictures
 
     labels, matrix = ["a", "b"], np.diag([40, 30])
     with_counts = _rgb(confusion_png(labels, matrix))
-    monkeypatch.setattr(report, "COUNTS_UP_TO_CLASSES", 0)  # the same picture without the counts
+    monkeypatch.setattr(report_pictures, "COUNTS_UP_TO_CLASSES", 0)  # the same picture without the counts
     without_counts = _rgb(confusion_png(labels, matrix))
     written = (with_counts != without_counts).any(axis=2)
     # The two dark cells of the diagonal: the square dark regions (the colour bar's dark end is a

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from nbknn.naive_bayes.quality_history import QualityRow, history_figure, history_png, history_series
-from nbknn.naive_bayes.report import report_html
+from nbknn.naive_bayes.report_pictures import report_html
 
 ACCURACY_RGB = np.array([0x3B, 0x75, 0xAF])
 MACRO_F1_RGB = np.array([0xE0, 0x7B, 0x39])

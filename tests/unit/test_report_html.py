@@ -3,7 +3,7 @@
 from html.parser import HTMLParser
 
 from nbknn.naive_bayes.metrics import classification_metrics
-from nbknn.naive_bayes.report import report_html
+from nbknn.naive_bayes.report_pictures import report_html
 
 
 class _Collector(HTMLParser):

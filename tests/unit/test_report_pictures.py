@@ -8,7 +8,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from nbknn.naive_bayes.report import class_f1_png, report_html
+from nbknn.naive_bayes.report_pictures import class_f1_png, report_html
 
 BAR_RGB = np.array([0x3B, 0x75, 0xAF])
 

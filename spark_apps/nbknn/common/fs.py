@@ -11,11 +11,13 @@ import json
 import os
 import re
 import uuid
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from pyspark.sql import SparkSession
-
 from nbknn import contract
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def _jvm(spark: SparkSession):

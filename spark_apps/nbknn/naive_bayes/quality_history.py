@@ -11,19 +11,22 @@ its own, ``<run-key>.json``, written under a hidden temporary name and renamed o
 - a run killed while writing its row leaves at most a hidden temporary file, which
   :func:`read_history` skips and the next write of that row removes.
 
-The row is written before the report is published, and the report's picture is drawn from the
-history as read then, so it includes the run itself (and every run that wrote its row earlier).
+The row is written before the report is published; the report's picture is drawn afterwards,
+without Spark (the DAG's ``report`` task), from the history as it then stands: the run itself and
+every run that wrote its row earlier. This module imports no Spark: the Airflow side reads rows too.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-
-from pyspark.sql import SparkSession
+from typing import TYPE_CHECKING
 
 from nbknn.common import fs
 from nbknn.contract import join_uri
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 ROW_SUFFIX = ".json"
 # Dates written under the picture's x axis at most (the others are left unlabelled).
@@ -86,14 +89,22 @@ def write_row(spark: SparkSession, target: HistoryTarget, row: QualityRow) -> No
     fs.write_json_atomic(spark, row_uri(target.uri, row.run_key), row.to_dict())
 
 
+def is_row_name(name: str) -> bool:
+    """Whether a file name of the history folder is a row (hidden temporary files are not)."""
+    return name.endswith(ROW_SUFFIX) and not name.startswith((".", "_"))
+
+
+def in_run_order(documents) -> list[QualityRow]:
+    """The rows of these parsed row files in run order (date, then run key)."""
+    return sorted((QualityRow(**document) for document in documents), key=QualityRow.sort_key)
+
+
 def read_history(spark: SparkSession, history_uri: str) -> list[QualityRow]:
-    """Every row of the history in run order (date, then run key); hidden temporary files skipped."""
+    """Every row of the history in run order; hidden temporary files skipped."""
     if not fs.exists(spark, history_uri):
         return []
-    names = [name for name in fs.list_names(spark, history_uri)
-             if name.endswith(ROW_SUFFIX) and not name.startswith((".", "_"))]
-    rows = [QualityRow(**fs.read_json(spark, join_uri(history_uri, name))) for name in names]
-    return sorted(rows, key=QualityRow.sort_key)
+    names = [name for name in fs.list_names(spark, history_uri) if is_row_name(name)]
+    return in_run_order(fs.read_json(spark, join_uri(history_uri, name)) for name in names)
 
 
 def history_series(rows: list[QualityRow]) -> dict:
@@ -162,8 +173,7 @@ def history_png(rows: list[QualityRow], current_run_key: str | None = None) -> b
     return buffer.getvalue()
 
 
-def record_and_draw(spark: SparkSession, target: HistoryTarget, metrics: dict) -> tuple[bytes, int]:
-    """Write the run's row, then draw the history as it now stands; (the PNG, rows in the history)."""
+def record(spark: SparkSession, target: HistoryTarget, metrics: dict) -> int:
+    """Write the run's row; returns how many rows the history then holds."""
     write_row(spark, target, QualityRow.from_metrics(target, metrics))
-    rows = read_history(spark, target.uri)
-    return history_png(rows, target.run_key), len(rows)
+    return sum(is_row_name(name) for name in fs.list_names(spark, target.uri))

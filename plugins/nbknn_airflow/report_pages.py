@@ -1,0 +1,43 @@
+"""nb_predict's ``report`` task: draw the report's pictures and page beside its published metrics.
+
+The Spark applications publish the report's numbers (``metrics.json``, ``summary.json``) and leave
+the drawing to this task, which runs anyway and needs no JVM: matplotlib took 0.4-1 s of a Spark
+driver's time per run (more at many classes), the whole application waiting on it.
+
+Each file is written under a hidden temporary name and renamed over its place
+(``model_publish.write_bytes_atomic``), the page last: a reader sees a picture whole or not at all,
+and the page only once the pictures it shows are there. A retry draws them again from the same
+metrics; a retried prediction republishes the report without them until this task runs again.
+"""
+
+from __future__ import annotations
+
+from nbknn.contract import METRICS_NAME, REPORT_HTML_NAME, join_uri
+from nbknn.naive_bayes.quality_history import in_run_order, is_row_name
+from nbknn.naive_bayes.report_pictures import report_files
+from nbknn_airflow import model_publish, storage
+
+
+def read_history(history_uri: str) -> list:
+    """The quality history's rows in run order (hidden temporary files skipped)."""
+    if not storage.exists(history_uri):
+        return []
+    names = [name for name in model_publish.list_names(history_uri) if is_row_name(name)]
+    return in_run_order(storage.read_json(join_uri(history_uri, name)) for name in names)
+
+
+def publish_report_pages(report_uri: str) -> dict | None:
+    """Draw the pictures and the page of the report published at ``report_uri``; returns the page's
+    and the pictures' URIs, None when the run had no labelled document (no metrics, nothing to draw)."""
+    metrics_uri = join_uri(report_uri, METRICS_NAME)
+    if not storage.exists(metrics_uri):
+        return None
+    metrics = storage.read_json(metrics_uri)
+    history = metrics.get("quality_history")
+    rows = read_history(history["uri"]) if history else None
+    written = []
+    for name, content in report_files(metrics, rows):
+        uri = join_uri(report_uri, name)
+        model_publish.write_bytes_atomic(uri, content)
+        written.append(uri)
+    return {"page": join_uri(report_uri, REPORT_HTML_NAME), "files": written}
