@@ -11,7 +11,7 @@ broken by id, under `neighbors/<run-key>/neighbors/` (Parquet: `id, neighbor_ids
 |---|---|
 | `plan` | validates the parameters, computes every URI of the run (see its XCom) |
 | `knn` | Spark: quarantines bad vectors (`rejects/knn_neighbors/<run-key>/`), computes and publishes the neighbours and `report/summary.json` |
-| `report` | reads the summary and returns its headline numbers |
+| `report` | no Spark: draws `report/distance_by_rank.png` from the summary's numbers (the distance to the r-th neighbour, median and 10-90 % band per rank) and returns the headline numbers |
 
 The exact modes (all but `annoy`) give the same neighbours as scikit-learn brute force.
 
@@ -115,8 +115,11 @@ def knn_neighbors():
     @task(execution_timeout=timedelta(minutes=10))
     def report(uris: dict) -> dict:
         from nbknn_airflow import storage
+        from nbknn_airflow.report_pages import publish_knn_picture
 
-        return contract.KnnSummary.from_dict(storage.read_json(uris["summary"])).headline()
+        summary = storage.read_json(uris["summary"])
+        picture = publish_knn_picture(summary, contract.knn_report_uri(uris["run_dir"]))
+        return contract.KnnSummary.from_dict(summary).headline(picture)
 
     run_plan = plan()
     knn = spark_app("knn", "knn_neighbors.py", run_plan["knn_args"])

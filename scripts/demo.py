@@ -166,9 +166,10 @@ def print_summary(data_root: Path, train: list, test: list, timings: dict[str, f
     for name, path in [
         ("model", models / version),
         ("predictions", run_dir / "predictions"),
-        ("report", run_dir / "report"),
+        ("report", run_dir / "report" / "report.html"),
         ("document vectors", data_root / VECTORS),
         ("neighbours", neighbours_dir / "neighbors"),
+        ("their distances", neighbours_dir / "report" / "distance_by_rank.png"),
     ]:
         print(f"   {name:<17}{path.as_uri()}")
     print("\n== time per DAG run")

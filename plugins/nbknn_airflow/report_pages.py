@@ -1,8 +1,10 @@
-"""nb_predict's ``report`` task: draw the report's pictures and page beside its published metrics.
+"""The DAGs' ``report`` tasks: draw a run's pictures (and nb_predict's page) beside the numbers its
+Spark application published.
 
-The Spark applications publish the report's numbers (``metrics.json``, ``summary.json``) and leave
-the drawing to this task, which runs anyway and needs no JVM: matplotlib took 0.4-1 s of a Spark
-driver's time per run (more at many classes), the whole application waiting on it.
+The Spark applications publish the numbers (nb_predict's ``metrics.json``, knn_neighbors'
+``summary.json``) and leave the drawing to these tasks, which run anyway and need no JVM:
+matplotlib took 0.4-1 s of an nb_predict driver's time per run (more at many classes), plus its
+import, the whole application waiting on it.
 
 Each file is written under a hidden temporary name and renamed over its place
 (``model_publish.write_bytes_atomic``), the page last: a reader sees a picture whole or not at all,
@@ -13,6 +15,7 @@ metrics; a retried prediction republishes the report without them until this tas
 from __future__ import annotations
 
 from nbknn.contract import METRICS_NAME, REPORT_HTML_NAME, join_uri
+from nbknn.knn.distance_picture import DISTANCE_PNG_NAME, summary_picture
 from nbknn.naive_bayes.quality_history import in_run_order, is_row_name
 from nbknn.naive_bayes.report_pictures import report_files
 from nbknn_airflow import model_publish, storage
@@ -41,3 +44,14 @@ def publish_report_pages(report_uri: str) -> dict | None:
         model_publish.write_bytes_atomic(uri, content)
         written.append(uri)
     return {"page": join_uri(report_uri, REPORT_HTML_NAME), "files": written}
+
+
+def publish_knn_picture(summary: dict, report_uri: str) -> str | None:
+    """Draw a knn_neighbors run's distance-by-rank picture from its ``summary`` into ``report_uri``;
+    returns its URI (None for a summary without the numbers)."""
+    picture = summary_picture(summary)
+    if picture is None:
+        return None
+    uri = join_uri(report_uri, DISTANCE_PNG_NAME)
+    model_publish.write_bytes_atomic(uri, picture)
+    return uri

@@ -412,8 +412,12 @@ def neighbors_uri(run_dir: str) -> str:
     return join_uri(run_dir, "neighbors")
 
 
+def knn_report_uri(run_dir: str) -> str:
+    return join_uri(run_dir, "report")
+
+
 def knn_summary_uri(run_dir: str) -> str:
-    return report_summary_uri(join_uri(run_dir, "report"))
+    return report_summary_uri(knn_report_uri(run_dir))
 
 
 # --- summaries: written by the applications, read by the DAGs' report tasks -------------------
@@ -461,11 +465,11 @@ class KnnSummary(_Summary):
     output: dict
     timings_seconds: dict
     code_version: str
-    # report/distance_by_rank.png and its numbers: per rank, the 10/50/90 % distance.
+    # What report/distance_by_rank.png draws: per rank, the 10/50/90 % distance.
     distance_by_rank: dict | None = None
 
-    def headline(self) -> dict:
-        """What the DAG's report task returns (its XCom)."""
+    def headline(self, picture: str | None = None) -> dict:
+        """What the DAG's report task returns (its XCom); ``picture``: the picture it drew."""
         headline = {
             "neighbors_uri": self.output["uri"],
             "rows": self.output["rows"],
@@ -475,6 +479,7 @@ class KnnSummary(_Summary):
             "mode": self.mode,
             "mode_reason": self.mode_reason,
             "seconds": self.timings_seconds["total"],
+            "picture": picture,
         }
         if self.annoy:
             headline["recall_at_k"] = self.annoy["recall_at_k"]

@@ -60,7 +60,7 @@ def test_demo_runs_the_pipeline_and_prints_its_summary(demo):
     assert len(re.findall(r"^   reuters-r52-test-\d+: \S+ +p=[\d.]+ \(true \S+\) \"", out, re.M)) == 5
     assert "== similar documents (broadcast mode, k=3, metric=cosine)" in out
     assert len(re.findall(r"^      \d\.\d{3} reuters-r52-test-\d+ \[", out, re.M)) == 9
-    for name in ("model", "predictions", "report", "document vectors", "neighbours"):
+    for name in ("model", "predictions", "report", "document vectors", "neighbours", "their distances"):
         assert re.search(rf"^   {name}\s+file://", out, re.M), name
 
 
@@ -83,6 +83,9 @@ def test_the_demo_report_shows_its_figures_and_pictures(demo):
             picture.verify()
     for label in metrics["per_class"]:
         assert label in page
+    # knn_neighbors' report task draws its picture too.
+    with Image.open(next((data_root / "neighbors").glob("*/report/distance_by_rank.png"))) as picture:
+        picture.verify()
 
 
 def test_the_demo_model_is_the_point_grid_search_chooses(demo, corpus):

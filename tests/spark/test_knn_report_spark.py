@@ -1,5 +1,5 @@
-"""knn_neighbors publishes a picture of the distance by neighbour rank, with numbers that scikit-learn
-and numpy reproduce."""
+"""knn_neighbors publishes the distance by neighbour rank, numbers that scikit-learn and numpy
+reproduce, and the DAG's report task draws them."""
 
 import io
 
@@ -25,7 +25,6 @@ def test_the_distance_picture_and_its_numbers_match_sklearn(spark, tmp_path):
                       (tmp_path / "rejects").as_uri(), KnnOptions(k=5, mode="broadcast"))
 
     picture = summary["distance_by_rank"]
-    assert picture["uri"] == f"{out}/report/distance_by_rank.png"
     assert picture["ranks"] == [1, 2, 3, 4, 5]
     # The oracle: scikit-learn's brute-force distances, their per-rank quantiles by numpy (Spark's
     # percentile_approx is exact on 600 values: the smallest value with at least q of them <= it).
@@ -37,6 +36,10 @@ def test_the_distance_picture_and_its_numbers_match_sklearn(spark, tmp_path):
 
     from matplotlib.image import imread
 
+    from nbknn_airflow.report_pages import publish_knn_picture
+
+    assert sorted(p.name for p in (tmp_path / "out" / "report").iterdir()) == ["summary.json"]  # no drawing in Spark
+    assert publish_knn_picture(summary, f"{out}/report") == f"{out}/report/distance_by_rank.png"
     image = imread(io.BytesIO((tmp_path / "out" / "report" / "distance_by_rank.png").read_bytes()), format="png")
     assert image.shape[:2] == (400, 700)
     assert sorted(p.name for p in (tmp_path / "out" / "report").iterdir()) == ["distance_by_rank.png", "summary.json"]

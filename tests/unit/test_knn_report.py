@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from nbknn.knn.report import MAX_PLOTTED_RANKS, distance_png, picture_title, plotted_ranks
+from nbknn.knn.distance_picture import MAX_PLOTTED_RANKS, distance_png, picture_title, plotted_ranks
 
 LINE_RGB = np.array([0x3B, 0x75, 0xAF]) / 255
 

@@ -51,7 +51,6 @@ from nbknn.contract import (
     KNN_MODES,
     NEIGHBOR_COLUMNS,
     KnnSummary,
-    join_uri,
     knn_summary_uri,
     neighbors_uri,
 )
@@ -73,7 +72,7 @@ from nbknn.knn.broadcast import neighbors_broadcast
 from nbknn.knn.kernels import annoy_metric
 from nbknn.knn.mode import KnnResult
 from nbknn.knn.planning import DEFAULT_QUERY_CHUNK_ROWS
-from nbknn.knn.report import publish_distance_picture
+from nbknn.knn.report import distance_by_rank
 from nbknn.knn.topk import validate_k, validate_metric
 
 log = logging.getLogger(__name__)
@@ -252,11 +251,10 @@ def run_knn(
         if not self_join:
             queries.unpersist()
 
-    picture = publish_distance_picture(spark, published.uri, join_uri(output_dir, "report"), plan.k, options.metric,
-                                       plan.mode, plan.n_queries, published.recall)
+    distances = distance_by_rank(spark, published.uri, plan.k)
     timings = {"read_and_validate": round(read_seconds, 3), "neighbors_and_write": round(neighbors_seconds, 3)}
     summary = knn_summary(reference_spec, query_spec, rejects_uri, options, vectors, plan, published, timings, started,
-                          picture)
+                          distances)
     fs.write_json_atomic(spark, knn_summary_uri(output_dir), summary)
     return summary
 
