@@ -13,7 +13,8 @@ parts of run_vectorize separately, each a Spark action on the same input:
 * ``vectors_write_library``: the library's ``document_vectors`` write (what run_vectorize writes);
 * ``vectors_write_prototype``: a prototype with one parse, one tokenisation and a broadcast
   vocabulary join (below), whose output is checked equal to the library's;
-* ``report``: metrics + confusion PNG + HTML of run_combine, on the driver;
+* ``report``: metrics of run_combine, then the confusion PNG and the page as the DAG's report task
+  draws them;
 * MLlib's CountVectorizer + NaiveBayes transform of the same documents, for scale.
 """
 

@@ -118,7 +118,7 @@ def knn_neighbors():
         from nbknn_airflow.report_pages import publish_knn_picture
 
         summary = storage.read_json(uris["summary"])
-        picture = publish_knn_picture(summary, contract.knn_report_uri(uris["run_dir"]))
+        picture = publish_knn_picture(summary, uris["report"])
         return contract.KnnSummary.from_dict(summary).headline(picture)
 
     run_plan = plan()

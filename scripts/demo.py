@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from nbknn import contract
 from nbknn_local import corpora, dag_runs
 from nbknn_local.environment import (
     CORPUS,
@@ -166,10 +167,10 @@ def print_summary(data_root: Path, train: list, test: list, timings: dict[str, f
     for name, path in [
         ("model", models / version),
         ("predictions", run_dir / "predictions"),
-        ("report", run_dir / "report" / "report.html"),
+        ("report", run_dir / "report" / contract.REPORT_HTML_NAME),
         ("document vectors", data_root / VECTORS),
         ("neighbours", neighbours_dir / "neighbors"),
-        ("their distances", neighbours_dir / "report" / "distance_by_rank.png"),
+        ("their distances", neighbours_dir / "report" / contract.DISTANCE_PNG_NAME),
     ]:
         print(f"   {name:<17}{path.as_uri()}")
     print("\n== time per DAG run")

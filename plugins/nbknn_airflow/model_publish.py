@@ -13,7 +13,8 @@ instead of starting a JVM. Each visible change is one atomic operation of the st
   ``renameoptions=NONE`` on ``hdfs://`` (fails if the target exists, never moves into it).
 
 Other stores have no atomic rename through fsspec (object stores copy), so publishing there is
-refused instead of pretending. The steps and their order are those of the Spark application
+refused instead of pretending. The same atomic small-file writes serve the report tasks' pictures
+and pages (``nbknn_airflow.report_pages``). The steps and their order are those of the Spark application
 ``nb_publish_model.py`` (``nbknn.naive_bayes.publish``); both build the manifest with
 :func:`nbknn.contract.model_manifest`, so they publish the same model the same way.
 """

@@ -322,6 +322,8 @@ REPORT_SUMMARY_NAME = "summary.json"
 # and its picture in each run's report.
 QUALITY_HISTORY_NAME = "_quality_history"
 QUALITY_HISTORY_PNG_NAME = "quality_history.png"
+# knn_neighbors' report/ picture, drawn by the DAG's report task from the summary's numbers.
+DISTANCE_PNG_NAME = "distance_by_rank.png"
 
 
 def quality_history_uri(root: str) -> str:

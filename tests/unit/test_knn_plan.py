@@ -47,6 +47,7 @@ def test_plan_computes_hdfs_safe_run_scoped_uris():
     assert uris["run_dir"] == f"{ROOT}/neighbors/{key}"
     assert uris["neighbors"] == f"{ROOT}/neighbors/{key}/neighbors"
     assert uris["summary"] == f"{ROOT}/neighbors/{key}/report/summary.json"
+    assert uris["report"] == f"{ROOT}/neighbors/{key}/report"
     assert uris["rejects"] == f"{ROOT}/rejects/knn_neighbors/{key}"
     assert uris["queries"] is None
     for uri in (uris["run_dir"], uris["summary"], uris["rejects"]):

@@ -45,6 +45,7 @@ def plan_knn(params: dict, run_id: str, triggered_uri: str | None = None, run_ty
             "run_dir": run_dir,
             "neighbors": contract.neighbors_uri(run_dir),
             "summary": contract.knn_summary_uri(run_dir),
+            "report": contract.knn_report_uri(run_dir),
             "rejects": rejects,
         },
         # Flat key: pushed as its own XCom (multiple_outputs) for the Spark task's arguments.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 
-DISTANCE_PNG_NAME = "distance_by_rank.png"
 # Ranks drawn at most: every rank up to this k, an even spread of them above it.
 MAX_PLOTTED_RANKS = 50
 

@@ -3,7 +3,8 @@
 ``run_combine`` checks that every shard of the model scored the current vectors, picks each
 document's best class over the shards (:func:`combine_scores`: the maximum over the shards, the
 log-sum-exp merged from the shards' own, the top-n), publishes the predictions and then the report
-(metrics, picture and page when the input has labels; always the counts). Its summary is a
+(metrics when the input has labels, always the counts; the DAG's ``report`` task draws its
+pictures and page). Its summary is a
 :class:`nbknn.contract.PredictionSummary`.
 
 Completeness. The vectors summary carries a random ``write_id``; each shard's summary records the

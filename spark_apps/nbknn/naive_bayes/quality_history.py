@@ -13,7 +13,8 @@ its own, ``<run-key>.json``, written under a hidden temporary name and renamed o
 
 The row is written before the report is published; the report's picture is drawn afterwards,
 without Spark (the DAG's ``report`` task), from the history as it then stands: the run itself and
-every run that wrote its row earlier. This module imports no Spark: the Airflow side reads rows too.
+every row written by then, a later run's too when that run wrote it first. This module imports
+no Spark: the Airflow side reads rows too.
 """
 
 from __future__ import annotations
@@ -94,17 +95,18 @@ def is_row_name(name: str) -> bool:
     return name.endswith(ROW_SUFFIX) and not name.startswith((".", "_"))
 
 
-def in_run_order(documents) -> list[QualityRow]:
-    """The rows of these parsed row files in run order (date, then run key)."""
-    return sorted((QualityRow(**document) for document in documents), key=QualityRow.sort_key)
+def rows_in(names: list[str], read_row) -> list[QualityRow]:
+    """The rows among a history folder's file ``names`` (hidden temporary files skipped), each
+    parsed from ``read_row(name)``, in run order (date, then run key)."""
+    rows = (QualityRow(**read_row(name)) for name in names if is_row_name(name))
+    return sorted(rows, key=QualityRow.sort_key)
 
 
 def read_history(spark: SparkSession, history_uri: str) -> list[QualityRow]:
     """Every row of the history in run order; hidden temporary files skipped."""
     if not fs.exists(spark, history_uri):
         return []
-    names = [name for name in fs.list_names(spark, history_uri) if is_row_name(name)]
-    return in_run_order(fs.read_json(spark, join_uri(history_uri, name)) for name in names)
+    return rows_in(fs.list_names(spark, history_uri), lambda name: fs.read_json(spark, join_uri(history_uri, name)))
 
 
 def history_series(rows: list[QualityRow]) -> dict:
