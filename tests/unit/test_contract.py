@@ -26,8 +26,9 @@ def test_a_summary_reads_back_what_it_wrote_and_ignores_unknown_keys(cls):
 def test_knn_headline_names_recall_and_blocks_only_for_their_modes():
     document = {**_filled(contract.KnnSummary), "output": {"uri": "u", "rows": 3}, "timings_seconds": {"total": 1.5},
                 "annoy": None, "blocks": {"n_blocks": 4}}
-    headline = contract.KnnSummary.from_dict(document).headline()
+    headline = contract.KnnSummary.from_dict(document).headline("u/report/distance_by_rank.png")
     assert (headline["neighbors_uri"], headline["rows"], headline["seconds"], headline["n_blocks"]) == ("u", 3, 1.5, 4)
+    assert headline["picture"] == "u/report/distance_by_rank.png"
     assert "recall_at_k" not in headline
 
 
