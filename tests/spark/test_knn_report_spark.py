@@ -43,3 +43,7 @@ def test_the_distance_picture_and_its_numbers_match_sklearn(spark, tmp_path):
     image = imread(io.BytesIO((tmp_path / "out" / "report" / "distance_by_rank.png").read_bytes()), format="png")
     assert image.shape[:2] == (400, 700)
     assert sorted(p.name for p in (tmp_path / "out" / "report").iterdir()) == ["distance_by_rank.png", "summary.json"]
+    # A retry of the run removes the earlier attempt's picture: none is shown beside a summary it did not draw.
+    run_knn(spark, VectorSpec((tmp_path / "vectors.parquet").as_uri(), format="parquet"), out,
+            (tmp_path / "rejects").as_uri(), KnnOptions(k=5, mode="broadcast"))
+    assert sorted(p.name for p in (tmp_path / "out" / "report").iterdir()) == ["summary.json"]

@@ -47,10 +47,13 @@ from nbknn.contract import (
     DEFAULT_BROADCAST_MAX_BYTES,
     DEFAULT_K,
     DEFAULT_METRIC,
+    DISTANCE_PNG_NAME,
     KNN_JOB,
     KNN_MODES,
     NEIGHBOR_COLUMNS,
     KnnSummary,
+    join_uri,
+    knn_report_uri,
     knn_summary_uri,
     neighbors_uri,
 )
@@ -255,6 +258,8 @@ def run_knn(
     timings = {"read_and_validate": round(read_seconds, 3), "neighbors_and_write": round(neighbors_seconds, 3)}
     summary = knn_summary(reference_spec, query_spec, rejects_uri, options, vectors, plan, published, timings, started,
                           distances)
+    # An earlier attempt's picture must not sit beside this summary; the report task draws the new one.
+    fs.delete(spark, join_uri(knn_report_uri(output_dir), DISTANCE_PNG_NAME))
     fs.write_json_atomic(spark, knn_summary_uri(output_dir), summary)
     return summary
 
