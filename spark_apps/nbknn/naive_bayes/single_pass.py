@@ -53,7 +53,7 @@ from nbknn.naive_bayes.vectorize import (
     quarantine,
     tokenized,
     vector_stats,
-    with_duplicate_ids_rejected,
+    write_rejecting_duplicate_ids,
 )
 
 
@@ -76,11 +76,14 @@ def run_predict_single_pass(
     manifest = read_model_manifest(spark, model_dir)
     tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
     labels, model = load_whole_model(spark, model_dir, manifest)
-    documents = with_duplicate_ids_rejected(read_documents(spark, spec, labelled=False))
     temp_uri = fs.temporary_sibling(predictions_uri)
     try:
-        written = _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, labels, (top_n, top_terms),
-                                     temp_uri, max_lookup_terms)
+        documents, written = write_rejecting_duplicate_ids(
+            spark, read_documents(spark, spec, labelled=False),
+            partial(_write_predictions, spark, manifest=manifest, tokenizer=tokenizer, model_dir=model_dir,
+                    model=model, labels=labels, tops=(top_n, top_terms), temp_uri=temp_uri,
+                    max_lookup_terms=max_lookup_terms),
+            temp_uri)
         records, duplicates = quarantine(spark, spec, documents, written["totals"], rejects_uri, max_reject_fraction)
         confusion, counts = confusion_and_counts(spark.read.parquet(temp_uri), written["labelled"],
                                                  records.to_dict())

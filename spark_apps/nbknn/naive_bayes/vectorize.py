@@ -76,6 +76,30 @@ def with_duplicate_ids_rejected(documents: DataFrame) -> DataFrame:
     )
 
 
+def write_rejecting_duplicate_ids(spark, documents: DataFrame, write, written_uri: str):
+    """Run ``write(documents)``, which writes one row per accepted document (column ``doc_id``) to
+    ``written_uri``, so that every record whose id another accepted record shares is rejected as
+    :func:`with_duplicate_ids_rejected` does: (the documents as written from, what ``write``
+    returned).
+
+    Shared ids are rare. Found before the write, they cost a shuffle of every record with its text
+    (the window); found after it, a shuffle of the written ids alone. So the first write takes the
+    accepted records as they are, and only when two written rows share an id is that output
+    deleted and the write done again from the records with the window applied.
+    """
+    result = write(documents)
+    if not _ids_repeat(spark.read.parquet(written_uri)):
+        return documents, result
+    fs.delete(spark, written_uri)
+    flagged = with_duplicate_ids_rejected(documents)
+    return flagged, write(flagged)
+
+
+def _ids_repeat(written: DataFrame) -> bool:
+    rows, ids = written.agg(F.count(F.lit(1)), F.count_distinct("doc_id")).first()
+    return ids < rows
+
+
 #: Largest vocabulary that prediction ships to the tasks for an in-row lookup (terms); above it
 #: the vectoriser falls back to a join in Spark (two shuffles, but the vocabulary is never
 #: collected). 5 M terms are a few hundred MB as an Arrow string array on the driver and in
@@ -258,8 +282,9 @@ def run_vectorize(
 ) -> dict:
     """Validate the input and write its term-count vectors over the model's vocabulary.
 
-    One pass over clean input: the records are parsed, validated, checked for duplicate ids and
-    vectorised in the job that writes the vectors, which also counts them (read, accepted). Only
+    One pass over clean input: the records are parsed, validated and vectorised in the job that
+    writes the vectors, which also counts them (read, accepted); the written ids are then checked
+    for duplicates (:func:`write_rejecting_duplicate_ids`). Only
     when some record was rejected is the input read again, to quarantine the rejects (then
     counted by reason from the quarantine); the vectors are published after the reject fraction
     has been checked, and deleted unpublished when it is exceeded.
@@ -268,11 +293,13 @@ def run_vectorize(
     inside each row (no shuffle); larger ones are joined in Spark (:func:`document_vectors_joined`)."""
     manifest = read_model_manifest(spark, model_dir)
     tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
-    documents = with_duplicate_ids_rejected(read_documents(spark, spec, labelled=False))
     temp_uri = fs.temporary_sibling(vectors_uri)
     try:
-        vectoriser, stats, totals = _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri,
-                                                   max_lookup_terms)
+        documents, (vectoriser, stats, totals) = write_rejecting_duplicate_ids(
+            spark, read_documents(spark, spec, labelled=False),
+            partial(_write_vectors, spark, manifest=manifest, tokenizer=tokenizer, model_dir=model_dir,
+                    temp_uri=temp_uri, max_lookup_terms=max_lookup_terms),
+            temp_uri)
         counts, duplicates = quarantine(spark, spec, documents, totals, rejects_uri, max_reject_fraction)
         if stats["documents"] != counts.accepted:
             raise AssertionError(f"wrote {stats['documents']} vectors for {counts.accepted} accepted records")
