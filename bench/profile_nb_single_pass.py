@@ -1,8 +1,9 @@
 """Where the single-pass Naive Bayes prediction spends its time at x1 (20 Newsgroups, 7 528 test
-documents), next to MLlib's prediction with its own Tokenizer in the same session. Evidence for
-the x1 goal of bench_nb.py; the library is not changed.
+documents; ``--scale N``: the test set resampled N times, the model unchanged), next to MLlib's
+prediction with its own Tokenizer in the same session. Evidence for the goals of bench_nb.py;
+the library is not changed.
 
-    python bench/profile_nb_single_pass.py [--reps 3] [--baseline REVISION --name NAME]
+    python bench/profile_nb_single_pass.py [--reps 3] [--scale 1] [--baseline REVISION --name NAME]
 
 Per repetition (interleaved with MLlib's): the run's wall time, its Spark jobs (count and summed
 duration, from the driver's status REST API) and the rest, which is driver-side Python (model
@@ -37,6 +38,7 @@ PHASES = [
     ("vectorize.py", "lookup_broadcast"),
     ("documents.py", "read_documents"),
     ("single_pass.py", "_write_predictions"),
+    ("vectorize.py", "_ids_repeat"),
     ("vectorize.py", "quarantine"),
     ("combine.py", "confusion_and_counts"),
     ("outputs.py", "publish_output"),
@@ -75,6 +77,7 @@ def phase_seconds(profile: cProfile.Profile) -> dict[str, float]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=1, help="resampling factor of the test set (the model stays x1's)")
     parser.add_argument("--name", default="nb_x1_single_pass_profile")
     parser.add_argument("--baseline", metavar="REVISION", help="also predict with the library at this git revision")
     args = parser.parse_args(argv)
@@ -82,7 +85,7 @@ def main(argv=None) -> None:
     import importlib
     import sys
 
-    from bench_nb import BASELINE_PACKAGE, baseline_package, mllib_run, ours_train, write_jsonl
+    from bench_nb import BASELINE_PACKAGE, baseline_package, mllib_run, ours_train, resampled, write_jsonl
 
     from nbknn.inputs.documents import InputSpec
     from nbknn.naive_bayes.single_pass import run_predict_single_pass
@@ -103,7 +106,9 @@ def main(argv=None) -> None:
     app_id = spark.sparkContext.applicationId
     results["spark_startup_s"] = round(startup, 3)
     try:
-        train, test = corpora.documents("20newsgroups", "train"), corpora.documents("20newsgroups", "test")
+        train = corpora.documents("20newsgroups", "train")
+        test = resampled(corpora.documents("20newsgroups", "test"), args.scale, seed=2)
+        results["scale"] = args.scale
         results["documents"] = {"train": len(train), "test": len(test)}
         train_uri = write_jsonl(train, workdir / "train.jsonl")
         test_uri = write_jsonl(test, workdir / "test.jsonl")
@@ -154,7 +159,7 @@ def main(argv=None) -> None:
         results["profiled_run"] = {"seconds_with_profiler": round(profiled_seconds, 3),
                                    "cumulative_s": phase_seconds(profile)}
         common.write_results(args.name, results)
-        log(f"nb predict x1 single pass: ours/mllib={results['ours_over_mllib']['median']} "
+        log(f"nb predict x{args.scale} single pass: ours/mllib={results['ours_over_mllib']['median']} "
             f"(jobs {results['spark_jobs_s']['median']} s, outside jobs {results['outside_jobs_s']['median']} s)")
     finally:
         spark.stop()
