@@ -443,6 +443,24 @@ def test_duplicate_ids_and_bad_records_are_quarantined(spark, tie_model, tmp_pat
     assert sorted(p.name for p in (tmp_path / "strict" / "run").iterdir()) == ["rejects"]
 
 
+@pytest.mark.parametrize("path", ["per_shard", "single_pass"])
+def test_shared_ids_are_looked_for_after_the_write(spark, tie_model, tmp_path, monkeypatch, path):
+    """Input without shared ids is written once, without the window over whole records (a shuffle
+    of every text); input with them goes through it, and only the unshared ids are predicted."""
+    from nbknn.naive_bayes import vectorize
+
+    windows = []
+    window = vectorize.with_duplicate_ids_rejected
+    monkeypatch.setattr(vectorize, "with_duplicate_ids_rejected", lambda documents: windows.append(1) or window(documents))
+    docs = [{"id": "d1", "text": "red"}, {"id": "d2", "text": "blue"}]
+    predictions, _, _ = predict_in_process(spark, tie_model, docs, tmp_path / "unshared", path=path)
+    assert sorted(predictions) == ["d1", "d2"] and windows == []
+    predictions, summary, _ = predict_in_process(spark, tie_model, [*docs, {"id": "d2", "text": "green"}],
+                                                 tmp_path / "shared", max_reject_fraction=0.9, path=path)
+    assert sorted(predictions) == ["d1"] and windows == [1]
+    assert summary["counts"]["rejected_by_reason"] == {"duplicate_id": 2}
+
+
 def test_combiner_refuses_missing_or_stale_shard_scores(spark, tie_model, tmp_path):
     from nbknn.common import fs
     from nbknn.inputs.documents import InputSpec
