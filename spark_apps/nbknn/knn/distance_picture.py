@@ -60,7 +60,6 @@ def picture_title(k: int, metric: str, mode: str, queries: int, recall: dict | N
     return title
 
 
-
 def summary_picture(summary: dict) -> bytes | None:
     """The picture of a run from its ``report/summary.json`` (None when it has no distances)."""
     stats = summary.get("distance_by_rank")

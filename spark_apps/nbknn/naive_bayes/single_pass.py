@@ -79,7 +79,7 @@ def run_predict_single_pass(
     temp_uri = fs.temporary_sibling(predictions_uri)
     try:
         documents, written = write_rejecting_duplicate_ids(
-            spark, read_documents(spark, spec, labelled=False),
+            read_documents(spark, spec, labelled=False),
             partial(_write_predictions, spark, manifest=manifest, tokenizer=tokenizer, model_dir=model_dir,
                     model=model, labels=labels, tops=(top_n, top_terms), temp_uri=temp_uri,
                     max_lookup_terms=max_lookup_terms),

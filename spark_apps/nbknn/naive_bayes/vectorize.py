@@ -76,7 +76,7 @@ def with_duplicate_ids_rejected(documents: DataFrame) -> DataFrame:
     )
 
 
-def write_rejecting_duplicate_ids(spark, documents: DataFrame, write, written_uri: str):
+def write_rejecting_duplicate_ids(documents: DataFrame, write, written_uri: str):
     """Run ``write(documents)``, which writes one row per accepted document (column ``doc_id``) to
     ``written_uri``, so that every record whose id another accepted record shares is rejected as
     :func:`with_duplicate_ids_rejected` does: (the documents as written from, what ``write``
@@ -87,6 +87,7 @@ def write_rejecting_duplicate_ids(spark, documents: DataFrame, write, written_ur
     accepted records as they are, and only when two written rows share an id is that output
     deleted and the write done again from the records with the window applied.
     """
+    spark = documents.sparkSession
     result = write(documents)
     if not _ids_repeat(spark.read.parquet(written_uri)):
         return documents, result
@@ -296,7 +297,7 @@ def run_vectorize(
     temp_uri = fs.temporary_sibling(vectors_uri)
     try:
         documents, (vectoriser, stats, totals) = write_rejecting_duplicate_ids(
-            spark, read_documents(spark, spec, labelled=False),
+            read_documents(spark, spec, labelled=False),
             partial(_write_vectors, spark, manifest=manifest, tokenizer=tokenizer, model_dir=model_dir,
                     temp_uri=temp_uri, max_lookup_terms=max_lookup_terms),
             temp_uri)
