@@ -289,8 +289,8 @@ def accepted_ids_downstream(spark, case: Case, input_uri: str, out: Path) -> lis
     if case.pipeline == "train":
         from nbknn.inputs.documents import InputSpec, accepted_documents, read_documents
 
-        priors = spark.read.parquet((out / "model/_work/class_priors").as_uri()).collect()
-        assert {r["label"]: r["doc_count"] for r in priors} == Counter(LABELS[i] for i in case.accepted), priors
+        priors = json.loads((out / "model/_work/class_priors.json").read_text())["class_priors"]
+        assert {label: count for _, label, count in priors} == Counter(LABELS[i] for i in case.accepted), priors
         documents = read_documents(spark, InputSpec(uri=input_uri, format=case.format, **case.options))
         return [row["doc_id"] for row in accepted_documents(documents).select("doc_id").collect()]
     if case.pipeline == "predict":

@@ -207,7 +207,7 @@ def pipeline(spark, corpus, tmp_path_factory):
         staging = relative(uri, t["staging_dir"])
         steps = [
             Step("nb_class_prior", "nb_class_prior.py", train["class_prior_args"],
-                 [f"{staging}/_work/class_priors", f"{staging}/_work/summaries/class_prior.json",
+                 [f"{staging}/_work/class_priors.json", f"{staging}/_work/summaries/class_prior.json",
                   relative(uri, t["rejects"])], scratch=staging),
             Step("nb_term_counts", "nb_term_counts.py", train["term_counts_args"],
                  [f"{staging}/classes", f"{staging}/vocabulary", f"{staging}/term_counts",

@@ -17,9 +17,8 @@ from nbknn.inputs.documents import (
     read_documents,
     write_rejects,
 )
-from nbknn.naive_bayes import schemas
 from nbknn.naive_bayes.merge import folder_uri
-from nbknn.naive_bayes.staging import class_priors_uri, forget_staged_manifest, input_summary, summary_uri
+from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, summary_uri, write_class_priors
 
 
 def counts_by_reason_label_and_folder(documents: DataFrame) -> DataFrame:
@@ -39,10 +38,6 @@ def class_priors(label_counts: list[tuple[str, int]]) -> list[tuple[int, str, in
     for label, count in label_counts:
         totals[label] = totals.get(label, 0) + count
     return [(class_id, label, totals[label]) for class_id, label in enumerate(sorted(totals))]
-
-
-def class_priors_frame(spark: SparkSession, priors: list[tuple[int, str, int]]) -> DataFrame:
-    return spark.createDataFrame(priors, schemas.CLASS_PRIORS)
 
 
 def run_class_prior(
@@ -67,7 +62,7 @@ def run_class_prior(
     if counts.accepted == 0:
         raise InputError(f"no record of {spec.uri} was accepted; see the rejects at {rejects_uri}")
     priors = class_priors([(row["label"], row["count"]) for row in rows if row["reject_reason"] is None])
-    class_priors_frame(spark, priors).coalesce(1).write.mode("overwrite").parquet(class_priors_uri(model_dir))
+    write_class_priors(spark, model_dir, priors)
     summary = {
         "job": "class_prior",
         "input": input_summary(spec),

@@ -1,7 +1,10 @@
 """The staging model directory between the training jobs: what each job leaves there for the next.
 
 The class prior job's priors and every job's summary live in the staging directory's scratch
-space (removed when the model is published); the manifest is built from the summaries.
+space (removed when the model is published); the manifest is built from the summaries. Both are
+small JSON files written atomically, not Spark tables: in the class prior application's fresh JVM,
+starting Spark's Parquet writer for the priors cost more than the counting (the application took
+10.7 s with it and 7.8 s without, on 20 Newsgroups).
 """
 
 from __future__ import annotations
@@ -14,7 +17,18 @@ from nbknn.inputs.documents import InputSpec
 
 
 def class_priors_uri(model_dir: str) -> str:
-    return contract.work_uri(model_dir, "class_priors")
+    return contract.work_uri(model_dir, "class_priors.json")
+
+
+def write_class_priors(spark: SparkSession, model_dir: str, priors: list[tuple[int, str, int]]) -> None:
+    """(class_id, label, doc_count) of every class, for the term counts job."""
+    fs.write_json_atomic(spark, class_priors_uri(model_dir), {"class_priors": [list(prior) for prior in priors]})
+
+
+def read_class_priors(spark: SparkSession, model_dir: str) -> list[tuple[int, str, int]]:
+    """The class prior job's (class_id, label, doc_count), sorted by class id."""
+    document = fs.read_json(spark, class_priors_uri(model_dir))
+    return sorted((int(class_id), str(label), int(count)) for class_id, label, count in document["class_priors"])
 
 
 def summary_uri(model_dir: str, job: str) -> str:

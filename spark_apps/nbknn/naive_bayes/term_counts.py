@@ -27,7 +27,7 @@ from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
 from nbknn.naive_bayes import schemas
 from nbknn.naive_bayes.model_report import write_model_report
 from nbknn.naive_bayes.sharding import ShardPlan, imbalance, plan_shards
-from nbknn.naive_bayes.staging import class_priors_uri, forget_staged_manifest, input_summary, summary_uri
+from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, read_class_priors, summary_uri
 from nbknn.naive_bayes.vocabulary import DEFAULT_MAX_DRIVER_TERMS, term_and_label_totals, write_vocabulary
 
 # --- counting ---------------------------------------------------------------------------------
@@ -183,8 +183,7 @@ def run_term_counts(
     if min_term_count < 1:
         raise ConfigError(f"min_term_count must be >= 1 (got {min_term_count})")
     forget_staged_manifest(spark, model_dir)
-    priors_frame = spark.read.schema(schemas.CLASS_PRIORS).parquet(class_priors_uri(model_dir))
-    priors = sorted(tuple(row) for row in priors_frame.collect())
+    priors = read_class_priors(spark, model_dir)
     accepted = accepted_documents(read_documents(spark, spec, labelled=True))
 
     # The (label, term) table feeds both the vocabulary and dict2: it is kept in the executors'
@@ -203,7 +202,8 @@ def run_term_counts(
                 spark, model_dir, priors, label_stats, class_terms, vocabulary, num_shards, max_entries_per_shard
             )
         else:
-            entries = term_count_entries(class_terms, priors_frame, vocabulary)
+            classes = spark.createDataFrame(priors, schemas.CLASS_PRIORS)
+            entries = term_count_entries(class_terms, classes, vocabulary)
             stats, plan = write_sharded_tables(spark, model_dir, priors, entries, num_shards, max_entries_per_shard)
     finally:
         class_terms.unpersist()
