@@ -107,6 +107,7 @@ def main(argv=None) -> None:
         results["documents"] = len(train)
         env, options = submit_environment(workdir)
         results["spark_submit_options"] = options
+        results["jvm_options"] = env["SPARK_SUBMIT_OPTS"]
         sides = {"this": common.REPO_ROOT / "spark_apps", "baseline": revision_apps(args.baseline, workdir)}
         samples: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
         log("warm-up (page cache, the class archive)")

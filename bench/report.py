@@ -181,6 +181,23 @@ def nb_publish_section(result: dict, goals: list) -> list[str]:
             ""]
 
 
+def nb_train_apps_section(result: dict, goals: list) -> list[str]:
+    """nb_train's two applications as spark-submits, this code against a git revision."""
+    def cell(spread: dict) -> str:
+        return f"{spread['median']} [{spread['min']}, {spread['max']}]"
+
+    rows = [f"| `{key}` | {cell(result[key]['this_s'])} | {cell(result[key]['baseline_s'])} | "
+            f"{cell(result[key]['this_over_baseline'])} |" for key in ("nb_class_prior", "nb_term_counts", "both")]
+    return [f"## nb_train's Spark applications as spark-submits: this code against {result['baseline_revision']}", "",
+            _machine(result, "each application is a whole spark-submit process, JVM start-up included, with "
+                     f"`{' '.join(result['spark_submit_options'])}` (the driver's memory is spark-submit's default)"
+                     + (f" and the JVM options `{result['jvm_options']}`" if "jvm_options" in result else "")), "",
+            f"{result['documents']} documents (20 Newsgroups train), {result['repetitions']} interleaved repetitions; "
+            f"the same model tables on both sides: {result['same_model_tables']}.", "",
+            "| application | this s, median [min, max] | baseline s | this / baseline per repetition |",
+            "|---|---:|---:|---:|", *rows, ""]
+
+
 def scale_section(result: dict, goals: list) -> list[str]:
     out = ["## Naive Bayes beyond the dense model (synthetic classes x vocabulary grid)", "",
            _machine(result).replace("Spark start-up n/a s", "each cell starts its own JVM"), "",
@@ -406,7 +423,7 @@ def single_pass_profile_section(result: dict, goals: list) -> list[str]:
     return out + [""]
 
 
-SECTIONS = {"naive_bayes_single_pass_profile": single_pass_profile_section, "demo_end_to_end": demo_section, "naive_bayes_vectorize_profile": vectorize_section, "naive_bayes_predict_profile": profile_section, "naive_bayes_20newsgroups": nb_section, "naive_bayes_20newsgroups_train": nb_train_section, "naive_bayes_publish": nb_publish_section, "naive_bayes_scale": scale_section, "naive_bayes_selection": selection_section, "knn_all_points": knn_section, "knn_kernel": knn_kernel_section,
+SECTIONS = {"naive_bayes_single_pass_profile": single_pass_profile_section, "demo_end_to_end": demo_section, "naive_bayes_vectorize_profile": vectorize_section, "naive_bayes_predict_profile": profile_section, "naive_bayes_20newsgroups": nb_section, "naive_bayes_20newsgroups_train": nb_train_section, "naive_bayes_publish": nb_publish_section, "naive_bayes_train_apps": nb_train_apps_section, "naive_bayes_scale": scale_section, "naive_bayes_selection": selection_section, "knn_all_points": knn_section, "knn_kernel": knn_kernel_section,
             "naive_bayes_prediction_floor": nb_floor_section}
 ORDER = ("demo", "nb", "nb_x20", "nb_profile", "nb_profile_vectorize", "nb_scale", "knn", "knn_kernel")
 
