@@ -106,18 +106,11 @@ def baseline_package(revision: str, workdir: Path) -> Path:
     """The library ``spark_apps/nbknn`` of a git revision, as the package ``nbknn_baseline`` in a
     folder of its own (returned): its imports of ``nbknn`` renamed, so that both versions load in
     one process and the same Spark session (the folder goes on the executors' PYTHONPATH too)."""
-    import io
     import re
-    import subprocess
-    import tarfile
 
-    archive = subprocess.run(["git", "-C", str(common.REPO_ROOT), "archive", revision, "spark_apps/nbknn"],
-                             check=True, capture_output=True).stdout
     folder = workdir / "baseline"
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
     package = folder / BASELINE_PACKAGE
-    (folder / "spark_apps" / "nbknn").rename(package)
+    common.extract_revision(revision, "spark_apps/nbknn", folder).rename(package)
     own_name = re.compile(r"(?<![\w.])nbknn(?!\w)")
     for source in package.rglob("*.py"):
         source.write_text(own_name.sub(BASELINE_PACKAGE, source.read_text()))

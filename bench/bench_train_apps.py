@@ -15,11 +15,9 @@ benchmark (bench_nb.py, one warm session) does not see.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -29,16 +27,6 @@ import pyarrow.parquet as pq
 from common import log, spread
 
 APPS = ("nb_class_prior", "nb_term_counts")
-
-
-def revision_apps(revision: str, workdir: Path) -> Path:
-    """The ``spark_apps`` folder of a git revision, extracted under ``workdir``."""
-    archive = subprocess.run(["git", "-C", str(common.REPO_ROOT), "archive", revision, "spark_apps"],
-                             check=True, capture_output=True).stdout
-    folder = workdir / "baseline"
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
-    return folder / "spark_apps"
 
 
 def submit_environment(workdir: Path) -> tuple[dict, list[str]]:
@@ -108,7 +96,7 @@ def main(argv=None) -> None:
         env, options = submit_environment(workdir)
         results["spark_submit_options"] = options
         results["jvm_options"] = env["SPARK_SUBMIT_OPTS"]
-        sides = {"this": common.REPO_ROOT / "spark_apps", "baseline": revision_apps(args.baseline, workdir)}
+        sides = {"this": common.REPO_ROOT / "spark_apps", "baseline": common.extract_revision(args.baseline, "spark_apps", workdir / "baseline")}
         samples: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
         log("warm-up (page cache, the class archive)")
         for side, apps_dir in sides.items():

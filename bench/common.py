@@ -142,5 +142,19 @@ def write_results(name: str, results: dict) -> Path:
     return path
 
 
+def extract_revision(revision: str, path: str, folder: Path) -> Path:
+    """``path`` of this repository at git ``revision``, extracted under ``folder``: returns
+    ``folder / path`` (the code a benchmark compares the working tree with)."""
+    import io
+    import subprocess
+    import tarfile
+
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", revision, path],
+                             check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder / path
+
+
 def log(message: str) -> None:
     print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
