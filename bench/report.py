@@ -423,7 +423,28 @@ def single_pass_profile_section(result: dict, goals: list) -> list[str]:
     return out + [""]
 
 
-SECTIONS = {"naive_bayes_single_pass_profile": single_pass_profile_section, "demo_end_to_end": demo_section, "naive_bayes_vectorize_profile": vectorize_section, "naive_bayes_predict_profile": profile_section, "naive_bayes_20newsgroups": nb_section, "naive_bayes_20newsgroups_train": nb_train_section, "naive_bayes_publish": nb_publish_section, "naive_bayes_train_apps": nb_train_apps_section, "naive_bayes_scale": scale_section, "naive_bayes_selection": selection_section, "knn_all_points": knn_section, "knn_kernel": knn_kernel_section,
+def submit_jvm_section(result: dict, goals: list) -> list[str]:
+    """nb_train's two applications on a standalone cluster under three sets of JVM options."""
+    def cell(spread: dict) -> str:
+        return f"{spread['median']} [{spread['min']}, {spread['max']}]"
+
+    rows = []
+    for variant, options in result["jvm_options"].items():
+        entry = result[variant]
+        ratio = entry.get("over_defaults", {}).get("wall_s")
+        rows.append(f"| `{variant}` | `{options['driver'] or '-'}` | `{options['executor'] or '-'}` | "
+                    f"{cell(entry['wall_s'])} | {cell(ratio) if ratio else '1'} | {cell(entry['driver_cpu_s'])} | "
+                    f"{cell(entry['executor_cpu_s'])} |")
+    return ["## A Spark task's JVMs on a standalone cluster: the class archive and the driver's quick JIT", "",
+            _machine(result, "each repetition is nb_train's two applications as spark-submits in client mode "
+                     "against a local master and worker (one executor of 2 cores each)"), "",
+            f"{result['documents']} documents (20 Newsgroups train), {result['repetitions']} interleaved repetitions.",
+            "", "| variant | driver JVM options | executor JVM options | wall s, median [min, max] | "
+            "wall / defaults per repetition | driver CPU s | executor CPU s |",
+            "|---|---|---|---:|---:|---:|---:|", *rows, ""]
+
+
+SECTIONS = {"submit_jvm_standalone": submit_jvm_section, "naive_bayes_single_pass_profile": single_pass_profile_section, "demo_end_to_end": demo_section, "naive_bayes_vectorize_profile": vectorize_section, "naive_bayes_predict_profile": profile_section, "naive_bayes_20newsgroups": nb_section, "naive_bayes_20newsgroups_train": nb_train_section, "naive_bayes_publish": nb_publish_section, "naive_bayes_train_apps": nb_train_apps_section, "naive_bayes_scale": scale_section, "naive_bayes_selection": selection_section, "knn_all_points": knn_section, "knn_kernel": knn_kernel_section,
             "naive_bayes_prediction_floor": nb_floor_section}
 ORDER = ("demo", "nb", "nb_x20", "nb_profile", "nb_profile_vectorize", "nb_scale", "knn", "knn_kernel")
 
