@@ -55,5 +55,11 @@ assert pyspark.__version__ == '4.2.0', pyspark.__version__; \
 assert airflow.__version__ == '3.3.2', airflow.__version__" \
     && command -v spark-class spark-submit
 
+# Spark's classes in a class-data-sharing archive, made by a short local application (about a
+# minute): the drivers and executors of the stack's Spark tasks map them from it instead of loading
+# and verifying them from the jars (docker-compose.yml: SPARK_SUBMIT_OPTS,
+# spark.executor.extraJavaOptions). It holds this image's JDK and Spark, so it is built here.
+RUN python -m nbknn_local.jvm /opt/airflow/jvm/spark-classes.jsa
+
 # Owned by the airflow user, so that the named volumes mounted here are writable by it.
 RUN mkdir -p /opt/airflow/logs /opt/airflow/build /opt/airflow/spark-work

@@ -1,6 +1,7 @@
 """JVM options for short Spark applications: the quick JIT tier and a class-data-sharing archive
 of Spark's classes, which the embedded local environment (``make demo``, ``make airflow``) and the
-test suite's spark-submits use.
+test suite's spark-submits use. The compose image builds its archive with ``python -m
+nbknn_local.jvm PATH`` (Dockerfile) for its drivers and executors.
 
 A short application spends most of its CPU starting the JVM. Measured on a trivial local-mode
 application (read, group, write): 33-36 s of CPU with the JVM's defaults, 19-21 s with the quick
@@ -93,3 +94,23 @@ def _build_archive(archive: Path, venv_bin: Path) -> Path | None:
 def short_job_options(archive: Path | None) -> str:
     """SPARK_SUBMIT_OPTS for short applications: the quick JIT, and the archive when there is one."""
     return QUICK_JIT if archive is None else f"{QUICK_JIT} -XX:SharedArchiveFile={archive}"
+
+
+def main(argv: list[str]) -> None:
+    """``python -m nbknn_local.jvm ARCHIVE``: builds the archive at that path (the compose image
+    does at build time, for its drivers and executors), with the spark-submit found on PATH."""
+    import shutil
+
+    if len(argv) != 1:
+        sys.exit("usage: python -m nbknn_local.jvm ARCHIVE_PATH")
+    archive, spark_submit = Path(argv[0]), shutil.which("spark-submit")
+    if spark_submit is None:
+        sys.exit("spark-submit is not on PATH")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    if _build_archive(archive, Path(spark_submit).parent) is None:
+        sys.exit(1)
+    print(f"class archive: {archive} ({archive.stat().st_size // 2**20} MiB)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -7,9 +7,10 @@ database URL command, the Spark connection and Spark properties, the pool), the 
 script, the Spark master's and workers' commands and environment (shared secret, no kill links),
 and the healthchecks. Only what a container would provide is replaced (compose_file.Localiser):
 service host names become 127.0.0.1 with free ports, /opt/airflow becomes a temporary Airflow home
-with the compose's bind mounts linked into it, and the HDFS data root becomes a file:// root (no
-HDFS runs here). The metadata DB is PostgreSQL from Debian's package (`make` installs it), set up
-from the postgres service's environment. Test-only additions are listed in TEST_ONLY_* below.
+with the compose's bind mounts linked into it, the HDFS data root becomes a file:// root (no HDFS
+runs here), and the class archive the image build makes is the suite's own, linked where the
+compose's JVM options look for it. The metadata DB is PostgreSQL from Debian's package (`make`
+installs it), set up from the postgres service's environment. Test-only additions are listed in TEST_ONLY_* below.
 
 Order of events (one stack for the module):
   (a) every component reports healthy, the compose healthchecks pass, FAB issues a REST token for
@@ -19,7 +20,8 @@ Order of events (one stack for the module):
       the scheduler is killed (SIGKILL, with its task processes) while a Spark task runs and
       restarted from the same command; the run completes, the killed task on a later try, every
       Spark task in the pool, on the cluster (no kill links on the master UI), authenticated, with
-      one executor per application; the model's tables equal scikit-learn's counts of the same documents;
+      one executor per application, drivers and executors mapping Spark's classes from the image's
+      class archive; the model's tables equal scikit-learn's counts of the same documents;
   (d) the model publication (an Asset event) makes the scheduler run nb_predict, which succeeds;
   (e) knn_neighbors' first scheduled run, with no vectors yet, skips at its plan;
       doc_vectors' scheduled run publishes vectors, whose Asset event runs knn_neighbors;
@@ -53,7 +55,7 @@ from compose_file import Localiser, command, environment
 from helpers import VENV_BIN, model_differences_from_sklearn, write_jsonl
 from nbknn import contract
 from processes import free_port, get_json, start, stop, stop_on_sigterm, wait_until
-from submit_jvm import executor_options
+from submit_jvm import QUICK_JIT
 
 pytestmark = pytest.mark.services
 
@@ -66,9 +68,10 @@ TEST_DOCS = 200
 FORM_K = 3
 AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
 SPARK_WORKERS = ["spark-worker-1", "spark-worker-2"]
+# The JVM option naming a class-data-sharing archive (the image's: Dockerfile, docker-compose.yml).
+ARCHIVE_OPTION = "-XX:SharedArchiveFile="
 # Spark properties the test adds to the compose's NBKNN_SPARK_CONF: small shuffles for small data,
-# no driver UI, and for executor JVMs the spark-submits' quick JIT and class archive
-# (tests/submit_jvm.py, executor_options() when the environment is built) -- speed only.
+# no driver UI, and for executor JVMs the quick JIT before the compose's own options -- speed only.
 TEST_ONLY_SPARK_CONF = {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"}
 # Worker size: the compose default (2 cores, 2g each) on this 2-core machine, with 1g executors.
 # Airflow timings the test changes -- speed only: the DAG files do not change while the stack runs,
@@ -210,8 +213,9 @@ class Stack:
         assert urlparse(compose_env["NBKNN_DATA_ROOT"]).scheme == "hdfs"
         env["NBKNN_DATA_ROOT"] = self.data_root.as_uri()
         spark_conf = json.loads(env["NBKNN_SPARK_CONF"])
+        executor_jvm = f"{QUICK_JIT} {spark_conf['spark.executor.extraJavaOptions']}"
         env["NBKNN_SPARK_CONF"] = json.dumps({**spark_conf, **TEST_ONLY_SPARK_CONF,
-                                              "spark.executor.extraJavaOptions": executor_options()})
+                                              "spark.executor.extraJavaOptions": executor_jvm})
         env.update({
             # What the image provides: Airflow's home (with the compose's bind mounts in it), the
             # virtualenv's airflow/python/spark-submit on PATH.
@@ -349,6 +353,40 @@ def _link_bind_mounts(home: Path) -> None:
         link.symlink_to(source)
 
 
+def _provide_class_archive(stack: Stack) -> Path:
+    """What the image build provides (Dockerfile: python -m nbknn_local.jvm): the class archive at
+    the path the compose's JVM options name, below the local Airflow home. It is the suite's own
+    archive (tests/submit_jvm.py), built by the same code for this JDK and Spark, linked there;
+    without one the path stays empty and the JVMs load their classes themselves."""
+    driver_options = environment("airflow-scheduler", stack.dotenv)["SPARK_SUBMIT_OPTS"].split()
+    (container_path,) = [o.removeprefix(ARCHIVE_OPTION) for o in driver_options if o.startswith(ARCHIVE_OPTION)]
+    local = stack.home / container_path.removeprefix(compose_file.CONTAINER_AIRFLOW_HOME + "/")
+    suite = [o.removeprefix(ARCHIVE_OPTION) for o in os.environ.get("SPARK_SUBMIT_OPTS", "").split()
+             if o.startswith(ARCHIVE_OPTION)]
+    if suite:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.symlink_to(suite[0])
+    return local
+
+
+def _class_archive_problems(stack: Stack, run: dict) -> list[str]:
+    """Where a Spark JVM of the run could not map the class archive: an executor started without
+    the compose's option, or a JVM's CDS warning (a class path or JDK the archive does not match)
+    in an executor's stderr or in a task's log (where spark-submit's driver output goes)."""
+    problems = []
+    option = f"{ARCHIVE_OPTION}{stack.class_archive}"
+    for stderr in sorted(glob.glob(str(stack.base / "spark-worker-*" / "work" / "app-*" / "*" / "stderr"))):
+        text = Path(stderr).read_text(errors="replace")
+        launch = [line for line in text.splitlines() if line.startswith("Spark Executor Command:")]
+        if not launch or option not in launch[0]:
+            problems.append(f"{stderr}: executor started without {option}")
+        if "[cds" in text:
+            problems.append(f"{stderr}: {text[text.index('[cds'):][:300]}")
+    logs = sorted((stack.home / "logs").glob(f"dag_id={run['dag_id']}/run_id={run['dag_run_id']}/**/*.log"))
+    problems += [f"{log}: a CDS warning" for log in logs if "[cds" in log.read_text(errors="replace")]
+    return problems if logs else ["no task logs found"]
+
+
 def _run_init_job(stack: Stack) -> subprocess.CompletedProcess:
     """airflow-init's command (bash -ec SCRIPT) with its environment: migrate, admin user, pool."""
     argv = command("airflow-init", stack.dotenv)
@@ -374,6 +412,7 @@ def stack(tmp_path_factory, corpus):
     stack = Stack(base, dotenv)
     stack.home.mkdir()
     _link_bind_mounts(stack.home)
+    stack.class_archive = _provide_class_archive(stack)
     _lay_out_inputs(stack.data_root, corpus)
     postgres = Postgres(environment("postgres", dotenv), base)
     with stop_on_sigterm():
@@ -570,6 +609,8 @@ def test_c_d_scheduled_training_survives_a_scheduler_kill_and_triggers_predictio
     executors = Counter(app.name for worker in SPARK_WORKERS for app in (stack.base / worker / "work").iterdir()
                         for executor in app.iterdir() if executor.is_dir())
     assert executors and set(executors.values()) == {1}, executors
+    # Drivers and executors mapped Spark's classes from the image's archive.
+    assert stack.class_archive.exists() and _class_archive_problems(stack, train) == []
 
     predict = stack.wait_for_run("nb_predict", "asset_triggered")
     assert predict["state"] == "success", stack.explain(predict)

@@ -448,6 +448,20 @@ def test_spark_tasks_are_bounded_by_a_pool_cores_and_driver_memory():
     assert LibrarySparkSubmitOperator.__name__ in namespace["SPARK_TASK_TYPES"]
 
 
+def test_drivers_and_executors_map_the_class_archive_the_image_builds():
+    """The archive the Dockerfile builds is the one both JVMs of a Spark task are told to map; it is
+    outside every volume (a volume mounted over it would hide it, and the JVMs would silently load
+    the classes themselves)."""
+    (built,) = re.findall(r"^RUN python -m nbknn_local\.jvm (\S+)$", DOCKERFILE, flags=re.MULTILINE)
+    option = f"-XX:SharedArchiveFile={built}"
+    env = environment("airflow-scheduler")
+    assert option in env["SPARK_SUBMIT_OPTS"].split()
+    assert option in json.loads(env["NBKNN_SPARK_CONF"])["spark.executor.extraJavaOptions"].split()
+    for name in [*AIRFLOW_SERVICES, *SPARK_SERVICES]:
+        mounted = [v.split(":")[1] for v in resolved(name).get("volumes", [])]
+        assert not [m for m in mounted if built.startswith(m.rstrip("/") + "/")], (name, mounted)
+
+
 def test_every_long_running_service_has_memory_and_cpu_limits():
     for name in SERVICES:
         if resolved(name).get("restart") == "no":
