@@ -66,7 +66,7 @@ def start_cluster(base: Path) -> tuple[str, list[subprocess.Popen]]:
     master = subprocess.Popen([str(VENV_BIN / "spark-class"), "org.apache.spark.deploy.master.Master", "--host",
                                "127.0.0.1", "--port", str(master_port), "--webui-port", str(free_port())],
                               env=env, stdout=open(base / "master.log", "w"), stderr=subprocess.STDOUT)
-    time.sleep(5)
+    # No wait for the master: the worker retries its registration until the master listens.
     worker = subprocess.Popen([str(VENV_BIN / "spark-class"), "org.apache.spark.deploy.worker.Worker", url,
                                "--host", "127.0.0.1", "--cores", "2", "--memory", "2g",
                                "--webui-port", str(free_port())],
@@ -79,7 +79,13 @@ def start_cluster(base: Path) -> tuple[str, list[subprocess.Popen]]:
 
 
 def children_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process's waited-for children (the worker's executor JVMs and their Python)."""
+    """CPU seconds of a process's waited-for children (the worker's executor JVMs and their Python),
+    once it has none left running: a child's CPU counts only after the parent has reaped it."""
+    import psutil
+
+    deadline = time.monotonic() + 60
+    while psutil.Process(pid).children() and time.monotonic() < deadline:
+        time.sleep(0.2)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
@@ -104,7 +110,6 @@ def run_variant(master: str, worker_pid: int, driver_opts: str, executor_opts: s
         if "[cds" in result.stdout + result.stderr:
             raise RuntimeError(f"{app}: the driver could not use the class archive:\n{result.stdout[-2000:]}")
     wall = time.perf_counter() - started
-    time.sleep(2)  # the worker reaps the finished executor
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall_s": wall,
             "driver_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
