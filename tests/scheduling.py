@@ -35,7 +35,6 @@ MODULE_SECONDS = {
     "tests/spark/test_nb_incremental_selection.py": 60,
     "tests/reliability/test_bad_input_matrix.py": 60,
     "tests/spark/test_nb_top_terms.py": 40,
-    "tests/e2e/test_nb_train_e2e.py": 40,
     "tests/spark/test_nb_selection_spark.py": 40,
     "tests/spark/test_tokenizer_spark.py": 30,
 }

@@ -125,17 +125,28 @@ def test_the_demo_model_is_the_point_grid_search_chooses(demo, corpus):
     )
 
 
-def test_the_dag_runner_reports_a_failed_run_and_stops_there(airflow_db, tmp_path):
-    """The demo's runner (nbknn_local.dag_runs): a DAG run that fails (here at ``plan``, on an input
-    outside the data roots) is reported failed with its log, ends the sequence and exits with 1."""
-    from helpers import latest_run_task_states, run_dag_tests
+def test_the_dag_runner_reports_a_failed_run_and_stops_there(airflow_db, corpus, tmp_path):
+    """The demo's runner (nbknn_local.dag_runs) on an nb_train run over max_reject_fraction: the run
+    fails loudly at class_prior (the real SparkSubmitOperator and spark-submit), with the
+    quarantine written so the operator can see why, no model published and no retry of bad input;
+    the runner reports it failed with its log, ends the sequence there and exits with 1. (A run
+    that fails at ``plan`` goes through ``airflow dags test`` in tests/reliability/test_hostile_params.py.)"""
+    from helpers import latest_run_task_states, run_dag_tests, write_jsonl
 
+    docs = corpus("reuters-r8", "train", 20)
+    write_jsonl(tmp_path / "input" / "bad" / "part-0.jsonl", [*docs, *["{broken"] * 5])
     logs = tmp_path / "logs"
-    result = run_dag_tests({"nb_train": {"input_uri": "file:///etc/passwd"}, "nb_predict": {}}, tmp_path.as_uri(), logs)
+    over = {"input_uri": "input/bad", "max_reject_fraction": 0.01}
+    result = run_dag_tests({"nb_train": over, "nb_predict": {}}, tmp_path.as_uri(), logs)
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     assert [(e["dag_id"], e["event"], e.get("state")) for e in events] == [
         ("nb_train", "start", None), ("nb_train", "end", "failed")]
-    assert "is outside the allowed roots" in (logs / "nb_train.log").read_text(errors="replace")
-    assert latest_run_task_states("nb_train")[("plan", -1)] == "failed"
+    log = (logs / "nb_train.log").read_text(errors="replace")
+    assert "rejected 5 of 25 records (20.00%), more than max_reject_fraction 1.00%" in log, log[-5000:]
+    assert not (tmp_path / "models" / "naive_bayes" / "LATEST").exists()
+    assert list(tmp_path.glob("rejects/nb_train/*/part-*"))
+    # Bad input is not retried: class_prior failed on its first try, nothing after it ran.
+    states = latest_run_task_states("nb_train")
+    assert states[("plan", -1)] == "success" and states[("class_prior", -1)] == "failed", states
     assert not (logs / "nb_predict.log").exists()
