@@ -6,13 +6,16 @@ script lays out the whole corpus only when the inputs are missing).
 One module-scoped start, checked through the REST API as the UI's user (the generated admin
 password): the DAGs are live from the start, triggering nb_train with its defaults is followed by
 an asset-triggered nb_predict that succeeds and evaluates its predictions (its row in the quality
-history), and no DAG run fails (the scheduled runs made on unpausing skip or succeed).
+history), doc_vectors' scheduled run (made on unpausing) is followed by an asset-triggered
+knn_neighbors, and no DAG run fails (the scheduled runs made on unpausing skip or succeed).
 
 These two runs are also the suite's end-to-end check of the default training and prediction paths
 (full training without selection, then the single pass), with scikit-learn as the oracle: the
 model's tables equal its counts of the accepted documents, the predictions its labels and
 probabilities; a few bad records in both inputs are quarantined with their reasons and counted.
-(`airflow dags test` runs every DAG in the demo, tests/e2e/test_demo.py.)
+The knn_neighbors run is the suite's end-to-end check of a run started by an Asset event, with
+the direct float64 brute force as the oracle. (`airflow dags test` runs every DAG in the demo,
+tests/e2e/test_demo.py.)
 
 The script gets a user's environment, not the test session's: PATH, HOME, the locale and Java;
 only SPARK_SUBMIT_OPTS (JVM options of the short spark-submits, tests/submit_jvm.py) is passed on.
@@ -28,7 +31,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import model_differences_from_sklearn, sklearn_nb_predictions, write_jsonl
+from helpers import dag_param_defaults, model_differences_from_sklearn, sklearn_nb_predictions, write_jsonl
 from processes import free_port, log_tail, start, stop, stop_on_sigterm, wait_until
 
 pytestmark = pytest.mark.services
@@ -214,6 +217,40 @@ def test_the_predictions_are_scikit_learns_and_the_quality_history_has_their_row
     assert metrics["documents"] == TEST_DOCS and metrics["accuracy"] == pytest.approx(correct / TEST_DOCS)
     rows = [json.loads(p.read_text()) for p in (ui.data_root / "predictions" / "naive_bayes" / "_quality_history").glob("*.json")]
     assert [(row["model_version"], row["accuracy"]) for row in rows] == [(version, metrics["accuracy"])]
+
+
+def test_the_scheduled_vectors_run_knn_neighbors_through_their_asset_and_it_finds_the_exact_neighbours(
+        airflow_ui):
+    """Unpausing made doc_vectors' run of its latest interval; the vectors it published (an Asset
+    event) ran knn_neighbors, with its Param defaults, whose neighbours are the direct float64 brute
+    force's on those vectors, ids and distances, ties broken by id."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from knn_oracles import direct_topk
+
+    ui = airflow_ui
+    vectors_run = ui.wait_for("doc_vectors", lambda run: run["run_type"] == "scheduled", "the scheduled doc_vectors run")
+    assert vectors_run["state"] == "success", ui.explain(vectors_run)
+    knn = ui.wait_for("knn_neighbors", lambda run: run["run_type"] == "asset_triggered",
+                      "an asset-triggered knn_neighbors run")
+    assert knn["state"] == "success", ui.explain(knn)
+
+    vectors = pq.read_table(ui.data_root / "input" / "knn_neighbors" / "vectors").to_pylist()
+    # The test split and the unlabelled document; the malformed record is quarantined.
+    assert len(vectors) == len(ui.test) + 1
+    ids = np.array([row["id"] for row in vectors])
+    X = np.array([row["vector"] for row in vectors])
+    (run_dir,) = (ui.data_root / "neighbors").iterdir()
+    summary = json.loads((run_dir / "report" / "summary.json").read_text())
+    defaults = dag_param_defaults("knn_neighbors")
+    assert [summary[name] for name in ("k", "metric", "exclude_self")] == [
+        defaults[name] for name in ("k", "metric", "exclude_self")], summary
+    want_ids, want_distances = direct_topk(X, ids, X, ids, summary["k"], summary["metric"], exclude_self=True)
+    by_id = {row["id"]: row for row in pq.read_table(run_dir / "neighbors").to_pylist()}
+    assert sorted(by_id) == sorted(ids.tolist())
+    assert [by_id[i]["neighbor_ids"] for i in ids.tolist()] == want_ids.tolist()
+    np.testing.assert_allclose([by_id[i]["distances"] for i in ids.tolist()], want_distances, rtol=1e-12, atol=1e-12)
 
 
 def test_no_dag_run_failed(airflow_ui):
