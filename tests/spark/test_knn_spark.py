@@ -168,10 +168,11 @@ def test_duplicates_and_ties_break_by_id_in_every_exact_mode(spark):
     """Integer points on a small grid: exact duplicates (an identical twin stays a neighbour at
     distance 0) and many ties, which every exact mode breaks by id exactly."""
     rng = np.random.default_rng(7)
-    # 27 grid points for 60 rows: every row has ties (the cost is in the number of blocks of 5).
-    X = rng.integers(0, 3, size=(60, 3)).astype(np.float64)
-    X[50:] = X[:10]  # exact duplicates under other ids
-    ids = rng.permutation(np.arange(10_000, 10_060)).astype(np.int64)
+    # 27 grid points for 40 rows: every row has ties. The cost is in the number of blocks of 5: an
+    # all-points run of 8 blocks is 36 tasks (one per block and one per pair of blocks).
+    X = rng.integers(0, 3, size=(40, 3)).astype(np.float64)
+    X[32:] = X[:8]  # exact duplicates under other ids
+    ids = rng.permutation(np.arange(10_000, 10_040)).astype(np.int64)
     frame = make_frame(spark, ids, X)
     k = 7
     sk_d, sk_idx = sklearn_self_join(X, k, "euclidean")
@@ -207,7 +208,9 @@ def test_all_points_exact_on_near_duplicates_and_large_offsets_with_string_ids(s
     want_ids, want_d = direct_topk(X, ids, X, ids, k, metric, True)
     for result in (
         neighbors_broadcast(frame, frame, k, metric, self_join=True),
-        neighbors_blocked(frame, frame, k, metric, block_rows=40, self_join=True),
+        # 3 blocks: 6 tasks (one per block and one per pair); make_frame's repartition spreads each
+        # cluster and its twins over the blocks.
+        neighbors_blocked(frame, frame, k, metric, block_rows=100, self_join=True),
         neighbors_blocked(frame, frame, k, metric, block_rows=40),
     ):
         got_ids, got_d = collect_result(result, ids)
