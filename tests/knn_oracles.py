@@ -129,3 +129,15 @@ def direct_topk(Q, query_ids, R, ref_ids, k, metric, exclude_self):
         dist[i, : len(order)] = v[keep[order]]
     return ids, dist
 
+
+
+def assert_all_points_rows_equal_direct(rows: list[dict], ids, X, k: int, metric: str) -> None:
+    """A published all-points output (rows of id, neighbor_ids, distances, in any order) is the
+    direct float64 brute force's on ``X`` (self excluded): one row per id, the neighbour ids in
+    (distance, id) order, the same distances."""
+    ids = np.asarray(ids)
+    by_id = {row["id"]: row for row in rows}
+    assert len(by_id) == len(rows) and sorted(by_id) == sorted(ids.tolist()), "one output row per vector"
+    want_ids, want_distances = direct_topk(X, ids, X, ids, k, metric, exclude_self=True)
+    assert [by_id[i]["neighbor_ids"] for i in ids.tolist()] == want_ids.tolist()
+    np.testing.assert_allclose([by_id[i]["distances"] for i in ids.tolist()], want_distances, rtol=1e-12, atol=1e-12)

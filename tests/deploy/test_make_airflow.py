@@ -227,7 +227,7 @@ def test_the_scheduled_vectors_run_knn_neighbors_through_their_asset_and_it_find
     import numpy as np
     import pyarrow.parquet as pq
 
-    from knn_oracles import direct_topk
+    from knn_oracles import assert_all_points_rows_equal_direct
 
     ui = airflow_ui
     vectors_run = ui.wait_for("doc_vectors", lambda run: run["run_type"] == "scheduled", "the scheduled doc_vectors run")
@@ -246,11 +246,8 @@ def test_the_scheduled_vectors_run_knn_neighbors_through_their_asset_and_it_find
     defaults = dag_param_defaults("knn_neighbors")
     assert [summary[name] for name in ("k", "metric", "exclude_self")] == [
         defaults[name] for name in ("k", "metric", "exclude_self")], summary
-    want_ids, want_distances = direct_topk(X, ids, X, ids, summary["k"], summary["metric"], exclude_self=True)
-    by_id = {row["id"]: row for row in pq.read_table(run_dir / "neighbors").to_pylist()}
-    assert sorted(by_id) == sorted(ids.tolist())
-    assert [by_id[i]["neighbor_ids"] for i in ids.tolist()] == want_ids.tolist()
-    np.testing.assert_allclose([by_id[i]["distances"] for i in ids.tolist()], want_distances, rtol=1e-12, atol=1e-12)
+    assert_all_points_rows_equal_direct(pq.read_table(run_dir / "neighbors").to_pylist(), ids, X, summary["k"],
+                                        summary["metric"])
 
 
 def test_no_dag_run_failed(airflow_ui):

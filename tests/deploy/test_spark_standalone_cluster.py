@@ -40,7 +40,7 @@ from helpers import (
     train_model_in_process,
     write_jsonl,
 )
-from knn_oracles import direct_topk
+from knn_oracles import assert_all_points_rows_equal_direct
 from processes import free_port, get_json, start, stop, stop_on_sigterm, wait_until
 
 pytestmark = pytest.mark.cluster
@@ -218,14 +218,9 @@ def test_blocked_neighbours_on_the_cluster_equal_the_direct_brute_force(cluster_
     # order, the distances its own.
     (cluster_knn,) = (root / "neighbors").iterdir()
     assert ":" not in cluster_knn.name  # the run id's colons do not reach a path
-    cluster_neighbors = _rows(cluster_knn / "neighbors", ["id"])
     ids, X = _digits()
-    assert [r["id"] for r in cluster_neighbors] == sorted(ids.tolist())
-    want_ids, want_distances = direct_topk(X, ids, X, ids, KNN_CONF["k"], "euclidean", exclude_self=True)
-    position = {v: i for i, v in enumerate(ids.tolist())}
-    order = [position[r["id"]] for r in cluster_neighbors]
-    assert [r["neighbor_ids"] for r in cluster_neighbors] == want_ids[order].tolist()
-    np.testing.assert_allclose([r["distances"] for r in cluster_neighbors], want_distances[order], rtol=1e-12)
+    assert_all_points_rows_equal_direct(pq.read_table(cluster_knn / "neighbors").to_pylist(), ids, X,
+                                        KNN_CONF["k"], "euclidean")
     summary = json.loads((cluster_knn / "report" / "summary.json").read_text())
     assert summary["mode"] == "blocked"
     assert summary["mode_reason"] == "reference matrix 204800 bytes > broadcast_max_bytes 100000"
