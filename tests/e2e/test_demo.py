@@ -146,7 +146,8 @@ def test_the_dag_runner_reports_a_failed_run_and_stops_there(airflow_db, corpus,
     assert "rejected 5 of 25 records (20.00%), more than max_reject_fraction 1.00%" in log, log[-5000:]
     assert not (tmp_path / "models" / "naive_bayes" / "LATEST").exists()
     assert list(tmp_path.glob("rejects/nb_train/*/part-*"))
-    # Bad input is not retried: class_prior failed on its first try, nothing after it ran.
+    # Bad input is not retried: class_prior failed, and nothing after it ran.
     states = latest_run_task_states("nb_train")
     assert states[("plan", -1)] == "success" and states[("class_prior", -1)] == "failed", states
+    assert all(states.get((task, -1)) in ("upstream_failed", None) for task in ("term_counts", "publish")), states
     assert not (logs / "nb_predict.log").exists()
