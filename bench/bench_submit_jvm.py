@@ -84,7 +84,9 @@ def children_cpu_seconds(pid: int) -> float:
     import psutil
 
     deadline = time.monotonic() + 60
-    while psutil.Process(pid).children() and time.monotonic() < deadline:
+    while psutil.Process(pid).children():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process {pid} still has children after 60 s: their CPU would not be counted")
         time.sleep(0.2)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
