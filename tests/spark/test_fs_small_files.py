@@ -43,3 +43,26 @@ def test_a_write_whose_temporary_file_vanished_writes_it_again(spark, tmp_path, 
     assert len(removed) == 1
     assert (tmp_path / "summary.json").read_text() == '{\n  "rows": 3\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_the_hadoop_branches_that_hdfs_takes_write_replace_and_read(spark, tmp_path):
+    """A path without a scheme goes through Hadoop's FileSystem and FileContext, as an hdfs:// URI
+    does (Hadoop resolves it against fs.defaultFS, the local disk here): a small file written,
+    renamed over an existing one with OVERWRITE, read back; a binary file written; a directory
+    published over an earlier version."""
+    from nbknn.common import fs
+
+    base = str(tmp_path)
+    (tmp_path / "LATEST").write_text("v1\n")
+    fs.write_text_atomic(spark, f"{base}/LATEST", "v2\n")
+    assert (tmp_path / "LATEST").read_text() == "v2\n"
+    assert fs.read_text(spark, f"{base}/LATEST") == "v2"
+    fs.write_bytes(spark, f"{base}/out/picture.png", b"\x89PNG\r\n")
+    assert (tmp_path / "out" / "picture.png").read_bytes() == b"\x89PNG\r\n"
+    fs.publish_dir(spark, f"{base}/out", f"{base}/published")
+    fs.write_bytes(spark, f"{base}/again/picture.png", b"v2")
+    fs.publish_dir(spark, f"{base}/again", f"{base}/published")
+    assert (tmp_path / "published" / "picture.png").read_bytes() == b"v2"
+    assert fs.exists(spark, f"{base}/published") and not fs.exists(spark, f"{base}/again")
+    # Hadoop's local FileSystem leaves checksum side files; none is a stale temporary or sibling.
+    assert [name for name in fs.list_names(spark, base) if not name.startswith(".")] == ["LATEST", "published"]

@@ -20,44 +20,51 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def _jvm(spark: SparkSession):
-    return spark.sparkContext._jvm
+def _java_class(spark: SparkSession, name: str):
+    """A JVM class by its binary name, in one Py4J call. Attribute chains such as
+    ``jvm.org.apache.hadoop.fs.Path`` cost a call per package, and each one first fails a class
+    lookup over the whole class path: about ten times as long."""
+    return getattr(spark.sparkContext._jvm, name)
 
 
 def _path(spark: SparkSession, uri: str):
-    return _jvm(spark).org.apache.hadoop.fs.Path(uri)
+    return _java_class(spark, "org.apache.hadoop.fs.Path")(uri)
 
 
 def _filesystem(spark: SparkSession, uri: str):
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    return _path(spark, uri).getFileSystem(conf)
+    """The Hadoop FileSystem of ``uri`` and its Path."""
+    path = _path(spark, uri)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
 
 
 def exists(spark: SparkSession, uri: str) -> bool:
-    return bool(_filesystem(spark, uri).exists(_path(spark, uri)))
+    fs, path = _filesystem(spark, uri)
+    return bool(fs.exists(path))
 
 
 def delete(spark: SparkSession, uri: str) -> None:
     """Delete a file or a directory tree; a missing path is not an error."""
-    _filesystem(spark, uri).delete(_path(spark, uri), True)
+    fs, path = _filesystem(spark, uri)
+    fs.delete(path, True)
 
 
 def mkdirs(spark: SparkSession, uri: str) -> None:
-    _filesystem(spark, uri).mkdirs(_path(spark, uri))
+    fs, path = _filesystem(spark, uri)
+    fs.mkdirs(path)
 
 
 def list_names(spark: SparkSession, uri: str) -> list[str]:
     """Names of the entries directly under a directory URI (sorted)."""
-    fs = _filesystem(spark, uri)
-    return sorted(status.getPath().getName() for status in fs.listStatus(_path(spark, uri)))
+    fs, path = _filesystem(spark, uri)
+    return sorted(status.getPath().getName() for status in fs.listStatus(path))
 
 
 def read_text(spark: SparkSession, uri: str) -> str:
-    fs = _filesystem(spark, uri)
-    stream = fs.open(_path(spark, uri))
+    fs, path = _filesystem(spark, uri)
+    stream = fs.open(path)
     try:
-        reader = _jvm(spark).java.io.BufferedReader(
-            _jvm(spark).java.io.InputStreamReader(stream, "UTF-8")
+        reader = _java_class(spark, "java.io.BufferedReader")(
+            _java_class(spark, "java.io.InputStreamReader")(stream, "UTF-8")
         )
         lines = []
         line = reader.readLine()
@@ -75,8 +82,8 @@ def read_json(spark: SparkSession, uri: str):
 
 def rename(spark: SparkSession, source_uri: str, target_uri: str) -> None:
     """Rename a file or directory; fails if the target exists (HDFS rename is atomic)."""
-    fs = _filesystem(spark, source_uri)
-    if not fs.rename(_path(spark, source_uri), _path(spark, target_uri)):
+    fs, source = _filesystem(spark, source_uri)
+    if not fs.rename(source, _path(spark, target_uri)):
         raise OSError(f"rename failed: {source_uri} -> {target_uri}")
 
 
@@ -115,8 +122,8 @@ def _write_new_file(spark: SparkSession, uri: str, text: str) -> None:
         with open(urlparse(uri).path, "w", encoding="utf-8") as out:
             out.write(text)
         return
-    fs = _filesystem(spark, uri)
-    stream = fs.create(_path(spark, uri), True)
+    fs, path = _filesystem(spark, uri)
+    stream = fs.create(path, True)
     try:
         stream.write(bytearray(text.encode("utf-8")))
     finally:
@@ -148,12 +155,12 @@ def _replace(spark: SparkSession, source_uri: str, target_uri: str) -> None:
         # delete the target first and leave a moment with no file at all.
         os.replace(urlparse(source_uri).path, parsed.path)
         return
-    jvm = _jvm(spark)
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    context = jvm.org.apache.hadoop.fs.FileContext.getFileContext(_path(spark, target_uri).toUri(), conf)
-    overwrite = jvm.org.apache.hadoop.fs.Options.Rename.OVERWRITE
-    options = spark.sparkContext._gateway.new_array(jvm.org.apache.hadoop.fs.Options.Rename, 1)
-    options[0] = overwrite
+    file_context = _java_class(spark, "org.apache.hadoop.fs.FileContext")
+    context = file_context.getFileContext(_path(spark, target_uri).toUri(), conf)
+    rename_option = _java_class(spark, "org.apache.hadoop.fs.Options$Rename")
+    options = spark.sparkContext._gateway.new_array(rename_option, 1)
+    options[0] = rename_option.OVERWRITE
     # HDFS implements rename-with-OVERWRITE as one atomic namenode operation.
     context.rename(_path(spark, source_uri), _path(spark, target_uri), options)
 
@@ -167,7 +174,8 @@ def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
         with open(path, "wb") as out:
             out.write(data)
         return
-    stream = _filesystem(spark, uri).create(_path(spark, uri), True)
+    fs, path = _filesystem(spark, uri)
+    stream = fs.create(path, True)
     try:
         stream.write(bytearray(data))
     finally:
