@@ -130,7 +130,6 @@ def direct_topk(Q, query_ids, R, ref_ids, k, metric, exclude_self):
     return ids, dist
 
 
-
 def assert_all_points_rows_equal_direct(rows: list[dict], ids, X, k: int, metric: str) -> None:
     """A published all-points output (rows of id, neighbor_ids, distances, in any order) is the
     direct float64 brute force's on ``X`` (self excluded): one row per id, the neighbour ids in

@@ -103,10 +103,8 @@ def _run(runs: dict[str, dict], root: Path, log_dir: Path, spark_master: str) ->
     assert result.returncode == 0, f"on {spark_master}:\n{result.stdout}{result.stderr[-3000:]}{logs}"
 
 
-def _rows(directory: Path, sort_by: list[str], drop: tuple[str, ...] = ()) -> list[dict]:
-    table = pq.read_table(directory)
-    table = table.drop_columns([c for c in drop if c in table.column_names])
-    return sorted(table.to_pylist(), key=lambda row: [row[key] for key in sort_by])
+def _rows(directory: Path, sort_by: list[str]) -> list[dict]:
+    return sorted(pq.read_table(directory).to_pylist(), key=lambda row: [row[key] for key in sort_by])
 
 
 def _model_dir(root: Path) -> Path:

@@ -54,6 +54,7 @@ def test_the_hadoop_branches_that_hdfs_takes_write_replace_and_read(spark, tmp_p
 
     base = str(tmp_path)
     (tmp_path / "LATEST").write_text("v1\n")
+    (tmp_path / STALE[0]).write_text("v0\n")  # left by a killed write
     fs.write_text_atomic(spark, f"{base}/LATEST", "v2\n")
     assert (tmp_path / "LATEST").read_text() == "v2\n"
     assert fs.read_text(spark, f"{base}/LATEST") == "v2"
@@ -64,5 +65,6 @@ def test_the_hadoop_branches_that_hdfs_takes_write_replace_and_read(spark, tmp_p
     fs.publish_dir(spark, f"{base}/again", f"{base}/published")
     assert (tmp_path / "published" / "picture.png").read_bytes() == b"v2"
     assert fs.exists(spark, f"{base}/published") and not fs.exists(spark, f"{base}/again")
-    # Hadoop's local FileSystem leaves checksum side files; none is a stale temporary or sibling.
-    assert [name for name in fs.list_names(spark, base) if not name.startswith(".")] == ["LATEST", "published"]
+    # Hadoop's local FileSystem keeps a checksum file beside each file; nothing else is left (no
+    # hidden temporary of LATEST, no displaced or temporary sibling of the published directory).
+    assert [name for name in fs.list_names(spark, base) if not name.endswith(".crc")] == ["LATEST", "published"]

@@ -157,12 +157,13 @@ def _replace(spark: SparkSession, source_uri: str, target_uri: str) -> None:
         return
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     file_context = _java_class(spark, "org.apache.hadoop.fs.FileContext")
-    context = file_context.getFileContext(_path(spark, target_uri).toUri(), conf)
+    target = _path(spark, target_uri)
+    context = file_context.getFileContext(target.toUri(), conf)
     rename_option = _java_class(spark, "org.apache.hadoop.fs.Options$Rename")
     options = spark.sparkContext._gateway.new_array(rename_option, 1)
     options[0] = rename_option.OVERWRITE
     # HDFS implements rename-with-OVERWRITE as one atomic namenode operation.
-    context.rename(_path(spark, source_uri), _path(spark, target_uri), options)
+    context.rename(_path(spark, source_uri), target, options)
 
 
 def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
