@@ -405,7 +405,7 @@ def single_pass_profile_section(result: dict, goals: list) -> list[str]:
         return f"{spread['median']} [{spread['min']}, {spread['max']}]"
 
     phases = result["profiled_run"]["cumulative_s"]
-    out = ["## NB single-pass prediction at x1: where the time goes", "", _machine(result), "",
+    out = [f"## NB single-pass prediction at x{result.get('scale', 1)}: where the time goes", "", _machine(result), "",
            f"{result['documents']['test']} test documents, {len(result['repetitions'])} repetitions interleaved "
            "with MLlib's prediction (its own `Tokenizer`); seconds as median [min, max].", "",
            "| measure | seconds or ratio |", "|---|---:|",
