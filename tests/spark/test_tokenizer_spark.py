@@ -61,9 +61,10 @@ SWEEP_CHUNK = 4096
 
 
 def _sweep_chunks() -> list[list[int]]:
-    """Every code point but the surrogates, in chunks."""
+    """Every code point but the surrogates, in chunks; then the ASCII range again on its own, the
+    only chunk whose text takes the pinning's shortcut for ASCII texts."""
     points = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
-    return [points[i:i + SWEEP_CHUNK] for i in range(0, len(points), SWEEP_CHUNK)]
+    return [points[i:i + SWEEP_CHUNK] for i in range(0, len(points), SWEEP_CHUNK)] + [list(range(0x80))]
 
 
 def _sweep_text(chunk: list[int]) -> str:
