@@ -11,14 +11,15 @@
 FROM apache/airflow:3.3.2-python3.11
 
 USER root
-# Java for the Spark JVMs (driver, master, workers); procps for Spark's scripts (ps). Spark 4 runs on
+# Java for the Spark JVMs (driver, master, workers), a JDK because the Spark tasks compile the
+# tokeniser's scanner (spark_apps/jvm) with javac; procps for Spark's scripts (ps). Spark 4 runs on
 # Java 17 and 21. The apache/airflow 3.3 images are built on Debian 12 (bookworm), whose only
 # OpenJDK is 17; Debian 13 (trixie) ships 21 and no 17. Whichever of the two the base release has is
 # installed, so the build does not break when the base image moves to trixie; the check below
 # fails the build on any other Java.
 RUN . /etc/os-release && echo "base image: Debian ${VERSION_ID} (${VERSION_CODENAME})" \
     && apt-get update \
-    && java_package="$(for p in openjdk-17-jre-headless openjdk-21-jre-headless; do \
+    && java_package="$(for p in openjdk-17-jdk-headless openjdk-21-jdk-headless; do \
            apt-cache show "$p" >/dev/null 2>&1 && { echo "$p"; break; }; done)" \
     && test -n "$java_package" \
     && apt-get install -y --no-install-recommends "$java_package" procps \
@@ -48,7 +49,7 @@ RUN pip install --no-cache-dir --no-deps -e /opt/airflow \
     && python -c "import nbknn.contract, nbknn_airflow.settings"
 
 # Fail the build, not the first DAG run, when a version drifts.
-RUN java -version 2>&1 | grep -Eq 'version "(17|21)[."]' \
+RUN java -version 2>&1 | grep -Eq 'version "(17|21)[."]' && javac -version \
     && python -c "import sys, pyspark, airflow; \
 assert sys.version_info[:2] == (3, 11), sys.version; \
 assert pyspark.__version__ == '4.2.0', pyspark.__version__; \

@@ -21,8 +21,9 @@ $(INSTALLED): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+# A JDK: Spark needs java, the tokeniser's scanner (spark_apps/jvm) javac.
 check-java:
-	@command -v java >/dev/null 2>&1 || { echo "Java 17 is required by Spark: install it (e.g. apt-get install openjdk-17-jre-headless) and retry" >&2; exit 1; }
+	@command -v java >/dev/null 2>&1 && command -v javac >/dev/null 2>&1 || { echo "A Java 17 JDK is required (Spark runs on java, the tokeniser's scanner is built with javac): install it (e.g. apt-get install openjdk-17-jdk-headless) and retry" >&2; exit 1; }
 
 # The whole suite (what CI runs): unit, Spark, DAG, end-to-end, reliability and deployment tests,
 # on TEST_WORKERS pytest-xdist workers, one test module per unit (tests/conftest.py says why).

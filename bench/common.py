@@ -35,6 +35,8 @@ def start_spark(app_name: str, extra_conf: dict | None = None):
     """
     from pyspark.sql import SparkSession
 
+    from nbknn_airflow.token_scanner import token_scanner_jar
+
     # Python workers must run this interpreter (the virtualenv); the environment variable is what
     # the worker launcher reads in every deploy mode, the config key is kept for spark-submit.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -50,6 +52,9 @@ def start_spark(app_name: str, extra_conf: dict | None = None):
         .config("spark.pyspark.python", sys.executable)
         .config("spark.executorEnv.PYTHONPATH", str(REPO_ROOT / "spark_apps"))
     )
+    jar = token_scanner_jar(REPO_ROOT / "build")  # what spark-submit ships the applications
+    if jar is not None:
+        builder = builder.config("spark.jars", str(jar))
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

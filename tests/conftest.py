@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,8 @@ def _start_session():
 
     return (
         SparkSession.builder.master("local[2]")
+        # The tokeniser's scanner, as spark-submit ships it (--jars).
+        .config("spark.jars", str(_token_scanner_jar()))
         .appName("nbknn-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
@@ -132,6 +135,28 @@ def _start_session():
         .config("spark.executorEnv.PYTHONPATH", str(REPO_ROOT / "spark_apps"))
         .getOrCreate()
     )
+
+
+def _token_scanner_jar() -> Path:
+    from nbknn_airflow.token_scanner import token_scanner_jar
+
+    jar = token_scanner_jar(REPO_ROOT / "build")
+    if jar is None:
+        raise RuntimeError("the tests need a JDK's javac to build the tokeniser's scanner (make check-java)")
+    return jar
+
+
+@pytest.fixture
+def task_build_dir(tmp_path, monkeypatch):
+    """A build directory of the test's own (NBKNN_BUILD_DIR) for Spark tasks run in this process,
+    with the tokeniser's scanner in it already: built once, and not by a javac that a test's
+    stand-in for ``subprocess.Popen`` would catch."""
+    build = tmp_path / "build"
+    build.mkdir()
+    jar = _token_scanner_jar()
+    shutil.copy(jar, build / jar.name)
+    monkeypatch.setenv("NBKNN_BUILD_DIR", str(build))
+    return build
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 The library package shipped to executors (``spark_apps/nbknn``) is zipped when a task runs and
 passed as ``--py-files``, so executors need nothing of this repository on their PYTHONPATH and
-nobody has to remember a build step. The zip is named by the hash of its content and built at most
+nobody has to remember a build step; the tokeniser's scanner goes with ``--jars`` the same way
+(:mod:`nbknn_airflow.token_scanner`). The zip is named by the hash of its content and built at most
 once per content.
 """
 
@@ -21,6 +22,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from nbknn.contract import ERROR_FILE_ENV, NOT_RETRYABLE_EXIT_CODES
 from nbknn_airflow import settings
+from nbknn_airflow.token_scanner import jars_value, token_scanner_jar
 
 # A fixed timestamp inside the zip: the same sources always give the same bytes.
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
@@ -107,6 +109,9 @@ class LibrarySparkSubmitOperator(SparkSubmitOperator):
     def execute(self, context: Any) -> None:
         self.py_files = str(build_library_zip())
         self.conf = {**default_spark_conf(), **(self.conf or {})}
+        # spark-submit's --jars replaces a spark.jars property instead of adding to it: both go
+        # into --jars, with the tokeniser's scanner.
+        self.jars = jars_value(self.jars, self.conf.pop("spark.jars", None), token_scanner_jar())
         mask_sensitive_conf(self.conf)
         # The driver runs beside spark-submit (client mode) and writes its refusal here.
         handle, error_file = tempfile.mkstemp(prefix="nbknn-error-", suffix=".txt")

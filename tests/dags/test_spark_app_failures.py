@@ -31,12 +31,11 @@ class FinishedSubmit:
 
 
 @pytest.fixture
-def submit_exits(tmp_path, monkeypatch):
+def submit_exits(task_build_dir, monkeypatch):
     """``submit_exits(code, lines)``: runs a Spark task whose spark-submit exits with ``code``."""
     from airflow.providers.apache.spark.hooks import spark_submit as hook_module
 
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[2]"}))
-    monkeypatch.setenv("NBKNN_BUILD_DIR", str(tmp_path / "build"))
 
     def run(returncode: int, lines: list[str] = (), args: list[str] = ("--input", "file:///data/in"),
             reason: str | None = None) -> None:

@@ -503,7 +503,7 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build():
 def test_java_is_one_spark_supports_on_the_base_images_debian_release():
     # The Dockerfile installs whichever OpenJDK the base release has, 17 (bookworm) or 21 (trixie),
     # and fails the build on any other.
-    assert "openjdk-17-jre-headless openjdk-21-jre-headless" in DOCKERFILE
+    assert "openjdk-17-jdk-headless openjdk-21-jdk-headless" in DOCKERFILE
     assert "java -version 2>&1 | grep -Eq 'version \"(17|21)[.\"]'" in DOCKERFILE
     # The selection loop, run against this machine's apt (Debian here too), finds a package
     # (when apt has package lists: before an `apt-get update` it knows none).
@@ -511,7 +511,7 @@ def test_java_is_one_spark_supports_on_the_base_images_debian_release():
         loop = re.search(r'java_package="\$\((for p in .*?done)\)"', DOCKERFILE, flags=re.S).group(1)
         loop = loop.replace("\\\n", " ")
         found = subprocess.run(["bash", "-c", loop], capture_output=True, text=True).stdout.strip()
-        assert found in ("openjdk-17-jre-headless", "openjdk-21-jre-headless"), found
+        assert found in ("openjdk-17-jdk-headless", "openjdk-21-jdk-headless"), found
 
 
 def test_compose_v2_is_required_and_said_so():

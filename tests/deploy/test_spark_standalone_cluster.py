@@ -229,7 +229,8 @@ def test_blocked_neighbours_on_the_cluster_equal_the_direct_brute_force(cluster_
 
 def test_the_cluster_ran_every_application_with_the_shipped_library(cluster_runs, standalone_cluster):
     # The cluster really ran them: the master lists the applications as completed, and the worker
-    # started executors for them, each of which fetched the library zip shipped with --py-files.
+    # started executors for them, each of which fetched the library zip shipped with --py-files
+    # (and the tokeniser's jar, with --jars).
     state = get_json(standalone_cluster["master_json"])
     completed = sorted(app["name"] for app in state["completedapps"])
     expected = sorted(["nb_vectorize", "nb_combine", "knn_neighbors",
@@ -246,4 +247,9 @@ def test_the_cluster_ran_every_application_with_the_shipped_library(cluster_runs
         if names[app_dir.name].startswith(("nb_predict_shard", "knn_neighbors")):
             assert any(list(executor.glob("nbknn-*.zip")) for executor in executor_dirs), (
                 f"{names[app_dir.name]} ({app_dir.name}): library zip not fetched"
+            )
+        # The tokeniser's scanner (spark_submit.py's --jars): vectorising tokenises on the executors.
+        if names[app_dir.name] == "nb_vectorize":
+            assert any(list(executor.glob("nbknn-token-scanner-*.jar")) for executor in executor_dirs), (
+                f"nb_vectorize ({app_dir.name}): the token scanner's jar not fetched"
             )

@@ -62,16 +62,19 @@ def spark_environment(scratch: Path, extra_conf: dict | None = None) -> dict[str
 def spark_submit_command(script: str, args: list[str], name: str) -> list[str]:
     """The spark-submit argument list that ``nbknn_airflow.spark_submit.spark_app(...)`` runs:
     the provider's SparkSubmitHook builds it from the spark_default connection, the deployment's
-    Spark conf and the zipped library (``--py-files``). Needs spark_environment() in os.environ."""
+    Spark conf, the zipped library (``--py-files``) and the tokeniser's scanner (``--jars``).
+    Needs spark_environment() in os.environ."""
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
     from nbknn_airflow import settings
     from nbknn_airflow.spark_submit import build_library_zip, default_spark_conf
+    from nbknn_airflow.token_scanner import token_scanner_jar
 
     hook = SparkSubmitHook(
         conf=default_spark_conf(),
         conn_id=settings.spark_conn_id(),
         py_files=str(build_library_zip()),
+        jars=str(token_scanner_jar()),
         name=name,
         application_args=list(args),
     )

@@ -268,7 +268,7 @@ def test_params_of_the_dags_are_the_schemas_the_plans_check():
 HOSTILE_ARGS = ["; rm -rf / #", "$(touch /tmp/pwned)", "`id`", "a b\tc", "x\ny", "' OR '1'='1", "{{ 7 * 7 }}"]
 
 
-def test_spark_submit_gets_an_argument_list_and_no_shell(tmp_path, monkeypatch):
+def test_spark_submit_gets_an_argument_list_and_no_shell(task_build_dir, monkeypatch):
     """Through the real operator: execute() -> SparkSubmitHook.submit() -> subprocess.Popen, with
     Popen replaced by a recorder. Each hostile string arrives as one argv element."""
 
@@ -277,7 +277,6 @@ def test_spark_submit_gets_an_argument_list_and_no_shell(tmp_path, monkeypatch):
     from nbknn_airflow.spark_submit import spark_app
 
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[2]"}))
-    monkeypatch.setenv("NBKNN_BUILD_DIR", str(tmp_path / "build"))
     recorded = {}
 
     class Recorded(Exception):
@@ -318,7 +317,7 @@ exit 65
 """
 
 
-def test_credentials_in_the_spark_conf_are_masked_in_the_task_log(tmp_path, monkeypatch):
+def test_credentials_in_the_spark_conf_are_masked_in_the_task_log(tmp_path, task_build_dir, monkeypatch):
     """Through the operator's own ``execute``: the deployment's Spark conf (NBKNN_SPARK_CONF) holds
     credentials; ``execute`` -> SparkSubmitHook.submit -> a spark-submit on the PATH that prints its
     arguments and fails. Everything logged on the way (the hook's "Spark-Submit cmd", each output
@@ -347,7 +346,6 @@ def test_credentials_in_the_spark_conf_are_masked_in_the_task_log(tmp_path, monk
     spark_submit.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[2]"}))
-    monkeypatch.setenv("NBKNN_BUILD_DIR", str(tmp_path / "build"))
     monkeypatch.setenv("NBKNN_SPARK_CONF", json.dumps({"spark.ui.enabled": "false", **secrets}))
 
     task_log = io.BytesIO()

@@ -1,9 +1,13 @@
-"""The JVM tokeniser (Spark regexp_replace, ICU, lower, regexp_extract_all) equals the Python reference."""
+"""The JVM tokeniser (Spark regexp_replace, ICU, lower, then regexp_extract_all or the project's
+scanner of the default pattern) equals the Python reference."""
+
+import random
 
 import pytest
 from pyspark.sql import functions as F
 
-from nbknn.inputs.tokenizer import TokenizerConfig, tokenize, tokens_column
+from nbknn.common.errors import ConfigError
+from nbknn.inputs.tokenizer import TokenizerConfig, tokenize, tokens_column, uses_token_scanner
 
 pytestmark = pytest.mark.spark
 
@@ -37,9 +41,43 @@ PATTERNS = [
 @pytest.mark.parametrize("config", PATTERNS, ids=["default", "no-lowercase", "apostrophes", "letters-only", "nfc", "nfkc"])
 def test_spark_tokens_equal_python_reference_on_unicode_text(spark, config):
     frame = spark.createDataFrame([(i, t) for i, t in enumerate(UNICODE_TEXTS)], "i int, text string")
-    rows = frame.select("i", tokens_column(frame["text"], config).alias("tokens")).orderBy("i").collect()
+    scanners = [False, True] if config.pattern == TokenizerConfig().pattern else [False]
+    columns = [tokens_column(frame["text"], config, scanner=s).alias(f"tokens_{s}") for s in scanners]
+    rows = frame.select("i", *columns).orderBy("i").collect()
     for row in rows:
-        assert row["tokens"] == tokenize(UNICODE_TEXTS[row["i"]], config), UNICODE_TEXTS[row["i"]]
+        for scanner in scanners:
+            assert row[f"tokens_{scanner}"] == tokenize(UNICODE_TEXTS[row["i"]], config), (scanner, UNICODE_TEXTS[row["i"]])
+
+
+def test_the_session_tokenises_the_default_pattern_with_the_scanner(spark):
+    # The shared session has the jar, as every spark-submit of the project does (--jars).
+    frame = spark.createDataFrame([("Hello wörld",)], "text string")
+    assert uses_token_scanner(TokenizerConfig(), spark)
+    assert "nbknn_token_runs" in frame.select(tokens_column(frame["text"], TokenizerConfig()))._jdf.queryExecution().toString()
+    assert not uses_token_scanner(TokenizerConfig(pattern=r"\p{L}+"), spark)
+    with pytest.raises(ConfigError, match="default pattern"):
+        tokens_column(frame["text"], TokenizerConfig(pattern=r"\p{L}+"), scanner=True)
+
+
+# Characters of every kind the scanner tells apart: ASCII letters and digits and punctuation,
+# letters and numbers beyond ASCII, combining marks, supplementary-plane letters (two UTF-16
+# units), symbols there, spaces, and code points the pinned table leaves unassigned.
+RUN_ALPHABET = "aZ09-_ 'é\u00b2\u0301\u0903\u20dd\u00aa\u2160\u0660\u4e2d\U0001d41b\U0001f600\U000e0001\u0378\ufffd\t"
+
+
+def test_the_scanner_takes_the_same_runs_as_the_regex_on_random_mixtures(spark):
+    """Runs of one, two and more token characters next to every kind of separator, at both ends of
+    the text: the boundaries the sweep below (each code point doubled, the pairs apart) does not try."""
+    generator = random.Random(7)
+    texts = ["".join(generator.choice(RUN_ALPHABET) for _ in range(generator.randint(0, 12))) for _ in range(3000)]
+    frame = spark.createDataFrame(list(enumerate(texts)), "i int, text string")
+    config = TokenizerConfig(lowercase=False)
+    rows = frame.select("i", tokens_column(F.col("text"), config, scanner=True).alias("tokens")).collect()
+    assert len(rows) == len(texts)
+    differing = [texts[r["i"]] for r in rows if r["tokens"] != tokenize(texts[r["i"]], config)]
+    assert differing == []
+    # Not vacuous: single token characters were skipped and runs of two kept, many times over.
+    assert sum(len(tokenize(text, config)) for text in texts) > 1000
 
 
 def test_reference_agrees_on_a_real_corpus(spark, corpus):
@@ -85,10 +123,12 @@ def _first_difference(chunk, jvm_tokens, config) -> str:
 
 def test_every_code_point_tokenises_the_same_in_the_jvm_and_in_python(spark):
     """A sweep over all 1,112,064 code points (every assigned one, and every one that is not),
-    each doubled, through both engines, for the default tokeniser and both normalisations."""
+    each doubled, through both engines, for the default tokeniser and both normalisations, each
+    extracted both by the scanner and by Spark's regex."""
     chunks = _sweep_chunks()
     frame = spark.createDataFrame([(i, _sweep_text(c)) for i, c in enumerate(chunks)], "i int, text string")
-    columns = [tokens_column(F.col("text"), config).alias(name) for name, config in SWEEP_CONFIGS.items()]
+    columns = [tokens_column(F.col("text"), config, scanner=scanner).alias(f"{name}_{scanner}")
+               for name, config in SWEEP_CONFIGS.items() for scanner in (True, False)]
     rows = frame.select("i", *columns).collect()
     assert len(rows) == len(chunks)
     tokens = 0
@@ -97,7 +137,9 @@ def test_every_code_point_tokenises_the_same_in_the_jvm_and_in_python(spark):
         text = _sweep_text(chunk)
         for name, config in SWEEP_CONFIGS.items():
             expected = tokenize(text, config)
-            assert row[name] == expected, f"{name}: {_first_difference(chunk, row[name], config)}"
+            for scanner in (True, False):
+                found = row[f"{name}_{scanner}"]
+                assert found == expected, f"{name}, scanner {scanner}: {_first_difference(chunk, found, config)}"
             tokens += len(expected)
     # Not vacuous: the letters, marks and numbers of Unicode 13 made tokens in every configuration.
     assert tokens > 3 * 130_000
