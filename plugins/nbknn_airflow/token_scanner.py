@@ -4,7 +4,7 @@ Spark application of the project gets with ``--jars``.
 Built when a task first needs it, at most once per source and Spark version (the name holds a hash
 of both), and published with a rename like the library zip. It needs a JDK's ``javac``; where there
 is none, :func:`token_scanner_jar` says so and returns None, and the applications tokenise with
-Spark's regex functions instead: the same tokens, about twice the tokenising time.
+Spark's regex functions instead: the same tokens, the extraction about three times as slow.
 """
 
 from __future__ import annotations
