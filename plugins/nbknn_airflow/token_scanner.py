@@ -1,5 +1,5 @@
-"""The tokeniser's JVM scanner (``spark_apps/jvm/TokenRuns.java``), compiled into a jar that every
-Spark application of the project gets with ``--jars``.
+"""The tokeniser's JVM scanner (``spark_apps/jvm/*.java``), compiled into a jar that every Spark
+application of the project gets with ``--jars``.
 
 Built when a task first needs it, at most once per source and Spark version (the name holds a hash
 of both), and published with a rename like the library zip. It needs a JDK's ``javac``; where there
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nbknn_airflow import settings
 
-SCANNER_SOURCE = settings.SPARK_APPS_DIR / "jvm" / "TokenRuns.java"
+SCANNER_SOURCES_DIR = settings.SPARK_APPS_DIR / "jvm"
 # The oldest Java that Spark 4 runs on: the jar loads in any JVM of the stack.
 JAVA_RELEASE = "17"
 _JAR_DATE = (2020, 1, 1, 0, 0, 0)
@@ -46,9 +46,12 @@ def spark_jars_dir() -> Path:
 def token_scanner_jar(build_dir: Path | None = None) -> Path | None:
     """The scanner's jar in the build directory, compiled when missing; None without a JDK."""
     build_dir = build_dir or settings.build_dir()
-    source = SCANNER_SOURCE.read_bytes()
+    sources = sorted(SCANNER_SOURCES_DIR.glob("*.java"))
     spark_version = importlib.metadata.version("pyspark")
-    digest = hashlib.sha256(source + f"\0{spark_version}\0{JAVA_RELEASE}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{spark_version}\0{JAVA_RELEASE}".encode())
+    for path in sources:
+        digest.update(f"\0{path.name}\0".encode() + path.read_bytes())
+    digest = digest.hexdigest()[:16]
     target = build_dir / f"nbknn-token-scanner-{digest}.jar"
     if target.exists():
         return target
@@ -62,11 +65,11 @@ def token_scanner_jar(build_dir: Path | None = None) -> Path | None:
         classes = Path(work) / "classes"
         compiled = subprocess.run(
             [javac, "--release", JAVA_RELEASE, "-encoding", "UTF-8", "-cp", str(spark_jars_dir() / "*"),
-             "-d", str(classes), str(SCANNER_SOURCE)],
+             "-d", str(classes), *map(str, sources)],
             capture_output=True, text=True,
         )
         if compiled.returncode != 0:
-            raise RuntimeError(f"javac failed on {SCANNER_SOURCE}:\n{compiled.stderr[-4000:]}")
+            raise RuntimeError(f"javac failed on {SCANNER_SOURCES_DIR}:\n{compiled.stderr[-4000:]}")
         staged = Path(work) / "scanner.jar"
         with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as jar:
             for path in sorted(classes.rglob("*.class")):

@@ -23,6 +23,11 @@ public final class TokenRuns implements UDF1<String, String[]> {
     private static final int MIN_LENGTH = 2;
     private static final String[] NO_TOKENS = new String[0];
 
+    /** Receives each token as the bounds of its UTF-16 units in the text. */
+    interface TokenSink {
+        void token(int start, int end);
+    }
+
     static boolean inToken(int codePoint) {
         if (codePoint < 0x80) {
             // The ASCII letters and digits are the only ASCII code points of those types.
@@ -31,12 +36,7 @@ public final class TokenRuns implements UDF1<String, String[]> {
         return ((TOKEN_TYPES >> Character.getType(codePoint)) & 1) != 0;
     }
 
-    @Override
-    public String[] call(String text) {
-        if (text == null) {
-            return null;
-        }
-        ArrayList<String> tokens = null;
+    static void scan(String text, TokenSink sink) {
         int end = text.length();
         int at = 0;
         while (at < end) {
@@ -52,12 +52,18 @@ public final class TokenRuns implements UDF1<String, String[]> {
                 length++;
             }
             if (length >= MIN_LENGTH) {
-                if (tokens == null) {
-                    tokens = new ArrayList<>();
-                }
-                tokens.add(text.substring(start, at));
+                sink.token(start, at);
             }
         }
-        return tokens == null ? NO_TOKENS : tokens.toArray(NO_TOKENS);
+    }
+
+    @Override
+    public String[] call(String text) {
+        if (text == null) {
+            return null;
+        }
+        ArrayList<String> tokens = new ArrayList<>();
+        scan(text, (start, end) -> tokens.add(text.substring(start, end)));
+        return tokens.isEmpty() ? NO_TOKENS : tokens.toArray(NO_TOKENS);
     }
 }

@@ -7,7 +7,13 @@ import pytest
 from pyspark.sql import functions as F
 
 from nbknn.common.errors import ConfigError
-from nbknn.inputs.tokenizer import TokenizerConfig, tokenize, tokens_column, uses_token_scanner
+from nbknn.inputs.tokenizer import (
+    TokenizerConfig,
+    token_text_column,
+    tokenize,
+    tokens_column,
+    uses_token_scanner,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -43,10 +49,16 @@ def test_spark_tokens_equal_python_reference_on_unicode_text(spark, config):
     frame = spark.createDataFrame([(i, t) for i, t in enumerate(UNICODE_TEXTS)], "i int, text string")
     scanners = [False, True] if config.pattern == TokenizerConfig().pattern else [False]
     columns = [tokens_column(frame["text"], config, scanner=s).alias(f"tokens_{s}") for s in scanners]
+    if config.pattern == TokenizerConfig().pattern:
+        columns += [token_text_column(frame["text"], config, scanner=s).alias(f"text_{s}") for s in scanners]
     rows = frame.select("i", *columns).orderBy("i").collect()
     for row in rows:
+        expected = tokenize(UNICODE_TEXTS[row["i"]], config)
         for scanner in scanners:
-            assert row[f"tokens_{scanner}"] == tokenize(UNICODE_TEXTS[row["i"]], config), (scanner, UNICODE_TEXTS[row["i"]])
+            assert row[f"tokens_{scanner}"] == expected, (scanner, UNICODE_TEXTS[row["i"]])
+            if config.pattern == TokenizerConfig().pattern:
+                # The joined form: the same tokens, one space apart; none at all as null.
+                assert row[f"text_{scanner}"] == (" ".join(expected) or None), (scanner, UNICODE_TEXTS[row["i"]])
 
 
 def test_the_session_tokenises_the_default_pattern_with_the_scanner(spark):
@@ -57,6 +69,9 @@ def test_the_session_tokenises_the_default_pattern_with_the_scanner(spark):
     assert not uses_token_scanner(TokenizerConfig(pattern=r"\p{L}+"), spark)
     with pytest.raises(ConfigError, match="default pattern"):
         tokens_column(frame["text"], TokenizerConfig(pattern=r"\p{L}+"), scanner=True)
+    # Another pattern's tokens may hold the separator: they are never joined.
+    with pytest.raises(ConfigError, match="default pattern"):
+        token_text_column(frame["text"], TokenizerConfig(pattern=r"\p{L}+ \p{L}+"))
 
 
 # Characters of every kind the scanner tells apart: ASCII letters and digits and punctuation,
@@ -72,9 +87,12 @@ def test_the_scanner_takes_the_same_runs_as_the_regex_on_random_mixtures(spark):
     texts = ["".join(generator.choice(RUN_ALPHABET) for _ in range(generator.randint(0, 12))) for _ in range(3000)]
     frame = spark.createDataFrame(list(enumerate(texts)), "i int, text string")
     config = TokenizerConfig(lowercase=False)
-    rows = frame.select("i", tokens_column(F.col("text"), config, scanner=True).alias("tokens")).collect()
+    rows = frame.select("i", tokens_column(F.col("text"), config, scanner=True).alias("tokens"),
+                        token_text_column(F.col("text"), config, scanner=True).alias("joined")).collect()
     assert len(rows) == len(texts)
     differing = [texts[r["i"]] for r in rows if r["tokens"] != tokenize(texts[r["i"]], config)]
+    assert differing == []
+    differing = [texts[r["i"]] for r in rows if r["joined"] != (" ".join(tokenize(texts[r["i"]], config)) or None)]
     assert differing == []
     # Not vacuous: single token characters were skipped and runs of two kept, many times over.
     assert sum(len(tokenize(text, config)) for text in texts) > 1000

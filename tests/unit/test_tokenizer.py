@@ -130,3 +130,15 @@ def test_the_jvms_search_tree_class_holds_exactly_the_unassigned_code_points():
         depth += {"[": 1, "]": -1}.get(character, 0)
         deepest = max(deepest, depth)
     assert 10 <= deepest <= 30
+
+
+def test_token_lists_splits_joined_tokens_and_passes_lists_through():
+    import pyarrow as pa
+
+    from nbknn.inputs.tokenizer import token_lists
+
+    joined = pa.array(["naïve café", None, "x²y 𝐛𝐨𝐥𝐝"])
+    assert token_lists(joined).to_pylist() == [["naïve", "café"], None, ["x²y", "𝐛𝐨𝐥𝐝"]]
+    assert token_lists(joined.cast(pa.large_string())).to_pylist() == [["naïve", "café"], None, ["x²y", "𝐛𝐨𝐥𝐝"]]
+    lists = pa.array([["a b"], [], None], pa.list_(pa.string()))
+    assert token_lists(lists).to_pylist() == [["a b"], [], None]

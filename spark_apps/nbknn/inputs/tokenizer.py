@@ -49,9 +49,14 @@ from nbknn.inputs.unicode_table import ASSIGNED_RANGES, UNICODE_VERSION
 
 # What replaces a code point the pinned Unicode version does not assign.
 UNASSIGNED_REPLACEMENT = "\ufffd"
-# The scanner of the default pattern: its class in the jar, and the name this module registers it under.
+# The scanner of the default pattern: its classes in the jar (the tokens as a list, and joined by
+# spaces), and the names this module registers them under.
 TOKEN_SCANNER_CLASS = "nbknn.jvm.TokenRuns"
 TOKEN_SCANNER_FUNCTION = "nbknn_token_runs"
+TOKEN_TEXT_CLASS = "nbknn.jvm.TokenText"
+TOKEN_TEXT_FUNCTION = "nbknn_token_text"
+# What joins the tokens of :func:`token_text_column`: no token of the default pattern holds it.
+TOKEN_SEPARATOR = " "
 # ICU4J ships with Spark (its collations use it); compose(text, compat) is NFC, or NFKC when compat.
 ICU_NORMALIZER = "com.ibm.icu.text.Normalizer"
 
@@ -224,6 +229,7 @@ def token_scanner_registered(spark) -> bool:
     if not spark._jvm.org.apache.spark.util.Utils.classIsLoadable(TOKEN_SCANNER_CLASS):
         return False
     spark.udf.registerJavaFunction(TOKEN_SCANNER_FUNCTION, TOKEN_SCANNER_CLASS, ArrayType(StringType()))
+    spark.udf.registerJavaFunction(TOKEN_TEXT_FUNCTION, TOKEN_TEXT_CLASS, StringType())
     return True
 
 
@@ -249,16 +255,62 @@ def tokens_column(text_col, config: TokenizerConfig, scanner: bool | None = None
     session must have the jar), with Spark's regex (False), or whichever applies (None)."""
     from pyspark.sql import functions as F
 
+    scanner = _scanner_choice(config, scanner)
+    source = _prepared_text(text_col, config)
+    if scanner:
+        return F.call_udf(TOKEN_SCANNER_FUNCTION, source)
+    return F.regexp_extract_all(source, F.lit(config.pattern), F.lit(0))
+
+
+def token_text_column(text_col, config: TokenizerConfig, scanner: bool | None = None):
+    """Spark Column of ``string``: the tokens of the default pattern joined by
+    :data:`TOKEN_SEPARATOR`, null when there are none. For Python consumers (:func:`token_lists`
+    splits it): one string per document crosses to a Python worker in Arrow for a fraction of
+    the cost of a list of strings. ``scanner`` as for :func:`tokens_column`."""
+    from pyspark.sql import functions as F
+
+    if config.pattern != DEFAULT_TOKEN_PATTERN:
+        raise ConfigError("joined tokens need the default pattern, whose tokens hold no separator")
+    if _scanner_choice(config, scanner):
+        return F.call_udf(TOKEN_TEXT_FUNCTION, _prepared_text(text_col, config))
+    return F.nullif(F.array_join(tokens_column(text_col, config, scanner=False), TOKEN_SEPARATOR), F.lit(""))
+
+
+def python_tokens_column(text_col, config: TokenizerConfig):
+    """The tokens as a Python consumer takes them (:func:`token_lists` reads either form): joined
+    for the default pattern, a list for any other, whose tokens may hold the separator."""
+    if config.pattern == DEFAULT_TOKEN_PATTERN:
+        return token_text_column(text_col, config)
+    return tokens_column(text_col, config)
+
+
+def token_lists(tokens):
+    """A pyarrow ``list<string>`` column of the tokens of :func:`python_tokens_column`'s column,
+    either form (null, as for a null text, when a document has none)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(tokens.type) or pa.types.is_large_string(tokens.type):
+        return pc.split_pattern(tokens, TOKEN_SEPARATOR)
+    return tokens
+
+
+def _scanner_choice(config: TokenizerConfig, scanner: bool | None) -> bool:
     if scanner is None:
-        scanner = uses_token_scanner(config)
-    elif scanner and not uses_token_scanner(config):
+        return uses_token_scanner(config)
+    if scanner and not uses_token_scanner(config):
         raise ConfigError("the token scanner needs the default pattern and its jar in the session")
+    return scanner
+
+
+def _prepared_text(text_col, config: TokenizerConfig):
+    """Steps 1-3 of the module's tokeniser: pinned, normalised, lowercased as configured."""
+    from pyspark.sql import functions as F
+
     source = pinned_to_table(text_col)
     if config.normalization != "none":
         compat = F.lit(config.normalization == "NFKC")
         source = F.reflect(F.lit(ICU_NORMALIZER), F.lit("compose"), source, compat)
     if config.lowercase:
         source = F.lower(source)
-    if scanner:
-        return F.call_udf(TOKEN_SCANNER_FUNCTION, source)
-    return F.regexp_extract_all(source, F.lit(config.pattern), F.lit(0))
+    return source

@@ -51,7 +51,7 @@ from nbknn.naive_bayes.vectorize import (
     lookup_broadcast,
     observe_vector_stats,
     quarantine,
-    tokenized,
+    tokenized_for_python,
     vector_stats,
     write_rejecting_duplicate_ids,
 )
@@ -114,7 +114,7 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
         if lookup is not None:
             vectoriser = IN_ROW_LOOKUP
             scores, observation = observe_vector_stats(
-                token_scores(tokenized(accepted, tokenizer), lookup, broadcast, top_n, top_terms),
+                token_scores(tokenized_for_python(accepted, tokenizer), lookup, broadcast, top_n, top_terms),
                 known_tokens=F.col("known_tokens"))
         else:
             vectoriser = JOIN

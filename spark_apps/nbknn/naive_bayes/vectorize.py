@@ -42,7 +42,7 @@ from nbknn.inputs.documents import (
     read_totals,
     rejected_records,
 )
-from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
+from nbknn.inputs.tokenizer import TokenizerConfig, python_tokens_column, token_lists, tokens_column
 from nbknn.naive_bayes.model_reader import model_summary, read_model_manifest, read_vocabulary
 from nbknn.naive_bayes.outputs import publish_output
 
@@ -153,11 +153,14 @@ def vocabulary_lookup(vocabulary: pa.Table) -> VocabularyLookup:
 
 
 def count_known_terms(tokens: pa.Array, lookup: VocabularyLookup):
-    """Per row of a list<string> column: (term_ids, counts, tokens) without a row loop.
+    """Per row of a list<string> column, or of tokens joined by the tokeniser
+    (:func:`~nbknn.inputs.tokenizer.token_lists` reads both): (term_ids, counts, tokens) without a
+    row loop.
 
     term_ids: list<int32> of the row's known terms, ascending; counts: list<int32> aligned with
     them; tokens: int32 number of tokens of the row (known or not). A null list counts as empty.
     """
+    tokens = token_lists(tokens)
     n = len(tokens)
     lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(tokens)
@@ -190,12 +193,18 @@ def document_vectors(accepted: DataFrame, lookup_broadcast, tokenizer: Tokenizer
     dropped; a document without any known term keeps empty arrays (prior-only prediction).
     """
     vectorise = partial(_vectorise_batches, lookup_broadcast=lookup_broadcast)
-    return tokenized(accepted, tokenizer).mapInArrow(vectorise, VECTORS_SCHEMA).sortWithinPartitions("doc_id")
+    return tokenized_for_python(accepted, tokenizer).mapInArrow(vectorise, VECTORS_SCHEMA).sortWithinPartitions("doc_id")
 
 
 def tokenized(accepted: DataFrame, tokenizer: TokenizerConfig) -> DataFrame:
     """doc_id, label, tokens (array<string>, the model's tokeniser in the JVM) of ``accepted``."""
     return accepted.select("doc_id", "label", tokens_column(F.col("text"), tokenizer).alias("tokens"))
+
+
+def tokenized_for_python(accepted: DataFrame, tokenizer: TokenizerConfig) -> DataFrame:
+    """As :func:`tokenized`, the tokens in the form a Python consumer takes them (both forms are
+    read by :func:`count_known_terms`)."""
+    return accepted.select("doc_id", "label", python_tokens_column(F.col("text"), tokenizer).alias("tokens"))
 
 
 def _vectorise_batches(batches, lookup_broadcast):
