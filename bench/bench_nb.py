@@ -111,7 +111,8 @@ def baseline_package(revision: str, workdir: Path) -> Path:
     folder = workdir / "baseline"
     package = folder / BASELINE_PACKAGE
     common.extract_revision(revision, "spark_apps/nbknn", folder).rename(package)
-    own_name = re.compile(r"(?<![\w.])nbknn(?!\w)")
+    # Not the Java package of the tokeniser's scanner (nbknn.jvm): both versions share its jar.
+    own_name = re.compile(r"(?<![\w.])nbknn(?!\w|\.jvm\b)")
     for source in package.rglob("*.py"):
         source.write_text(own_name.sub(BASELINE_PACKAGE, source.read_text()))
     return folder
