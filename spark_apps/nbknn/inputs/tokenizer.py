@@ -19,7 +19,9 @@ the same steps:
 4. **Extract** the matches of the pattern, whole matches in order. For the default pattern the
    JVM runs a scanner (``spark_apps/jvm/TokenRuns.java``, shipped as a jar with ``--jars``) that
    takes the same runs without the regex engine, in about a third of its time; a session without
-   the jar (no JDK where the task was submitted) uses ``regexp_extract_all``, same tokens.
+   the jar (no JDK where the task was submitted) uses ``regexp_extract_all``, same tokens. For
+   the Python scorers the tokens come joined by spaces, one string per document
+   (:func:`python_tokens_column`), which crosses to Python for less than a list.
 
 The pattern language is the common subset of Java's ``java.util.regex`` and Python's ``regex``
 module. The default spells its character classes with Unicode properties (``\\p{L}`` letters,
