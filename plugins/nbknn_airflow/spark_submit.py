@@ -13,7 +13,6 @@ import hashlib
 import os
 import re
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,9 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from nbknn.contract import ERROR_FILE_ENV, NOT_RETRYABLE_EXIT_CODES
 from nbknn_airflow import settings
+from nbknn_airflow.archives import publish_archive
 from nbknn_airflow.token_scanner import jars_value, token_scanner_jar
 
-# A fixed timestamp inside the zip: the same sources always give the same bytes.
-_ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 # How the provider's SparkSubmitHook.submit reports a failed spark-submit: "Cannot execute: <command>.
 # Error code is: <exit code>.", then, when spark-submit printed anything, a line "Last spark-submit
 # output:" and its last lines. Anchoring on what follows the code keeps a command argument or an
@@ -81,17 +79,7 @@ def build_library_zip(spark_apps_dir: Path | None = None, build_dir: Path | None
     target = build_dir / f"{settings.LIBRARY_PACKAGE}-{digest.hexdigest()[:16]}.zip"
     if target.exists():
         return target
-    build_dir.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=build_dir, suffix=".zip.tmp")
-    os.close(handle)
-    with zipfile.ZipFile(temp_name, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sources:
-            info = zipfile.ZipInfo(str(path.relative_to(spark_apps_dir)), date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
-    # Concurrent tasks may build the same zip; the rename makes whichever finishes last win whole.
-    os.replace(temp_name, target)
-    return target
+    return publish_archive(target, {str(path.relative_to(spark_apps_dir)): path.read_bytes() for path in sources})
 
 
 def default_spark_conf() -> dict[str, str]:

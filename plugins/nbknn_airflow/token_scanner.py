@@ -2,7 +2,7 @@
 application of the project gets with ``--jars``.
 
 Built when a task first needs it, at most once per source and Spark version (the name holds a hash
-of both), and published with a rename like the library zip. It needs a JDK's ``javac``; where there
+of both), and published whole like the library zip (:mod:`nbknn_airflow.archives`). It needs a JDK's ``javac``; where there
 is none, :func:`token_scanner_jar` says so and returns None, and the applications tokenise with
 Spark's regex functions instead: the same tokens, the extraction about three times as slow.
 """
@@ -17,15 +17,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-import zipfile
 from pathlib import Path
 
 from nbknn_airflow import settings
+from nbknn_airflow.archives import publish_archive
 
 SCANNER_SOURCES_DIR = settings.SPARK_APPS_DIR / "jvm"
 # The oldest Java that Spark 4 runs on: the jar loads in any JVM of the stack.
 JAVA_RELEASE = "17"
-_JAR_DATE = (2020, 1, 1, 0, 0, 0)
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +59,8 @@ def token_scanner_jar(build_dir: Path | None = None) -> Path | None:
         log.warning("no javac (a JDK) here: the Spark applications tokenise with regexes, "
                     "which gives the same tokens more slowly; install a JDK to use the scanner")
         return None
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=build_dir, prefix=".scanner-") as work:
-        classes = Path(work) / "classes"
+    with tempfile.TemporaryDirectory(prefix="nbknn-scanner-") as work:
+        classes = Path(work)
         compiled = subprocess.run(
             [javac, "--release", JAVA_RELEASE, "-encoding", "UTF-8", "-cp", str(spark_jars_dir() / "*"),
              "-d", str(classes), *map(str, sources)],
@@ -70,15 +68,8 @@ def token_scanner_jar(build_dir: Path | None = None) -> Path | None:
         )
         if compiled.returncode != 0:
             raise RuntimeError(f"javac failed on {SCANNER_SOURCES_DIR}:\n{compiled.stderr[-4000:]}")
-        staged = Path(work) / "scanner.jar"
-        with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as jar:
-            for path in sorted(classes.rglob("*.class")):
-                info = zipfile.ZipInfo(path.relative_to(classes).as_posix(), date_time=_JAR_DATE)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                jar.writestr(info, path.read_bytes())
-        # Concurrent tasks may build the same jar; the rename makes whichever finishes last win whole.
-        os.replace(staged, target)
-    return target
+        return publish_archive(target, {path.relative_to(classes).as_posix(): path.read_bytes()
+                                        for path in classes.rglob("*.class")})
 
 
 def jars_value(*groups: str | Path | None) -> str | None:

@@ -68,13 +68,13 @@ def spark_submit_command(script: str, args: list[str], name: str) -> list[str]:
 
     from nbknn_airflow import settings
     from nbknn_airflow.spark_submit import build_library_zip, default_spark_conf
-    from nbknn_airflow.token_scanner import token_scanner_jar
+    from nbknn_airflow.token_scanner import jars_value, token_scanner_jar
 
     hook = SparkSubmitHook(
         conf=default_spark_conf(),
         conn_id=settings.spark_conn_id(),
         py_files=str(build_library_zip()),
-        jars=str(token_scanner_jar()),
+        jars=jars_value(token_scanner_jar()),
         name=name,
         application_args=list(args),
     )
