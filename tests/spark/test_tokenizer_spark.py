@@ -19,6 +19,7 @@ pytestmark = pytest.mark.spark
 
 UNICODE_TEXTS = [
     "Crème Brûlée, naïve café: résumé of the Zürich Straße",  # accents, sharp s
+    "ÉCOLE ÇA VA À L'ÎLE",  # capitals beyond ASCII in a text wholly in Latin-1
     "e\u0301te\u0301 vs \u00e9t\u00e9",  # decomposed vs precomposed accents (combining marks)
     "東京タワー と 北京大学 中文分词 한국어 텍스트",  # CJK, kana, hangul
     "ΣΟΦΟΣ ΟΔΥΣΣΕΥΣ and ΑΘΗΝΑ",  # Greek capitals, final sigma on lowercasing
@@ -78,15 +79,18 @@ def test_the_session_tokenises_the_default_pattern_with_the_scanner(spark):
 # letters and numbers beyond ASCII, combining marks, supplementary-plane letters (two UTF-16
 # units), symbols there, spaces, and code points the pinned table leaves unassigned.
 RUN_ALPHABET = "aZ09-_ 'é\u00b2\u0301\u0903\u20dd\u00aa\u2160\u0660\u4e2d\U0001d41b\U0001f600\U000e0001\u0378\ufffd\t"
+ASCII_RUN_ALPHABET = "".join(c for c in RUN_ALPHABET if c.isascii())
 
 
-def test_the_scanner_takes_the_same_runs_as_the_regex_on_random_mixtures(spark):
+@pytest.mark.parametrize("config", [TokenizerConfig(lowercase=False), TokenizerConfig()], ids=["as-is", "lowercased"])
+def test_the_scanner_takes_the_same_runs_as_the_regex_on_random_mixtures(spark, config):
     """Runs of one, two and more token characters next to every kind of separator, at both ends of
-    the text: the boundaries the sweep below (each code point doubled, the pairs apart) does not try."""
+    the text: the boundaries the sweep below (each code point doubled, the pairs apart) does not try.
+    A thousand more of the ASCII characters alone, which the scanner takes straight from the raw text."""
     generator = random.Random(7)
-    texts = ["".join(generator.choice(RUN_ALPHABET) for _ in range(generator.randint(0, 12))) for _ in range(3000)]
+    texts = ["".join(generator.choice(alphabet) for _ in range(generator.randint(0, 12)))
+             for alphabet in (RUN_ALPHABET, ASCII_RUN_ALPHABET) for _ in range(3000 if alphabet == RUN_ALPHABET else 1000)]
     frame = spark.createDataFrame(list(enumerate(texts)), "i int, text string")
-    config = TokenizerConfig(lowercase=False)
     rows = frame.select("i", tokens_column(F.col("text"), config, scanner=True).alias("tokens"),
                         token_text_column(F.col("text"), config, scanner=True).alias("joined")).collect()
     assert len(rows) == len(texts)
@@ -94,8 +98,12 @@ def test_the_scanner_takes_the_same_runs_as_the_regex_on_random_mixtures(spark):
     assert differing == []
     differing = [texts[r["i"]] for r in rows if r["joined"] != (" ".join(tokenize(texts[r["i"]], config)) or None)]
     assert differing == []
-    # Not vacuous: single token characters were skipped and runs of two kept, many times over.
-    assert sum(len(tokenize(text, config)) for text in texts) > 1000
+    # Not vacuous: single token characters were skipped and runs of two kept, many times over, in
+    # texts of both paths, capitals included.
+    for ascii_only in (True, False):
+        texts_of_path = [text for text in texts if text.isascii() == ascii_only]
+        assert sum(len(tokenize(text, config)) for text in texts_of_path) > 100
+        assert sum(text.count("Z") for text in texts_of_path) > 100
 
 
 def test_reference_agrees_on_a_real_corpus(spark, corpus):

@@ -21,7 +21,10 @@ the same steps:
    takes the same runs without the regex engine, in about a third of its time; a session without
    the jar (no JDK where the task was submitted) uses ``regexp_extract_all``, same tokens. For
    the Python scorers the tokens come joined by spaces, one string per document
-   (:func:`python_tokens_column`), which crosses to Python for less than a list.
+   (:func:`python_tokens_column`), which crosses to Python for less than a list. A text wholly
+   in ASCII, which steps 1-3 leave as it is but for the case of its letters, goes to the scanner
+   raw and is lowercased there (``spark_apps/jvm/AsciiTokens.java``): Spark's passes over it for
+   those steps cost more than the scan.
 
 The pattern language is the common subset of Java's ``java.util.regex`` and Python's ``regex``
 module. The default spells its character classes with Unicode properties (``\\p{L}`` letters,
@@ -57,6 +60,11 @@ TOKEN_SCANNER_CLASS = "nbknn.jvm.TokenRuns"
 TOKEN_SCANNER_FUNCTION = "nbknn_token_runs"
 TOKEN_TEXT_CLASS = "nbknn.jvm.TokenText"
 TOKEN_TEXT_FUNCTION = "nbknn_token_text"
+# The same two for an all-ASCII text, straight from its raw form (null for any other text).
+ASCII_TOKEN_RUNS_CLASS = "nbknn.jvm.AsciiTokenRuns"
+ASCII_TOKEN_RUNS_FUNCTION = "nbknn_ascii_token_runs"
+ASCII_TOKEN_TEXT_CLASS = "nbknn.jvm.AsciiTokenText"
+ASCII_TOKEN_TEXT_FUNCTION = "nbknn_ascii_token_text"
 # What joins the tokens of :func:`token_text_column`: no token of the default pattern holds it.
 TOKEN_SEPARATOR = " "
 # ICU4J ships with Spark (its collations use it); compose(text, compat) is NFC, or NFKC when compat.
@@ -230,8 +238,13 @@ def token_scanner_registered(spark) -> bool:
 
     if not spark._jvm.org.apache.spark.util.Utils.classIsLoadable(TOKEN_SCANNER_CLASS):
         return False
-    spark.udf.registerJavaFunction(TOKEN_SCANNER_FUNCTION, TOKEN_SCANNER_CLASS, ArrayType(StringType()))
-    spark.udf.registerJavaFunction(TOKEN_TEXT_FUNCTION, TOKEN_TEXT_CLASS, StringType())
+    for function, java_class, returns in (
+        (TOKEN_SCANNER_FUNCTION, TOKEN_SCANNER_CLASS, ArrayType(StringType())),
+        (TOKEN_TEXT_FUNCTION, TOKEN_TEXT_CLASS, StringType()),
+        (ASCII_TOKEN_RUNS_FUNCTION, ASCII_TOKEN_RUNS_CLASS, ArrayType(StringType())),
+        (ASCII_TOKEN_TEXT_FUNCTION, ASCII_TOKEN_TEXT_CLASS, StringType()),
+    ):
+        spark.udf.registerJavaFunction(function, java_class, returns)
     return True
 
 
@@ -260,7 +273,10 @@ def tokens_column(text_col, config: TokenizerConfig, scanner: bool | None = None
     scanner = _scanner_choice(config, scanner)
     source = _prepared_text(text_col, config)
     if scanner:
-        return F.call_udf(TOKEN_SCANNER_FUNCTION, source)
+        # An ASCII text skips steps 1-3 (the JVM's passes over it): coalesce evaluates the
+        # general path only for the others.
+        return F.coalesce(F.call_udf(ASCII_TOKEN_RUNS_FUNCTION, text_col, F.lit(config.lowercase)),
+                          F.call_udf(TOKEN_SCANNER_FUNCTION, source))
     return F.regexp_extract_all(source, F.lit(config.pattern), F.lit(0))
 
 
@@ -274,7 +290,10 @@ def token_text_column(text_col, config: TokenizerConfig, scanner: bool | None = 
     if config.pattern != DEFAULT_TOKEN_PATTERN:
         raise ConfigError("joined tokens need the default pattern, whose tokens hold no separator")
     if _scanner_choice(config, scanner):
-        return F.call_udf(TOKEN_TEXT_FUNCTION, _prepared_text(text_col, config))
+        # As in tokens_column; the ASCII path gives "" for no token, so that coalesce keeps it.
+        joined = F.coalesce(F.call_udf(ASCII_TOKEN_TEXT_FUNCTION, text_col, F.lit(config.lowercase)),
+                            F.call_udf(TOKEN_TEXT_FUNCTION, _prepared_text(text_col, config)))
+        return F.nullif(joined, F.lit(""))
     return F.nullif(F.array_join(tokens_column(text_col, config, scanner=False), TOKEN_SEPARATOR), F.lit(""))
 
 
