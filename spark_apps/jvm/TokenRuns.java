@@ -57,13 +57,58 @@ public final class TokenRuns implements UDF1<String, String[]> {
         }
     }
 
+    /** Whether every character of {@code text} is ASCII. */
+    static boolean isAscii(String text) {
+        for (int i = 0, n = text.length(); i < n; i++) {
+            if (text.charAt(i) >= 0x80) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** Appends text[start, end) to {@code out}, its ASCII capitals lowercased when asked. */
+    private static void copy(StringBuilder out, String text, int start, int end, boolean lowercaseAscii) {
+        if (!lowercaseAscii) {
+            out.append(text, start, end);
+            return;
+        }
+        for (int i = start; i < end; i++) {
+            char c = text.charAt(i);
+            out.append(c >= 'A' && c <= 'Z' ? (char) (c | 0x20) : c);
+        }
+    }
+
+    /** The tokens of a text in order, their ASCII capitals lowercased when asked. */
+    static String[] tokens(String text, boolean lowercaseAscii) {
+        ArrayList<String> tokens = new ArrayList<>();
+        StringBuilder token = new StringBuilder();
+        scan(text, (start, end) -> {
+            if (lowercaseAscii) {
+                token.setLength(0);
+                copy(token, text, start, end, true);
+                tokens.add(token.toString());
+            } else {
+                tokens.add(text.substring(start, end));
+            }
+        });
+        return tokens.isEmpty() ? NO_TOKENS : tokens.toArray(NO_TOKENS);
+    }
+
+    /** The tokens of a text joined by single spaces ("" for none), lowercased as {@link #tokens}. */
+    static String joined(String text, boolean lowercaseAscii) {
+        StringBuilder joined = new StringBuilder(text.length());
+        scan(text, (start, end) -> {
+            if (joined.length() > 0) {
+                joined.append(' ');
+            }
+            copy(joined, text, start, end, lowercaseAscii);
+        });
+        return joined.toString();
+    }
+
     @Override
     public String[] call(String text) {
-        if (text == null) {
-            return null;
-        }
-        ArrayList<String> tokens = new ArrayList<>();
-        scan(text, (start, end) -> tokens.add(text.substring(start, end)));
-        return tokens.isEmpty() ? NO_TOKENS : tokens.toArray(NO_TOKENS);
+        return text == null ? null : tokens(text, false);
     }
 }

@@ -15,13 +15,7 @@ public final class TokenText implements UDF1<String, String> {
         if (text == null) {
             return null;
         }
-        StringBuilder joined = new StringBuilder(text.length());
-        TokenRuns.scan(text, (start, end) -> {
-            if (joined.length() > 0) {
-                joined.append(' ');
-            }
-            joined.append(text, start, end);
-        });
-        return joined.length() == 0 ? null : joined.toString();
+        String joined = TokenRuns.joined(text, false);
+        return joined.isEmpty() ? null : joined;
     }
 }

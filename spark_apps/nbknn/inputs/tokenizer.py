@@ -23,7 +23,7 @@ the same steps:
    the Python scorers the tokens come joined by spaces, one string per document
    (:func:`python_tokens_column`), which crosses to Python for less than a list. A text wholly
    in ASCII, which steps 1-3 leave as it is but for the case of its letters, goes to the scanner
-   raw and is lowercased there (``spark_apps/jvm/AsciiTokens.java``): Spark's passes over it for
+   raw and is lowercased there (``spark_apps/jvm/AsciiTokenRuns.java``): Spark's passes over it for
    those steps cost more than the scan.
 
 The pattern language is the common subset of Java's ``java.util.regex`` and Python's ``regex``
@@ -215,8 +215,9 @@ def tokenize(text: str, config: TokenizerConfig = TokenizerConfig()) -> list[str
     return [match.group(0) for match in regex.finditer(config.pattern, text)]
 
 
-def pinned_to_table(text_col):
-    """Spark Column: ``text_col`` with every code point the table leaves unassigned as U+FFFD."""
+def pinned_to_table(text_col, ascii_possible: bool = True):
+    """Spark Column: ``text_col`` with every code point the table leaves unassigned as U+FFFD.
+    ``ascii_possible``: False where the ASCII texts were taken apart before (the scanner's path)."""
     from pyspark.sql import functions as F
 
     # Column arguments (not a SQL string) so that backslashes reach Java's regex unescaped. A text
@@ -224,12 +225,13 @@ def pinned_to_table(text_col):
     # per character finds out, and only the other texts go through the search tree. An ASCII text
     # (as many characters as bytes) is in that run too: counting its UTF-8 lead bytes is cheaper
     # than decoding it for the regex, and most texts of a Latin-script corpus are ASCII.
-    return (
-        F.when(F.length(text_col) == F.octet_length(text_col), text_col)
-        .when(text_col.rlike(beyond_first_assigned_run()),
-              F.regexp_replace(text_col, F.lit(jvm_unassigned_pattern()), F.lit(UNASSIGNED_REPLACEMENT)))
+    replaced = (
+        F.when(text_col.rlike(beyond_first_assigned_run()),
+               F.regexp_replace(text_col, F.lit(jvm_unassigned_pattern()), F.lit(UNASSIGNED_REPLACEMENT)))
         .otherwise(text_col)
     )
+    return F.when(F.length(text_col) == F.octet_length(text_col), text_col).otherwise(replaced) \
+        if ascii_possible else replaced
 
 
 def token_scanner_registered(spark) -> bool:
@@ -270,14 +272,12 @@ def tokens_column(text_col, config: TokenizerConfig, scanner: bool | None = None
     session must have the jar), with Spark's regex (False), or whichever applies (None)."""
     from pyspark.sql import functions as F
 
-    scanner = _scanner_choice(config, scanner)
-    source = _prepared_text(text_col, config)
-    if scanner:
+    if _scanner_choice(config, scanner):
         # An ASCII text skips steps 1-3 (the JVM's passes over it): coalesce evaluates the
         # general path only for the others.
         return F.coalesce(F.call_udf(ASCII_TOKEN_RUNS_FUNCTION, text_col, F.lit(config.lowercase)),
-                          F.call_udf(TOKEN_SCANNER_FUNCTION, source))
-    return F.regexp_extract_all(source, F.lit(config.pattern), F.lit(0))
+                          F.call_udf(TOKEN_SCANNER_FUNCTION, _prepared_text(text_col, config, ascii_possible=False)))
+    return F.regexp_extract_all(_prepared_text(text_col, config), F.lit(config.pattern), F.lit(0))
 
 
 def token_text_column(text_col, config: TokenizerConfig, scanner: bool | None = None):
@@ -292,7 +292,7 @@ def token_text_column(text_col, config: TokenizerConfig, scanner: bool | None = 
     if _scanner_choice(config, scanner):
         # As in tokens_column; the ASCII path gives "" for no token, so that coalesce keeps it.
         joined = F.coalesce(F.call_udf(ASCII_TOKEN_TEXT_FUNCTION, text_col, F.lit(config.lowercase)),
-                            F.call_udf(TOKEN_TEXT_FUNCTION, _prepared_text(text_col, config)))
+                            F.call_udf(TOKEN_TEXT_FUNCTION, _prepared_text(text_col, config, ascii_possible=False)))
         return F.nullif(joined, F.lit(""))
     return F.nullif(F.array_join(tokens_column(text_col, config, scanner=False), TOKEN_SEPARATOR), F.lit(""))
 
@@ -324,11 +324,12 @@ def _scanner_choice(config: TokenizerConfig, scanner: bool | None) -> bool:
     return scanner
 
 
-def _prepared_text(text_col, config: TokenizerConfig):
-    """Steps 1-3 of the module's tokeniser: pinned, normalised, lowercased as configured."""
+def _prepared_text(text_col, config: TokenizerConfig, ascii_possible: bool = True):
+    """Steps 1-3 of the module's tokeniser: pinned, normalised, lowercased as configured
+    (``ascii_possible`` as for :func:`pinned_to_table`)."""
     from pyspark.sql import functions as F
 
-    source = pinned_to_table(text_col)
+    source = pinned_to_table(text_col, ascii_possible)
     if config.normalization != "none":
         compat = F.lit(config.normalization == "NFKC")
         source = F.reflect(F.lit(ICU_NORMALIZER), F.lit("compose"), source, compat)
