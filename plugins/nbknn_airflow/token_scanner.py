@@ -2,9 +2,10 @@
 application of the project gets with ``--jars``.
 
 Built when a task first needs it, at most once per source and Spark version (the name holds a hash
-of both), and published whole like the library zip (:mod:`nbknn_airflow.archives`). It needs a JDK's ``javac``; where there
-is none, :func:`token_scanner_jar` says so and returns None, and the applications tokenise with
-Spark's regex functions instead: the same tokens, the extraction about three times as slow.
+of both), and published whole like the library zip (:mod:`nbknn_airflow.archives`). It needs a
+JDK's ``javac``; where there is none, :func:`token_scanner_jar` says so and returns None, and the
+applications tokenise with Spark's regex functions instead: the same tokens, the extraction about
+three times as slow.
 """
 
 from __future__ import annotations
