@@ -35,6 +35,7 @@ def start_spark(app_name: str, extra_conf: dict | None = None):
     """
     from pyspark.sql import SparkSession
 
+    from nbknn.common.session import SESSION_DEFAULTS
     from nbknn_airflow.token_scanner import token_scanner_jar
 
     # Python workers must run this interpreter (the virtualenv); the environment variable is what
@@ -43,6 +44,7 @@ def start_spark(app_name: str, extra_conf: dict | None = None):
     started = time.perf_counter()
     builder = (
         SparkSession.builder.master(MASTER)
+        .config(map=SESSION_DEFAULTS)
         .appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

@@ -120,8 +120,11 @@ def spark():
 def _start_session():
     from pyspark.sql import SparkSession
 
+    from nbknn.common.session import SESSION_DEFAULTS
+
     return (
         SparkSession.builder.master("local[2]")
+        .config(map=SESSION_DEFAULTS)
         # The tokeniser's scanner, as spark-submit ships it (--jars).
         .config("spark.jars", str(_token_scanner_jar()))
         .appName("nbknn-tests")

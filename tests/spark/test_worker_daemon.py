@@ -1,8 +1,9 @@
-"""The applications' Python worker daemons and task cores, through a real spark-submit: the workers
-forked by the kNN application's daemon start with the kNN kernel's compiled loops already loaded,
-those of the other applications with numpy and pyarrow but without the kernel; an application that
-asks for whole-executor tasks (kNN) gets tasks with all of local[2]'s cores; a daemon or
-``spark.task.cpus`` chosen on the command line wins.
+"""The applications' Python worker daemons, task cores and session defaults, through a real
+spark-submit: the workers forked by the kNN application's daemon start with the kNN kernel's
+compiled loops already loaded, those of the other applications with numpy and pyarrow but without
+the kernel; an application that asks for whole-executor tasks (kNN) gets tasks with all of
+local[2]'s cores; the session defaults (``nbknn.common.session.SESSION_DEFAULTS``) are in force; a
+daemon, ``spark.task.cpus`` or a session default chosen on the command line wins.
 
 Launching spark-submit is the point here: the daemon is chosen by the session the entry script
 builds (nbknn.common.session.build_session), before the SparkContext starts.
@@ -39,15 +40,17 @@ def probe(_):
 options = sys.argv[2].split(",")
 spark = build_session("worker-daemon-probe", whole_executor_tasks="whole" in options, knn_kernel="knn" in options)
 rows = spark.sparkContext.parallelize(range(2), 2).flatMap(probe).collect()
+debugging = spark.conf.get("spark.python.sql.dataFrameDebugging.enabled")
 with open(sys.argv[1], "w") as out:
-    out.write(json.dumps([json.loads(row) for row in rows]))
+    out.write(json.dumps([dict(json.loads(row), debugging=debugging) for row in rows]))
 spark.stop()
 """
 
 
 def submit_probe(tmp_path: Path, *conf: str, options: str = "default") -> list[dict]:
-    """The probe's report from each of two tasks; ``options``: comma-separated build_session
-    flags, ``whole`` (whole-executor tasks) and ``knn`` (the kNN kernel's daemon)."""
+    """The probe's report from each of two tasks, with the driver's DataFrame debugging setting;
+    ``options``: comma-separated build_session flags, ``whole`` (whole-executor tasks) and ``knn``
+    (the kNN kernel's daemon)."""
     app = tmp_path / "probe.py"
     app.write_text(APP)
     out = tmp_path / "probe.json"
@@ -61,16 +64,19 @@ def submit_probe(tmp_path: Path, *conf: str, options: str = "default") -> list[d
 
 def test_the_knn_workers_start_with_the_kernel_loaded_and_every_core(tmp_path):
     probes = submit_probe(tmp_path, options="whole,knn")
-    assert probes == [{"kernel_loaded": True, "preloaded": True, "daemon": "nbknn.knn.worker_daemon", "cpus": 2}] * 2
+    assert probes == [{"kernel_loaded": True, "preloaded": True, "daemon": "nbknn.knn.worker_daemon", "cpus": 2,
+                       "debugging": "false"}] * 2
 
 
 def test_the_other_applications_workers_start_with_their_imports_but_not_the_kernel(tmp_path):
     probes = submit_probe(tmp_path)
     assert probes == [{"kernel_loaded": False, "preloaded": True, "daemon": "nbknn.common.worker_daemon",
-                       "cpus": 1}] * 2
+                       "cpus": 1, "debugging": "false"}] * 2
 
 
-def test_a_daemon_and_task_cores_set_on_the_command_line_are_kept(tmp_path):
+def test_a_daemon_task_cores_and_debugging_set_on_the_command_line_are_kept(tmp_path):
     probes = submit_probe(tmp_path, "--conf", "spark.python.daemon.module=pyspark.daemon",
-                          "--conf", "spark.task.cpus=1", options="whole,knn")
-    assert probes == [{"kernel_loaded": False, "preloaded": False, "daemon": "pyspark.daemon", "cpus": 1}] * 2
+                          "--conf", "spark.task.cpus=1", "--conf", "spark.python.sql.dataFrameDebugging.enabled=true",
+                          options="whole,knn")
+    assert probes == [{"kernel_loaded": False, "preloaded": False, "daemon": "pyspark.daemon", "cpus": 1,
+                       "debugging": "true"}] * 2
