@@ -19,7 +19,9 @@ every per-job timing. Per scale and repetition, in this order:
   fed the *same tokens* as this pipeline (``nbknn.inputs.tokenizer.tokens_column``), and once more with
   MLlib's own whitespace ``Tokenizer`` (multinomial, every repetition: the recipe its users
   would write, and the baseline of the closing ratio lines);
-  prediction = transform + write of (id, prediction) to Parquet;
+  prediction = transform + write of (id, prediction) to Parquet, with the fitted model in memory;
+  the Tokenizer variant also as a daily prediction job runs it, loading the pipeline its training
+  saved (``PipelineModel.load``, as this pipeline's prediction reads its published model);
 * scikit-learn, single process: ``CountVectorizer(tokenizer=nbknn.inputs.tokenizer.tokenize)`` +
   ``MultinomialNB`` / ``ComplementNB(norm=False)``, alpha = 1.
 
@@ -219,16 +221,19 @@ def mllib_pipeline(model_type: str, same_tokens: bool):
 
 
 def mllib_run(spark, train_uri: str, test_uri: str, out_dir: Path, model_type: str, same_tokens: bool,
-              timer: Timer, tag: str) -> dict:
+              timer: Timer, tag: str, saved: bool = False) -> dict:
+    """Train and predict with the model in memory; with ``saved``, also as separate jobs would:
+    training saves the fitted pipeline (``{tag}.save``), prediction loads it (``{tag}.predict_loaded``,
+    of which ``{tag}.load``), and the two predictions must agree."""
     with timer.time(f"{tag}.train"):
         model = mllib_pipeline(model_type, same_tokens).fit(mllib_frame(spark, train_uri, same_tokens))
     out = (out_dir / tag.replace(".", "-")).as_uri()
     with timer.time(f"{tag}.predict"):
-        model.transform(mllib_frame(spark, test_uri, same_tokens)).select("id", "prediction").write.mode(
-            "overwrite"
-        ).parquet(out)
+        mllib_predict(spark, model, test_uri, same_tokens, out)
     labels = model.stages[-3].labelsArray[0]
     rows = spark.read.parquet(out).collect()
+    if saved:
+        mllib_saved_run(spark, model, test_uri, out_dir, same_tokens, timer, tag, rows)
     nb = model.stages[-1]
     return {
         "labels": {r["id"]: labels[int(r["prediction"])] for r in rows},
@@ -237,6 +242,32 @@ def mllib_run(spark, train_uri: str, test_uri: str, out_dir: Path, model_type: s
         # The model MLlib holds and ships to every task: theta (C x V) and pi (C), float64.
         "dense_model_bytes": 8 * nb.numClasses * nb.numFeatures + 8 * nb.numClasses,
     }
+
+
+def mllib_predict(spark, model, test_uri: str, same_tokens: bool, out: str) -> None:
+    model.transform(mllib_frame(spark, test_uri, same_tokens)).select("id", "prediction").write.mode(
+        "overwrite"
+    ).parquet(out)
+
+
+def mllib_saved_run(spark, model, test_uri: str, out_dir: Path, same_tokens: bool, timer: Timer, tag: str,
+                    in_memory_rows) -> None:
+    """MLlib as a daily prediction job runs it: its own spark-submit, so the fitted pipeline is
+    saved by training and loaded by prediction (this pipeline's prediction reads its published
+    model too)."""
+    from pyspark.ml import PipelineModel
+
+    name = tag.replace(".", "-")
+    model_uri = (out_dir / f"{name}-model").as_uri()
+    out = (out_dir / f"{name}-loaded").as_uri()
+    with timer.time(f"{tag}.save"):
+        model.write().overwrite().save(model_uri)
+    with timer.time(f"{tag}.predict_loaded"):
+        with timer.time(f"{tag}.load"):
+            loaded = PipelineModel.load(model_uri)
+        mllib_predict(spark, loaded, test_uri, same_tokens, out)
+    if sorted(spark.read.parquet(out).collect()) != sorted(in_memory_rows):
+        raise AssertionError(f"{tag}: the saved and loaded pipeline predicts otherwise than the fitted one")
 
 
 # --- scikit-learn ----------------------------------------------------------------------------
@@ -419,7 +450,7 @@ def bench_scale(spark, base_train, base_test, scale: int, reps: int, num_shards:
         if with_tokenizer_variant:
             last["mllib_tokenizer.multinomial"] = mllib_run(
                 spark, train_uri, test_uri, rep_dir / "mllib", "multinomial", False, timer,
-                "mllib_tokenizer.multinomial")
+                "mllib_tokenizer.multinomial", saved=True)
         log(f"scale {scale} rep {rep}: scikit-learn")
         last["sklearn"] = sklearn_run(train, test, timer, "sklearn")
         if rep < reps - 1:
@@ -474,6 +505,14 @@ def bench_scale(spark, base_train, base_test, scale: int, reps: int, num_shards:
             med("ours.train"), med("mllib_tokenizer.multinomial.train"))
         result["ratio_predict_per_rep_over_mllib_tokenizer"] = ratio_spread(
             timer, "ours.multinomial.predict", "mllib_tokenizer.multinomial.predict")
+        # MLlib as separate jobs run it: training saves its pipeline, prediction loads it.
+        result["mllib_whitespace_tokenizer_multinomial"].update({
+            "save_s": round(med("mllib_tokenizer.multinomial.save"), 3),
+            "load_s": round(med("mllib_tokenizer.multinomial.load"), 3),
+            "predict_loaded_s": round(med("mllib_tokenizer.multinomial.predict_loaded"), 3),
+        })
+        result["ratio_predict_per_rep_over_mllib_tokenizer_loaded"] = ratio_spread(
+            timer, "ours.multinomial.predict", "mllib_tokenizer.multinomial.predict_loaded")
         result["ratio_train_per_rep_over_mllib_tokenizer"] = ratio_spread(
             timer, "ours.train", "mllib_tokenizer.multinomial.train")
     if scale == 1:
@@ -558,7 +597,7 @@ def main(argv=None) -> None:
             return
         ours_predict(spark, model_dir, test_uri, bench_dir / "ours-run", warm, "w")
         mllib_run(spark, train_uri, test_uri, bench_dir, "multinomial", True, warm, "w-mllib")
-        mllib_run(spark, train_uri, test_uri, bench_dir, "multinomial", False, warm, "w-mllib-tok")
+        mllib_run(spark, train_uri, test_uri, bench_dir, "multinomial", False, warm, "w-mllib-tok", saved=True)
         sklearn_run(small_train, small_test, warm, "w-sk")
         results["scales"] = []
         for scale in (int(s) for s in args.scales.split(",")):
@@ -568,7 +607,14 @@ def main(argv=None) -> None:
                             with_tokenizer_variant=True)
             )
             common.write_results(args.name, results)
-        # The closing lines: time ratios against MLlib with its own Tokenizer (below 1: ours is faster).
+        # MLlib's prediction as its own job (loading the pipeline its training saved), medians of
+        # the per-repetition ratios with their spread.
+        for scale in results["scales"]:
+            spread = scale["ratio_predict_per_rep_over_mllib_tokenizer_loaded"]
+            print(f"nb predict x{scale['scale']}: ours/mllib_loading_its_model={spread['median']} "
+                  f"(min {spread['min']}, max {spread['max']})")
+        # The closing lines: time ratios against MLlib with its own Tokenizer and its model in
+        # memory (below 1: ours is faster).
         for scale in results["scales"]:
             print(f"nb train x{scale['scale']}: ours/mllib={scale['ratio_train_ours_over_mllib_tokenizer']}")
         for scale in results["scales"]:
