@@ -6,6 +6,7 @@ The reference is always scikit-learn fitted on the same count matrix, never the 
 from __future__ import annotations
 
 import itertools
+import pickle
 from functools import reduce
 
 import numpy as np
@@ -20,6 +21,7 @@ from nb_oracles import (
     merge_shard_results,
     to_doc_partials,
 )
+from nbknn.naive_bayes import scoring
 from nbknn.naive_bayes.scoring import (
     complement_term_base,
     entry_count,
@@ -57,6 +59,15 @@ SHARD_SIZES = {1: [12], 3: [2, 7, 3], 7: [1, 1, 2, 3, 1, 3, 1]}
 # ---------------------------------------------------------------------------------------------
 # Data and helpers
 # ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True, params=["dense-weights", "sparse-weights"])
+def weights_form(request, monkeypatch):
+    """Every test runs with the shards' weights multiplied as a dense copy (what fits the budget)
+    and in their compact sparse form (what does not)."""
+    if request.param == "sparse-weights":
+        monkeypatch.setattr(scoring, "DENSE_WEIGHTS_BYTES", 0)
+    return request.param
 
 
 def _class_term_distributions(rng):
@@ -210,6 +221,57 @@ def test_shard_scores_are_sklearn_joint_log_likelihoods(data, config):
     for class_ids in shard_classes(3):
         scores = score_batch(load_shard(counts, class_ids, *config), X_test)
         np.testing.assert_allclose(scores, jll[:, class_ids], rtol=JLL_RTOL, atol=0)
+
+
+@pytest.mark.parametrize("config", CONFIGS[::3], ids=lambda c: f"{c[0]}-a{c[1]}-prior{c[2]}")
+def test_dense_and_sparse_weights_score_to_the_bit_alike(data, config, monkeypatch):
+    """Both products add each document's terms in the same order: the same floats, so the same
+    winners and ties whichever form a shard's size picks."""
+    X_train, y_train, X_test = data
+    counts = counts_of(X_train, y_train, N_CLASSES)
+    monkeypatch.setattr(scoring, "DENSE_WEIGHTS_BYTES", N_TERMS * N_CLASSES * 8)
+    dense = load_shard(counts, np.arange(N_CLASSES), *config)
+    assert dense.dense_diff_t is not None
+    monkeypatch.setattr(scoring, "DENSE_WEIGHTS_BYTES", N_TERMS * N_CLASSES * 8 - 1)
+    compact = load_shard(counts, np.arange(N_CLASSES), *config)
+    assert compact.dense_diff_t is None
+    np.testing.assert_array_equal(score_batch(dense, X_test), score_batch(compact, X_test))
+
+
+def _one_entry_per_token(X, rng):
+    """X with each count c of a row split into c entries of 1, the row's entries shuffled: how the
+    single pass hands a batch's tokens to scoring."""
+    rows, cols = X.nonzero()
+    repeats = np.asarray(X[rows, cols]).reshape(-1).astype(np.int64)
+    rows, cols = np.repeat(rows, repeats), np.repeat(cols, repeats)
+    order = np.lexsort((rng.random(rows.size), rows))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=X.shape[0]))])
+    return sp.csr_array((np.ones(rows.size), cols[order], indptr), shape=X.shape)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c[0]}-a{c[1]}-prior{c[2]}")
+def test_a_term_repeated_in_a_row_scores_as_its_summed_count(data, config):
+    X_train, y_train, X_test = data
+    clf = sklearn_model(*config).fit(X_train, y_train)
+    model = load_shard(counts_of(X_train, y_train, N_CLASSES), np.arange(N_CLASSES), *config)
+    tokens = _one_entry_per_token(X_test, np.random.default_rng(3))
+    assert not tokens.has_canonical_format and tokens.nnz == X_test.sum()
+    np.testing.assert_allclose(score_batch(model, tokens), clf.predict_joint_log_proba(X_test), rtol=JLL_RTOL, atol=0)
+    prediction = combine_shard_results([shard_result(model, tokens, top_n=TOP_N)], top_n=TOP_N)
+    np.testing.assert_array_equal(prediction.class_id, clf.predict(X_test))
+    np.testing.assert_array_equal(prediction.top_classes, sklearn_top(clf.predict_joint_log_proba(X_test), TOP_N))
+
+
+def test_a_broadcast_model_ships_without_its_dense_copy(data, monkeypatch):
+    X_train, y_train, X_test = data
+    monkeypatch.setattr(scoring, "DENSE_WEIGHTS_BYTES", 64 << 20)
+    model = load_shard(counts_of(X_train, y_train, N_CLASSES), np.arange(N_CLASSES), *CONFIGS[0])
+    compact = len(pickle.dumps(model))
+    before = score_batch(model, X_test)
+    assert model.dense_diff_t is not None
+    shipped = pickle.dumps(model)
+    assert len(shipped) == compact < model.dense_diff_t.nbytes
+    np.testing.assert_array_equal(score_batch(pickle.loads(shipped), X_test), before)
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.1])

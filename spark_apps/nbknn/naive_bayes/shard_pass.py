@@ -95,11 +95,21 @@ def score_arrow_batch(
 ) -> pa.RecordBatch:
     """Score one Arrow batch of vectors against a shard: one sparse product for the whole batch.
     With ``top_terms``, the shard's best classes (at least two) also carry their term weights."""
-    X = csr_from_arrow(batch.column("term_ids"), batch.column("counts"), model.vocabulary_size)
+    term_ids, counts = batch.column("term_ids"), batch.column("counts")
+    X = csr_from_arrow(term_ids, counts, model.vocabulary_size)
+    return scored_batch(batch.column("doc_id"), batch.column("label"), X, model, top_n,
+                        (term_ids, counts) if top_terms else None)
+
+
+def scored_batch(doc_ids: pa.Array, labels: pa.Array, X, model: scoring.ShardModel, top_n: int,
+                 term_lists: tuple[pa.Array, pa.Array] | None = None) -> pa.RecordBatch:
+    """The scores frame's rows of documents given as the rows of ``X``; with ``term_lists`` (their
+    term_ids and counts lists, X then holding each term once per row) the top-terms columns too."""
+    top_terms = term_lists is not None
     result = scoring.shard_result(model, X, max(top_n, prediction_terms.CANDIDATES if top_terms else 0))
     columns = [
-        batch.column("doc_id"),
-        batch.column("label"),
+        doc_ids,
+        labels,
         pa.array(result.best_class.astype(np.int32)),
         pa.array(result.best_score),
         pa.array(result.log_sum_exp),
@@ -109,8 +119,7 @@ def score_arrow_batch(
     fields = list(_ARROW_SCORES_FIELDS)
     if top_terms:
         candidates = result.top_classes[:, : prediction_terms.CANDIDATES]
-        columns += [batch.column("term_ids"), batch.column("counts"),
-                    prediction_terms.candidate_weights(model, X, candidates)]
+        columns += [*term_lists, prediction_terms.candidate_weights(model, X, candidates)]
         fields += _ARROW_TERMS_FIELDS
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
 

@@ -41,16 +41,17 @@ from nbknn.naive_bayes.outputs import publish_output
 from nbknn.naive_bayes.quality_history import HistoryTarget
 from nbknn.naive_bayes.report import publish_report
 from nbknn.naive_bayes.scoring_checks import check_top_n
-from nbknn.naive_bayes.shard_pass import model_memory, score_arrow_batch, scores_schema, shard_scores
+from nbknn.naive_bayes.shard_pass import model_memory, scored_batch, scores_schema, shard_scores
 from nbknn.naive_bayes.vectorize import (
     DEFAULT_MAX_LOOKUP_TERMS,
     IN_ROW_LOOKUP,
     JOIN,
-    count_known_terms,
     document_vectors_joined,
+    known_token_matrix,
     lookup_broadcast,
     observe_vector_stats,
     quarantine,
+    term_count_lists,
     tokenized_for_python,
     vector_stats,
     write_rejecting_duplicate_ids,
@@ -150,19 +151,17 @@ TOKEN_TOTALS_SCHEMA = "tokens int, known_tokens long"
 
 
 def _score_token_batches(batches, lookup_broadcast, model_broadcast, top_n: int, top_terms: int):
-    """mapInArrow body of :func:`token_scores`."""
+    """mapInArrow body of :func:`token_scores`: each batch's known tokens are scored as they come
+    (a term seen twice counts twice); only top terms need each row's terms summed and listed."""
     lookup, model = lookup_broadcast.value, model_broadcast.value
     for batch in batches:
-        term_ids, counts, tokens = count_known_terms(batch.column("tokens"), lookup)
-        vectors = pa.RecordBatch.from_arrays([batch.column("doc_id"), batch.column("label"), term_ids, counts],
-                                             names=["doc_id", "label", "term_ids", "counts"])
-        scores = score_arrow_batch(vectors, model, top_n, top_terms)
-        yield pa.RecordBatch.from_arrays([*scores.columns, tokens, pa.array(row_totals(counts), pa.int64())],
-                                         names=[*scores.schema.names, "tokens", "known_tokens"])
-
-
-def row_totals(lists: pa.ListArray) -> np.ndarray:
-    """The sum of each row of an Arrow list<int> column (no nulls), as int64."""
-    offsets = np.asarray(lists.offsets, dtype=np.int64)
-    running = np.concatenate([[0], np.cumsum(np.asarray(lists.values, dtype=np.int64))])
-    return running[offsets[1:]] - running[offsets[:-1]]
+        X, lengths = known_token_matrix(batch.column("tokens"), lookup)
+        known_tokens = np.diff(X.indptr)
+        term_lists = None
+        if top_terms:
+            X.sum_duplicates()
+            term_lists = term_count_lists(X)
+        scores = scored_batch(batch.column("doc_id"), batch.column("label"), X, model, top_n, term_lists)
+        yield pa.RecordBatch.from_arrays(
+            [*scores.columns, pa.array(lengths.astype(np.int32)), pa.array(known_tokens.astype(np.int64))],
+            names=[*scores.schema.names, "tokens", "known_tokens"])

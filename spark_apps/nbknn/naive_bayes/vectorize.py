@@ -160,27 +160,39 @@ def count_known_terms(tokens: pa.Array, lookup: VocabularyLookup):
     term_ids: list<int32> of the row's known terms, ascending; counts: list<int32> aligned with
     them; tokens: int32 number of tokens of the row (known or not). A null list counts as empty.
     """
+    matrix, lengths = known_token_matrix(tokens, lookup)
+    # Summing the duplicates sorts each row's few term ids on its own, cheaper than one sort of
+    # the whole batch's keys.
+    matrix.sum_duplicates()
+    term_ids, counts = term_count_lists(matrix)
+    return term_ids, counts, pa.array(lengths.astype(np.int32), type=pa.int32())
+
+
+def known_token_matrix(tokens: pa.Array, lookup: VocabularyLookup) -> tuple[sp.csr_array, np.ndarray]:
+    """(X, lengths) of a column of tokens as :func:`count_known_terms` reads it: X is the (rows, V)
+    float64 CSR matrix with an entry of 1 for each known token, in the row's token order (a term
+    seen twice has two entries, which any product with X adds up); lengths (int64) counts every
+    token of each row, known or not."""
     tokens = token_lists(tokens)
     n = len(tokens)
     lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(tokens)
     position = pc.fill_null(pc.index_in(flat, value_set=lookup.value_set(flat.type)), -1)
     position = position.to_numpy(zero_copy_only=False)
-    known = position >= 0
-    term = position[known] if lookup.term_ids is None else lookup.term_ids[position[known]]
-    # The known tokens as one CSR row per document, duplicates included; summing the duplicates
-    # sorts each row's few term ids on its own, cheaper than one sort of the whole batch's keys.
-    known_before = np.concatenate([[0], np.cumsum(known, dtype=np.int64)])
-    indptr = known_before[np.concatenate([[0], np.cumsum(lengths)])]
-    matrix = sp.csr_matrix((np.ones(term.size, dtype=np.int32), term.astype(np.int32), indptr.astype(np.int32)),
-                           shape=(n, max(lookup.vocabulary_size, 1)))
-    matrix.sum_duplicates()
+    known_at = np.flatnonzero(position >= 0)
+    term = position[known_at] if lookup.term_ids is None else lookup.term_ids[position[known_at]]
+    # Each row's first known token: how many known tokens come before the row's first token.
+    indptr = np.searchsorted(known_at, np.concatenate([[0], np.cumsum(lengths)]))
+    matrix = sp.csr_array((np.ones(term.size), term.astype(np.int32), indptr.astype(np.int64)),
+                          shape=(n, max(lookup.vocabulary_size, 1)))
+    return matrix, lengths
+
+
+def term_count_lists(matrix: sp.csr_array) -> tuple[pa.Array, pa.Array]:
+    """(term_ids, counts) list<int32> columns of a CSR matrix of term counts without duplicates."""
     offsets = pa.array(matrix.indptr.astype(np.int32))
-    return (
-        pa.ListArray.from_arrays(offsets, pa.array(matrix.indices.astype(np.int32), type=pa.int32())),
-        pa.ListArray.from_arrays(offsets, pa.array(matrix.data.astype(np.int32), type=pa.int32())),
-        pa.array(lengths.astype(np.int32), type=pa.int32()),
-    )
+    return (pa.ListArray.from_arrays(offsets, pa.array(matrix.indices.astype(np.int32), type=pa.int32())),
+            pa.ListArray.from_arrays(offsets, pa.array(matrix.data.astype(np.int32), type=pa.int32())))
 
 
 def document_vectors(accepted: DataFrame, lookup_broadcast, tokenizer: TokenizerConfig) -> DataFrame:
