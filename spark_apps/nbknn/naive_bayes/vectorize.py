@@ -183,7 +183,9 @@ def known_token_matrix(tokens: pa.Array, lookup: VocabularyLookup) -> tuple[sp.c
     term = position[known_at] if lookup.term_ids is None else lookup.term_ids[position[known_at]]
     # Each row's first known token: how many known tokens come before the row's first token.
     indptr = np.searchsorted(known_at, np.concatenate([[0], np.cumsum(lengths)]))
-    matrix = sp.csr_array((np.ones(term.size), term.astype(np.int32), indptr.astype(np.int64)),
+    # Indices and indptr of one integer type, or scipy copies the indices to the wider one.
+    index_type = np.int32 if term.size <= np.iinfo(np.int32).max else np.int64
+    matrix = sp.csr_array((np.ones(term.size), term.astype(index_type), indptr.astype(index_type)),
                           shape=(n, max(lookup.vocabulary_size, 1)))
     return matrix, lengths
 
