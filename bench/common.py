@@ -35,7 +35,7 @@ def start_spark(app_name: str, extra_conf: dict | None = None):
     """
     from pyspark.sql import SparkSession
 
-    from nbknn.common.session import SESSION_DEFAULTS
+    from nbknn.common.session import DAEMON_MODULE_KEY, SESSION_DEFAULTS, WORKER_DAEMON_MODULE
     from nbknn_airflow.token_scanner import token_scanner_jar
 
     # Python workers must run this interpreter (the virtualenv); the environment variable is what
@@ -45,6 +45,8 @@ def start_spark(app_name: str, extra_conf: dict | None = None):
     builder = (
         SparkSession.builder.master(MASTER)
         .config(map=SESSION_DEFAULTS)
+        # The applications' Python worker daemon (nbknn.common.session.build_session).
+        .config(DAEMON_MODULE_KEY, WORKER_DAEMON_MODULE)
         .appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

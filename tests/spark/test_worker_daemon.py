@@ -1,13 +1,9 @@
 """The applications' Python worker daemons, task cores and session defaults, through a real
 spark-submit: the workers forked by the kNN application's daemon start with the kNN kernel's
-compiled loops already loaded, those of the other applications with numpy and pyarrow but without
-the kernel; an application that asks for whole-executor tasks (kNN) gets tasks with all of
-local[2]'s cores; the session defaults (``nbknn.common.session.SESSION_DEFAULTS``) are in force; a
-daemon, ``spark.task.cpus`` or a session default chosen on the command line wins.
-
-Launching spark-submit is the point here: the daemon is chosen by the session the entry script
-builds (nbknn.common.session.build_session), before the SparkContext starts.
-"""
+compiled loops already loaded, those of the other applications with numpy, pyarrow and the Naive
+Bayes scorers but without the kernel; an application that asks for whole-executor tasks (kNN) gets
+tasks with all of local[2]'s cores; the session defaults (``nbknn.common.session.SESSION_DEFAULTS``)
+are in force; a daemon, ``spark.task.cpus`` or a session default chosen on the command line wins."""
 
 from __future__ import annotations
 
@@ -30,10 +26,11 @@ from nbknn.common.session import build_session
 
 def probe(_):
     preloaded = "pyarrow" in sys.modules and "numpy" in sys.modules
+    scorers = "nbknn.naive_bayes.scoring" in sys.modules
     from nbknn.knn import gemm_compiled
     with open("/proc/%d/cmdline" % __import__("os").getppid(), "rb") as f:
         parent = f.read().split(b"\\0")
-    return [json.dumps({"kernel_loaded": bool(gemm_compiled._loaded), "preloaded": preloaded,
+    return [json.dumps({"kernel_loaded": bool(gemm_compiled._loaded), "preloaded": preloaded, "scorers": scorers,
                         "daemon": parent[parent.index(b"-m") + 1].decode(),
                         "cpus": TaskContext.get().cpus()})]
 
@@ -64,13 +61,14 @@ def submit_probe(tmp_path: Path, *conf: str, options: str = "default") -> list[d
 
 def test_the_knn_workers_start_with_the_kernel_loaded_and_every_core(tmp_path):
     probes = submit_probe(tmp_path, options="whole,knn")
-    assert probes == [{"kernel_loaded": True, "preloaded": True, "daemon": "nbknn.knn.worker_daemon", "cpus": 2,
+    assert probes == [{"kernel_loaded": True, "preloaded": True, "scorers": False, "daemon": "nbknn.knn.worker_daemon",
+                       "cpus": 2,
                        "debugging": "false"}] * 2
 
 
-def test_the_other_applications_workers_start_with_their_imports_but_not_the_kernel(tmp_path):
+def test_the_other_applications_workers_start_with_the_scorers_but_not_the_kernel(tmp_path):
     probes = submit_probe(tmp_path)
-    assert probes == [{"kernel_loaded": False, "preloaded": True, "daemon": "nbknn.common.worker_daemon",
+    assert probes == [{"kernel_loaded": False, "preloaded": True, "scorers": True, "daemon": "nbknn.common.worker_daemon",
                        "cpus": 1, "debugging": "false"}] * 2
 
 
@@ -78,5 +76,5 @@ def test_a_daemon_task_cores_and_debugging_set_on_the_command_line_are_kept(tmp_
     probes = submit_probe(tmp_path, "--conf", "spark.python.daemon.module=pyspark.daemon",
                           "--conf", "spark.task.cpus=1", "--conf", "spark.python.sql.dataFrameDebugging.enabled=true",
                           options="whole,knn")
-    assert probes == [{"kernel_loaded": False, "preloaded": False, "daemon": "pyspark.daemon", "cpus": 1,
+    assert probes == [{"kernel_loaded": False, "preloaded": False, "scorers": False, "daemon": "pyspark.daemon", "cpus": 1,
                        "debugging": "true"}] * 2
