@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 #: What the workers of every application import (each fork imports PySpark's worker module).
 PRELOADED = ("numpy", "pyarrow", "pyspark.worker", "nbknn.contract")
 #: This daemon's workers also score Naive Bayes batches: scipy and the scoring modules. Without
-#: them a cold prediction pass at x20 took 0.9-1.6 s longer than a warm one, with them 0.5-0.7 s.
+#: them a cold prediction pass at x20 took 1.0-1.6 s longer than a warm one, with them 0.5-0.7 s.
 SCORING_PRELOADED = (*PRELOADED, "nbknn.naive_bayes.single_pass")
 
 
