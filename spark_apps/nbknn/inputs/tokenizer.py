@@ -230,8 +230,9 @@ def pinned_to_table(text_col, ascii_possible: bool = True):
                F.regexp_replace(text_col, F.lit(jvm_unassigned_pattern()), F.lit(UNASSIGNED_REPLACEMENT)))
         .otherwise(text_col)
     )
-    return F.when(F.length(text_col) == F.octet_length(text_col), text_col).otherwise(replaced) \
-        if ascii_possible else replaced
+    if not ascii_possible:
+        return replaced
+    return F.when(F.length(text_col) == F.octet_length(text_col), text_col).otherwise(replaced)
 
 
 def token_scanner_registered(spark) -> bool:
