@@ -20,7 +20,7 @@ public final class TokenRuns implements UDF1<String, String[]> {
         | (1 << Character.NON_SPACING_MARK) | (1 << Character.ENCLOSING_MARK)
         | (1 << Character.COMBINING_SPACING_MARK) | (1 << Character.DECIMAL_DIGIT_NUMBER)
         | (1 << Character.LETTER_NUMBER) | (1 << Character.OTHER_NUMBER);
-    private static final int MIN_LENGTH = 2;
+    static final int MIN_LENGTH = 2;
     private static final String[] NO_TOKENS = new String[0];
 
     /** Receives each token as the bounds of its UTF-16 units in the text. */
@@ -95,14 +95,14 @@ public final class TokenRuns implements UDF1<String, String[]> {
         return tokens.isEmpty() ? NO_TOKENS : tokens.toArray(NO_TOKENS);
     }
 
-    /** The tokens of a text joined by single spaces ("" for none), lowercased as {@link #tokens}. */
-    static String joined(String text, boolean lowercaseAscii) {
+    /** The tokens of a text joined by single spaces ("" for none). */
+    static String joined(String text) {
         StringBuilder joined = new StringBuilder(text.length());
         scan(text, (start, end) -> {
             if (joined.length() > 0) {
                 joined.append(' ');
             }
-            copy(joined, text, start, end, lowercaseAscii);
+            joined.append(text, start, end);
         });
         return joined.toString();
     }

@@ -15,7 +15,7 @@ public final class TokenText implements UDF1<String, String> {
         if (text == null) {
             return null;
         }
-        String joined = TokenRuns.joined(text, false);
+        String joined = TokenRuns.joined(text);
         return joined.isEmpty() ? null : joined;
     }
 }

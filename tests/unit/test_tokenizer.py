@@ -140,5 +140,8 @@ def test_token_lists_splits_joined_tokens_and_passes_lists_through():
     joined = pa.array(["naïve café", None, "x²y 𝐛𝐨𝐥𝐝"])
     assert token_lists(joined).to_pylist() == [["naïve", "café"], None, ["x²y", "𝐛𝐨𝐥𝐝"]]
     assert token_lists(joined.cast(pa.large_string())).to_pylist() == [["naïve", "café"], None, ["x²y", "𝐛𝐨𝐥𝐝"]]
+    # The JVM's joined form is UTF-8 bytes: split by the same separator byte.
+    assert token_lists(joined.cast(pa.binary())).to_pylist() == [
+        ["naïve".encode(), "café".encode()], None, ["x²y".encode(), "𝐛𝐨𝐥𝐝".encode()]]
     lists = pa.array([["a b"], [], None], pa.list_(pa.string()))
     assert token_lists(lists).to_pylist() == [["a b"], [], None]

@@ -20,11 +20,12 @@ the same steps:
    JVM runs a scanner (``spark_apps/jvm/TokenRuns.java``, shipped as a jar with ``--jars``) that
    takes the same runs without the regex engine, in about a third of its time; a session without
    the jar (no JDK where the task was submitted) uses ``regexp_extract_all``, same tokens. For
-   the Python scorers the tokens come joined by spaces, one string per document
+   the Python scorers the tokens come joined by spaces, one UTF-8 byte string per document
    (:func:`python_tokens_column`), which crosses to Python for less than a list. A text wholly
    in ASCII, which steps 1-3 leave as it is but for the case of its letters, goes to the scanner
-   raw and is lowercased there (``spark_apps/jvm/AsciiTokenRuns.java``): Spark's passes over it for
-   those steps cost more than the scan.
+   raw and is lowercased there (``spark_apps/jvm/AsciiTokenRuns.java``, and for the joined form
+   ``AsciiTokenBytes.java``, bytes in and out): Spark's passes over it for those steps cost more
+   than the scan.
 
 The pattern language is the common subset of Java's ``java.util.regex`` and Python's ``regex``
 module. The default spells its character classes with Unicode properties (``\\p{L}`` letters,
@@ -60,11 +61,12 @@ TOKEN_SCANNER_CLASS = "nbknn.jvm.TokenRuns"
 TOKEN_SCANNER_FUNCTION = "nbknn_token_runs"
 TOKEN_TEXT_CLASS = "nbknn.jvm.TokenText"
 TOKEN_TEXT_FUNCTION = "nbknn_token_text"
-# The same two for an all-ASCII text, straight from its raw form (null for any other text).
+# The same two for an all-ASCII text, straight from its raw form (null for any other text); the
+# joined form as UTF-8 bytes, from the text's bytes.
 ASCII_TOKEN_RUNS_CLASS = "nbknn.jvm.AsciiTokenRuns"
 ASCII_TOKEN_RUNS_FUNCTION = "nbknn_ascii_token_runs"
-ASCII_TOKEN_TEXT_CLASS = "nbknn.jvm.AsciiTokenText"
-ASCII_TOKEN_TEXT_FUNCTION = "nbknn_ascii_token_text"
+ASCII_TOKEN_BYTES_CLASS = "nbknn.jvm.AsciiTokenBytes"
+ASCII_TOKEN_BYTES_FUNCTION = "nbknn_ascii_token_bytes"
 # What joins the tokens of :func:`token_text_column`: no token of the default pattern holds it.
 TOKEN_SEPARATOR = " "
 # ICU4J ships with Spark (its collations use it); compose(text, compat) is NFC, or NFKC when compat.
@@ -237,7 +239,7 @@ def pinned_to_table(text_col, ascii_possible: bool = True):
 
 def token_scanner_registered(spark) -> bool:
     """Registers the scanner in ``spark`` when its jar is on the JVM's class path; says whether."""
-    from pyspark.sql.types import ArrayType, StringType
+    from pyspark.sql.types import ArrayType, BinaryType, StringType
 
     if not spark._jvm.org.apache.spark.util.Utils.classIsLoadable(TOKEN_SCANNER_CLASS):
         return False
@@ -245,7 +247,7 @@ def token_scanner_registered(spark) -> bool:
         (TOKEN_SCANNER_FUNCTION, TOKEN_SCANNER_CLASS, ArrayType(StringType())),
         (TOKEN_TEXT_FUNCTION, TOKEN_TEXT_CLASS, StringType()),
         (ASCII_TOKEN_RUNS_FUNCTION, ASCII_TOKEN_RUNS_CLASS, ArrayType(StringType())),
-        (ASCII_TOKEN_TEXT_FUNCTION, ASCII_TOKEN_TEXT_CLASS, StringType()),
+        (ASCII_TOKEN_BYTES_FUNCTION, ASCII_TOKEN_BYTES_CLASS, BinaryType()),
     ):
         spark.udf.registerJavaFunction(function, java_class, returns)
     return True
@@ -282,20 +284,23 @@ def tokens_column(text_col, config: TokenizerConfig, scanner: bool | None = None
 
 
 def token_text_column(text_col, config: TokenizerConfig, scanner: bool | None = None):
-    """Spark Column of ``string``: the tokens of the default pattern joined by
+    """Spark Column of ``binary``: the UTF-8 bytes of the tokens of the default pattern joined by
     :data:`TOKEN_SEPARATOR`, null when there are none. For Python consumers (:func:`token_lists`
-    splits it): one string per document crosses to a Python worker in Arrow for a fraction of
-    the cost of a list of strings. ``scanner`` as for :func:`tokens_column`."""
+    splits it): one byte string per document crosses to a Python worker in Arrow for a fraction
+    of the cost of a list of strings, and bytes need no UTF-8 decoding or checking on either
+    side. ``scanner`` as for :func:`tokens_column`."""
     from pyspark.sql import functions as F
 
     if config.pattern != DEFAULT_TOKEN_PATTERN:
         raise ConfigError("joined tokens need the default pattern, whose tokens hold no separator")
     if _scanner_choice(config, scanner):
-        # As in tokens_column; the ASCII path gives "" for no token, so that coalesce keeps it.
-        joined = F.coalesce(F.call_udf(ASCII_TOKEN_TEXT_FUNCTION, text_col, F.lit(config.lowercase)),
-                            F.call_udf(TOKEN_TEXT_FUNCTION, _prepared_text(text_col, config, ascii_possible=False)))
-        return F.nullif(joined, F.lit(""))
-    return F.nullif(F.array_join(tokens_column(text_col, config, scanner=False), TOKEN_SEPARATOR), F.lit(""))
+        # As in tokens_column; the ASCII path gives no bytes for no token, so that coalesce keeps it.
+        joined = F.coalesce(
+            F.call_udf(ASCII_TOKEN_BYTES_FUNCTION, text_col.cast("binary"), F.lit(config.lowercase)),
+            F.call_udf(TOKEN_TEXT_FUNCTION, _prepared_text(text_col, config, ascii_possible=False)).cast("binary"))
+    else:
+        joined = F.array_join(tokens_column(text_col, config, scanner=False), TOKEN_SEPARATOR).cast("binary")
+    return F.nullif(joined, F.lit("").cast("binary"))
 
 
 def python_tokens_column(text_col, config: TokenizerConfig):
@@ -307,14 +312,15 @@ def python_tokens_column(text_col, config: TokenizerConfig):
 
 
 def token_lists(tokens):
-    """A pyarrow ``list<string>`` column of the tokens of :func:`python_tokens_column`'s column,
-    either form (null, as for a null text, when a document has none)."""
+    """A pyarrow ``list<string>`` or ``list<binary>`` (the joined form's bytes) column of the tokens
+    of :func:`python_tokens_column`'s column, either form (null, as for a null text, when a
+    document has none)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pa.types.is_string(tokens.type) or pa.types.is_large_string(tokens.type):
-        return pc.split_pattern(tokens, TOKEN_SEPARATOR)
-    return tokens
+    if pa.types.is_list(tokens.type) or pa.types.is_large_list(tokens.type):
+        return tokens
+    return pc.split_pattern(tokens, TOKEN_SEPARATOR)
 
 
 def _scanner_choice(config: TokenizerConfig, scanner: bool | None) -> bool:
