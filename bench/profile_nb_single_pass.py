@@ -39,7 +39,7 @@ PHASES = [
     ("vectorize.py", "lookup_broadcast"),
     ("documents.py", "read_documents"),
     ("single_pass.py", "_write_predictions"),
-    ("vectorize.py", "_ids_repeat"),
+    ("vectorize.py", "written_ids_repeat"),
     ("vectorize.py", "quarantine"),
     ("combine.py", "confusion_and_counts"),
     ("outputs.py", "publish_output"),

@@ -444,21 +444,37 @@ def test_duplicate_ids_and_bad_records_are_quarantined(spark, tie_model, tmp_pat
 
 
 @pytest.mark.parametrize("path", ["per_shard", "single_pass"])
-def test_shared_ids_are_looked_for_after_the_write(spark, tie_model, tmp_path, monkeypatch, path):
+@pytest.mark.parametrize("on_the_driver", [True, False], ids=["small-output-on-the-driver", "by-spark"])
+def test_shared_ids_are_looked_for_after_the_write(spark, tie_model, tmp_path, monkeypatch, path, on_the_driver):
     """Input without shared ids is written once, without the window over whole records (a shuffle
-    of every text); input with them goes through it, and only the unshared ids are predicted."""
-    from nbknn.naive_bayes import vectorize
+    of every text); input with them goes through it, and only the unshared ids are predicted.
+    Small outputs are summarised on the driver, others by Spark queries: both find the shared ids
+    and count the confusion of what was written (a Counter of the predictions read back, and
+    scikit-learn's confusion matrix of the labelled ones)."""
+    from collections import Counter
 
+    from sklearn.metrics import confusion_matrix
+
+    from nbknn.naive_bayes import outputs, vectorize
+
+    if not on_the_driver:
+        monkeypatch.setattr(outputs, "DRIVER_SUMMARY_MAX_BYTES", 0)
     windows = []
     window = vectorize.with_duplicate_ids_rejected
     monkeypatch.setattr(vectorize, "with_duplicate_ids_rejected", lambda documents: windows.append(1) or window(documents))
     docs = [{"id": "d1", "text": "red"}, {"id": "d2", "text": "blue"}]
     predictions, _, _ = predict_in_process(spark, tie_model, docs, tmp_path / "unshared", path=path)
     assert sorted(predictions) == ["d1", "d2"] and windows == []
-    predictions, summary, _ = predict_in_process(spark, tie_model, [*docs, {"id": "d2", "text": "green"}],
-                                                 tmp_path / "shared", max_reject_fraction=0.9, path=path)
-    assert sorted(predictions) == ["d1"] and windows == [1]
-    assert summary["counts"]["rejected_by_reason"] == {"duplicate_id": 2}
+    labelled = [{"id": f"e{i}", "label": "second" if i % 3 else "first", "text": "green blue"} for i in range(6)]
+    predictions, summary, run = predict_in_process(spark, tie_model, [*docs, {"id": "d2", "text": "green"}, *labelled],
+                                                   tmp_path / "shared", max_reject_fraction=0.9, path=path)
+    assert sorted(predictions) == ["d1", *(f"e{i}" for i in range(6))] and windows == [1]
+    assert summary["counts"]["rejected_by_reason"] == {"duplicate_id": 2} and summary["counts"]["reconciled"]
+    assert summary["predicted_by_label"] == dict(Counter(p["label"] for p in predictions.values()))
+    labelled = [p for p in predictions.values() if p["true_label"] is not None]
+    metrics = json.loads((local_path(run) / "report" / "metrics.json").read_text())
+    assert len(labelled) == 6 and metrics["confusion_matrix"] == confusion_matrix(
+        [p["true_label"] for p in labelled], [p["label"] for p in labelled], labels=metrics["labels"]).tolist()
 
 
 def test_combiner_refuses_missing_or_stale_shard_scores(spark, tie_model, tmp_path):

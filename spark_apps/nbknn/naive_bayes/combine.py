@@ -31,7 +31,13 @@ from nbknn.common import fs
 from nbknn.common.provenance import code_version
 from nbknn.contract import scores_shard_uri
 from nbknn.naive_bayes.model_reader import class_labels, model_summary, read_model_manifest, read_vocabulary
-from nbknn.naive_bayes.outputs import IncompleteScores, publish_output, read_output_summary, summary_uri
+from nbknn.naive_bayes.outputs import (
+    IncompleteScores,
+    publish_output,
+    read_output_summary,
+    small_output_columns,
+    summary_uri,
+)
 from nbknn.naive_bayes.prediction_terms import top_term_ids, weighted_candidates, with_term_strings
 from nbknn.naive_bayes.quality_history import HistoryTarget
 from nbknn.naive_bayes.report import publish_report
@@ -160,11 +166,6 @@ def _merged_shards(scores: DataFrame, num_shards: int, top_n: int, top_terms: in
     return grouped.select(*columns)
 
 
-def confusion_counts(predictions: DataFrame) -> DataFrame:
-    """(true_label, label, count) over all predictions; true_label is null for unlabelled ones."""
-    return predictions.groupBy("true_label", "label").count()
-
-
 def check_scores_complete(
     spark: SparkSession, manifest: dict, vectors_summary: dict, scores_dir: str, top_n: int, top_terms: int = 0
 ) -> list[dict]:
@@ -225,7 +226,7 @@ def run_combine(
 
     temp_uri = fs.temporary_sibling(predictions_uri)
     predictions.write.parquet(temp_uri)
-    confusion, counts = confusion_and_counts(spark.read.parquet(temp_uri), labelled, vectors_summary["records"])
+    confusion, counts = confusion_and_counts(spark, temp_uri, labelled, vectors_summary["records"])
     summary = prediction_summary(
         "nb_combine", model_dir, manifest, top_n, counts, confusion, vectors_summary["vectors"],
         vectors_summary["rejects_uri"], predictions_uri,
@@ -267,17 +268,25 @@ def _all_scores(spark: SparkSession, manifest: dict, scores_dir: str) -> DataFra
     return scores
 
 
-def confusion_and_counts(written: DataFrame, labelled: bool, records: dict) -> tuple[list[tuple], dict]:
-    """The written predictions' (true label, label, count) rows and the run's reconciled counts."""
-    confusion = _confusion(written, labelled)
+def confusion_and_counts(spark: SparkSession, written_uri: str, labelled: bool,
+                         records: dict) -> tuple[list[tuple], dict]:
+    """The (true label, label, count) rows of the predictions written at ``written_uri`` and the
+    run's reconciled counts."""
+    confusion = _confusion(spark, written_uri, labelled)
     return confusion, _reconciled_counts(records, confusion)
 
 
-def _confusion(written: DataFrame, labelled: bool) -> list[tuple]:
-    """(true label, predicted label, count) of the written predictions; true label None without labels."""
-    if labelled:
-        return [tuple(row) for row in confusion_counts(written).collect()]
-    return [(None, row["label"], row["count"]) for row in written.groupBy("label").count().collect()]
+def _confusion(spark: SparkSession, written_uri: str, labelled: bool) -> list[tuple]:
+    """(true label, predicted label, count) of the written predictions; true label None without
+    labels. Counted on the driver when the output is small (as for the duplicate ids)."""
+    columns = ["true_label", "label"] if labelled else ["label"]
+    small = small_output_columns(spark, written_uri, columns)
+    if small is not None:
+        counted = small.group_by(columns).aggregate([([], "count_all")]).to_pylist()
+        rows = [(*(row[column] for column in columns), row["count_all"]) for row in counted]
+    else:
+        rows = [tuple(row) for row in spark.read.parquet(written_uri).groupBy(*columns).count().collect()]
+    return rows if labelled else [(None, label, count) for label, count in rows]
 
 
 def _reconciled_counts(records: dict, confusion: list[tuple]) -> dict:

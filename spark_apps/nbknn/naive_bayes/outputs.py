@@ -23,6 +23,20 @@ class IncompleteScores(NotRetryableError):
     Retrying the combiner cannot help: the shard passes (or the whole run) must be rerun."""
 
 
+#: Written outputs of at most this many bytes (Parquet, every column) are summarised on the driver
+#: from one read of the columns a summary needs: at that size a query with a shuffle costs more
+#: to plan and run than the read (0.2-0.3 s a run at 20 Newsgroups' 7 528 test documents).
+DRIVER_SUMMARY_MAX_BYTES = 16 * 1024 * 1024
+
+
+def small_output_columns(spark: SparkSession, uri: str, columns: list[str]):
+    """The columns of the Parquet output at ``uri`` as an Arrow table when the output is small
+    enough to summarise on the driver (:data:`DRIVER_SUMMARY_MAX_BYTES`), else None."""
+    if fs.total_bytes(spark, uri) > DRIVER_SUMMARY_MAX_BYTES:
+        return None
+    return spark.read.parquet(uri).select(*columns).toArrow()
+
+
 def summary_uri(output_uri: str) -> str:
     return join_uri(output_uri, SUMMARY_NAME)
 

@@ -86,8 +86,7 @@ def run_predict_single_pass(
                     max_lookup_terms=max_lookup_terms),
             temp_uri)
         records, duplicates = quarantine(spark, spec, documents, written["totals"], rejects_uri, max_reject_fraction)
-        confusion, counts = confusion_and_counts(spark.read.parquet(temp_uri), written["labelled"],
-                                                 records.to_dict())
+        confusion, counts = confusion_and_counts(spark, temp_uri, written["labelled"], records.to_dict())
     except Exception:
         fs.delete(spark, temp_uri)
         raise

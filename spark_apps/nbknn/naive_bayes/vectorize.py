@@ -44,7 +44,7 @@ from nbknn.inputs.documents import (
 )
 from nbknn.inputs.tokenizer import TokenizerConfig, python_tokens_column, token_lists, tokens_column
 from nbknn.naive_bayes.model_reader import model_summary, read_model_manifest, read_vocabulary
-from nbknn.naive_bayes.outputs import publish_output
+from nbknn.naive_bayes.outputs import publish_output, small_output_columns
 
 DUPLICATE_ID = "duplicate_id"
 # How many duplicated ids a summary or an error message names.
@@ -89,15 +89,21 @@ def write_rejecting_duplicate_ids(documents: DataFrame, write, written_uri: str)
     """
     spark = documents.sparkSession
     result = write(documents)
-    if not _ids_repeat(spark.read.parquet(written_uri)):
+    if not written_ids_repeat(spark, written_uri):
         return documents, result
     fs.delete(spark, written_uri)
     flagged = with_duplicate_ids_rejected(documents)
     return flagged, write(flagged)
 
 
-def _ids_repeat(written: DataFrame) -> bool:
-    rows, ids = written.agg(F.count(F.lit(1)), F.count_distinct("doc_id")).first()
+def written_ids_repeat(spark: SparkSession, written_uri: str) -> bool:
+    """Whether two rows of the output at ``written_uri`` share a ``doc_id``: counted on the driver
+    when the output is small (:func:`~nbknn.naive_bayes.outputs.small_output_columns`), else by
+    Spark."""
+    small = small_output_columns(spark, written_uri, ["doc_id"])
+    if small is not None:
+        return pc.count_distinct(small.column("doc_id")).as_py() < small.num_rows
+    rows, ids = spark.read.parquet(written_uri).agg(F.count(F.lit(1)), F.count_distinct("doc_id")).first()
     return ids < rows
 
 
