@@ -462,19 +462,24 @@ def test_shared_ids_are_looked_for_after_the_write(spark, tie_model, tmp_path, m
     windows = []
     window = vectorize.with_duplicate_ids_rejected
     monkeypatch.setattr(vectorize, "with_duplicate_ids_rejected", lambda documents: windows.append(1) or window(documents))
-    docs = [{"id": "d1", "text": "red"}, {"id": "d2", "text": "blue"}]
-    predictions, _, _ = predict_in_process(spark, tie_model, docs, tmp_path / "unshared", path=path)
-    assert sorted(predictions) == ["d1", "d2"] and windows == []
+    def assert_the_counts_are_the_written_predictions(predictions, summary, run, labelled_documents):
+        assert summary["counts"]["reconciled"]
+        assert summary["predicted_by_label"] == dict(Counter(p["label"] for p in predictions.values()))
+        labelled = [p for p in predictions.values() if p["true_label"] is not None]
+        metrics = json.loads((local_path(run) / "report" / "metrics.json").read_text())
+        assert len(labelled) == labelled_documents and metrics["confusion_matrix"] == confusion_matrix(
+            [p["true_label"] for p in labelled], [p["label"] for p in labelled], labels=metrics["labels"]).tolist()
+
     labelled = [{"id": f"e{i}", "label": "second" if i % 3 else "first", "text": "green blue"} for i in range(6)]
-    predictions, summary, run = predict_in_process(spark, tie_model, [*docs, {"id": "d2", "text": "green"}, *labelled],
+    docs = [{"id": "d1", "text": "red"}, {"id": "d2", "text": "blue"}, *labelled]
+    predictions, summary, run = predict_in_process(spark, tie_model, docs, tmp_path / "unshared", path=path)
+    assert sorted(predictions) == ["d1", "d2", *(f"e{i}" for i in range(6))] and windows == []
+    assert_the_counts_are_the_written_predictions(predictions, summary, run, 6)
+    predictions, summary, run = predict_in_process(spark, tie_model, [*docs, {"id": "e2", "text": "green"}],
                                                    tmp_path / "shared", max_reject_fraction=0.9, path=path)
-    assert sorted(predictions) == ["d1", *(f"e{i}" for i in range(6))] and windows == [1]
-    assert summary["counts"]["rejected_by_reason"] == {"duplicate_id": 2} and summary["counts"]["reconciled"]
-    assert summary["predicted_by_label"] == dict(Counter(p["label"] for p in predictions.values()))
-    labelled = [p for p in predictions.values() if p["true_label"] is not None]
-    metrics = json.loads((local_path(run) / "report" / "metrics.json").read_text())
-    assert len(labelled) == 6 and metrics["confusion_matrix"] == confusion_matrix(
-        [p["true_label"] for p in labelled], [p["label"] for p in labelled], labels=metrics["labels"]).tolist()
+    assert sorted(predictions) == ["d1", "d2", *(f"e{i}" for i in range(6) if i != 2)] and windows == [1]
+    assert summary["counts"]["rejected_by_reason"] == {"duplicate_id": 2}
+    assert_the_counts_are_the_written_predictions(predictions, summary, run, 5)
 
 
 def test_combiner_refuses_missing_or_stale_shard_scores(spark, tie_model, tmp_path):

@@ -268,24 +268,31 @@ def _all_scores(spark: SparkSession, manifest: dict, scores_dir: str) -> DataFra
     return scores
 
 
-def confusion_and_counts(spark: SparkSession, written_uri: str, labelled: bool,
-                         records: dict) -> tuple[list[tuple], dict]:
+#: The predictions' columns their summary counts (DDL).
+SUMMARY_COLUMNS = "doc_id string, true_label string, label string"
+
+
+def confusion_and_counts(spark: SparkSession, written_uri: str, labelled: bool, records: dict,
+                         small=None) -> tuple[list[tuple], dict]:
     """The (true label, label, count) rows of the predictions written at ``written_uri`` and the
-    run's reconciled counts."""
-    confusion = _confusion(spark, written_uri, labelled)
+    run's reconciled counts. ``small``: the output's :data:`SUMMARY_COLUMNS` in Arrow, when the
+    caller has read them already."""
+    confusion = _confusion(spark, written_uri, labelled, small)
     return confusion, _reconciled_counts(records, confusion)
 
 
-def _confusion(spark: SparkSession, written_uri: str, labelled: bool) -> list[tuple]:
+def _confusion(spark: SparkSession, written_uri: str, labelled: bool, small) -> list[tuple]:
     """(true label, predicted label, count) of the written predictions; true label None without
     labels. Counted on the driver when the output is small (as for the duplicate ids)."""
     columns = ["true_label", "label"] if labelled else ["label"]
-    small = small_output_columns(spark, written_uri, columns)
+    if small is None:
+        small = small_output_columns(spark, written_uri, SUMMARY_COLUMNS)
     if small is not None:
         counted = small.group_by(columns).aggregate([([], "count_all")]).to_pylist()
         rows = [(*(row[column] for column in columns), row["count_all"]) for row in counted]
     else:
-        rows = [tuple(row) for row in spark.read.parquet(written_uri).groupBy(*columns).count().collect()]
+        written = spark.read.schema(SUMMARY_COLUMNS).parquet(written_uri)
+        rows = [tuple(row) for row in written.groupBy(*columns).count().collect()]
     return rows if labelled else [(None, label, count) for label, count in rows]
 
 

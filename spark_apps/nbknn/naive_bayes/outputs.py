@@ -29,12 +29,13 @@ class IncompleteScores(NotRetryableError):
 DRIVER_SUMMARY_MAX_BYTES = 16 * 1024 * 1024
 
 
-def small_output_columns(spark: SparkSession, uri: str, columns: list[str]):
-    """The columns of the Parquet output at ``uri`` as an Arrow table when the output is small
-    enough to summarise on the driver (:data:`DRIVER_SUMMARY_MAX_BYTES`), else None."""
+def small_output_columns(spark: SparkSession, uri: str, schema: str):
+    """The columns ``schema`` (DDL, a subset of the Parquet output at ``uri``) as an Arrow table
+    when the output is small enough to summarise on the driver (:data:`DRIVER_SUMMARY_MAX_BYTES`),
+    else None. With its schema given, Spark reads no footer to infer one (a job of its own)."""
     if fs.total_bytes(spark, uri) > DRIVER_SUMMARY_MAX_BYTES:
         return None
-    return spark.read.parquet(uri).select(*columns).toArrow()
+    return spark.read.schema(schema).parquet(uri).toArrow()
 
 
 def summary_uri(output_uri: str) -> str:

@@ -35,7 +35,7 @@ from nbknn.inputs.documents import (
     read_totals,
 )
 from nbknn.inputs.tokenizer import TokenizerConfig
-from nbknn.naive_bayes.combine import combine_scores, confusion_and_counts, prediction_summary
+from nbknn.naive_bayes.combine import SUMMARY_COLUMNS, combine_scores, confusion_and_counts, prediction_summary
 from nbknn.naive_bayes.model_reader import load_whole_model, read_model_manifest, read_vocabulary
 from nbknn.naive_bayes.outputs import publish_output
 from nbknn.naive_bayes.quality_history import HistoryTarget
@@ -79,14 +79,14 @@ def run_predict_single_pass(
     labels, model = load_whole_model(spark, model_dir, manifest)
     temp_uri = fs.temporary_sibling(predictions_uri)
     try:
-        documents, written = write_rejecting_duplicate_ids(
+        documents, written, small = write_rejecting_duplicate_ids(
             read_documents(spark, spec, labelled=False),
             partial(_write_predictions, spark, manifest=manifest, tokenizer=tokenizer, model_dir=model_dir,
                     model=model, labels=labels, tops=(top_n, top_terms), temp_uri=temp_uri,
                     max_lookup_terms=max_lookup_terms),
-            temp_uri)
+            temp_uri, SUMMARY_COLUMNS)
         records, duplicates = quarantine(spark, spec, documents, written["totals"], rejects_uri, max_reject_fraction)
-        confusion, counts = confusion_and_counts(spark, temp_uri, written["labelled"], records.to_dict())
+        confusion, counts = confusion_and_counts(spark, temp_uri, written["labelled"], records.to_dict(), small)
     except Exception:
         fs.delete(spark, temp_uri)
         raise

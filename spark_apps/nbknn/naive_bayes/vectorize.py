@@ -76,34 +76,36 @@ def with_duplicate_ids_rejected(documents: DataFrame) -> DataFrame:
     )
 
 
-def write_rejecting_duplicate_ids(documents: DataFrame, write, written_uri: str):
+def write_rejecting_duplicate_ids(documents: DataFrame, write, written_uri: str, columns: str = "doc_id string"):
     """Run ``write(documents)``, which writes one row per accepted document (column ``doc_id``) to
     ``written_uri``, so that every record whose id another accepted record shares is rejected as
     :func:`with_duplicate_ids_rejected` does: (the documents as written from, what ``write``
-    returned).
+    returned, the written ``columns`` (DDL, ``doc_id`` among them) as an Arrow table when the output
+    is small and was written once, else None: a caller's own summary of the output may use it).
 
     Shared ids are rare. Found before the write, they cost a shuffle of every record with its text
-    (the window); found after it, a shuffle of the written ids alone. So the first write takes the
+    (the window); found after it, a look at the written ids alone. So the first write takes the
     accepted records as they are, and only when two written rows share an id is that output
     deleted and the write done again from the records with the window applied.
     """
     spark = documents.sparkSession
     result = write(documents)
-    if not written_ids_repeat(spark, written_uri):
-        return documents, result
+    small = small_output_columns(spark, written_uri, columns)
+    if not written_ids_repeat(spark, written_uri, small):
+        return documents, result, small
     fs.delete(spark, written_uri)
     flagged = with_duplicate_ids_rejected(documents)
-    return flagged, write(flagged)
+    return flagged, write(flagged), None
 
 
-def written_ids_repeat(spark: SparkSession, written_uri: str) -> bool:
+def written_ids_repeat(spark: SparkSession, written_uri: str, small) -> bool:
     """Whether two rows of the output at ``written_uri`` share a ``doc_id``: counted on the driver
-    when the output is small (:func:`~nbknn.naive_bayes.outputs.small_output_columns`), else by
-    Spark."""
-    small = small_output_columns(spark, written_uri, ["doc_id"])
+    from ``small``, the output's columns in Arrow when it is small
+    (:func:`~nbknn.naive_bayes.outputs.small_output_columns`), else by Spark."""
     if small is not None:
         return pc.count_distinct(small.column("doc_id")).as_py() < small.num_rows
-    rows, ids = spark.read.parquet(written_uri).agg(F.count(F.lit(1)), F.count_distinct("doc_id")).first()
+    written = spark.read.schema("doc_id string").parquet(written_uri)
+    rows, ids = written.agg(F.count(F.lit(1)), F.count_distinct("doc_id")).first()
     return ids < rows
 
 
@@ -325,7 +327,7 @@ def run_vectorize(
     tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
     temp_uri = fs.temporary_sibling(vectors_uri)
     try:
-        documents, (vectoriser, stats, totals) = write_rejecting_duplicate_ids(
+        documents, (vectoriser, stats, totals), _ = write_rejecting_duplicate_ids(
             read_documents(spark, spec, labelled=False),
             partial(_write_vectors, spark, manifest=manifest, tokenizer=tokenizer, model_dir=model_dir,
                     temp_uri=temp_uri, max_lookup_terms=max_lookup_terms),
