@@ -36,7 +36,7 @@ PHASES = [
     ("model_reader.py", "read_model_manifest"),
     ("model_reader.py", "load_whole_model"),
     ("model_reader.py", "read_classes"),
-    ("vectorize.py", "lookup_broadcast"),
+    ("vectorize.py", "shipped_lookup"),
     ("documents.py", "read_documents"),
     ("single_pass.py", "_write_predictions"),
     ("vectorize.py", "written_ids_repeat"),

@@ -482,6 +482,30 @@ def test_shared_ids_are_looked_for_after_the_write(spark, tie_model, tmp_path, m
     assert_the_counts_are_the_written_predictions(predictions, summary, run, 5)
 
 
+def test_a_damaged_model_is_reported_before_a_missing_input_in_one_pass(spark, tie_model, tmp_path):
+    """The single pass reads the model from driver threads while it plans the input's read: an
+    error in either thread reaches the caller, the model's first."""
+    import shutil
+
+    from nbknn.inputs.documents import InputError, InputSpec
+    from nbknn.naive_bayes.model_reader import ModelError
+    from nbknn.naive_bayes.single_pass import run_predict_single_pass
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(local_path(tie_model), damaged)
+    manifest = json.loads((damaged / "manifest.json").read_text())
+    manifest["shards"][0]["entries"] += 1
+    (damaged / "manifest.json").write_text(json.dumps(manifest))
+    run = (tmp_path / "run").as_uri()
+    outputs = (f"{run}/predictions", f"{run}/report", f"{run}/rejects", 0.0)
+    missing_input = InputSpec(uri=(tmp_path / "no-such-input.jsonl").as_uri())
+    with pytest.raises(ModelError, match="the manifest says"):
+        run_predict_single_pass(spark, missing_input, damaged.as_uri(), *outputs)
+    with pytest.raises(InputError):
+        run_predict_single_pass(spark, missing_input, tie_model, *outputs)
+    assert not (tmp_path / "run").exists()
+
+
 def test_combiner_refuses_missing_or_stale_shard_scores(spark, tie_model, tmp_path):
     from nbknn.common import fs
     from nbknn.inputs.documents import InputSpec

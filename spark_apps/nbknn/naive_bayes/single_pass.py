@@ -16,6 +16,7 @@ exceeded, and the predictions and the report are each published by one rename.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
@@ -48,9 +49,9 @@ from nbknn.naive_bayes.vectorize import (
     JOIN,
     document_vectors_joined,
     known_token_matrix,
-    lookup_broadcast,
     observe_vector_stats,
     quarantine,
+    shipped_lookup,
     term_count_lists,
     tokenized_for_python,
     vector_stats,
@@ -76,14 +77,13 @@ def run_predict_single_pass(
     (an evaluated run adds its row to the quality ``history`` when given)."""
     manifest = read_model_manifest(spark, model_dir)
     tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
-    labels, model = load_whole_model(spark, model_dir, manifest)
+    (labels, model), lookup, documents = _model_and_input(spark, spec, model_dir, manifest, max_lookup_terms)
     temp_uri = fs.temporary_sibling(predictions_uri)
     try:
         documents, written, small = write_rejecting_duplicate_ids(
-            read_documents(spark, spec, labelled=False),
+            documents,
             partial(_write_predictions, spark, manifest=manifest, tokenizer=tokenizer, model_dir=model_dir,
-                    model=model, labels=labels, tops=(top_n, top_terms), temp_uri=temp_uri,
-                    max_lookup_terms=max_lookup_terms),
+                    model=model, labels=labels, tops=(top_n, top_terms), temp_uri=temp_uri, lookup=lookup),
             temp_uri, SUMMARY_COLUMNS)
         records, duplicates = quarantine(spark, spec, documents, written["totals"], rejects_uri, max_reject_fraction)
         confusion, counts = confusion_and_counts(spark, temp_uri, written["labelled"], records.to_dict(), small)
@@ -100,17 +100,34 @@ def run_predict_single_pass(
     return publish_report(spark, summary, confusion, labels, manifest["version"], report_uri, history)
 
 
+def _model_and_input(spark, spec, model_dir, manifest, max_lookup_terms):
+    """((class labels, whole model), the vocabulary lookup to ship or None, the input's frame).
+
+    The model's tables are read by small Spark jobs from two driver threads while this one plans
+    the input's read (about 0.1 s a run at x1, where such per-run costs are most of the time). A
+    model that cannot be read is reported before an input that cannot, as when one came after the
+    other."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="nb-model-read") as pool:
+        model = pool.submit(load_whole_model, spark, model_dir, manifest)
+        lookup = pool.submit(shipped_lookup, spark, manifest, model_dir, max_lookup_terms)
+        try:
+            documents = read_documents(spark, spec, labelled=False)
+        finally:
+            loaded = model.result(), lookup.result()
+    return (*loaded, documents)
+
+
 def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, labels, tops, temp_uri,
-                       max_lookup_terms) -> dict:
+                       lookup) -> dict:
     """Vectorise, score and combine in the job that writes the predictions to ``temp_uri``;
-    ``tops``: (top_n, top_terms)."""
+    ``tops``: (top_n, top_terms); ``lookup``: the vocabulary to ship to the tasks, None to join it."""
     top_n, top_terms = tops
     observed, totals = observe_read_totals(documents)
     accepted = accepted_documents(observed)
     broadcast = spark.sparkContext.broadcast(model)
-    lookup = None
+    if lookup is not None:
+        lookup = spark.sparkContext.broadcast(lookup)
     try:
-        lookup = lookup_broadcast(spark, manifest, model_dir, max_lookup_terms)
         if lookup is not None:
             vectoriser = IN_ROW_LOOKUP
             scores, observation = observe_vector_stats(

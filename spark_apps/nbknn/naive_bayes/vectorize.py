@@ -369,10 +369,16 @@ def vector_frame(spark, accepted: DataFrame, manifest: dict, tokenizer, model_di
 def lookup_broadcast(spark, manifest: dict, model_dir: str, max_lookup_terms: int):
     """The model's vocabulary broadcast as a :class:`VocabularyLookup` when it has at most
     ``max_lookup_terms`` terms (the caller destroys it after the action), else None: join it."""
+    lookup = shipped_lookup(spark, manifest, model_dir, max_lookup_terms)
+    return None if lookup is None else spark.sparkContext.broadcast(lookup)
+
+
+def shipped_lookup(spark, manifest: dict, model_dir: str, max_lookup_terms: int) -> VocabularyLookup | None:
+    """The model's vocabulary as a :class:`VocabularyLookup` to ship to the tasks when it has at
+    most ``max_lookup_terms`` terms, else None: join it."""
     if manifest["counts"]["vocabulary_size"] > max_lookup_terms:
         return None
-    lookup = vocabulary_lookup(read_vocabulary(spark, model_dir).toArrow())
-    return spark.sparkContext.broadcast(lookup)
+    return vocabulary_lookup(read_vocabulary(spark, model_dir).toArrow())
 
 
 def _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri, max_lookup_terms):
