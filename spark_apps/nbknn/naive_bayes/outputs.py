@@ -25,8 +25,10 @@ class IncompleteScores(NotRetryableError):
 
 #: Written outputs of at most this many bytes (Parquet, every column) are summarised on the driver
 #: from one read of the columns a summary needs: at that size a query with a shuffle costs more
-#: to plan and run than the read (0.2-0.3 s a run at 20 Newsgroups' 7 528 test documents).
-DRIVER_SUMMARY_MAX_BYTES = 16 * 1024 * 1024
+#: to plan and run than the read (0.2-0.3 s a run at 20 Newsgroups' 7 528 test documents). The
+#: predictions of 150 560 documents take 1.4 MB, their three summary columns 11 MB in Arrow: 4 MiB
+#: keeps the driver's share of a large run's summary to some tens of MB.
+DRIVER_SUMMARY_MAX_BYTES = 4 * 1024 * 1024
 
 
 def small_output_columns(spark: SparkSession, uri: str, schema: str):
