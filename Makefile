@@ -110,7 +110,7 @@ bench: install
 .PHONY: bench-nb
 bench-nb: install
 	$(BIN)/python bench/bench_nb.py --scales 1,3 --reps 3 --large-reps 3 --name nb
-	$(BIN)/python bench/bench_nb.py --scales 20 --large-reps 2 --name nb_x20
+	$(BIN)/python bench/bench_nb.py --scales 20 --large-reps 3 --name nb_x20
 	$(BIN)/python bench/report.py
 	@$(BIN)/python -c "import json; scales = [s for n in ('nb', 'nb_x20') for s in json.load(open(f'bench/results/{n}.json'))['scales']]; \
 		[print(f\"nb predict x{s['scale']}: ours/mllib_loading_its_model={s['ratio_predict_per_rep_over_mllib_tokenizer_loaded']['median']}\") for s in scales]; \
