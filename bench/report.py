@@ -423,6 +423,21 @@ def single_pass_profile_section(result: dict, goals: list) -> list[str]:
     return out + [""]
 
 
+def single_pass_ab_section(result: dict, goals: list) -> list[str]:
+    """ab_nb_single_pass.py: this revision against another, nothing between their runs."""
+    def cell(spread: dict) -> str:
+        return f"{spread['median']} [{spread['min']}, {spread['max']}]"
+
+    return [f"## NB single-pass prediction at x{result['scale']}: this code against {result['baseline_revision']}",
+            "", _machine(result), "",
+            f"{result['test_documents']} test documents, {result['runs']} runs of each, their order alternating; "
+            "seconds as median [min, max].", "",
+            "| measure | seconds or ratio |", "|---|---:|",
+            f"| this code | {cell(result['ours_s'])} |",
+            f"| {result['baseline_revision']} | {cell(result['baseline_s'])} |",
+            f"| this code / {result['baseline_revision']}, per run | {cell(result['ours_over_baseline'])} |", ""]
+
+
 def submit_jvm_section(result: dict, goals: list) -> list[str]:
     """nb_train's two applications on a standalone cluster under three sets of JVM options."""
     def cell(spread: dict) -> str:
@@ -444,7 +459,8 @@ def submit_jvm_section(result: dict, goals: list) -> list[str]:
             "|---|---|---|---:|---:|---:|---:|", *rows, ""]
 
 
-SECTIONS = {"submit_jvm_standalone": submit_jvm_section, "naive_bayes_single_pass_profile": single_pass_profile_section, "demo_end_to_end": demo_section, "naive_bayes_vectorize_profile": vectorize_section, "naive_bayes_predict_profile": profile_section, "naive_bayes_20newsgroups": nb_section, "naive_bayes_20newsgroups_train": nb_train_section, "naive_bayes_publish": nb_publish_section, "naive_bayes_train_apps": nb_train_apps_section, "naive_bayes_scale": scale_section, "naive_bayes_selection": selection_section, "knn_all_points": knn_section, "knn_kernel": knn_kernel_section,
+SECTIONS = {"submit_jvm_standalone": submit_jvm_section, "naive_bayes_single_pass_profile": single_pass_profile_section,
+            "naive_bayes_single_pass_ab": single_pass_ab_section, "demo_end_to_end": demo_section, "naive_bayes_vectorize_profile": vectorize_section, "naive_bayes_predict_profile": profile_section, "naive_bayes_20newsgroups": nb_section, "naive_bayes_20newsgroups_train": nb_train_section, "naive_bayes_publish": nb_publish_section, "naive_bayes_train_apps": nb_train_apps_section, "naive_bayes_scale": scale_section, "naive_bayes_selection": selection_section, "knn_all_points": knn_section, "knn_kernel": knn_kernel_section,
             "naive_bayes_prediction_floor": nb_floor_section}
 ORDER = ("demo", "nb", "nb_x20", "nb_profile", "nb_profile_vectorize", "nb_scale", "knn", "knn_kernel")
 
