@@ -125,13 +125,13 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
     observed, totals = observe_read_totals(documents)
     accepted = accepted_documents(observed)
     broadcast = spark.sparkContext.broadcast(model)
-    if lookup is not None:
-        lookup = spark.sparkContext.broadcast(lookup)
+    vocabulary_broadcast = None
     try:
         if lookup is not None:
             vectoriser = IN_ROW_LOOKUP
+            vocabulary_broadcast = spark.sparkContext.broadcast(lookup)
             scores, observation = observe_vector_stats(
-                token_scores(tokenized_for_python(accepted, tokenizer), lookup, broadcast, top_n, top_terms),
+                token_scores(tokenized_for_python(accepted, tokenizer), vocabulary_broadcast, broadcast, top_n, top_terms),
                 known_tokens=F.col("known_tokens"))
         else:
             vectoriser = JOIN
@@ -143,8 +143,8 @@ def _write_predictions(spark, documents, manifest, tokenizer, model_dir, model, 
         combine_scores(scores, labels, 1, top_n, top_terms, vocabulary).write.parquet(temp_uri)
     finally:
         broadcast.destroy()
-        if lookup is not None:
-            lookup.destroy()
+        if vocabulary_broadcast is not None:
+            vocabulary_broadcast.destroy()
     stats = vector_stats(observation)
     return {"totals": (*read_totals(totals), observed_blank_lines(totals), observed_label_changes(totals)),
             "vector_stats": stats,

@@ -98,7 +98,7 @@ def write_rejecting_duplicate_ids(documents: DataFrame, write, written_uri: str,
     return flagged, write(flagged), None
 
 
-def written_ids_repeat(spark: SparkSession, written_uri: str, small) -> bool:
+def written_ids_repeat(spark: SparkSession, written_uri: str, small: pa.Table | None) -> bool:
     """Whether two rows of the output at ``written_uri`` share a ``doc_id``: counted on the driver
     from ``small``, the output's columns in Arrow when it is small
     (:func:`~nbknn.naive_bayes.outputs.small_output_columns`), else by Spark."""
