@@ -1,9 +1,11 @@
-"""The term counts job's two ways of numbering the vocabulary write the same model tables.
+"""The term counts job's three ways of building the model write the same model tables.
 
-A vocabulary that fits the driver is numbered there from the totals of one grouping-sets job
-(per term and per label); a larger one by the distributed range numbering, with the label
-statistics counted by a job of their own. Both must give the same classes, vocabulary and dict2,
-row for row, with every term kept and with rare terms dropped.
+A (label, term) table that fits the driver is collected whole and the tables are built there. A
+larger one is joined in Spark, its vocabulary numbered on the driver from the totals of one
+grouping-sets job (per term and per label) when the vocabulary fits the driver, else by the
+distributed range numbering, with the label statistics counted by a job of their own. All three
+must give the same classes, vocabulary and dict2, row for row, with every term kept and with
+rare terms dropped.
 """
 
 from pathlib import Path
@@ -32,35 +34,52 @@ def count(spark, spec: InputSpec, model_dir: str, rejects: str, **kwargs) -> dic
 
 
 def tables(model_dir: str) -> dict:
-    """Every Parquet file of the model tables by its path below the table, read whole (row order kept)."""
+    """Every Parquet file of the model tables by its path below the table, read whole (row order
+    kept), and the tables' completion markers (Hadoop's ``_SUCCESS``) under ``"markers"``."""
     root = Path(urlparse(model_dir).path)
-    return {
+    found = {
         (table, str(path.relative_to(root / table).parent)): pq.read_table(path)
         for table in TABLES
         for path in sorted((root / table).rglob("*.parquet"))
     }
+    found["markers"] = sorted(
+        str(path.relative_to(root)) for table in TABLES for path in (root / table).rglob("_SUCCESS")
+    )
+    return found
 
 
 @pytest.mark.parametrize("min_term_count", [1, 2])
-def test_driver_and_distributed_numbering_write_the_same_tables(spark, corpus, tmp_path, min_term_count):
+def test_every_way_of_building_the_model_writes_the_same_tables(spark, corpus, tmp_path, min_term_count):
     docs = corpus("reuters-r8", "test", 400)
     spec = InputSpec(uri=write_jsonl(tmp_path / "input" / "docs.jsonl", docs).as_uri())
-    on_driver = count(spark, spec, (tmp_path / "driver").as_uri(), (tmp_path / "rej1").as_uri(),
-                      min_term_count=min_term_count, num_shards=3)
-    # 50 terms: far below this vocabulary, so it is numbered by the distributed range numbering.
-    distributed = count(spark, spec, (tmp_path / "spark").as_uri(), (tmp_path / "rej2").as_uri(),
-                        min_term_count=min_term_count, num_shards=3, max_driver_terms=50)
-    assert on_driver["vocabulary_size"] > 50
-    assert on_driver == distributed
-    driver_tables, spark_tables = tables((tmp_path / "driver").as_uri()), tables((tmp_path / "spark").as_uri())
-    assert driver_tables.keys() == spark_tables.keys()
-    assert {table for table, _ in driver_tables} == set(TABLES)
-    for key, table in driver_tables.items():
-        other = spark_tables[key]
-        # Same columns and types (the two paths' files differ only in the nullability flag) and
-        # the same rows in the same order.
-        assert [(f.name, f.type) for f in table.schema] == [(f.name, f.type) for f in other.schema], key
-        assert table.to_pydict() == other.to_pydict(), key
+    ways = {
+        "driver": {},
+        # No (label, term) row on the driver: the vocabulary is numbered there from its totals.
+        "driver_vocabulary": {"max_driver_entries": 0},
+        # 50 terms: far below this vocabulary, so it is numbered by the distributed range numbering.
+        "spark": {"max_driver_entries": 0, "max_driver_terms": 50},
+    }
+    summaries, written = {}, {}
+    for way, limits in ways.items():
+        model_dir = (tmp_path / way).as_uri()
+        summaries[way] = count(spark, spec, model_dir, (tmp_path / f"rej-{way}").as_uri(),
+                               min_term_count=min_term_count, num_shards=3, **limits)
+        written[way] = tables(model_dir)
+    assert summaries["driver"]["vocabulary_size"] > 50
+    assert summaries["driver"]["entries"] > 400
+    assert len(summaries["driver"]["shards"]) == 3
+    assert written["driver"].pop("markers") == [f"{table}/_SUCCESS" for table in sorted(TABLES)]
+    for way in ("driver_vocabulary", "spark"):
+        assert summaries[way] == summaries["driver"], way
+        assert written[way].pop("markers") == [f"{table}/_SUCCESS" for table in sorted(TABLES)], way
+        assert written[way].keys() == written["driver"].keys(), way
+        for key, table in written["driver"].items():
+            other = written[way][key]
+            # Same columns and types (the ways' files differ only in the nullability flag) and
+            # the same rows in the same order.
+            assert [(f.name, f.type) for f in table.schema] == [(f.name, f.type) for f in other.schema], key
+            assert table.to_pydict() == other.to_pydict(), (way, key)
+    assert {table for table, _ in written["driver"]} == set(TABLES)
 
 
 def test_term_and_label_totals_equal_their_separate_aggregations(spark, corpus):

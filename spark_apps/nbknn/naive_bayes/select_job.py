@@ -35,7 +35,6 @@ from functools import partial, reduce
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -45,14 +44,13 @@ from nbknn import contract
 from nbknn.common import fs
 from nbknn.common.errors import ConfigError
 from nbknn.common.provenance import code_version
-from nbknn.contract import join_uri
 from nbknn.inputs.documents import InputError, InputSpec, accepted_documents, read_documents
 from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
 from nbknn.naive_bayes import schemas
 from nbknn.naive_bayes.model_reader import read_vocabulary
 from nbknn.naive_bayes.model_report import write_model_report
 from nbknn.naive_bayes.selection import FoldCounts, FoldTally, GridPoint, grid_points, selection_table, tally_fold
-from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, summary_uri
+from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, summary_uri, write_driver_table
 from nbknn.naive_bayes.vectorize import count_known_terms, vocabulary_lookup
 
 TALLY_SCHEMA = (
@@ -292,17 +290,6 @@ def summed_partial_counts(table: pa.Table, folds: int, classes: int, vocabulary_
     return CountedVectors(
         doc_counts, group // classes, group % classes, terms, sums, {k: tuple(v) for k, v in base_totals.items()}
     )
-
-
-def write_driver_table(spark: SparkSession, uri: str, table: pa.Table) -> None:
-    """Replace the Parquet table at ``uri`` by ``table``, written from the driver as one file:
-    for counts already summed on the driver this costs a fraction of a Spark job that would
-    ship them to the JVM and write them from there. (The staged model is published as a whole,
-    so the table need not appear atomically.)"""
-    buffer = pa.BufferOutputStream()
-    pq.write_table(table, buffer)
-    fs.delete(spark, uri)
-    fs.write_bytes(spark, join_uri(uri, "part-00000.parquet"), buffer.getvalue().to_pybytes())
 
 
 def write_fold_counts(

@@ -154,6 +154,13 @@ def number_vocabulary(
     return numbered, terms_seen, vocabulary_size
 
 
+def require_kept_terms(vocabulary_size: int, min_term_count: int) -> None:
+    if vocabulary_size == 0:
+        raise InputError(
+            f"no term of the accepted documents reaches min_term_count={min_term_count}: the model would be empty"
+        )
+
+
 def write_vocabulary(
     spark: SparkSession,
     class_terms: DataFrame,
@@ -168,10 +175,7 @@ def write_vocabulary(
     numbered, terms_seen, vocabulary_size = number_vocabulary(
         spark, class_terms, model_dir, min_term_count, term_totals
     )
-    if vocabulary_size == 0:
-        raise InputError(
-            f"no term of the accepted documents reaches min_term_count={min_term_count}: the model would be empty"
-        )
+    require_kept_terms(vocabulary_size, min_term_count)
     vocabulary_uri = contract.vocabulary_uri(model_dir)
     numbered.write.mode("overwrite").parquet(vocabulary_uri)
     return spark.read.schema(schemas.VOCABULARY).parquet(vocabulary_uri), terms_seen, vocabulary_size
