@@ -65,6 +65,48 @@ def list_names(spark: SparkSession, uri: str) -> list[str]:
     return sorted(status.getPath().getName() for status in fs.listStatus(path))
 
 
+def data_files(spark: SparkSession, uri: str) -> list[tuple[str, int]]:
+    """(URI, bytes) of every file under a directory URI, recursively and sorted, without the
+    names Hadoop's and Spark's readers skip: any path part below ``uri`` that starts with '_' or
+    '.' (markers, checksums, a writer's temporary directories)."""
+    root = uri.rstrip("/")
+
+    def visible(relative: str) -> bool:
+        return not any(part.startswith(("_", ".")) for part in relative.split("/"))
+
+    if urlparse(root).scheme == "file":
+        base = urlparse(root).path
+        found = []
+        for directory, _, names in os.walk(base):
+            for name in names:
+                relative = os.path.relpath(os.path.join(directory, name), base)
+                if visible(relative):
+                    found.append((f"{root}/{relative}", os.path.getsize(os.path.join(directory, name))))
+        return sorted(found)
+    fs, path = _filesystem(spark, root)
+    qualified = str(fs.makeQualified(path).toString()).rstrip("/")
+    listing, found = fs.listFiles(path, True), []
+    while listing.hasNext():
+        status = listing.next()
+        relative = str(status.getPath().toString())[len(qualified) + 1:]
+        if visible(relative):
+            found.append((f"{root}/{relative}", int(status.getLen())))
+    return sorted(found)
+
+
+def read_bytes(spark: SparkSession, uri: str) -> bytes:
+    """The whole content of a small file."""
+    if urlparse(uri).scheme == "file":
+        with open(urlparse(uri).path, "rb") as source:
+            return source.read()
+    fs, path = _filesystem(spark, uri)
+    stream = fs.open(path)
+    try:
+        return bytes(_java_class(spark, "org.apache.commons.io.IOUtils").toByteArray(stream))
+    finally:
+        stream.close()
+
+
 def read_text(spark: SparkSession, uri: str) -> str:
     fs, path = _filesystem(spark, uri)
     stream = fs.open(path)

@@ -8,10 +8,13 @@ or whose tables disagree with each other, fails before any document is scored.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
 
 from nbknn import contract
 from nbknn.common import fs
+from nbknn.common.driver_parquet import read_driver_table
 from nbknn.common.errors import NotRetryableError
 from nbknn.naive_bayes import schemas, scoring
 
@@ -48,7 +51,7 @@ def model_summary(model_dir: str, manifest: dict) -> dict:
 
 def read_classes(spark: SparkSession, model_dir: str, manifest: dict):
     """(label, doc_count, term_total, shard) of every class, in class id order, checked."""
-    table = spark.read.schema(schemas.CLASSES).parquet(contract.classes_uri(model_dir)).toArrow()
+    table = read_model_table(spark, contract.classes_uri(model_dir), schemas.CLASSES, schemas.CLASSES.names)
     order = np.argsort(np.asarray(table.column("class_id")))
     class_ids = np.asarray(table.column("class_id"))[order]
     expected = manifest["counts"]["classes"]
@@ -125,6 +128,19 @@ def _scoring_form(spark, model_dir, manifest, class_ids, doc_count, term_total, 
     )
 
 
+def read_model_table(spark: SparkSession, uri: str, schema: StructType, columns: list[str]) -> pa.Table:
+    """``columns`` of one of the model's tables as an Arrow table: read by the driver when the
+    table is small (:mod:`nbknn.common.driver_parquet`), else collected by Spark."""
+    table = read_driver_table(spark, uri, columns)
+    if table is None:
+        table = spark.read.schema(schema).parquet(uri).select(*columns).toArrow()
+    return table
+
+
+def read_vocabulary_table(spark: SparkSession, model_dir: str, columns: list[str]) -> pa.Table:
+    return read_model_table(spark, contract.vocabulary_uri(model_dir), schemas.VOCABULARY, columns)
+
+
 def read_vocabulary(spark: SparkSession, model_dir: str):
     """The model's vocabulary as a Spark frame (term_id, term); nothing is collected."""
     return spark.read.schema(schemas.VOCABULARY).parquet(contract.vocabulary_uri(model_dir)).select("term_id", "term")
@@ -144,7 +160,7 @@ def _shard_class_ids(shard_of: np.ndarray, shard: int, manifest: dict, model_dir
 
 def _read_entries(spark: SparkSession, uri: str, expected_entries: int, what: str):
     """(class_id, term_id, count) entries under ``uri`` as an Arrow table, as many as the manifest says."""
-    entries = spark.read.schema(schemas.TERM_COUNTS).parquet(uri).select("class_id", "term_id", "count").toArrow()
+    entries = read_model_table(spark, uri, schemas.TERM_COUNTS, ["class_id", "term_id", "count"])
     if entries.num_rows != expected_entries:
         raise ModelError(f"{what} holds {entries.num_rows} entries, the manifest says {expected_entries}")
     return entries
@@ -152,12 +168,7 @@ def _read_entries(spark: SparkSession, uri: str, expected_entries: int, what: st
 
 def _read_term_total_all(spark: SparkSession, model_dir: str, vocabulary_size: int) -> np.ndarray:
     """(V,) every term's count over all classes, indexed by term id (complement NB only)."""
-    vocabulary = (
-        spark.read.schema(schemas.VOCABULARY)
-        .parquet(contract.vocabulary_uri(model_dir))
-        .select("term_id", "total_count")
-        .toArrow()
-    )
+    vocabulary = read_vocabulary_table(spark, model_dir, ["term_id", "total_count"])
     term_total_all = np.zeros(vocabulary_size, dtype=np.float64)
     term_total_all[np.asarray(vocabulary.column("term_id"))] = np.asarray(vocabulary.column("total_count"))
     return term_total_all

@@ -42,6 +42,7 @@ from pyspark.sql import functions as F
 
 from nbknn import contract
 from nbknn.common import fs
+from nbknn.common.driver_parquet import write_driver_table
 from nbknn.common.errors import ConfigError
 from nbknn.common.provenance import code_version
 from nbknn.inputs.documents import InputError, InputSpec, accepted_documents, read_documents
@@ -50,7 +51,7 @@ from nbknn.naive_bayes import schemas
 from nbknn.naive_bayes.model_reader import read_vocabulary
 from nbknn.naive_bayes.model_report import write_model_report
 from nbknn.naive_bayes.selection import FoldCounts, FoldTally, GridPoint, grid_points, selection_table, tally_fold
-from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, summary_uri, write_driver_table
+from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, summary_uri
 from nbknn.naive_bayes.vectorize import count_known_terms, vocabulary_lookup
 
 TALLY_SCHEMA = (

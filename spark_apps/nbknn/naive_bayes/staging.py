@@ -9,13 +9,10 @@ starting Spark's Parquet writer for the priors cost more than the counting (the 
 
 from __future__ import annotations
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from nbknn import contract
 from nbknn.common import fs
-from nbknn.contract import join_uri
 from nbknn.inputs.documents import InputSpec
 
 
@@ -32,22 +29,6 @@ def read_class_priors(spark: SparkSession, model_dir: str) -> list[tuple[int, st
     """The class prior job's (class_id, label, doc_count), sorted by class id."""
     document = fs.read_json(spark, class_priors_uri(model_dir))
     return sorted((int(class_id), str(label), int(count)) for class_id, label, count in document["class_priors"])
-
-
-def write_driver_table(spark: SparkSession, uri: str, table: pa.Table | dict[str, pa.Table]) -> None:
-    """Replace the Parquet table at ``uri`` by ``table``, written from the driver: one file, or one
-    file per partition directory (``{"shard=0": table, ...}``), then Hadoop's ``_SUCCESS`` marker,
-    as a Spark write leaves them. For counts already on the driver this costs a fraction of a
-    Spark job that would ship them to the JVM and write them from there. (The staged model is
-    published as a whole, so the table need not appear atomically.)"""
-    parts = {"": table} if isinstance(table, pa.Table) else table
-    fs.delete(spark, uri)
-    for directory, part in parts.items():
-        buffer = pa.BufferOutputStream()
-        pq.write_table(part, buffer)
-        folders = [directory] if directory else []
-        fs.write_bytes(spark, join_uri(uri, *folders, "part-00000.parquet"), buffer.getvalue().to_pybytes())
-    fs.write_bytes(spark, join_uri(uri, "_SUCCESS"), b"")
 
 
 def summary_uri(model_dir: str, job: str) -> str:

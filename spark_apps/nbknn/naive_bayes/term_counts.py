@@ -25,6 +25,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from nbknn import contract
 from nbknn.common import fs
+from nbknn.common.driver_parquet import write_driver_table
 from nbknn.common.errors import ConfigError
 from nbknn.common.provenance import code_version
 from nbknn.inputs.documents import InputError, InputSpec, accepted_documents, read_documents
@@ -32,13 +33,7 @@ from nbknn.inputs.tokenizer import TokenizerConfig, tokens_column
 from nbknn.naive_bayes import schemas
 from nbknn.naive_bayes.model_report import write_model_report
 from nbknn.naive_bayes.sharding import ShardPlan, imbalance, plan_shards
-from nbknn.naive_bayes.staging import (
-    forget_staged_manifest,
-    input_summary,
-    read_class_priors,
-    summary_uri,
-    write_driver_table,
-)
+from nbknn.naive_bayes.staging import forget_staged_manifest, input_summary, read_class_priors, summary_uri
 from nbknn.naive_bayes.vocabulary import (
     DEFAULT_MAX_DRIVER_TERMS,
     numbered_vocabulary_table,

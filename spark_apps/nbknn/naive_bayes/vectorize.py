@@ -43,7 +43,7 @@ from nbknn.inputs.documents import (
     rejected_records,
 )
 from nbknn.inputs.tokenizer import TokenizerConfig, python_tokens_column, token_lists, tokens_column
-from nbknn.naive_bayes.model_reader import model_summary, read_model_manifest, read_vocabulary
+from nbknn.naive_bayes.model_reader import model_summary, read_model_manifest, read_vocabulary, read_vocabulary_table
 from nbknn.naive_bayes.outputs import publish_output, small_output_columns
 
 DUPLICATE_ID = "duplicate_id"
@@ -378,7 +378,7 @@ def shipped_lookup(spark, manifest: dict, model_dir: str, max_lookup_terms: int)
     most ``max_lookup_terms`` terms, else None: join it."""
     if manifest["counts"]["vocabulary_size"] > max_lookup_terms:
         return None
-    return vocabulary_lookup(read_vocabulary(spark, model_dir).toArrow())
+    return vocabulary_lookup(read_vocabulary_table(spark, model_dir, ["term_id", "term"]))
 
 
 def _write_vectors(spark, documents, manifest, tokenizer, model_dir, temp_uri, max_lookup_terms):
