@@ -103,10 +103,10 @@ def run_predict_single_pass(
 def _model_and_input(spark, spec, model_dir, manifest, max_lookup_terms):
     """((class labels, whole model), the vocabulary lookup to ship or None, the input's frame).
 
-    The model's tables are read by small Spark jobs from two driver threads while this one plans
-    the input's read (about 0.1 s a run at x1, where such per-run costs are most of the time). A
-    model that cannot be read is reported before an input that cannot, as when one came after the
-    other."""
+    The model's tables are read from two driver threads (by pyarrow when they are small, else by
+    Spark jobs) while this one plans the input's read (about 0.2 s a run at x1, where such
+    per-run costs are most of the time). A model that cannot be read is reported before an input
+    that cannot, as when one came after the other."""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="nb-model-read") as pool:
         model = pool.submit(load_whole_model, spark, model_dir, manifest)
         lookup = pool.submit(shipped_lookup, spark, manifest, model_dir, max_lookup_terms)
