@@ -107,17 +107,16 @@ def term_and_label_totals(class_terms: DataFrame, max_terms: int, max_labels: in
     if rows.num_rows > limit:
         return None
     by_label = pc.equal(rows.column("by_label"), 1)
-    labels = rows.filter(by_label)
-    label_stats = {
-        label: (entries, term_total)
-        for label, entries, term_total in zip(
-            labels.column("label").to_pylist(),
-            labels.column("entries").to_pylist(),
-            labels.column("total_count").to_pylist(),
-        )
-    }
+    label_stats = entries_and_totals(rows.filter(by_label), "label", "entries", "total_count")
     terms = rows.filter(pc.invert(by_label)).select(["term", "total_count", "doc_freq"])
     return terms, label_stats
+
+
+def entries_and_totals(table: pa.Table, key: str, entries: str, total: str) -> dict:
+    """``{key: (entries, term_total)}`` from one row per key of ``table``: the per-class (or
+    per-label) statistics the shard plan and the classes' table need."""
+    return dict(zip(table.column(key).to_pylist(),
+                    zip(table.column(entries).to_pylist(), table.column(total).to_pylist())))
 
 
 def number_vocabulary(
