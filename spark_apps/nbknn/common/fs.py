@@ -53,12 +53,6 @@ def mkdirs(spark: SparkSession, uri: str) -> None:
     fs.mkdirs(path)
 
 
-def total_bytes(spark: SparkSession, uri: str) -> int:
-    """Bytes of a file, or of every file under a directory URI."""
-    fs, path = _filesystem(spark, uri)
-    return int(fs.getContentSummary(path).getLength())
-
-
 def list_names(spark: SparkSession, uri: str) -> list[str]:
     """Names of the entries directly under a directory URI (sorted)."""
     fs, path = _filesystem(spark, uri)

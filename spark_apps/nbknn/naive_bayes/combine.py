@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from nbknn import contract
 from nbknn.common import fs
@@ -268,8 +269,8 @@ def _all_scores(spark: SparkSession, manifest: dict, scores_dir: str) -> DataFra
     return scores
 
 
-#: The predictions' columns their summary counts (DDL).
-SUMMARY_COLUMNS = "doc_id string, true_label string, label string"
+#: The predictions' columns their summary counts.
+SUMMARY_COLUMNS = StructType([StructField(name, StringType()) for name in ("doc_id", "true_label", "label")])
 
 
 def confusion_and_counts(spark: SparkSession, written_uri: str, labelled: bool, records: dict,

@@ -11,8 +11,10 @@ without its summary is treated as missing.
 from __future__ import annotations
 
 from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
 
 from nbknn.common import fs
+from nbknn.common.driver_parquet import read_driver_table
 from nbknn.common.errors import NotRetryableError
 from nbknn.contract import SUMMARY_NAME, join_uri
 
@@ -31,13 +33,11 @@ class IncompleteScores(NotRetryableError):
 DRIVER_SUMMARY_MAX_BYTES = 4 * 1024 * 1024
 
 
-def small_output_columns(spark: SparkSession, uri: str, schema: str):
-    """The columns ``schema`` (DDL, a subset of the Parquet output at ``uri``) as an Arrow table
-    when the output is small enough to summarise on the driver (:data:`DRIVER_SUMMARY_MAX_BYTES`),
-    else None. With its schema given, Spark reads no footer to infer one (a job of its own)."""
-    if fs.total_bytes(spark, uri) > DRIVER_SUMMARY_MAX_BYTES:
-        return None
-    return spark.read.schema(schema).parquet(uri).toArrow()
+def small_output_columns(spark: SparkSession, uri: str, schema: StructType):
+    """The columns of ``schema`` (a subset of the Parquet output at ``uri``) as an Arrow table,
+    read by the driver without a Spark job, when the output is small enough to summarise there
+    (:data:`DRIVER_SUMMARY_MAX_BYTES`); else None, and the caller asks Spark with ``schema``."""
+    return read_driver_table(spark, uri, schema.fieldNames(), DRIVER_SUMMARY_MAX_BYTES)
 
 
 def summary_uri(output_uri: str) -> str:

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from nbknn.common import fs
 from nbknn.common.provenance import code_version
@@ -76,11 +77,15 @@ def with_duplicate_ids_rejected(documents: DataFrame) -> DataFrame:
     )
 
 
-def write_rejecting_duplicate_ids(documents: DataFrame, write, written_uri: str, columns: str = "doc_id string"):
+#: The written column that the duplicate-id check reads.
+DOC_ID_COLUMN = StructType([StructField("doc_id", StringType())])
+
+
+def write_rejecting_duplicate_ids(documents: DataFrame, write, written_uri: str, columns: StructType = DOC_ID_COLUMN):
     """Run ``write(documents)``, which writes one row per accepted document (column ``doc_id``) to
     ``written_uri``, so that every record whose id another accepted record shares is rejected as
     :func:`with_duplicate_ids_rejected` does: (the documents as written from, what ``write``
-    returned, the written ``columns`` (DDL, ``doc_id`` among them) as an Arrow table when the output
+    returned, the written ``columns`` (``doc_id`` among them) as an Arrow table when the output
     is small and was written once, else None: a caller's own summary of the output may use it).
 
     Shared ids are rare. Found before the write, they cost a shuffle of every record with its text
@@ -104,7 +109,7 @@ def written_ids_repeat(spark: SparkSession, written_uri: str, small: pa.Table | 
     (:func:`~nbknn.naive_bayes.outputs.small_output_columns`), else by Spark."""
     if small is not None:
         return pc.count_distinct(small.column("doc_id")).as_py() < small.num_rows
-    written = spark.read.schema("doc_id string").parquet(written_uri)
+    written = spark.read.schema(DOC_ID_COLUMN).parquet(written_uri)
     rows, ids = written.agg(F.count(F.lit(1)), F.count_distinct("doc_id")).first()
     return ids < rows
 
