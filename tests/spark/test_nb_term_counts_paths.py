@@ -5,9 +5,11 @@ larger one is joined in Spark, its vocabulary numbered on the driver from the to
 grouping-sets job (per term and per label) when the vocabulary fits the driver, else by the
 distributed range numbering, with the label statistics counted by a job of their own. All three
 must give the same classes, vocabulary and dict2, row for row, with every term kept and with
-rare terms dropped.
+rare terms dropped, and those tables must hold what a Counter over the Python reference
+tokeniser counts.
 """
 
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,7 +18,7 @@ import pytest
 
 from helpers import write_jsonl
 from nbknn.inputs.documents import InputSpec
-from nbknn.inputs.tokenizer import TokenizerConfig
+from nbknn.inputs.tokenizer import TokenizerConfig, tokenize
 from nbknn.naive_bayes.class_prior import run_class_prior
 from nbknn.naive_bayes.term_counts import class_term_counts, label_term_stats, run_term_counts, tokenized_documents
 from nbknn.naive_bayes.vocabulary import term_and_label_totals, vocabulary_counts
@@ -48,8 +50,44 @@ def tables(model_dir: str) -> dict:
     return found
 
 
+def assert_tables_hold_the_hand_counts(written: dict, docs: list[dict], min_term_count: int) -> None:
+    """The written classes, vocabulary and dict2, read through their ids, against a Counter of
+    (label, token) over the reference tokeniser: kept terms, their totals and document
+    frequencies, each class's documents, kept tokens and entries, and every (class, term) count."""
+    pairs, doc_freq = Counter(), Counter()
+    for doc in docs:
+        tokens = tokenize(doc["text"])
+        pairs.update((doc["label"], token) for token in tokens)
+        doc_freq.update(set(tokens))
+    totals = Counter()
+    for (_, term), n in pairs.items():
+        totals[term] += n
+    kept = {term for term, n in totals.items() if n >= min_term_count}
+    kept_pairs = {pair: n for pair, n in pairs.items() if pair[1] in kept}
+
+    vocabulary = written["vocabulary", "."].to_pylist()
+    terms = {row["term_id"]: row["term"] for row in vocabulary}
+    assert sorted(terms) == list(range(len(kept)))
+    assert {row["term"]: (row["total_count"], row["doc_freq"]) for row in vocabulary} == {
+        term: (totals[term], doc_freq[term]) for term in kept}
+    classes = written["classes", "."].to_pylist()
+    labels = {row["class_id"]: row["label"] for row in classes}
+    assert [row["label"] for row in sorted(classes, key=lambda row: row["class_id"])] == sorted(labels.values())
+    counted = {
+        (labels[class_id], terms[term_id]): n
+        for (table, _), part in written.items() if table == "term_counts"
+        for class_id, term_id, n in zip(*(part.column(c).to_pylist() for c in ("class_id", "term_id", "count")))
+    }
+    assert counted == kept_pairs
+    documents = Counter(doc["label"] for doc in docs)
+    assert {row["label"]: (row["doc_count"], row["term_total"], row["entries"]) for row in classes} == {
+        label: (documents[label], sum(n for (lab, _), n in kept_pairs.items() if lab == label),
+                sum(1 for lab, _ in kept_pairs if lab == label))
+        for label in documents}
+
+
 @pytest.mark.parametrize("min_term_count", [1, 2])
-def test_every_way_of_building_the_model_writes_the_same_tables(spark, corpus, tmp_path, min_term_count):
+def test_every_way_of_building_the_model_writes_the_hand_counted_tables(spark, corpus, tmp_path, min_term_count):
     docs = corpus("reuters-r8", "test", 400)
     spec = InputSpec(uri=write_jsonl(tmp_path / "input" / "docs.jsonl", docs).as_uri())
     ways = {
@@ -69,6 +107,7 @@ def test_every_way_of_building_the_model_writes_the_same_tables(spark, corpus, t
     assert summaries["driver"]["entries"] > 400
     assert len(summaries["driver"]["shards"]) == 3
     assert written["driver"].pop("markers") == [f"{table}/_SUCCESS" for table in sorted(TABLES)]
+    assert_tables_hold_the_hand_counts(written["driver"], docs, min_term_count)
     for way in ("driver_vocabulary", "spark"):
         assert summaries[way] == summaries["driver"], way
         assert written[way].pop("markers") == [f"{table}/_SUCCESS" for table in sorted(TABLES)], way
