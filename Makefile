@@ -105,11 +105,12 @@ bench: install
 # The large sizes (about 14, 13 and 45 min on an idle 2-core machine): 20 Newsgroups
 # resampled 20x, kNN at n = 200 000 euclidean, and cosine at n = 50 000 (two repetitions) and
 # 200 000 (one: each side takes 11-15 min there).
-# NB against MLlib (its own Tokenizer and the same tokens) and scikit-learn: 20 Newsgroups x1 and x3
-# with 3 repetitions, x20 with 2; ends with one `nb predict xN: ours/mllib=<time ratio>` line per scale.
+# NB against MLlib (its own Tokenizer and the same tokens) and scikit-learn: 20 Newsgroups x1 with 5
+# repetitions (runs of 1-3 s whose per-repetition ratios spread over 0.8x-1.6x on a shared host), x3
+# and x20 with 3; ends with one `nb predict xN: ours/mllib=<time ratio>` line per scale.
 .PHONY: bench-nb
 bench-nb: install
-	$(BIN)/python bench/bench_nb.py --scales 1,3 --reps 3 --large-reps 3 --name nb
+	$(BIN)/python bench/bench_nb.py --scales 1,3 --reps 5 --large-reps 3 --name nb
 	$(BIN)/python bench/bench_nb.py --scales 20 --large-reps 3 --name nb_x20
 	$(BIN)/python bench/report.py
 	@$(BIN)/python -c "import json; scales = [s for n in ('nb', 'nb_x20') for s in json.load(open(f'bench/results/{n}.json'))['scales']]; \
