@@ -301,27 +301,17 @@ def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFra
     valid_utf8 = F.is_valid_utf8("value")
     fits = F.octet_length("value") <= json_record_limit(spec.max_record_bytes)
     parsed = lines.withColumn("_json", F.when(valid_utf8 & fits, F.try_parse_json("value")))
-    j = F.col("_json")
-
-    def field_type(name: str) -> Column:
-        return variant_field_type(j, name)
-
-    id_type, label_type, text_type = (
-        field_type(spec.id_column),
-        field_type(spec.label_column),
-        field_type(spec.text_column),
-    )
-    id_value = variant_string(j, spec.id_column)
-    label_input = variant_string(j, spec.label_column)
-    label_value = stripped_label(label_input)
-    text_value = variant_string(j, spec.text_column)
+    fields = _json_fields(parsed, {"id": spec.id_column, "label": spec.label_column, "text": spec.text_column})
+    id_type, label_type, text_type = F.col("_id_type"), F.col("_label_type"), F.col("_text_type")
+    id_value, label_input, text_value = F.col("_id_input"), F.col("_label_input"), F.col("_text_input")
+    label_value = F.col("_label_value")
     reason = first_reason(
         [
             (is_blank_line(), BLANK_LINE),
             (~valid_utf8, "invalid_utf8"),
             (~fits, "record_too_large"),
-            (j.isNull(), "malformed_json"),
-            (~F.schema_of_variant(j).startswith("OBJECT"), "not_a_json_object"),
+            (F.col("_json").isNull(), "malformed_json"),
+            (~F.col("_json_type").startswith("OBJECT"), "not_a_json_object"),
             *_field_checks(
                 "id", id_type, id_value, _is_string_or_integer(id_type), required=True
             ),
@@ -334,14 +324,32 @@ def _read_jsonl(spark: SparkSession, spec: InputSpec, labelled: bool) -> DataFra
         ]
     )
     usable_label = _is_string_or_integer(label_type) & (label_value != "")
-    return parsed.select(
+    return fields.select(
         F.trim(id_value).alias("doc_id"),
         F.when(usable_label, label_value).alias("label"),
         text_value.alias("text"),
         reason.alias("reject_reason"),
-        F.col("_metadata.file_path").alias("source"),
+        F.col("_source").alias("source"),
         raw_excerpt(F.col("value")).alias("raw"),
         label_change(label_type != "STRING", label_input, label_value).alias("label_change"),
+    )
+
+
+def _json_fields(parsed: DataFrame, columns: dict[str, str]) -> DataFrame:
+    """The parsed records (``_json``) with each field's type name (``_{name}_type``) and string
+    value (``_{name}_input``; the label also stripped, ``_label_value``), and the whole record's
+    type (``_json_type``), each computed once per record in a projection of its own. In one
+    projection the reason's CASE evaluated them again in every branch that reads them: Spark
+    shares a subexpression only where it is always evaluated."""
+    j = F.col("_json")
+    return parsed.select(
+        "value",
+        "_json",
+        F.col("_metadata.file_path").alias("_source"),
+        F.schema_of_variant(j).alias("_json_type"),
+        *(variant_field_type(j, column).alias(f"_{name}_type") for name, column in columns.items()),
+        *(variant_string(j, column).alias(f"_{name}_input") for name, column in columns.items()),
+        stripped_label(variant_string(j, columns["label"])).alias("_label_value"),
     )
 
 
