@@ -37,10 +37,10 @@ public final class AsciiTokenBytes implements UDF2<byte[], Boolean, byte[]> {
         return any >= 0;
     }
 
-    /** The tokens of an ASCII text joined by single spaces; never longer than the text, as two
-     * tokens are at least one byte apart in it. */
+    /** The tokens of an ASCII text, each followed by a space; at most one byte longer than the
+     * text, as two tokens are at least one byte apart in it. */
     static byte[] joined(byte[] text, boolean lowercase) {
-        byte[] out = new byte[text.length];
+        byte[] out = new byte[text.length + 1];
         int length = 0;
         int at = 0;
         while (at < text.length) {
@@ -55,13 +55,11 @@ public final class AsciiTokenBytes implements UDF2<byte[], Boolean, byte[]> {
             if (at - start < TokenRuns.MIN_LENGTH) {
                 continue;
             }
-            if (length > 0) {
-                out[length++] = ' ';
-            }
             for (int i = start; i < at; i++) {
                 byte b = text[i];
                 out[length++] = lowercase && b >= 'A' && b <= 'Z' ? (byte) (b | 0x20) : b;
             }
+            out[length++] = ' ';
         }
         return length == out.length ? out : Arrays.copyOf(out, length);
     }

@@ -95,15 +95,10 @@ public final class TokenRuns implements UDF1<String, String[]> {
         return tokens.isEmpty() ? NO_TOKENS : tokens.toArray(NO_TOKENS);
     }
 
-    /** The tokens of a text joined by single spaces ("" for none). */
+    /** The tokens of a text, each followed by a space ("" for none). */
     static String joined(String text) {
-        StringBuilder joined = new StringBuilder(text.length());
-        scan(text, (start, end) -> {
-            if (joined.length() > 0) {
-                joined.append(' ');
-            }
-            joined.append(text, start, end);
-        });
+        StringBuilder joined = new StringBuilder(text.length() + 1);
+        scan(text, (start, end) -> joined.append(text, start, end).append(' '));
         return joined.toString();
     }
 

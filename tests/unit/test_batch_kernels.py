@@ -39,7 +39,11 @@ def test_in_row_counting_gives_each_rows_known_term_ids_and_counts(string_type, 
         {"term_id": pa.array(list(term_id.values()), pa.int32()), "term": pa.array(list(term_id), string_type)}
     )
     tokens = pa.array(TOKENS, pa.list_(string_type))
-    for array, lists in ((tokens, TOKENS), (tokens.slice(2, 3), TOKENS[2:5])):
+    # The joined form the JVM hands to Python (each token followed by a space), as text and bytes.
+    joined = pa.array([None if row is None else "".join(f"{t} " for t in row) or None for row in TOKENS], string_type)
+    binary = pa.large_binary() if string_type == pa.large_string() else pa.binary()
+    for array, lists in ((tokens, TOKENS), (tokens.slice(2, 3), TOKENS[2:5]), (joined, TOKENS),
+                         (joined.cast(binary), TOKENS), (joined.cast(binary).slice(2, 3), TOKENS[2:5])):
         ids, counts, lengths = count_known_terms(array, vocabulary_lookup(vocabulary))
         got = list(zip(ids.to_pylist(), counts.to_pylist(), lengths.to_pylist()))
         assert got == _expected_vectors(lists, term_id)

@@ -132,16 +132,32 @@ def test_the_jvms_search_tree_class_holds_exactly_the_unassigned_code_points():
     assert 10 <= deepest <= 30
 
 
-def test_token_lists_splits_joined_tokens_and_passes_lists_through():
+def test_split_tokens_cuts_the_joined_form_after_each_terminator_and_passes_lists_through():
     import pyarrow as pa
 
-    from nbknn.inputs.tokenizer import token_lists
+    from nbknn.inputs.tokenizer import split_tokens
 
-    joined = pa.array(["naïve café", None, "x²y 𝐛𝐨𝐥𝐝"])
-    assert token_lists(joined).to_pylist() == [["naïve", "café"], None, ["x²y", "𝐛𝐨𝐥𝐝"]]
-    assert token_lists(joined.cast(pa.large_string())).to_pylist() == [["naïve", "café"], None, ["x²y", "𝐛𝐨𝐥𝐝"]]
-    # The JVM's joined form is UTF-8 bytes: split by the same separator byte.
-    assert token_lists(joined.cast(pa.binary())).to_pylist() == [
-        ["naïve".encode(), "café".encode()], None, ["x²y".encode(), "𝐛𝐨𝐥𝐝".encode()]]
+    rows = [["naïve", "café"], None, [], ["x²y", "𝐛𝐨𝐥𝐝", "naïve"], ["a"]]
+    joined = pa.array([None if r is None else "".join(f"{t} " for t in r) or None for r in rows])
+    expected_values = [f"{t} ".encode() for r in rows if r for t in r]
+    expected_lengths = [len(r or []) for r in rows]
+    for form in (joined, joined.cast(pa.large_string()), joined.cast(pa.binary()), joined.cast(pa.large_binary()),
+                 pa.chunked_array([joined[:2], joined[2:]])):
+        values, lengths, with_terminator = split_tokens(form)
+        assert with_terminator and values.to_pylist() == expected_values, form.type
+        assert lengths.tolist() == expected_lengths
+        # A slice starts its offsets past the first row's bytes.
+        values, lengths, _ = split_tokens(form[3:])
+        assert values.to_pylist() == expected_values[2:] and lengths.tolist() == expected_lengths[3:]
+    # A null row that still spans bytes, which Arrow allows: none of them is a token.
+    spanning = pa.Array.from_buffers(pa.binary(), 2, [pa.py_buffer(bytes([0b10])), *pa.array([b"ab ", b"cd "]).buffers()[1:]])
+    assert spanning.to_pylist() == [None, b"cd "]
+    values, lengths, _ = split_tokens(spanning)
+    assert values.to_pylist() == [b"cd "] and lengths.tolist() == [0, 1]
+    assert split_tokens(pa.array([None, None], pa.binary())).values.to_pylist() == []
+    # A row whose last token lacks the terminator would run into the next row's tokens.
+    with pytest.raises(ValueError, match="end with"):
+        split_tokens(pa.array(["a b", "c "]))
     lists = pa.array([["a b"], [], None], pa.list_(pa.string()))
-    assert token_lists(lists).to_pylist() == [["a b"], [], None]
+    values, lengths, with_terminator = split_tokens(lists)
+    assert values.to_pylist() == ["a b"] and lengths.tolist() == [1, 0, 0] and not with_terminator

@@ -20,12 +20,12 @@ the same steps:
    JVM runs a scanner (``spark_apps/jvm/TokenRuns.java``, shipped as a jar with ``--jars``) that
    takes the same runs without the regex engine, in about a third of its time; a session without
    the jar (no JDK where the task was submitted) uses ``regexp_extract_all``, same tokens. For
-   the Python scorers the tokens come joined by spaces, one UTF-8 byte string per document
-   (:func:`python_tokens_column`), which crosses to Python for less than a list. A text wholly
-   in ASCII, which steps 1-3 leave as it is but for the case of its letters, goes to the scanner
-   raw and is lowercased there (``spark_apps/jvm/AsciiTokenRuns.java``, and for the joined form
-   ``AsciiTokenBytes.java``, bytes in and out): Spark's passes over it for those steps cost more
-   than the scan.
+   the Python scorers the tokens come as one UTF-8 byte string per document, each token followed
+   by a space (:func:`python_tokens_column`), which crosses to Python for less than a list. A
+   text wholly in ASCII, which steps 1-3 leave as it is but for the case of its letters, goes to
+   the scanner raw and is lowercased there (``spark_apps/jvm/AsciiTokenRuns.java``, and for the
+   joined form ``AsciiTokenBytes.java``, bytes in and out): Spark's passes over it for those
+   steps cost more than the scan.
 
 The pattern language is the common subset of Java's ``java.util.regex`` and Python's ``regex``
 module. The default spells its character classes with Unicode properties (``\\p{L}`` letters,
@@ -40,6 +40,7 @@ import logging
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import regex
 
@@ -55,8 +56,8 @@ from nbknn.inputs.unicode_table import ASSIGNED_RANGES, UNICODE_VERSION
 
 # What replaces a code point the pinned Unicode version does not assign.
 UNASSIGNED_REPLACEMENT = "\ufffd"
-# The scanner of the default pattern: its classes in the jar (the tokens as a list, and joined by
-# spaces), and the names this module registers them under.
+# The scanner of the default pattern: its classes in the jar (the tokens as a list, and as one
+# text, each token followed by a space), and the names this module registers them under.
 TOKEN_SCANNER_CLASS = "nbknn.jvm.TokenRuns"
 TOKEN_SCANNER_FUNCTION = "nbknn_token_runs"
 TOKEN_TEXT_CLASS = "nbknn.jvm.TokenText"
@@ -67,8 +68,10 @@ ASCII_TOKEN_RUNS_CLASS = "nbknn.jvm.AsciiTokenRuns"
 ASCII_TOKEN_RUNS_FUNCTION = "nbknn_ascii_token_runs"
 ASCII_TOKEN_BYTES_CLASS = "nbknn.jvm.AsciiTokenBytes"
 ASCII_TOKEN_BYTES_FUNCTION = "nbknn_ascii_token_bytes"
-# What joins the tokens of :func:`token_text_column`: no token of the default pattern holds it.
-TOKEN_SEPARATOR = " "
+# What follows each token of :func:`token_text_column`: no token of the default pattern holds it.
+# After every token, the last one too, so that the whole column's bytes split at it into the
+# tokens in order, each with its terminator (:func:`split_tokens`), with no row boundary to add.
+TOKEN_TERMINATOR = " "
 # ICU4J ships with Spark (its collations use it); compose(text, compat) is NFC, or NFKC when compat.
 ICU_NORMALIZER = "com.ibm.icu.text.Normalizer"
 
@@ -284,43 +287,93 @@ def tokens_column(text_col, config: TokenizerConfig, scanner: bool | None = None
 
 
 def token_text_column(text_col, config: TokenizerConfig, scanner: bool | None = None):
-    """Spark Column of ``binary``: the UTF-8 bytes of the tokens of the default pattern joined by
-    :data:`TOKEN_SEPARATOR`, null when there are none. For Python consumers (:func:`token_lists`
-    splits it): one byte string per document crosses to a Python worker in Arrow for a fraction
-    of the cost of a list of strings, and bytes need no UTF-8 decoding or checking on either
-    side. ``scanner`` as for :func:`tokens_column`."""
+    """Spark Column of ``binary``: the UTF-8 bytes of the tokens of the default pattern, each
+    followed by :data:`TOKEN_TERMINATOR`, null when there are none. For Python consumers
+    (:func:`split_tokens` splits it): one byte string per document crosses to a Python worker in
+    Arrow for a fraction of the cost of a list of strings, and bytes need no UTF-8 decoding or
+    checking on either side. ``scanner`` as for :func:`tokens_column`."""
     from pyspark.sql import functions as F
 
     if config.pattern != DEFAULT_TOKEN_PATTERN:
-        raise ConfigError("joined tokens need the default pattern, whose tokens hold no separator")
+        raise ConfigError("joined tokens need the default pattern, whose tokens hold no terminator")
     if _scanner_choice(config, scanner):
         # As in tokens_column; the ASCII path gives no bytes for no token, so that coalesce keeps it.
         joined = F.coalesce(
             F.call_udf(ASCII_TOKEN_BYTES_FUNCTION, text_col.cast("binary"), F.lit(config.lowercase)),
             F.call_udf(TOKEN_TEXT_FUNCTION, _prepared_text(text_col, config, ascii_possible=False)).cast("binary"))
     else:
-        joined = F.array_join(tokens_column(text_col, config, scanner=False), TOKEN_SEPARATOR).cast("binary")
+        tokens = tokens_column(text_col, config, scanner=False)
+        joined = F.when(F.size(tokens) > 0,
+                        F.concat(F.array_join(tokens, TOKEN_TERMINATOR), F.lit(TOKEN_TERMINATOR))).cast("binary")
     return F.nullif(joined, F.lit("").cast("binary"))
 
 
 def python_tokens_column(text_col, config: TokenizerConfig):
-    """The tokens as a Python consumer takes them (:func:`token_lists` reads either form): joined
-    for the default pattern, a list for any other, whose tokens may hold the separator."""
+    """The tokens as a Python consumer takes them (:func:`split_tokens` reads either form): joined
+    for the default pattern, a list for any other, whose tokens may hold the terminator."""
     if config.pattern == DEFAULT_TOKEN_PATTERN:
         return token_text_column(text_col, config)
     return tokens_column(text_col, config)
 
 
-def token_lists(tokens):
-    """A pyarrow ``list<string>`` or ``list<binary>`` (the joined form's bytes) column of the tokens
-    of :func:`python_tokens_column`'s column, either form (null, as for a null text, when a
-    document has none)."""
+class SplitTokens(NamedTuple):
+    """A column's tokens as :func:`split_tokens` gives them."""
+
+    values: object  # pyarrow array of every token, in row order
+    lengths: object  # numpy int64, the number of tokens of each row (0 for a null row)
+    terminated: bool  # each value keeps its TOKEN_TERMINATOR (the joined form)
+
+
+def split_tokens(tokens) -> SplitTokens:
+    """Every token of a pyarrow column of :func:`python_tokens_column`, either form.
+
+    A list column (``list<string>`` or ``list<binary>``) gives its values as they are. A joined
+    column (binary or string, as :func:`token_text_column` writes it) gives ``binary`` tokens that
+    keep their :data:`TOKEN_TERMINATOR` (look them up with it appended, :func:`terminated`):
+    cutting the column's bytes after each terminator needs neither a copy of them nor a list per
+    row, a third of the time of pyarrow's ``split_pattern``."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(tokens, pa.ChunkedArray):
+        tokens = tokens.combine_chunks()
     if pa.types.is_list(tokens.type) or pa.types.is_large_list(tokens.type):
-        return tokens
-    return pc.split_pattern(tokens, TOKEN_SEPARATOR)
+        lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False)
+        return SplitTokens(pc.list_flatten(tokens), lengths.astype(np.int64), False)
+    binary = pa.types.is_binary(tokens.type) or pa.types.is_large_binary(tokens.type)
+    large = pa.types.is_large_binary(tokens.type) or pa.types.is_large_string(tokens.type)
+    offset_type, flat_type = (np.int64, pa.large_binary()) if large else (np.int32, pa.binary())
+    if tokens.null_count:
+        # A null row may still span bytes (Arrow allows it); filled, it spans none.
+        tokens = pc.fill_null(tokens, pa.scalar(b"" if binary else "", type=tokens.type))
+    _, offsets_buffer, data = tokens.buffers()
+    offsets = np.frombuffer(offsets_buffer, offset_type, len(tokens) + 1,
+                            tokens.offset * np.dtype(offset_type).itemsize).astype(np.int64)
+    start, end = int(offsets[0]), int(offsets[-1])
+    text = np.frombuffer(data, np.uint8, end - start, start) if end > start else np.zeros(0, np.uint8)
+    ends = np.flatnonzero(text == ord(TOKEN_TERMINATOR))
+    row_ends = offsets[1:][offsets[1:] > offsets[:-1]] - start
+    if row_ends.size and np.any(text[row_ends - 1] != ord(TOKEN_TERMINATOR)):
+        raise ValueError(f"joined tokens must each end with {TOKEN_TERMINATOR!r}, the last of a row too")
+    flat_offsets = np.empty(ends.size + 1, offset_type)
+    flat_offsets[0] = start
+    np.add(ends, start + 1, out=flat_offsets[1:], casting="unsafe")
+    flat = pa.Array.from_buffers(flat_type, int(ends.size), [None, pa.py_buffer(flat_offsets),
+                                                            data if data is not None else pa.py_buffer(b"")])
+    return SplitTokens(flat, np.diff(np.searchsorted(ends, offsets - start)), True)
+
+
+def terminated(terms):
+    """A pyarrow array of terms as :func:`split_tokens` gives the joined form's tokens: binary,
+    each followed by :data:`TOKEN_TERMINATOR`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    binary = pa.large_binary() if pa.types.is_large_string(terms.type) or pa.types.is_large_binary(terms.type) \
+        else pa.binary()
+    terminator = pa.scalar(TOKEN_TERMINATOR.encode(), type=binary)
+    return pc.binary_join_element_wise(terms.cast(binary), terminator, pa.scalar(b"", type=binary))
 
 
 def _scanner_choice(config: TokenizerConfig, scanner: bool | None) -> bool:

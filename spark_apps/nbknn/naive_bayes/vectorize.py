@@ -43,7 +43,7 @@ from nbknn.inputs.documents import (
     read_totals,
     rejected_records,
 )
-from nbknn.inputs.tokenizer import TokenizerConfig, python_tokens_column, token_lists, tokens_column
+from nbknn.inputs.tokenizer import TokenizerConfig, python_tokens_column, split_tokens, terminated, tokens_column
 from nbknn.naive_bayes.model_reader import model_summary, read_model_manifest, read_vocabulary, read_vocabulary_table
 from nbknn.naive_bayes.outputs import publish_output, small_output_columns
 
@@ -139,11 +139,15 @@ class VocabularyLookup:
         self.vocabulary_size = int(vocabulary_size)
         self._by_type: dict = {}
 
-    def value_set(self, arrow_type: pa.DataType) -> pa.Array:
-        """The terms cast to the type of the tokens (string or large_string), cast once."""
-        if arrow_type not in self._by_type:
-            self._by_type[arrow_type] = self.terms if self.terms.type == arrow_type else self.terms.cast(arrow_type)
-        return self._by_type[arrow_type]
+    def value_set(self, arrow_type: pa.DataType, with_terminator: bool = False) -> pa.Array:
+        """The terms as tokens of ``arrow_type`` (string, binary or their large forms) are looked
+        up, each followed by the tokeniser's terminator when ``with_terminator``
+        (:func:`~nbknn.inputs.tokenizer.split_tokens`); made once per form."""
+        key = (arrow_type, with_terminator)
+        if key not in self._by_type:
+            terms = terminated(self.terms) if with_terminator else self.terms
+            self._by_type[key] = terms if terms.type == arrow_type else terms.cast(arrow_type)
+        return self._by_type[key]
 
     def __getstate__(self):
         return {"terms": self.terms, "term_ids": self.term_ids, "vocabulary_size": self.vocabulary_size}
@@ -167,7 +171,7 @@ def vocabulary_lookup(vocabulary: pa.Table) -> VocabularyLookup:
 
 def count_known_terms(tokens: pa.Array, lookup: VocabularyLookup):
     """Per row of a list<string> column, or of tokens joined by the tokeniser
-    (:func:`~nbknn.inputs.tokenizer.token_lists` reads both): (term_ids, counts, tokens) without a
+    (:func:`~nbknn.inputs.tokenizer.split_tokens` reads both): (term_ids, counts, tokens) without a
     row loop.
 
     term_ids: list<int32> of the row's known terms, ascending; counts: list<int32> aligned with
@@ -186,11 +190,9 @@ def known_token_matrix(tokens: pa.Array, lookup: VocabularyLookup) -> tuple[sp.c
     float64 CSR matrix with an entry of 1 for each known token, in the row's token order (a term
     seen twice has two entries, which any product with X adds up); lengths (int64) counts every
     token of each row, known or not."""
-    tokens = token_lists(tokens)
+    flat, lengths, with_terminator = split_tokens(tokens)
     n = len(tokens)
-    lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    flat = pc.list_flatten(tokens)
-    position = pc.fill_null(pc.index_in(flat, value_set=lookup.value_set(flat.type)), -1)
+    position = pc.fill_null(pc.index_in(flat, value_set=lookup.value_set(flat.type, with_terminator)), -1)
     position = position.to_numpy(zero_copy_only=False)
     known_at = np.flatnonzero(position >= 0)
     term = position[known_at] if lookup.term_ids is None else lookup.term_ids[position[known_at]]
