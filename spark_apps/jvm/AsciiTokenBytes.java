@@ -16,11 +16,16 @@ import org.apache.spark.sql.api.java.UDF2;
 public final class AsciiTokenBytes implements UDF2<byte[], Boolean, byte[]> {
     private static final long serialVersionUID = 1L;
 
-    private static final boolean[] IN_TOKEN = new boolean[128];
+    /** Per ASCII byte, what a token holds in its place (lowercased or as it is), 0 outside tokens. */
+    private static final byte[] AS_IS = new byte[128];
+    private static final byte[] LOWERED = new byte[128];
 
     static {
-        for (int c = 0; c < IN_TOKEN.length; c++) {
-            IN_TOKEN[c] = TokenRuns.inToken(c);
+        for (int c = 0; c < AS_IS.length; c++) {
+            if (TokenRuns.inToken(c)) {
+                AS_IS[c] = (byte) c;
+                LOWERED[c] = (byte) (c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+            }
         }
     }
 
@@ -38,29 +43,33 @@ public final class AsciiTokenBytes implements UDF2<byte[], Boolean, byte[]> {
     }
 
     /** The tokens of an ASCII text, each followed by a space; at most one byte longer than the
-     * text, as two tokens are at least one byte apart in it. */
+     * text, as two tokens are at least one byte apart in it. One pass: each token byte is written
+     * as it is read, and a run shorter than a token is taken back at the byte that ends it. */
     static byte[] joined(byte[] text, boolean lowercase) {
+        byte[] tokenByte = lowercase ? LOWERED : AS_IS;
         byte[] out = new byte[text.length + 1];
         int length = 0;
-        int at = 0;
-        while (at < text.length) {
-            if (!IN_TOKEN[text[at]]) {
-                at++;
-                continue;
+        int runStart = 0;
+        for (byte b : text) {
+            byte written = tokenByte[b];
+            if (written != 0) {
+                out[length++] = written;
+            } else {
+                length = endRun(out, length, runStart);
+                runStart = length;
             }
-            int start = at;
-            while (at < text.length && IN_TOKEN[text[at]]) {
-                at++;
-            }
-            if (at - start < TokenRuns.MIN_LENGTH) {
-                continue;
-            }
-            for (int i = start; i < at; i++) {
-                byte b = text[i];
-                out[length++] = lowercase && b >= 'A' && b <= 'Z' ? (byte) (b | 0x20) : b;
-            }
-            out[length++] = ' ';
         }
+        length = endRun(out, length, runStart);
         return length == out.length ? out : Arrays.copyOf(out, length);
+    }
+
+    /** The length of {@code out} once the run written since {@code runStart} ends: followed by a
+     * space when it is long enough to be a token, else taken back. */
+    private static int endRun(byte[] out, int length, int runStart) {
+        if (length - runStart < TokenRuns.MIN_LENGTH) {
+            return runStart;
+        }
+        out[length] = ' ';
+        return length + 1;
     }
 }
