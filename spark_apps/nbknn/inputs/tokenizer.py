@@ -364,16 +364,14 @@ def split_tokens(tokens) -> SplitTokens:
     return SplitTokens(flat, np.diff(np.searchsorted(ends, offsets - start)), True)
 
 
-def terminated(terms):
-    """A pyarrow array of terms as :func:`split_tokens` gives the joined form's tokens: binary,
-    each followed by :data:`TOKEN_TERMINATOR`."""
+def terminated(terms, binary_type):
+    """A pyarrow array of terms as :func:`split_tokens` gives the joined form's tokens: each
+    followed by :data:`TOKEN_TERMINATOR`, as ``binary_type`` (the tokens' binary or large_binary)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    binary = pa.large_binary() if pa.types.is_large_string(terms.type) or pa.types.is_large_binary(terms.type) \
-        else pa.binary()
-    terminator = pa.scalar(TOKEN_TERMINATOR.encode(), type=binary)
-    return pc.binary_join_element_wise(terms.cast(binary), terminator, pa.scalar(b"", type=binary))
+    terminator = pa.scalar(TOKEN_TERMINATOR.encode(), type=binary_type)
+    return pc.binary_join_element_wise(terms.cast(binary_type), terminator, pa.scalar(b"", type=binary_type))
 
 
 def _scanner_choice(config: TokenizerConfig, scanner: bool | None) -> bool:

@@ -145,8 +145,10 @@ class VocabularyLookup:
         (:func:`~nbknn.inputs.tokenizer.split_tokens`); made once per form."""
         key = (arrow_type, with_terminator)
         if key not in self._by_type:
-            terms = terminated(self.terms) if with_terminator else self.terms
-            self._by_type[key] = terms if terms.type == arrow_type else terms.cast(arrow_type)
+            if with_terminator:
+                self._by_type[key] = terminated(self.terms, arrow_type)
+            else:
+                self._by_type[key] = self.terms if self.terms.type == arrow_type else self.terms.cast(arrow_type)
         return self._by_type[key]
 
     def __getstate__(self):
